@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "ctr",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ctr", targets: ["ctr"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C: namespaces, mounts, seccomp, capabilities, tar (libarchive), hashing (OpenSSL),
+        // compression (zlib, zstd). Everything that runs after fork()/clone() lives here.
+        .target(
+            name: "CSysShims",
+            cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])],
+            linkerSettings: [
+                .linkedLibrary("archive"),
+                .linkedLibrary("crypto"),
+                .linkedLibrary("z"),
+                .linkedLibrary("zstd"),
+                .linkedLibrary("seccomp"),
+                .linkedLibrary("cap"),
+            ]
+        ),
+        // Typed wrappers over the shim: errno, user-namespace id maps, running a C job
+        // inside a mapped user namespace.
+        .target(name: "HostOS", dependencies: ["CSysShims"]),
+        // Image store, OCI types, layers, archives (and later the registry client).
+        .target(name: "Layers", dependencies: ["HostOS", "CSysShims"]),
+        // Running a process from an image in namespaces.
+        .target(name: "Sandbox", dependencies: ["Layers", "HostOS", "CSysShims"]),
+        .executableTarget(
+            name: "ctr",
+            dependencies: [
+                "Layers", "Sandbox", "HostOS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "HostOS"]),
+        .testTarget(name: "CtrTests", dependencies: ["CSysShims"]),
+    ]
+)

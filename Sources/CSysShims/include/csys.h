@@ -1,0 +1,220 @@
+/*
+ * csys: the C half of ctr.
+ *
+ * Everything that must run after fork()/clone() lives here, as do the hot loops (tar,
+ * compression, hashing). Swift prepares plans (paths, flags, id maps) and calls in; errors
+ * come back as a csys_error {stage, errno, message}.
+ */
+#ifndef CSYS_H
+#define CSYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------- errors ---------- */
+
+typedef struct csys_error {
+    int err;            /* errno, or 0 */
+    char stage[64];     /* what was being done: "open", "archive", "mkdir", ... */
+    char message[1024]; /* one line, names the culprit (a path, an entry name) */
+} csys_error;
+
+/* ---------- hashing (OpenSSL) ---------- */
+
+typedef struct csys_sha256 csys_sha256;
+csys_sha256 *csys_sha256_new(void);
+void csys_sha256_update(csys_sha256 *h, const void *data, size_t len);
+/* writes 32 bytes; the context may be reused after csys_sha256_reset */
+void csys_sha256_final(csys_sha256 *h, unsigned char out[32]);
+void csys_sha256_reset(csys_sha256 *h);
+void csys_sha256_free(csys_sha256 *h);
+void csys_sha256_oneshot(const void *data, size_t len, unsigned char out[32]);
+/* Hash a whole file from its current offset; returns 0 or -1 with errno. */
+int csys_sha256_fd(int fd, unsigned char out[32], uint64_t *size);
+
+
+/* ---------- shared memory for jobs that run in a forked child ---------- */
+
+/* Anonymous MAP_SHARED memory: a job's struct lives here so a forked child's results are
+ * visible to the parent. Zeroed. NULL on failure. */
+void *csys_shared_alloc(size_t size);
+void csys_shared_free(void *p, size_t size);
+
+/* ---------- layers ---------- */
+
+enum {
+    CSYS_COMPRESSION_NONE = 0,
+    CSYS_COMPRESSION_GZIP = 1,
+    CSYS_COMPRESSION_ZSTD = 2,
+};
+
+/* How whiteouts are represented in a directory tree. */
+enum {
+    CSYS_TREE_PLAIN = 0,   /* whiteouts applied by deleting; the tree is a flat rootfs */
+    CSYS_TREE_OVERLAY = 1, /* whiteouts kept as 0:0 char devices and overlay opaque xattrs */
+};
+
+/* How file ownership is recorded when applying a layer. */
+enum {
+    CSYS_OWNERS_CHOWN = 0, /* chown (root, or root in a mapped user namespace) */
+    CSYS_OWNERS_XATTR = 1, /* no chown; non-root owners go to user.rootlesscontainers */
+};
+
+#define CSYS_MAX_PATH 4096
+
+typedef struct csys_apply {
+    /* in */
+    int in_fd;            /* the layer blob (any of the compressions), read to its end */
+    int root_fd;          /* directory the layer is applied to */
+    int tree;             /* CSYS_TREE_* */
+    int owners;           /* CSYS_OWNERS_* */
+    /* out */
+    int compression;      /* detected CSYS_COMPRESSION_* */
+    unsigned char digest[32];  /* sha256 of every byte read from in_fd */
+    unsigned char diff_id[32]; /* sha256 of the uncompressed tar stream */
+    uint64_t size;             /* bytes read from in_fd */
+    uint64_t tar_size;         /* uncompressed bytes */
+    uint64_t entries;
+    uint64_t skipped_devices;  /* device nodes that could not be created (rootless) */
+    char first_skipped[256];
+    uint64_t ignored_xattrs;   /* xattrs the kernel refused (EPERM/ENOTSUP) */
+    csys_error error;
+} csys_apply;
+
+/* Apply a tar layer to root_fd. Every entry path is resolved inside the root
+ * (openat2 RESOLVE_IN_ROOT): "..", absolute names, symlinks and hardlinks cannot reach
+ * outside it. Returns 0, or -1 with a->error set. Thread-safe (no process-wide state). */
+int csys_layer_apply(csys_apply *a);
+
+typedef struct csys_create {
+    /* in */
+    int root_fd;          /* directory to archive */
+    int out_fd;           /* the blob is written here */
+    int tree;             /* CSYS_TREE_OVERLAY: an overlay upper dir (whiteouts converted) */
+    int compression;      /* CSYS_COMPRESSION_* */
+    int level;            /* compression level; 0 = default */
+    int64_t clamp_mtime;  /* SOURCE_DATE_EPOCH: mtimes after it are clamped; -1 = none */
+    /* Ownership translation for a rootless user who has no user namespace mapping:
+     * host_uid/host_gid become 0, user.rootlesscontainers xattrs give the image owner. */
+    int translate_owners;
+    uint32_t host_uid, host_gid;
+    /* out */
+    unsigned char digest[32];
+    unsigned char diff_id[32];
+    uint64_t size;
+    uint64_t tar_size;
+    uint64_t entries;
+    csys_error error;
+} csys_create;
+
+/* Write root_fd as a deterministic tar layer: entries sorted by name, no atime/ctime,
+ * no user/group names, mtimes clamped, gzip header without a timestamp. */
+int csys_layer_create(csys_create *c);
+
+/* Verify that a blob is a readable tar (any compression) without extracting it; fills the
+ * same outputs as csys_layer_apply. Used to check imported tarballs. */
+int csys_layer_scan(csys_apply *a);
+
+/* Remove a directory tree (no symlink is followed). Used inside the user namespace for trees
+ * whose files belong to subordinate ids. Returns 0 or -1 with err set. */
+int csys_rmtree_at(int dirfd, const char *name, csys_error *err);
+/* The same, adding the disk usage of what was removed to *freed. */
+int csys_rmtree_count(int dirfd, const char *name, uint64_t *freed, csys_error *err);
+
+/* Copy a stream, decompressing (auto-detected) and hashing both sides:
+ * digest = sha256 of input, diff_id = sha256 of output. out_fd may be -1 (hash only). */
+typedef struct csys_decompress {
+    int in_fd, out_fd;
+    int compression;
+    unsigned char digest[32];
+    unsigned char diff_id[32];
+    uint64_t size, tar_size;
+    csys_error error;
+} csys_decompress;
+int csys_decompress_copy(csys_decompress *d);
+
+/* Copy a stream, compressing (gzip/zstd/none) and hashing both sides:
+ * diff_id = sha256 of the input, digest = sha256 of the output. */
+typedef struct csys_compress {
+    int in_fd, out_fd;
+    int compression;
+    int level;
+    unsigned char digest[32];
+    unsigned char diff_id[32];
+    uint64_t size, tar_size;
+    csys_error error;
+} csys_compress;
+int csys_compress_copy(csys_compress *c);
+
+/* ---------- user namespaces ---------- */
+
+typedef int (*csys_job_fn)(void *arg);
+
+/* fork(); the child enters a new user namespace (unshare), reports ready, and waits.
+ * The parent (the caller) writes the id maps for *pid (newuidmap/newgidmap or
+ * csys_write_single_map) and calls csys_userns_release(). The child then takes uid/gid 0
+ * in the namespace and runs fn(arg) — C only — and exits with its return value.
+ * On any failure before release the child exits 125 after writing a csys_error to
+ * err_out (shared memory). Returns 0, or -1 with err set. */
+typedef struct csys_userns_child {
+    pid_t pid;
+    int ready_fd;   /* parent reads 1 byte when the child has unshared */
+    int release_fd; /* parent writes 1 byte to let it run; closing it aborts the child */
+} csys_userns_child;
+int csys_userns_fork(csys_job_fn fn, void *arg, csys_error *err_out, csys_userns_child *child, csys_error *err);
+int csys_userns_wait_ready(csys_userns_child *child);
+int csys_userns_release(csys_userns_child *child);
+/* waits for the child; returns its exit code (128+N for a signal) or -1 */
+int csys_wait_exit(pid_t pid);
+
+/* write "0 id 1" maps (and setgroups deny) for a child; for a user without subordinate ids */
+int csys_write_single_map(pid_t pid, uid_t uid, gid_t gid, csys_error *err);
+
+/* job wrappers usable as csys_job_fn */
+int csys_job_layer_apply(void *arg);   /* arg: csys_apply* */
+int csys_job_layer_create(void *arg);  /* arg: csys_create* */
+typedef struct csys_rmtree_job {
+    int dirfd;
+    char name[CSYS_MAX_PATH];
+    uint64_t freed;  /* bytes of disk the removed entries used (st_blocks * 512) */
+    csys_error error;
+} csys_rmtree_job;
+int csys_job_rmtree(void *arg);
+
+/* ---------- small helpers ---------- */
+int csys_openat2_in_root(int rootfd, const char *path, int flags, mode_t mode);
+ssize_t csys_copy_file_range(int in_fd, int out_fd, size_t len);
+ssize_t csys_lgetxattr(const char *path, const char *name, void *value, size_t size);
+int csys_lsetxattr(const char *path, const char *name, const void *value, size_t size);
+void csys_set_error(csys_error *e, int err, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---------- plain tar archives of files (image archives: oci-archive, docker-archive) ---------- */
+
+typedef struct csys_tar_writer csys_tar_writer;
+/* A tar stream on fd (uncompressed, pax). NULL with err set on failure. */
+csys_tar_writer *csys_tar_writer_open(int fd, csys_error *err);
+int csys_tar_add_dir(csys_tar_writer *w, const char *name, int64_t mtime);
+int csys_tar_add_bytes(csys_tar_writer *w, const char *name, const void *data, size_t len, int64_t mtime);
+/* Add `size` bytes read from src_fd (from its current offset). */
+int csys_tar_add_fd(csys_tar_writer *w, const char *name, int src_fd, uint64_t size, int64_t mtime);
+/* Finish the archive (on success) and free. Returns 0 or -1. */
+int csys_tar_writer_close(csys_tar_writer *w, int finish);
+const csys_error *csys_tar_writer_error(csys_tar_writer *w);
+
+/* Read a tar stream (any compression) from in_fd and write each regular file into dest_dirfd
+ * as "f<N>", hashing it on the way. Directories are skipped; links and devices are
+ * rejected. On success *listing is a malloc'd text, one line per file:
+ * "f<N>\t<sha256 hex>\t<size>\t<cleaned entry name>\n"; free it with free(). */
+int csys_tar_extract_files(int in_fd, int dest_dirfd, char **listing, csys_error *err);
+void csys_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,75 @@
+import CSysShims
+import Foundation
+
+/// Runs C jobs from the shim with the privileges an image's files need: directly as root,
+/// as root of a mapped user namespace for a user with subordinate ids, or directly as the
+/// user otherwise.
+public enum UserNamespace {
+    /// Write the id maps of `pid` (a child that has unshared its user namespace).
+    public static func writeMaps(pid: pid_t, mapping: IDMapping) throws {
+        switch mapping {
+        case .root:
+            return
+        case .single(let uid, let gid):
+            var err = csys_error()
+            if csys_write_single_map(pid, uid, gid, &err) != 0 { throw SysError(err) }
+        case .mapped(let uids, let gids):
+            try runMapper("newuidmap", pid: pid, ranges: uids, file: "/etc/subuid")
+            try runMapper("newgidmap", pid: pid, ranges: gids, file: "/etc/subgid")
+        }
+    }
+
+    private static func runMapper(_ tool: String, pid: pid_t, ranges: [IDRange], file: String) throws {
+        guard let path = Command.find(tool) else {
+            throw SysError(stage: "idmap", message: "\(tool) not found: install the uidmap package (it maps the ranges in \(file))")
+        }
+        var args = [String(pid)]
+        for r in ranges { args += [String(r.containerID), String(r.hostID), String(r.count)] }
+        let res = try Command.run(path, args)
+        if res.status != 0 {
+            let msg = res.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw SysError(stage: "idmap", message: "\(tool) failed: \(msg.isEmpty ? "exit \(res.status)" : msg) (check \(file))")
+        }
+    }
+
+    /// Fork a child that enters a new user namespace mapped by `mapping` and runs
+    /// `job(arg)` as root there. `arg` and `errOut` must live in shared memory
+    /// (`SharedBox`) so the parent sees what the child wrote. Returns the job's exit code.
+    public static func run(_ job: csys_job_fn, arg: UnsafeMutableRawPointer, errOut: UnsafeMutablePointer<csys_error>,
+                           mapping: IDMapping) throws -> Int32 {
+        var child = csys_userns_child()
+        var err = csys_error()
+        if csys_userns_fork(job, arg, errOut, &child, &err) != 0 { throw SysError(err) }
+        if csys_userns_wait_ready(&child) != 0 {
+            let code = csys_wait_exit(child.pid)
+            close(child.release_fd)
+            throw SysError(errOut.pointee, fallback: "the user-namespace child exited (\(code)) before it was ready")
+        }
+        do {
+            try writeMaps(pid: child.pid, mapping: mapping)
+        } catch {
+            close(child.release_fd) // the child exits
+            _ = csys_wait_exit(child.pid)
+            throw error
+        }
+        _ = csys_userns_release(&child)
+        let code = csys_wait_exit(child.pid)
+        if code == 125 { throw SysError(errOut.pointee, fallback: "the user-namespace child failed") }
+        return code
+    }
+}
+
+/// A value of C type `T` in MAP_SHARED memory, so a forked child's writes are visible.
+public final class SharedBox<T>: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<T>
+    private let size: Int
+
+    public init(_ value: T) {
+        size = max(MemoryLayout<T>.size, 1)
+        guard let raw = csys_shared_alloc(size) else { fatalError("mmap failed") }
+        pointer = raw.bindMemory(to: T.self, capacity: 1)
+        pointer.initialize(to: value)
+    }
+
+    deinit { csys_shared_free(pointer, size) }
+}

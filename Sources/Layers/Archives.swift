@@ -1,0 +1,479 @@
+import CSysShims
+import Foundation
+import HostOS
+
+/// Image archive formats `ctr save` writes and `ctr load` reads.
+public enum ArchiveFormat: String, Sendable, CaseIterable {
+    case ociArchive = "oci-archive"
+    case dockerArchive = "docker-archive"
+    case ociDir = "oci-dir"
+}
+
+public enum Annotations {
+    public static let refName = "org.opencontainers.image.ref.name"
+    public static let containerdName = "io.containerd.image.name"
+}
+
+/// The files of an extracted archive: entry name → file, digest, size.
+public struct ExtractedArchive {
+    public struct Entry { public var path: String; public var digest: Digest; public var size: Int64 }
+    public let dir: String
+    public let entries: [String: Entry]
+
+    /// Extract every regular file of the tar (any compression) at `archive` into `dir`
+    /// (which must exist), hashing each on the way.
+    public static func extract(_ archive: String, into dir: String) throws -> ExtractedArchive {
+        let inFD = try valueOrErrno("open", "cannot open \(archive)") { open(archive, O_RDONLY | O_CLOEXEC) }
+        defer { close(inFD) }
+        let dirFD = try valueOrErrno("open", "cannot open \(dir)") { open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer { close(dirFD) }
+        var listing: UnsafeMutablePointer<CChar>?
+        var err = csys_error()
+        if csys_tar_extract_files(inFD, dirFD, &listing, &err) != 0 {
+            throw TransferError("\(archive): \(SysError(err).message)")
+        }
+        defer { csys_free(listing) }
+        var entries: [String: Entry] = [:]
+        for line in String(cString: listing!).split(separator: "\n") {
+            let f = line.split(separator: "\t", maxSplits: 3, omittingEmptySubsequences: false)
+            guard f.count == 4, let size = Int64(f[2]) else { continue }
+            entries[String(f[3])] = Entry(path: "\(dir)/\(f[0])", digest: Digest(sha256Hex: String(f[1])), size: size)
+        }
+        return ExtractedArchive(dir: dir, entries: entries)
+    }
+}
+
+// MARK: - OCI layout (directory or extracted archive)
+
+/// An OCI image layout as a source: a directory, or the entries of an extracted oci-archive.
+public struct OCILayoutSource: ImageSource {
+    let dir: String?
+    let archive: ExtractedArchive?
+    let label: String
+
+    public init(directory: String) {
+        dir = directory
+        archive = nil
+        label = directory
+    }
+
+    public init(archive: ExtractedArchive, label: String) {
+        dir = nil
+        self.archive = archive
+        self.label = label
+    }
+
+    func file(_ name: String) -> String? {
+        if let archive { return archive.entries[name]?.path }
+        let p = "\(dir!)/\(name)"
+        return access(p, F_OK) == 0 ? p : nil
+    }
+
+    public func read(_ d: Descriptor) throws -> Data {
+        guard let p = file("blobs/\(d.digest.algorithm)/\(d.digest.encoded)") else {
+            throw TransferError("\(label): blob \(d.digest) is missing")
+        }
+        do {
+            return try ImageCopy.readVerified(p, d)
+        } catch let e as TransferError {
+            throw TransferError("\(label): \(e.message)")
+        }
+    }
+
+    public func blob(_ d: Descriptor) throws -> BlobFile {
+        let name = "blobs/\(d.digest.algorithm)/\(d.digest.encoded)"
+        if let archive {
+            guard let e = archive.entries[name] else { throw TransferError("\(label): blob \(d.digest) is missing") }
+            if e.digest != d.digest {
+                throw TransferError("\(label): blob \(d.digest) failed verification: its content hashes to \(e.digest)")
+            }
+            if e.size != d.size {
+                throw TransferError("\(label): blob \(d.digest) has \(e.size) bytes, its descriptor says \(d.size)")
+            }
+            return BlobFile(path: e.path, verified: true, movable: true)
+        }
+        guard let p = file(name) else { throw TransferError("\(label): blob \(d.digest) is missing") }
+        return BlobFile(path: p, verified: false, movable: false)
+    }
+
+    /// The images listed in index.json with the names their annotations carry.
+    public func images() throws -> [SourceImage] {
+        guard let p = file("index.json"), let data = FileManager.default.contents(atPath: p) else {
+            throw TransferError("\(label): no index.json (not an OCI layout)")
+        }
+        let index = try CanonicalJSON.decode(Index.self, from: data, what: "\(label) index.json")
+        return index.manifests.map { d in
+            var names: [Reference] = []
+            if let n = d.annotations?[Annotations.containerdName], let r = try? Reference(parsing: n) {
+                names.append(r)
+            } else if let n = d.annotations?[Annotations.refName], let r = try? Reference(parsing: n) {
+                names.append(r)
+            }
+            return SourceImage(names: names, descriptor: d)
+        }
+    }
+}
+
+/// Index annotations for a saved image, as docker (25+) writes them: the full name for
+/// containerd and the tag as the OCI ref.name (what `umoci --image layout:TAG` and
+/// `skopeo oci:dir:TAG` select by).
+func layoutAnnotations(_ name: Reference?) -> [String: String]? {
+    guard let name else { return nil }
+    var a = [Annotations.containerdName: name.string]
+    if let tag = name.tag { a[Annotations.refName] = tag }
+    return a
+}
+
+/// Writes an OCI layout directory (merging with one that is already there).
+public final class OCILayoutSink: ImageSink {
+    let dir: String
+    var manifests: [Descriptor] = []
+
+    public init(directory: String) throws {
+        dir = directory
+        for d in [dir, "\(dir)/blobs", "\(dir)/blobs/sha256"] where mkdir(d, 0o755) != 0 && Glibc.errno != EEXIST {
+            throw SysError.errno("mkdir", "cannot create \(d)")
+        }
+        if let data = FileManager.default.contents(atPath: "\(dir)/index.json") {
+            manifests = try CanonicalJSON.decode(Index.self, from: data, what: "\(dir)/index.json").manifests
+        }
+    }
+
+    func path(_ d: Digest) -> String { "\(dir)/blobs/\(d.algorithm)/\(d.encoded)" }
+
+    public func hasBlob(_ d: Descriptor) -> Bool { access(path(d.digest), F_OK) == 0 }
+
+    public func putBlob(_ d: Descriptor, from file: BlobFile) throws {
+        let tmp = "\(path(d.digest)).tmp"
+        try FileCopy.copy(file.path, to: tmp)
+        try valueOrErrno("rename", "cannot write \(path(d.digest))") { rename(tmp, path(d.digest)) }
+    }
+
+    public func putImage(_ image: CopiedImage) throws {
+        try Store.writeFile(path: path(image.descriptor.digest), data: image.manifestData, sync: false)
+        let plain = Descriptor(mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size)
+        let names: [Reference?] = image.names.isEmpty ? [nil] : image.names
+        for name in names {
+            var d = plain
+            d.annotations = layoutAnnotations(name)
+            if let n = name {
+                // a ref.name is unique in a layout: replace what it pointed at
+                manifests.removeAll { $0.annotations?[Annotations.containerdName] == n.string
+                    || ($0.annotations?[Annotations.refName] == n.tag && n.tag != nil) }
+            }
+            manifests.removeAll { $0 == d }
+            manifests.append(d)
+        }
+    }
+
+    public func finish() throws {
+        try Store.atomicWrite(path: "\(dir)/oci-layout", data: Data(#"{"imageLayoutVersion":"1.0.0"}"#.utf8))
+        try Store.atomicWrite(path: "\(dir)/index.json", data: CanonicalJSON.encode(Index(manifests: manifests)))
+    }
+}
+
+/// Streams an oci-archive: a tar of an OCI layout.
+public final class OCIArchiveSink: ImageSink {
+    let writer: OpaquePointer
+    var written = Set<Digest>()
+    var manifests: [Descriptor] = []
+    var closed = false
+
+    public init(fd: Int32) throws {
+        var err = csys_error()
+        guard let w = csys_tar_writer_open(fd, &err) else { throw SysError(err) }
+        writer = w
+        try check(csys_tar_add_bytes(writer, "oci-layout", #"{"imageLayoutVersion":"1.0.0"}"#, 30, 0))
+        try check(csys_tar_add_dir(writer, "blobs/", 0))
+        try check(csys_tar_add_dir(writer, "blobs/sha256/", 0))
+    }
+
+    deinit { if !closed { csys_tar_writer_close(writer, 0) } }
+
+    func check(_ rc: Int32) throws {
+        if rc != 0 { throw SysError(csys_tar_writer_error(writer).pointee) }
+    }
+
+    public func hasBlob(_ d: Descriptor) -> Bool { written.contains(d.digest) }
+
+    public func putBlob(_ d: Descriptor, from file: BlobFile) throws {
+        let fd = try valueOrErrno("open", "cannot open \(file.path)") { open(file.path, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        try check(csys_tar_add_fd(writer, "blobs/\(d.digest.algorithm)/\(d.digest.encoded)", fd, UInt64(d.size), 0))
+        written.insert(d.digest)
+    }
+
+    public func putImage(_ image: CopiedImage) throws {
+        if !written.contains(image.descriptor.digest) {
+            try image.manifestData.withUnsafeBytes { b in
+                try check(csys_tar_add_bytes(writer, "blobs/sha256/\(image.descriptor.digest.encoded)", b.baseAddress, b.count, 0))
+            }
+            written.insert(image.descriptor.digest)
+        }
+        let plain = Descriptor(mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size)
+        for name in image.names.isEmpty ? [nil] : image.names.map(Optional.some) {
+            var d = plain
+            d.annotations = layoutAnnotations(name)
+            manifests.append(d)
+        }
+    }
+
+    public func finish() throws {
+        let data = try CanonicalJSON.encode(Index(manifests: manifests))
+        try data.withUnsafeBytes { b in try check(csys_tar_add_bytes(writer, "index.json", b.baseAddress, b.count, 0)) }
+        closed = true
+        if csys_tar_writer_close(writer, 1) != 0 { throw SysError(stage: "archive", message: "cannot finish the archive") }
+    }
+}
+
+// MARK: - docker-archive
+
+/// `docker save` format: manifest.json, <config-hex>.json, <diff-id-hex>.tar (uncompressed).
+struct DockerManifestEntry: Codable {
+    var Config: String
+    var RepoTags: [String]?
+    var Layers: [String]
+}
+
+public final class DockerArchiveSink: ImageSink {
+    let writer: OpaquePointer
+    let scratch: String
+    var written = Set<String>()
+    var layerNames: [Digest: String] = [:]
+    var entries: [DockerManifestEntry] = []
+    var repositories: [String: [String: String]] = [:]
+    var closed = false
+
+    /// `scratch`: a directory for decompressing layers (docker-archive layers are plain tars).
+    public init(fd: Int32, scratch: String) throws {
+        var err = csys_error()
+        guard let w = csys_tar_writer_open(fd, &err) else { throw SysError(err) }
+        writer = w
+        self.scratch = scratch
+    }
+
+    deinit { if !closed { csys_tar_writer_close(writer, 0) } }
+
+    func check(_ rc: Int32) throws {
+        if rc != 0 { throw SysError(csys_tar_writer_error(writer).pointee) }
+    }
+
+    public func hasBlob(_ d: Descriptor) -> Bool { false }
+
+    public func putBlob(_ d: Descriptor, from file: BlobFile) throws {
+        if d.mediaType.isConfig {
+            let name = "\(d.digest.encoded).json"
+            guard written.insert(name).inserted else { return }
+            try addFile(name, file.path, d.size)
+            return
+        }
+        if layerNames[d.digest] != nil { return }
+        var path = file.path
+        var tmp: String?
+        if d.mediaType.layerCompression != Compression.none {
+            let t = "\(scratch)/\(d.digest.encoded).tar"
+            tmp = t
+            _ = try LayerOps.decompress(file.path, to: t)
+            path = t
+        }
+        defer { if let tmp { unlink(tmp) } }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw SysError.errno("stat", "cannot stat \(path)") }
+        let fd = try valueOrErrno("open", "cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        // the diff-id names the file, as podman's docker-archive writer does
+        var out = [UInt8](repeating: 0, count: 32)
+        var size: UInt64 = 0
+        csys_sha256_fd(fd, &out, &size)
+        lseek(fd, 0, SEEK_SET)
+        let diffID = Digest(sha256Bytes: out)
+        let name = "\(diffID.encoded).tar"
+        layerNames[d.digest] = name
+        if written.insert(name).inserted {
+            try check(csys_tar_add_fd(writer, name, fd, UInt64(info.st_size), 0))
+        }
+    }
+
+    func addFile(_ name: String, _ path: String, _ size: Int64) throws {
+        let fd = try valueOrErrno("open", "cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        try check(csys_tar_add_fd(writer, name, fd, UInt64(size), 0))
+    }
+
+    public func putImage(_ image: CopiedImage) throws {
+        let layers = image.manifest.layers.map { layerNames[$0.digest] ?? "" }
+        var tags: [String] = []
+        for n in image.names {
+            guard let tag = n.tag else { continue }
+            tags.append("\(n.familiarName):\(tag)")
+            repositories[n.familiarName, default: [:]][tag] = image.manifest.config.digest.encoded
+        }
+        entries.append(DockerManifestEntry(Config: "\(image.manifest.config.digest.encoded).json",
+                                           RepoTags: tags.isEmpty ? nil : tags, Layers: layers))
+    }
+
+    public func finish() throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for (name, data) in [("manifest.json", try enc.encode(entries)), ("repositories", try enc.encode(repositories))] {
+            try data.withUnsafeBytes { b in try check(csys_tar_add_bytes(writer, name, b.baseAddress, b.count, 0)) }
+        }
+        closed = true
+        if csys_tar_writer_close(writer, 1) != 0 { throw SysError(stage: "archive", message: "cannot finish the archive") }
+    }
+}
+
+/// A docker-archive (extracted) as a source: each manifest.json entry becomes an OCI
+/// manifest whose layers are the archive's files as they are (plain or compressed tars).
+public final class DockerArchiveSource: ImageSource {
+    let archive: ExtractedArchive
+    let label: String
+    var synthesized: [Digest: Data] = [:]
+    var files: [Digest: ExtractedArchive.Entry] = [:]
+    public private(set) var images: [SourceImage] = []
+
+    public init(archive: ExtractedArchive, label: String) throws {
+        self.archive = archive
+        self.label = label
+        guard let m = archive.entries["manifest.json"], let data = FileManager.default.contents(atPath: m.path) else {
+            throw TransferError("\(label): no manifest.json (not a docker-archive)")
+        }
+        let list: [DockerManifestEntry]
+        do {
+            list = try JSONDecoder().decode([DockerManifestEntry].self, from: data)
+        } catch {
+            throw TransferError("\(label): manifest.json is not valid: \(error)")
+        }
+        for entry in list {
+            guard let cfg = archive.entries[Self.clean(entry.Config)] else {
+                throw TransferError("\(label): config \(entry.Config) named in manifest.json is missing")
+            }
+            files[cfg.digest] = cfg
+            var layers: [Descriptor] = []
+            for l in entry.Layers {
+                guard let f = archive.entries[Self.clean(l)] else {
+                    throw TransferError("\(label): layer \(l) named in manifest.json is missing")
+                }
+                files[f.digest] = f
+                let media: MediaType
+                switch try Self.sniff(f.path) {
+                case .gzip: media = .ociLayerGzip
+                case .zstd: media = .ociLayerZstd
+                case .none: media = .ociLayer
+                }
+                layers.append(Descriptor(mediaType: media, digest: f.digest, size: f.size))
+            }
+            let manifest = Manifest(mediaType: .ociManifest,
+                                    config: Descriptor(mediaType: .ociConfig, digest: cfg.digest, size: cfg.size),
+                                    layers: layers)
+            let mdata = try CanonicalJSON.encode(manifest)
+            let mdesc = Descriptor(mediaType: .ociManifest, digest: Digest.sha256(mdata), size: Int64(mdata.count))
+            synthesized[mdesc.digest] = mdata
+            let names = (entry.RepoTags ?? []).compactMap { try? Reference(parsing: $0) }
+            images.append(SourceImage(names: names, descriptor: mdesc))
+        }
+    }
+
+    static func clean(_ p: String) -> String {
+        p.split(separator: "/").filter { $0 != "." && !$0.isEmpty }.joined(separator: "/")
+    }
+
+    static func sniff(_ path: String) throws -> Compression {
+        guard let h = FileHandle(forReadingAtPath: path) else { throw TransferError("cannot open \(path)") }
+        defer { try? h.close() }
+        let b = [UInt8](h.readData(ofLength: 4))
+        if b.count >= 2 && b[0] == 0x1f && b[1] == 0x8b { return .gzip }
+        if b.count >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd { return .zstd }
+        return .none
+    }
+
+    public func read(_ d: Descriptor) throws -> Data {
+        if let data = synthesized[d.digest] { return data }
+        guard let f = files[d.digest] else { throw TransferError("\(label): blob \(d.digest) is missing") }
+        return try ImageCopy.readVerified(f.path, d)
+    }
+
+    public func blob(_ d: Descriptor) throws -> BlobFile {
+        guard let f = files[d.digest] else { throw TransferError("\(label): blob \(d.digest) is missing") }
+        return BlobFile(path: f.path, verified: true, movable: true)
+    }
+}
+
+// MARK: - load and save
+
+public enum ImageArchive {
+    /// Load an OCI archive, OCI layout directory or docker-archive (detected) into the store.
+    public static func load(_ path: String, into store: Store, progress: ((String) -> Void)? = nil) throws -> (images: [CopiedImage], reports: [ApplyReport]) {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw TransferError("\(path): no such file or directory")
+        }
+        return try store.writing {
+            let sink = StoreSink(store)
+            if isDir.boolValue {
+                if access("\(path)/index.json", F_OK) == 0 {
+                    let src = OCILayoutSource(directory: path)
+                    let imgs = try ImageCopy.copy(try src.images(), from: src, to: sink, progress: progress)
+                    return (imgs, sink.reports)
+                }
+                throw TransferError("\(path): not an OCI layout (no index.json)")
+            }
+            let tmp = "\(store.root)/ingest/load-\(UUID().uuidString.lowercased())"
+            try valueOrErrno("mkdir", "cannot create \(tmp)") { mkdir(tmp, 0o700) }
+            defer { try? FileManager.default.removeItem(atPath: tmp) }
+            progress?("reading \(path)")
+            let ex = try ExtractedArchive.extract(path, into: tmp)
+            if ex.entries["index.json"] != nil {
+                let src = OCILayoutSource(archive: ex, label: path)
+                let imgs = try ImageCopy.copy(try src.images(), from: src, to: sink, progress: progress)
+                return (imgs, sink.reports)
+            }
+            if ex.entries["manifest.json"] != nil {
+                let src = try DockerArchiveSource(archive: ex, label: path)
+                let imgs = try ImageCopy.copy(src.images, from: src, to: sink, progress: progress)
+                return (imgs, sink.reports)
+            }
+            throw TransferError("\(path): not an OCI archive or docker-archive (it has neither index.json nor manifest.json)")
+        }
+    }
+
+    /// Save images from the store. `output` nil: write to fd 1.
+    public static func save(_ refs: [String], from store: Store, format: ArchiveFormat, output: String?) throws {
+        let source = StoreSource(store)
+        let images = try source.images(refs)
+        switch format {
+        case .ociDir:
+            guard let output else { throw TransferError("oci-dir needs an output directory (-o DIR)") }
+            _ = try ImageCopy.copy(images, from: source, to: OCILayoutSink(directory: output))
+        case .ociArchive, .dockerArchive:
+            var fd: Int32 = 1
+            var tmp: String?
+            if let output {
+                let t = "\(output).tmp-\(getpid())"
+                tmp = t
+                fd = try valueOrErrno("open", "cannot create \(output)") { open(t, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            }
+            do {
+                let sink: ImageSink
+                if format == .ociArchive {
+                    sink = try OCIArchiveSink(fd: fd)
+                } else {
+                    let scratch = "\(store.root)/ingest/save-\(UUID().uuidString.lowercased())"
+                    try valueOrErrno("mkdir", "cannot create \(scratch)") { mkdir(scratch, 0o700) }
+                    defer { try? FileManager.default.removeItem(atPath: scratch) }
+                    sink = try DockerArchiveSink(fd: fd, scratch: scratch)
+                    _ = try ImageCopy.copy(images, from: source, to: sink)
+                }
+                if format == .ociArchive { _ = try ImageCopy.copy(images, from: source, to: sink) }
+                if let tmp, let output {
+                    try valueOrErrno("fsync", "cannot sync \(output)") { fsync(fd) }
+                    close(fd)
+                    try valueOrErrno("rename", "cannot write \(output)") { rename(tmp, output) }
+                }
+            } catch {
+                if let tmp { close(fd); unlink(tmp) }
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+
+/// Errors in a `--change` instruction, naming it.
+public struct ConfigChangeError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public var description: String { message }
+}
+
+/// Dockerfile instructions that only touch the image config, as `podman import --change` and
+/// `docker import --change` accept them: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD,
+/// STOPSIGNAL, USER, VOLUME, WORKDIR.
+public enum ConfigChange {
+    public static let allowed = ["CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"]
+
+    public static func apply(_ change: String, to config: inout ContainerConfig) throws {
+        let trimmed = change.trimmingCharacters(in: .whitespacesAndNewlines)
+        func fail(_ why: String) -> ConfigChangeError { ConfigChangeError(message: "--change \"\(change)\": \(why)") }
+        guard !trimmed.isEmpty else { throw fail("empty instruction") }
+        let keywordEnd = trimmed.firstIndex(where: { $0 == " " || $0 == "\t" || $0 == "=" }) ?? trimmed.endIndex
+        let keyword = trimmed[..<keywordEnd].uppercased()
+        var rest = String(trimmed[keywordEnd...]).trimmingCharacters(in: .whitespaces)
+        // podman also accepts "CMD=..." forms
+        if rest.hasPrefix("=") { rest = String(rest.dropFirst()).trimmingCharacters(in: .whitespaces) }
+        guard allowed.contains(keyword) else {
+            throw fail("\(keyword) cannot be used here (allowed: \(allowed.joined(separator: ", ")))")
+        }
+        switch keyword {
+        case "CMD":
+            config.cmd = try commandForm(rest, fail)
+        case "ENTRYPOINT":
+            config.entrypoint = try commandForm(rest, fail)
+            if config.entrypoint?.isEmpty == true { config.entrypoint = nil }
+        case "ENV":
+            for (k, v) in try keyValues(rest, allowSpaceForm: true, fail) {
+                var env = config.env ?? []
+                env.removeAll { $0.hasPrefix("\(k)=") }
+                env.append("\(k)=\(v)")
+                config.env = env
+            }
+        case "LABEL":
+            for (k, v) in try keyValues(rest, allowSpaceForm: false, fail) {
+                var labels = config.labels ?? [:]
+                labels[k] = v
+                config.labels = labels
+            }
+        case "EXPOSE":
+            let ports = try ShellWords.split(rest).map { p -> String in
+                let parts = p.split(separator: "/", maxSplits: 1)
+                guard let num = parts.first, !num.isEmpty, num.allSatisfy({ $0.isNumber || $0 == "-" }) else {
+                    throw fail("invalid port \"\(p)\"")
+                }
+                let proto = parts.count > 1 ? parts[1].lowercased() : "tcp"
+                guard ["tcp", "udp", "sctp"].contains(proto) else { throw fail("invalid protocol in \"\(p)\"") }
+                return "\(num)/\(proto)"
+            }
+            guard !ports.isEmpty else { throw fail("EXPOSE needs at least one port") }
+            var exposed = config.exposedPorts ?? [:]
+            for p in ports { exposed[p] = EmptyObject() }
+            config.exposedPorts = exposed
+        case "VOLUME":
+            let vols: [String] = rest.hasPrefix("[") ? try jsonArray(rest, fail) : try ShellWords.split(rest)
+            guard !vols.isEmpty else { throw fail("VOLUME needs a path") }
+            var v = config.volumes ?? [:]
+            for p in vols { v[p] = EmptyObject() }
+            config.volumes = v
+        case "USER":
+            guard !rest.isEmpty else { throw fail("USER needs a user") }
+            config.user = rest
+        case "WORKDIR":
+            guard !rest.isEmpty else { throw fail("WORKDIR needs a path") }
+            if rest.hasPrefix("/") {
+                config.workingDir = rest
+            } else {
+                let base = config.workingDir ?? "/"
+                config.workingDir = (base.hasSuffix("/") ? base : base + "/") + rest
+            }
+        case "STOPSIGNAL":
+            guard !rest.isEmpty else { throw fail("STOPSIGNAL needs a signal") }
+            config.stopSignal = rest
+        case "ONBUILD":
+            guard !rest.isEmpty else { throw fail("ONBUILD needs an instruction") }
+            config.onBuild = (config.onBuild ?? []) + [rest]
+        default:
+            break
+        }
+    }
+
+    /// Exec form (a JSON array) or shell form (wrapped in /bin/sh -c).
+    static func commandForm(_ s: String, _ fail: (String) -> ConfigChangeError) throws -> [String] {
+        if s.hasPrefix("[") {
+            return try jsonArray(s, fail)
+        }
+        guard !s.isEmpty else { throw fail("missing command") }
+        return ["/bin/sh", "-c", s]
+    }
+
+    static func jsonArray(_ s: String, _ fail: (String) -> ConfigChangeError) throws -> [String] {
+        guard let a = try? JSONDecoder().decode([String].self, from: Data(s.utf8)) else {
+            throw fail("not a JSON array of strings")
+        }
+        return a
+    }
+
+    /// `k=v k2="v 2"`, or the legacy `k v w` form (one pair, the rest is the value).
+    static func keyValues(_ s: String, allowSpaceForm: Bool, _ fail: (String) -> ConfigChangeError) throws -> [(String, String)] {
+        let words = try ShellWords.split(s)
+        guard let first = words.first else { throw fail("missing key=value") }
+        if !first.contains("=") {
+            guard allowSpaceForm, words.count >= 2 else { throw fail("expected key=value, got \"\(first)\"") }
+            // value: the text after the key, as written (quotes removed)
+            let value = words.dropFirst().joined(separator: " ")
+            return [(first, value)]
+        }
+        return try words.map { w in
+            guard let eq = w.firstIndex(of: "="), eq != w.startIndex else { throw fail("expected key=value, got \"\(w)\"") }
+            return (String(w[..<eq]), String(w[w.index(after: eq)...]))
+        }
+    }
+}
+
+/// Splits words the way a Dockerfile does for ENV/LABEL: whitespace separates, double and
+/// single quotes group, a backslash escapes the next character (not inside single quotes).
+public enum ShellWords {
+    public struct QuoteError: Error, CustomStringConvertible {
+        public var description: String { "unterminated quote" }
+    }
+
+    public static func split(_ s: String, escape: Character = "\\") throws -> [String] {
+        var words: [String] = []
+        var cur = ""
+        var inWord = false
+        var quote: Character? = nil
+        var it = s.makeIterator()
+        while let c = it.next() {
+            if let q = quote {
+                if c == q { quote = nil; continue }
+                if c == escape && q == "\"" {
+                    if let n = it.next() {
+                        if n != "\"" && n != escape && n != "$" { cur.append(escape) }
+                        cur.append(n)
+                    }
+                    continue
+                }
+                cur.append(c)
+                continue
+            }
+            if c == " " || c == "\t" || c == "\n" {
+                if inWord { words.append(cur); cur = ""; inWord = false }
+                continue
+            }
+            inWord = true
+            if c == "\"" || c == "'" { quote = c; continue }
+            if c == escape {
+                if let n = it.next() { cur.append(n) }
+                continue
+            }
+            cur.append(c)
+        }
+        if quote != nil { throw QuoteError() }
+        if inWord { words.append(cur) }
+        return words
+    }
+}

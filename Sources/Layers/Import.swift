@@ -1,0 +1,91 @@
+import Foundation
+import HostOS
+
+/// `ctr import`: a directory or a tarball (plain, gzip, zstd) becomes a one-layer image.
+public enum ImageImport {
+    public struct Result: Sendable {
+        public var image: CopiedImage
+        public var imageID: Digest
+        public var reports: [ApplyReport]
+    }
+
+    /// Times for created/history: SOURCE_DATE_EPOCH when set, else now.
+    public static func timestamp(environment env: [String: String] = ProcessInfo.processInfo.environment) -> (String, Int64?) {
+        if let s = env["SOURCE_DATE_EPOCH"], let epoch = Int64(s) {
+            return (rfc3339(Date(timeIntervalSince1970: TimeInterval(epoch)), fractional: false), epoch)
+        }
+        return (rfc3339(Date(), fractional: true), nil)
+    }
+
+    public static func rfc3339(_ d: Date, fractional: Bool) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = fractional ? [.withInternetDateTime, .withFractionalSeconds] : [.withInternetDateTime]
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: d)
+    }
+
+    public static func run(source: String, store: Store, name: Reference?, changes: [String], message: String?,
+                           platform: Platform = .current) throws -> Result {
+        var containerConfig = ContainerConfig()
+        for c in changes { try ConfigChange.apply(c, to: &containerConfig) }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else {
+            throw TransferError("\(source): no such file or directory")
+        }
+        let (created, epoch) = timestamp()
+        return try store.writing {
+            let tmp = store.ingestPath()
+            var layer: Descriptor
+            var diffID: Digest
+            do {
+                if isDir.boolValue {
+                    let d = try store.ops.create(from: source, to: tmp, tree: .plain, compression: .gzip, clampMtime: epoch)
+                    layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
+                    diffID = d.diffID
+                } else {
+                    let scanned: LayerDigests
+                    do {
+                        scanned = try LayerOps.scan(blob: source)
+                    } catch let e as SysError {
+                        throw TransferError("\(source): \(e.message)")
+                    }
+                    diffID = scanned.diffID
+                    switch scanned.compression {
+                    case .gzip, .zstd:
+                        try FileCopy.copy(source, to: tmp)
+                        layer = Descriptor(mediaType: scanned.compression == .gzip ? .ociLayerGzip : .ociLayerZstd,
+                                           digest: scanned.digest, size: scanned.size)
+                    case .none:
+                        let d = try LayerOps.compress(source, to: tmp, compression: .gzip)
+                        if d.diffID != scanned.diffID { throw TransferError("\(source) changed while it was imported") }
+                        layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
+                    }
+                }
+            } catch {
+                unlink(tmp)
+                throw error
+            }
+            let config = ImageConfig(
+                created: created, architecture: platform.architecture, os: platform.os, variant: platform.variant,
+                config: containerConfig, rootfs: RootFS(diffIDs: [diffID]),
+                history: [History(created: created, createdBy: "ctr import", comment: message ?? "imported from \((source as NSString).lastPathComponent)")])
+            let configData = try CanonicalJSON.encode(config)
+            let configTmp = store.ingestPath()
+            try Store.writeFile(path: configTmp, data: configData, sync: false)
+            let configDesc = Descriptor(mediaType: .ociConfig, digest: Digest.sha256(configData), size: Int64(configData.count))
+            let manifest = Manifest(mediaType: .ociManifest, config: configDesc, layers: [layer])
+            let manifestData = try CanonicalJSON.encode(manifest)
+            let manifestDesc = Descriptor(mediaType: .ociManifest, digest: Digest.sha256(manifestData), size: Int64(manifestData.count))
+
+            let sink = StoreSink(store)
+            defer { unlink(tmp); unlink(configTmp) }
+            try sink.putBlob(layer, from: BlobFile(path: tmp, verified: true, movable: true))
+            try sink.putBlob(configDesc, from: BlobFile(path: configTmp, verified: true, movable: true))
+            let image = CopiedImage(names: name.map { [$0] } ?? [], descriptor: manifestDesc, manifestData: manifestData,
+                                    manifest: manifest, config: config)
+            try sink.putImage(image)
+            try sink.finish()
+            return Result(image: image, imageID: configDesc.digest, reports: sink.reports)
+        }
+    }
+}

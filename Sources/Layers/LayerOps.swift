@@ -1,0 +1,210 @@
+import CSysShims
+import Foundation
+import HostOS
+
+/// The representation of whiteouts in a directory tree.
+public enum TreeKind: Sendable {
+    /// A flat root filesystem: whiteouts delete what they name.
+    case plain
+    /// One layer for overlayfs: whiteouts are 0:0 character devices and opaque xattrs.
+    case overlay
+
+    var c: Int32 { self == .plain ? Int32(CSYS_TREE_PLAIN) : Int32(CSYS_TREE_OVERLAY) }
+}
+
+extension Compression {
+    var c: Int32 {
+        switch self {
+        case .none: return Int32(CSYS_COMPRESSION_NONE)
+        case .gzip: return Int32(CSYS_COMPRESSION_GZIP)
+        case .zstd: return Int32(CSYS_COMPRESSION_ZSTD)
+        }
+    }
+
+    init(c: Int32) {
+        switch c {
+        case Int32(CSYS_COMPRESSION_GZIP): self = .gzip
+        case Int32(CSYS_COMPRESSION_ZSTD): self = .zstd
+        default: self = .none
+        }
+    }
+}
+
+/// What reading a layer found.
+public struct LayerDigests: Sendable, Equatable {
+    public var digest: Digest       // of the blob as stored
+    public var diffID: Digest       // of the uncompressed tar
+    public var size: Int64          // blob bytes
+    public var tarSize: Int64       // uncompressed bytes
+    public var compression: Compression
+}
+
+public struct ApplyReport: Sendable {
+    public var digests: LayerDigests
+    public var entries: Int
+    public var skippedDevices: Int
+    public var firstSkipped: String?
+    public var ignoredXattrs: Int
+}
+
+/// Errors about layer content, each naming the layer.
+public struct LayerError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+func cString<T>(_ tuple: inout T) -> String {
+    withUnsafeBytes(of: &tuple) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+}
+
+func digest32<T>(_ tuple: inout T) -> Digest {
+    withUnsafeBytes(of: &tuple) { Digest(sha256Bytes: Array($0.prefix(32))) }
+}
+
+/// Layer operations, run with the privileges the id mapping gives: in-process as root or
+/// as a user without subordinate ids, in a forked user-namespace child for a mapped user.
+public struct LayerOps: Sendable {
+    public let mapping: IDMapping
+
+    public init(mapping: IDMapping = .current()) {
+        self.mapping = mapping
+    }
+
+    /// Run `fn` on the job struct in `box`; `errorField` locates its csys_error.
+    private func runJob<T>(_ fn: csys_job_fn, _ box: SharedBox<T>, _ errorField: KeyPath<T, csys_error>) throws -> Int32 {
+        let arg = UnsafeMutableRawPointer(box.pointer)
+        let err = (arg + MemoryLayout<T>.offset(of: errorField)!).assumingMemoryBound(to: csys_error.self)
+        switch mapping {
+        case .mapped:
+            return try UserNamespace.run(fn, arg: arg, errOut: err, mapping: mapping)
+        case .root, .single:
+            return fn(arg)
+        }
+    }
+
+    private func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) throws -> Int32 {
+        try valueOrErrno("open", "cannot open \(path)") { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// Apply the layer blob at `blob` to the directory `root`.
+    public func apply(blob: String, to root: String, tree: TreeKind) throws -> ApplyReport {
+        let inFD = try open(blob, O_RDONLY)
+        defer { close(inFD) }
+        let rootFD = try open(root, O_RDONLY | O_DIRECTORY)
+        defer { close(rootFD) }
+        var a = csys_apply()
+        a.in_fd = inFD
+        a.root_fd = rootFD
+        a.tree = tree.c
+        a.owners = mapping.isSingle ? Int32(CSYS_OWNERS_XATTR) : Int32(CSYS_OWNERS_CHOWN)
+        let box = SharedBox(a)
+        let code = try runJob(csys_job_layer_apply, box, \.error)
+        var r = box.pointer.pointee
+        if code != 0 { throw SysError(r.error, fallback: "applying the layer failed (exit \(code))") }
+        let skipped = cString(&r.first_skipped)
+        return ApplyReport(
+            digests: LayerDigests(digest: digest32(&r.digest), diffID: digest32(&r.diff_id), size: Int64(r.size),
+                                  tarSize: Int64(r.tar_size), compression: Compression(c: r.compression)),
+            entries: Int(r.entries), skippedDevices: Int(r.skipped_devices),
+            firstSkipped: skipped.isEmpty ? nil : skipped, ignoredXattrs: Int(r.ignored_xattrs))
+    }
+
+    /// Read a layer blob through to check it is a whole tar and compute its digests.
+    public static func scan(blob: String) throws -> LayerDigests {
+        let fd = try valueOrErrno("open", "cannot open \(blob)") { Glibc.open(blob, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        var a = csys_apply()
+        a.in_fd = fd
+        a.root_fd = -1
+        if csys_layer_scan(&a) != 0 { throw SysError(a.error) }
+        return LayerDigests(digest: digest32(&a.digest), diffID: digest32(&a.diff_id), size: Int64(a.size),
+                            tarSize: Int64(a.tar_size), compression: Compression(c: a.compression))
+    }
+
+    /// Write the tree at `root` as a layer blob at `output`.
+    public func create(from root: String, to output: String, tree: TreeKind, compression: Compression = .gzip,
+                       level: Int = 0, clampMtime: Int64? = nil) throws -> LayerDigests {
+        let rootFD = try open(root, O_RDONLY | O_DIRECTORY)
+        defer { close(rootFD) }
+        let outFD = try open(output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        defer { close(outFD) }
+        var c = csys_create()
+        c.root_fd = rootFD
+        c.out_fd = outFD
+        c.tree = tree.c
+        c.compression = compression.c
+        c.level = Int32(level)
+        c.clamp_mtime = clampMtime ?? -1
+        if case .single(let uid, let gid) = mapping {
+            c.translate_owners = 1
+            c.host_uid = uid
+            c.host_gid = gid
+        }
+        let box = SharedBox(c)
+        let code = try runJob(csys_job_layer_create, box, \.error)
+        var r = box.pointer.pointee
+        if code != 0 { throw SysError(r.error, fallback: "creating the layer failed (exit \(code))") }
+        if fsync(outFD) != 0 { throw SysError.errno("fsync", "cannot sync \(output)") }
+        return LayerDigests(digest: digest32(&r.digest), diffID: digest32(&r.diff_id), size: Int64(r.size),
+                            tarSize: Int64(r.tar_size), compression: compression)
+    }
+
+    /// Remove a tree that may hold files of subordinate ids. Returns the bytes freed.
+    @discardableResult
+    public func removeTree(_ path: String) throws -> Int64 {
+        let url = URL(fileURLWithPath: path)
+        let parent = url.deletingLastPathComponent().path
+        let name = url.lastPathComponent
+        guard let dfd = try? open(parent, O_RDONLY | O_DIRECTORY) else { return 0 }
+        defer { close(dfd) }
+        var j = csys_rmtree_job()
+        j.dirfd = dfd
+        withUnsafeMutableBytes(of: &j.name) { buf in
+            let bytes = Array(name.utf8.prefix(buf.count - 1))
+            buf.copyBytes(from: bytes)
+            buf[bytes.count] = 0
+        }
+        let box = SharedBox(j)
+        let code = try runJob(csys_job_rmtree, box, \.error)
+        if code != 0 { throw SysError(box.pointer.pointee.error, fallback: "cannot remove \(path)") }
+        return Int64(box.pointer.pointee.freed)
+    }
+
+    /// Decompress (auto-detected) `input` into `output` (nil: hash only).
+    public static func decompress(_ input: String, to output: String?) throws -> LayerDigests {
+        let inFD = try valueOrErrno("open", "cannot open \(input)") { Glibc.open(input, O_RDONLY | O_CLOEXEC) }
+        defer { close(inFD) }
+        var outFD: Int32 = -1
+        if let output {
+            outFD = try valueOrErrno("open", "cannot create \(output)") { Glibc.open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        }
+        defer { if outFD >= 0 { close(outFD) } }
+        var d = csys_decompress()
+        d.in_fd = inFD
+        d.out_fd = outFD
+        if csys_decompress_copy(&d) != 0 { throw SysError(d.error) }
+        return LayerDigests(digest: digest32(&d.digest), diffID: digest32(&d.diff_id), size: Int64(d.size),
+                            tarSize: Int64(d.tar_size), compression: Compression(c: d.compression))
+    }
+
+    /// Compress `input` (a tar) into `output`.
+    public static func compress(_ input: String, to output: String, compression: Compression, level: Int = 0) throws -> LayerDigests {
+        let inFD = try valueOrErrno("open", "cannot open \(input)") { Glibc.open(input, O_RDONLY | O_CLOEXEC) }
+        defer { close(inFD) }
+        let outFD = try valueOrErrno("open", "cannot create \(output)") { Glibc.open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        defer { close(outFD) }
+        var c = csys_compress()
+        c.in_fd = inFD
+        c.out_fd = outFD
+        c.compression = compression.c
+        c.level = Int32(level)
+        if csys_compress_copy(&c) != 0 { throw SysError(c.error) }
+        return LayerDigests(digest: digest32(&c.digest), diffID: digest32(&c.diff_id), size: Int64(c.size),
+                            tarSize: Int64(c.tar_size), compression: compression)
+    }
+}
+
+extension IDMapping {
+    var isSingle: Bool { if case .single = self { return true } else { return false } }
+}

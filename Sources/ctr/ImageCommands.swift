@@ -1,0 +1,343 @@
+import ArgumentParser
+import Foundation
+import HostOS
+import Layers
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create an image from a root filesystem: a directory, or a .tar, .tar.gz or .tar.zst.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: [.short, .long], help: "Name the image (repeatable as REFERENCE too).")
+    var tag: [String] = []
+
+    @Option(name: [.short, .long], help: "Apply a Dockerfile instruction to the config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR.")
+    var change: [String] = []
+
+    @Option(name: [.short, .long], help: "A comment for the image history.")
+    var message: String?
+
+    @Flag(name: [.short, .long], help: "Print only the image id.")
+    var quiet = false
+
+    @Argument(help: "Directory or tarball.")
+    var source: String
+
+    @Argument(help: "Name for the image.")
+    var reference: String?
+
+    func run() throws {
+        let store = try global.store()
+        var names = try tag.map { try Reference(parsing: $0) }
+        if let reference { names.append(try Reference(parsing: reference)) }
+        let result = try ImageImport.run(source: source, store: store, name: names.first, changes: change, message: message)
+        for extra in names.dropFirst() { try store.setName(extra, to: result.image.descriptor) }
+        RootlessNotes.mapping(store.ops.mapping)
+        RootlessNotes.reports(result.reports)
+        Out.line(result.imageID.string)
+    }
+}
+
+struct ImageInfo {
+    var record: ImageRecord
+    var manifest: Manifest
+    var config: ImageConfig
+    var configData: Data
+    var manifestData: Data
+    var size: Int64 { manifest.config.size + manifest.layers.reduce(0) { $0 + $1.size } }
+
+    init(_ r: ImageRecord, store: Store) throws {
+        record = r
+        manifestData = try store.readBlob(r.descriptor.digest)
+        manifest = try CanonicalJSON.decode(Manifest.self, from: manifestData, what: "manifest \(r.descriptor.digest)")
+        configData = try store.readBlob(manifest.config.digest)
+        config = try CanonicalJSON.decode(ImageConfig.self, from: configData, what: "image config \(manifest.config.digest)")
+    }
+}
+
+struct Images: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List images in the store.", aliases: ["image-ls"])
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Output format: table or json.")
+    var format: String = "table"
+
+    @Flag(name: [.short, .long], help: "Print only image ids.")
+    var quiet = false
+
+    @Flag(name: .long, help: "Show full image ids.")
+    var noTrunc = false
+
+    func run() throws {
+        let store = try global.store()
+        var infos: [ImageInfo] = []
+        for r in try store.images() {
+            do { infos.append(try ImageInfo(r, store: store)) } catch {
+                Out.warn("\(r.name?.string ?? r.descriptor.digest.string): \(error)")
+            }
+        }
+        if quiet {
+            var seen = Set<Digest>()
+            for i in infos where seen.insert(i.manifest.config.digest).inserted {
+                Out.line(noTrunc ? i.manifest.config.digest.string : i.manifest.config.digest.short)
+            }
+            return
+        }
+        switch format {
+        case "json":
+            try Out.json(infos.map { i -> [String: Any] in
+                var o: [String: Any] = [
+                    "id": i.manifest.config.digest.string,
+                    "digest": i.record.descriptor.digest.string,
+                    "size": i.size,
+                    "created": i.config.created ?? NSNull(),
+                ]
+                if let n = i.record.name {
+                    o["name"] = n.name
+                    o["repository"] = n.familiarName
+                    o["tag"] = n.tag ?? NSNull()
+                    o["reference"] = n.string
+                }
+                return o
+            })
+        case "table":
+            let rows = infos.map { i -> [String] in
+                [i.record.name?.familiarName ?? "<none>", i.record.name?.tag ?? "<none>",
+                 noTrunc ? i.manifest.config.digest.string : i.manifest.config.digest.short,
+                 Out.ago(Out.parseDate(i.config.created)), Out.size(i.size)]
+            }
+            Out.table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+        default:
+            throw ValidationError("unknown format \"\(format)\" (table or json)")
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show an image's manifest, config and digests as JSON.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "Image name or id.")
+    var images: [String]
+
+    func run() throws {
+        let store = try global.store()
+        var out: [[String: Any]] = []
+        for s in images {
+            let r = try store.resolve(s)
+            let i = try ImageInfo(r, store: store)
+            let names = try store.images().filter { $0.descriptor.digest == r.descriptor.digest }.compactMap { $0.name?.string }
+            let manifest = try JSONSerialization.jsonObject(with: i.manifestData)
+            let config = try JSONSerialization.jsonObject(with: i.configData)
+            var o: [String: Any] = [
+                "Id": i.manifest.config.digest.string,
+                "Digest": r.descriptor.digest.string,
+                "RepoTags": names,
+                "Created": i.config.created ?? NSNull(),
+                "Architecture": i.config.architecture,
+                "Os": i.config.os,
+                "Size": i.size,
+                "ManifestMediaType": r.descriptor.mediaType.rawValue,
+                "Manifest": manifest,
+                "ImageConfig": config,
+                "Layers": i.manifest.layers.map(\.digest.string),
+            ]
+            if let c = config as? [String: Any] {
+                o["Config"] = c["config"] ?? [String: Any]()
+                o["RootFS"] = c["rootfs"] ?? NSNull()
+                o["History"] = c["history"] ?? []
+            }
+            out.append(o)
+        }
+        try Out.json(out)
+    }
+}
+
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Give an image another name.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "Image name or id.")
+    var source: String
+
+    @Argument(help: "New names.")
+    var targets: [String]
+
+    func run() throws {
+        let store = try global.store()
+        let r = try store.resolve(source)
+        let names = try targets.map { try Reference(parsing: $0) }
+        for n in names where n.digest != nil {
+            throw CLIError("\(n.string): a tag cannot contain a digest")
+        }
+        try store.writing { for n in names { try store.setName(n, to: r.descriptor) } }
+    }
+}
+
+struct Rmi: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove image names, and images no name refers to.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: [.short, .long], help: "Remove every name of an image given by id.")
+    var force = false
+
+    @Argument(help: "Image names or ids.")
+    var images: [String]
+
+    func run() throws {
+        let store = try global.store()
+        var removedManifests = Set<Digest>()
+        for s in images {
+            let r = try store.resolve(s)
+            let all = try store.images().filter { $0.descriptor.digest == r.descriptor.digest }
+            let byName = (try? Reference(parsing: s)).map { ref in all.contains { $0.name == ref } } ?? false
+            let victims = byName ? all.filter { $0.name == (try? Reference(parsing: s)) } : all
+            if !byName && all.count > 1 && !force {
+                throw CLIError("\(s): the image has \(all.count) names (\(all.compactMap { $0.name?.familiar }.joined(separator: ", "))); remove them by name or use --force")
+            }
+            try store.updateIndex { records in
+                records.removeAll { rec in victims.contains { $0.name == rec.name && $0.descriptor.digest == rec.descriptor.digest } }
+            }
+            for v in victims { Out.line("Untagged: \(v.name?.familiar ?? v.descriptor.digest.string)") }
+            if try !store.images().contains(where: { $0.descriptor.digest == r.descriptor.digest }) {
+                removedManifests.insert(r.descriptor.digest)
+                if let id = try? store.imageID(r) { Out.line("Deleted: \(id.string)") }
+            }
+        }
+        if !removedManifests.isEmpty { _ = try store.prune() }
+    }
+}
+
+struct Prune: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove unreferenced blobs and unpacked layers, and leftovers of interrupted writes.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let store = try global.store()
+        let r = try store.prune()
+        Out.progress("removed \(r.blobs) blob(s), \(r.layers) unpacked layer(s), \(r.partial) partial write(s)")
+        Out.line("Total reclaimed space: \(Out.size(r.bytes))")
+    }
+}
+
+struct Save: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write images to an archive: oci-archive (default), docker-archive or oci-dir.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: [.short, .long], help: "Output file (directory for oci-dir); default: standard output.")
+    var output: String?
+
+    @Option(help: "oci-archive, docker-archive or oci-dir.")
+    var format: String = "oci-archive"
+
+    @Argument(help: "Image names or ids.")
+    var images: [String]
+
+    func run() throws {
+        guard let fmt = ArchiveFormat(rawValue: format) else {
+            throw ValidationError("unknown format \"\(format)\" (oci-archive, docker-archive or oci-dir)")
+        }
+        if output == nil && isatty(1) != 0 {
+            throw CLIError("refusing to write an archive to a terminal; use -o FILE or redirect standard output")
+        }
+        let store = try global.store()
+        try ImageArchive.save(images, from: store, format: fmt, output: output)
+    }
+}
+
+struct Load: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Load images from an OCI archive, OCI layout directory or docker-archive.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: [.short, .long], help: "Archive or layout directory; default: standard input.")
+    var input: String?
+
+    @Flag(name: [.short, .long], help: "Print no progress.")
+    var quiet = false
+
+    func run() throws {
+        let store = try global.store()
+        var path = input
+        var tmp: String?
+        if path == nil {
+            if isatty(0) != 0 { throw CLIError("no archive given: use -i FILE or redirect standard input") }
+            let t = store.ingestPath()
+            tmp = t
+            let fd = try valueOrErrno("open", "cannot create \(t)") { open(t, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+            var buf = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = read(0, &buf, buf.count)
+                if n == 0 { break }
+                if n < 0 { if errno == EINTR { continue }; close(fd); throw SysError.errno("read", "cannot read standard input") }
+                _ = buf.withUnsafeBytes { write(fd, $0.baseAddress!, n) }
+            }
+            close(fd)
+            path = t
+        }
+        defer { if let tmp { unlink(tmp) } }
+        let showProgress = !quiet && isatty(2) != 0
+        let (images, reports) = try ImageArchive.load(path!, into: store, progress: showProgress ? { Out.progress($0) } : nil)
+        RootlessNotes.mapping(store.ops.mapping)
+        RootlessNotes.reports(reports)
+        for i in images {
+            if i.names.isEmpty {
+                Out.line("Loaded image ID: \(i.manifest.config.digest.string)")
+            }
+            for n in i.names { Out.line("Loaded image: \(n.familiar)") }
+        }
+    }
+}
+
+struct Unpack: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Unpack an image into DIR/rootfs with DIR/metadata.json.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "Image name or id.")
+    var image: String
+
+    @Argument(help: "Destination directory.")
+    var destination: String
+
+    func run() throws {
+        let store = try global.store()
+        let r = try store.resolve(image)
+        let info = try ImageInfo(r, store: store)
+        let rootfs = "\(destination)/rootfs"
+        if mkdir(destination, 0o755) != 0 && errno != EEXIST {
+            throw SysError.errno("mkdir", "cannot create \(destination)")
+        }
+        if mkdir(rootfs, 0o755) != 0 {
+            if errno == EEXIST { throw CLIError("\(rootfs) already exists") }
+            throw SysError.errno("mkdir", "cannot create \(rootfs)")
+        }
+        RootlessNotes.mapping(store.ops.mapping)
+        var reports: [ApplyReport] = []
+        for (layer, diffID) in zip(info.manifest.layers, info.config.rootfs.diffIDs) {
+            let report: ApplyReport
+            do {
+                report = try store.ops.apply(blob: store.blobPath(layer.digest), to: rootfs, tree: .plain)
+            } catch let e as SysError {
+                throw LayerError("layer \(layer.digest): \(e.message)")
+            }
+            try Store.check(report.digests, layer: layer, diffID: diffID)
+            reports.append(report)
+        }
+        RootlessNotes.reports(reports)
+        let c = info.config.config
+        var meta: [String: Any] = ["env": c?.env ?? [], "user": c?.user ?? ""]
+        if let w = c?.workingDir { meta["workingDir"] = w }
+        if let e = c?.entrypoint { meta["entrypoint"] = e }
+        if let cmd = c?.cmd { meta["cmd"] = cmd }
+        let data = try JSONSerialization.data(withJSONObject: meta, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try Store.writeFile(path: "\(destination)/metadata.json", data: data + Data("\n".utf8), sync: false)
+    }
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine for building and testing ctr. Idempotent.
+#  - installs the apt packages ctr links against and the peers the tests and benches use
+#  - creates the unprivileged test users: ctrtest (with /etc/subuid and /etc/subgid ranges)
+#    and ctrnosub (without)
+#  - builds the base image fixtures under $CTR_FIXTURES (default /var/tmp/ctr-fixtures)
+# As a non-root user it uses sudo for the steps that need root, and says so.
+set -euo pipefail
+
+FIXTURES=${CTR_FIXTURES:-/var/tmp/ctr-fixtures}
+PACKAGES=(
+  build-essential pkg-config libseccomp-dev libcap-dev libarchive-dev libssl-dev libzstd-dev zlib1g-dev
+  uidmap busybox-static docker-registry apache2-utils debootstrap
+  skopeo umoci crun runc podman buildah slirp4netns passt fuse-overlayfs hyperfine
+)
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=(sudo)
+  echo "setup: not root, so apt and user creation run through sudo" >&2
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- test users ---------------------------------------------------------------------------
+add_user() {
+  id "$1" >/dev/null 2>&1 || "${SUDO[@]}" useradd --create-home --shell /bin/bash "$1"
+}
+add_user ctrtest
+add_user ctrnosub
+# ctrtest gets 65536 subordinate ids; ctrnosub none (it tests the single-mapping fallback)
+for f in /etc/subuid /etc/subgid; do
+  "${SUDO[@]}" touch "$f"
+  grep -q '^ctrtest:' "$f" || echo "ctrtest:200000:65536" | "${SUDO[@]}" tee -a "$f" >/dev/null
+  if grep -q '^ctrnosub:' "$f"; then "${SUDO[@]}" sed -i '/^ctrnosub:/d' "$f"; fi
+done
+
+# --- fixtures -------------------------------------------------------------------------------
+"${SUDO[@]}" mkdir -p "$FIXTURES"
+"${SUDO[@]}" chmod 0755 "$FIXTURES"
+if [ ! -s "$FIXTURES/busybox.tar" ] || [ /bin/busybox -nt "$FIXTURES/busybox.tar" ]; then
+  # a busybox root filesystem from Debian's busybox-static: the base image of the demo and tests
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp"/{bin,etc,tmp,root,home/user,var/tmp,proc,sys,dev}
+  cp /bin/busybox "$tmp/bin/busybox"
+  for a in $("$tmp/bin/busybox" --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$tmp/bin/$a"
+  done
+  ln -s bin "$tmp/sbin"
+  mkdir -p "$tmp/usr" && ln -s ../bin "$tmp/usr/bin" && ln -s ../bin "$tmp/usr/sbin"
+  printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$tmp/etc/passwd"
+  printf 'root:x:0:\nwheel:x:10:user\nuser:x:1000:\nnogroup:x:65534:\n' >"$tmp/etc/group"
+  echo "owned by uid 1000" >"$tmp/home/user/owned-by-1000"
+  chmod 1777 "$tmp/tmp" "$tmp/var/tmp"
+  chmod 0700 "$tmp/root"
+  "${SUDO[@]}" chown -R 1000:1000 "$tmp/home/user" 2>/dev/null || true
+  "${SUDO[@]}" tar --numeric-owner --sort=name --mtime=@1700000000 -C "$tmp" -cf "$FIXTURES/busybox.tar.tmp" .
+  "${SUDO[@]}" mv "$FIXTURES/busybox.tar.tmp" "$FIXTURES/busybox.tar"
+  "${SUDO[@]}" rm -rf "$tmp"
+  "${SUDO[@]}" chmod 0644 "$FIXTURES/busybox.tar"
+fi
+echo "setup: ready (fixtures in $FIXTURES)" >&2
