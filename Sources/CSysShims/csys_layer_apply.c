@@ -344,6 +344,25 @@ werr:
     return -1;
 }
 
+/* Does `name` clean to the root itself ("", "/", "./", "a/..", "../..")? */
+static int names_root(const char *name) {
+    size_t depth = 0;
+    for (const char *p = name; *p;) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        const char *q = p;
+        while (*q && *q != '/') q++;
+        size_t n = (size_t)(q - p);
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            if (depth) depth--;
+        } else if (!(n == 1 && p[0] == '.')) {
+            depth++;
+        }
+        p = q;
+    }
+    return depth == 0;
+}
+
 static int apply_entry(applier *ap, struct archive_entry *e) {
     csys_apply *a = ap->a;
     char path[CSYS_MAX_PATH];
@@ -360,12 +379,15 @@ static int apply_entry(applier *ap, struct archive_entry *e) {
     struct timespec ts[2] = {mtime, mtime};
 
     if (csys_clean_path(raw, path, sizeof path) < 0) {
-        /* the root itself ("./") */
-        if (ftype == AE_IFDIR && !hardlink) return defer_dir(ap, "", perm, mtime);
-        if (strlen(raw) >= sizeof path) {
-            csys_set_error(&a->error, ENAMETOOLONG, "archive", "entry name too long: %.200s…", raw);
+        /* csys_clean_path also fails for names too long or too deep to clean: only a name that
+         * really is the root may be taken as the root (a deep directory would chmod it). */
+        if (!names_root(raw)) {
+            csys_set_error(&a->error, ENAMETOOLONG, "archive", "entry name too %s: %.200s…",
+                           strlen(raw) >= sizeof path ? "long" : "deep", raw);
             return -1;
         }
+        /* the root itself ("./") */
+        if (ftype == AE_IFDIR && !hardlink) return defer_dir(ap, "", perm, mtime);
         return 0;
     }
     char dir[CSYS_MAX_PATH];
@@ -391,7 +413,8 @@ static int apply_entry(applier *ap, struct archive_entry *e) {
     if (hardlink) {
         char target[CSYS_MAX_PATH];
         if (csys_clean_path(hardlink, target, sizeof target) < 0) {
-            csys_set_error(&a->error, EINVAL, "hardlink", "hardlink %s points at the root", path);
+            csys_set_error(&a->error, EINVAL, "hardlink", names_root(hardlink) ? "hardlink %s points at the root"
+                                                      : "hardlink %s: target name too long or too deep", path);
             return -1;
         }
         char *ts_ = strrchr(target, '/');

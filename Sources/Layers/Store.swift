@@ -108,29 +108,21 @@ public final class Store: @unchecked Sendable {
         try valueOrErrno("commit", "cannot move \(file) into the store") { rename(file, blobPath(digest)) }
     }
 
-    /// Hash a file in ingest, check it against `expected` (digest and size) when given, and
-    /// commit it. On a mismatch the file is removed and nothing enters the store.
-    @discardableResult
-    public func commitVerified(file: String, expected: Descriptor?) throws -> (Digest, Int64) {
-        let fd = try valueOrErrno("open", "cannot open \(file)") { open(file, O_RDONLY | O_CLOEXEC) }
+    /// Hash a file and check it against a descriptor (digest and size).
+    public static func verifyFile(_ path: String, _ expected: Descriptor) throws {
+        let fd = try valueOrErrno("open", "cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
         var out = [UInt8](repeating: 0, count: 32)
         var size: UInt64 = 0
         let rc = csys_sha256_fd(fd, &out, &size)
         close(fd)
-        if rc != 0 { unlink(file); throw SysError.errno("read", "cannot read \(file)") }
+        if rc != 0 { throw SysError.errno("read", "cannot read \(path)") }
         let d = Digest(sha256Bytes: out)
-        if let expected {
-            if d != expected.digest {
-                unlink(file)
-                throw StoreError("blob \(expected.digest) failed verification: its content hashes to \(d)")
-            }
-            if Int64(size) != expected.size {
-                unlink(file)
-                throw StoreError("blob \(expected.digest) has \(size) bytes, its descriptor says \(expected.size)")
-            }
+        if d != expected.digest {
+            throw StoreError("blob \(expected.digest) failed verification: its content hashes to \(d)")
         }
-        if hasBlob(d) { unlink(file) } else { try commit(file: file, as: d) }
-        return (d, Int64(size))
+        if Int64(size) != expected.size {
+            throw StoreError("blob \(expected.digest) has \(size) bytes, its descriptor says \(expected.size)")
+        }
     }
 
     /// Store bytes as a blob; returns its descriptor.
@@ -331,9 +323,14 @@ public final class Store: @unchecked Sendable {
             var report = PruneReport()
             let fm = FileManager.default
             for name in (try? fm.contentsOfDirectory(atPath: "\(root)/ingest")) ?? [] {
-                let p = "\(root)/ingest/\(name)"
-                report.bytes += Self.fileSize(p)
-                unlink(p)
+                var freed: UInt64 = 0
+                var err = csys_error()
+                let dfd = open("\(root)/ingest", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                if dfd >= 0 {
+                    _ = csys_rmtree_count(dfd, name, &freed, &err)
+                    close(dfd)
+                }
+                report.bytes += Int64(freed)
                 report.partial += 1
             }
             for name in (try? fm.contentsOfDirectory(atPath: "\(root)/blobs/sha256")) ?? [] {

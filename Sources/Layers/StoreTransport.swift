@@ -51,8 +51,19 @@ public final class StoreSink: ImageSink {
             return
         }
         let tmp = store.ingestPath()
-        try FileCopy.copy(file.path, to: tmp)
         staged[d.digest] = (tmp, true, file.verified)
+        try FileCopy.copy(file.path, to: tmp)
+        if !file.verified {
+            try Store.verifyFile(tmp, d)
+            staged[d.digest] = (tmp, true, true)
+        }
+    }
+
+    public func abort() {
+        for (p, _) in tmpLayers { _ = try? store.ops.removeTree(p) }
+        tmpLayers.removeAll()
+        for (_, s) in staged where s.owned { unlink(s.path) }
+        staged.removeAll()
     }
 
     public func putImage(_ image: CopiedImage) throws {
@@ -63,8 +74,7 @@ public final class StoreSink: ImageSink {
         do {
             try finishOrThrow()
         } catch {
-            for (p, d) in tmpLayers { _ = (try? store.ops.removeTree(p), d) }
-            for (_, s) in staged where s.owned { unlink(s.path) }
+            abort()
             throw error
         }
     }

@@ -41,6 +41,12 @@ public protocol ImageSink: AnyObject {
     func putImage(_ image: CopiedImage) throws
     /// Make everything visible (write indexes, commit). Nothing is visible before.
     func finish() throws
+    /// Drop what was staged after a failure.
+    func abort()
+}
+
+extension ImageSink {
+    public func abort() {}
 }
 
 /// One image after a copy: what the sink was given.
@@ -63,6 +69,16 @@ public struct TransferError: Error, CustomStringConvertible, Sendable {
 public enum ImageCopy {
     public static func copy(_ images: [SourceImage], from source: ImageSource, to sink: ImageSink,
                             platform: Platform = .current, progress: ((String) -> Void)? = nil) throws -> [CopiedImage] {
+        do {
+            return try copyOrThrow(images, from: source, to: sink, platform: platform, progress: progress)
+        } catch {
+            sink.abort()
+            throw error
+        }
+    }
+
+    static func copyOrThrow(_ images: [SourceImage], from source: ImageSource, to sink: ImageSink,
+                            platform: Platform, progress: ((String) -> Void)?) throws -> [CopiedImage] {
         var done: [CopiedImage] = []
         for image in images {
             var desc = image.descriptor

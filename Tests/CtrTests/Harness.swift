@@ -153,6 +153,7 @@ final class Workspace: @unchecked Sendable {
         }
         var full = ProcessInfo.processInfo.environment
         for (k, v) in e { full[k] = v }
+        if !argv[0].contains("/") { return try Self.exec("/usr/bin/env", argv, env: full, cwd: dir, stdin: stdin) }
         return try Self.exec(argv[0], Array(argv.dropFirst()), env: full, cwd: dir, stdin: stdin)
     }
 
