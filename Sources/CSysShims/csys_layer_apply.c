@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <locale.h>
 #include <unistd.h>
 
 #define WH_PREFIX ".wh."
@@ -30,6 +31,8 @@ typedef struct deferred_dir {
     char *path;
     mode_t mode;
     struct timespec mtime;
+    int mode_only; /* a lower layer's directory opened up by unlock_dirs: put its mode back */
+    size_t seq;
 } deferred_dir;
 
 typedef struct applier {
@@ -99,12 +102,42 @@ static int mkdir_all(applier *ap, const char *path) {
     return 0;
 }
 
+static int defer_dir_ex(applier *ap, const char *path, mode_t mode, struct timespec mtime, int mode_only);
+
+/* Rootless without a user namespace (CSYS_OWNERS_XATTR) there is no CAP_DAC_OVERRIDE: a
+ * directory that an earlier layer left without u+rwx (0555 /usr, 0000 dirs) could be neither
+ * entered nor changed. Give the owner rwx on `dir` and each of its ancestors for the rest of
+ * this layer; finish_dirs puts their modes back. Best effort: failures are left to the
+ * operation that follows to report. */
+static void unlock_dirs(applier *ap, const char *dir) {
+    if (ap->a->owners != CSYS_OWNERS_XATTR) return;
+    char prefix[CSYS_MAX_PATH];
+    size_t len = strlen(dir), n = 0;
+    for (;;) { /* "" (the root), then "a", "a/b", ... up to dir itself */
+        memcpy(prefix, dir, n);
+        prefix[n] = 0;
+        int fd = csys_openat2_in_root(ap->a->root_fd, prefix, O_PATH | O_DIRECTORY, 0);
+        if (fd < 0) return; /* missing (created 0755 later) or not a directory */
+        struct stat st;
+        if (fstat(fd, &st) == 0 && (st.st_mode & 0700) != 0700) {
+            char proc[64];
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd); /* the inode the fd holds */
+            if (chmod(proc, (st.st_mode & 07777) | 0700) == 0)
+                defer_dir_ex(ap, prefix, st.st_mode & 07777, st.st_mtim, 1);
+        }
+        close(fd);
+        if (n >= len) return;
+        for (n++; n < len && dir[n] != '/'; n++) {}
+    }
+}
+
 /* Open (cached) the parent directory `dir` inside the root. With create, missing
  * directories are made (0755), as docker does. Returns fd, or -1; errno ENOENT when
  * !create and missing. */
 static int get_parent(applier *ap, const char *dir, int create) {
     if (ap->cache_fd >= 0 && strcmp(ap->cache_path, dir) == 0) return ap->cache_fd;
     invalidate_cache(ap);
+    unlock_dirs(ap, dir);
     int fd = csys_openat2_in_root(ap->a->root_fd, dir, O_PATH | O_DIRECTORY, 0);
     if (fd < 0 && errno == ENOENT && create) {
         if (mkdir_all(ap, dir) < 0) return -1;
@@ -206,7 +239,7 @@ static int set_xattrs(applier *ap, struct archive_entry *e, int fd, const char *
     return 0;
 }
 
-static int defer_dir(applier *ap, const char *path, mode_t mode, struct timespec mtime) {
+static int defer_dir_ex(applier *ap, const char *path, mode_t mode, struct timespec mtime, int mode_only) {
     if (ap->ndirs == ap->capdirs) {
         size_t ncap = ap->capdirs ? ap->capdirs * 2 : 256;
         deferred_dir *nd = realloc(ap->dirs, ncap * sizeof *nd);
@@ -217,25 +250,58 @@ static int defer_dir(applier *ap, const char *path, mode_t mode, struct timespec
     ap->dirs[ap->ndirs].path = strdup(path);
     ap->dirs[ap->ndirs].mode = mode;
     ap->dirs[ap->ndirs].mtime = mtime;
+    ap->dirs[ap->ndirs].mode_only = mode_only;
+    ap->dirs[ap->ndirs].seq = ap->ndirs;
     ap->ndirs++;
     return 0;
 }
 
+static int defer_dir(applier *ap, const char *path, mode_t mode, struct timespec mtime) {
+    return defer_dir_ex(ap, path, mode, mtime, 0);
+}
+
+static size_t path_depth(const char *p) {
+    if (!*p) return 0;
+    size_t d = 1;
+    for (; *p; p++) d += *p == '/';
+    return d;
+}
+
+/* Deepest first (a parent's final mode may shut its children off); for one path the one that
+ * counts first: the layer's latest entry for it, else the mode unlock_dirs saved. */
+static int cmp_deferred(const void *x, const void *y) {
+    const deferred_dir *a = x, *b = y;
+    size_t da = path_depth(a->path), db = path_depth(b->path);
+    if (da != db) return da > db ? -1 : 1;
+    if (a->mode_only != b->mode_only) return a->mode_only - b->mode_only;
+    return a->seq > b->seq ? -1 : a->seq < b->seq ? 1 : 0;
+}
+
 static int finish_dirs(applier *ap) {
-    for (size_t i = 0; i < ap->ndirs; i++) {
+    if (ap->ndirs > 1) qsort(ap->dirs, ap->ndirs, sizeof *ap->dirs, cmp_deferred);
+    csys_strset done;
+    memset(&done, 0, sizeof done);
+    int rc = 0;
+    for (size_t i = 0; i < ap->ndirs && rc == 0; i++) {
         deferred_dir *d = &ap->dirs[i];
+        if (csys_strset_has(&done, d->path)) continue;
+        if (csys_strset_add(&done, d->path) < 0) {
+            csys_set_error(&ap->a->error, ENOMEM, "memory", "out of memory");
+            rc = -1;
+            break;
+        }
         int fd = csys_openat2_in_root(ap->a->root_fd, d->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
         if (fd < 0) continue; /* replaced or whited out later in the same layer */
         struct timespec ts[2] = {d->mtime, d->mtime};
-        if (fchmod(fd, d->mode) < 0 || futimens(fd, ts) < 0) {
+        if (fchmod(fd, d->mode) < 0 || (!d->mode_only && futimens(fd, ts) < 0)) {
             int e = errno;
-            close(fd);
             csys_set_error(&ap->a->error, e, "chmod", "cannot set mode of %s: %s", *d->path ? d->path : "/", strerror(e));
-            return -1;
+            rc = -1;
         }
         close(fd);
     }
-    return 0;
+    csys_strset_free(&done);
+    return rc;
 }
 
 static int whiteout(applier *ap, const char *dir, const char *base, const char *path) {
@@ -422,6 +488,7 @@ static int apply_entry(applier *ap, struct archive_entry *e) {
         int tpfd;
         if (ts_) {
             *ts_ = 0;
+            unlock_dirs(ap, target);
             tpfd = csys_openat2_in_root(a->root_fd, target, O_PATH | O_DIRECTORY, 0);
             *ts_ = '/';
         } else {
@@ -573,6 +640,18 @@ out:
     return rc;
 }
 
-int csys_layer_apply(csys_apply *a) { return run(a, 1); }
-int csys_layer_scan(csys_apply *a) { return run(a, 0); }
+/* Entry names are read as UTF-8 (pax path records are UTF-8), whatever the process locale. */
+static int run_utf8(csys_apply *a, int extract) {
+    locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    locale_t old = utf8 ? uselocale(utf8) : (locale_t)0;
+    int rc = run(a, extract);
+    if (utf8) {
+        uselocale(old);
+        freelocale(utf8);
+    }
+    return rc;
+}
+
+int csys_layer_apply(csys_apply *a) { return run_utf8(a, 1); }
+int csys_layer_scan(csys_apply *a) { return run_utf8(a, 0); }
 int csys_job_layer_apply(void *arg) { return csys_layer_apply(arg) == 0 ? 0 : 1; }

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <locale.h>
 #include <unistd.h>
 
 typedef struct inode_key {
@@ -118,7 +119,10 @@ static int add_xattrs(creator *cr, int fd, const char *procpath, const char *pat
 
 static int write_header(creator *cr, const char *path) {
     int r = archive_write_header(cr->ar, cr->e);
-    if (r != ARCHIVE_OK) {
+    /* ARCHIVE_WARN: written, but a name could not be converted from the locale's charset (the
+     * C locale cannot convert non-ASCII names): libarchive stored it as raw bytes under
+     * "hdrcharset=BINARY", which keeps it exactly. */
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
         csys_set_error(&cr->c->error, archive_errno(cr->ar), "archive", "cannot write %s: %s", path,
                        archive_error_string(cr->ar));
         return -1;
@@ -145,6 +149,36 @@ static int is_opaque(int dfd) {
 }
 
 static int walk(creator *cr, int dfd, const char *prefix, int depth);
+static int create(csys_create *c);
+
+/* Open `name` (a directory or regular file, not a symlink: `st` is its lstat) for reading.
+ * Rootless without a user namespace (translate_owners) there is no CAP_DAC_READ_SEARCH: a
+ * directory or file of the user's own without u+r (u+rx for a directory) is opened up for the
+ * moment; *restore is then the mode to put back with fchmod once done, else (mode_t)-1. The
+ * inode is pinned with O_PATH first, so a name swapped for a symlink is never followed. */
+static int open_for_reading(creator *cr, int dfd, const char *name, const struct stat *st, int flags,
+                            mode_t *restore) {
+    *restore = (mode_t)-1;
+    mode_t need = S_ISDIR(st->st_mode) ? 0500 : 0400;
+    if (!cr->c->translate_owners || (st->st_mode & need) == need) return openat(dfd, name, flags);
+    int pfd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0) return -1;
+    struct stat now;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+    if (fstat(pfd, &now) == 0 && now.st_ino == st->st_ino && now.st_dev == st->st_dev &&
+        chmod(proc, (st->st_mode & 07777) | need) == 0)
+        *restore = st->st_mode & 07777;
+    int fd = open(proc, (flags & ~O_NOFOLLOW) | O_CLOEXEC);
+    int e = errno;
+    if (fd < 0 && *restore != (mode_t)-1) {
+        chmod(proc, *restore);
+        *restore = (mode_t)-1;
+    }
+    close(pfd);
+    errno = e;
+    return fd;
+}
 
 static int emit(creator *cr, int dfd, const char *name, const char *path) {
     csys_create *c = cr->c;
@@ -174,7 +208,8 @@ static int emit(creator *cr, int dfd, const char *name, const char *path) {
     }
 
     if (S_ISDIR(st.st_mode)) {
-        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        mode_t restore;
+        int fd = open_for_reading(cr, dfd, name, &st, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, &restore);
         if (fd < 0) {
             csys_set_error(&c->error, errno, "open", "cannot open %s: %s", path, strerror(errno));
             return -1;
@@ -186,7 +221,11 @@ static int emit(creator *cr, int dfd, const char *name, const char *path) {
         archive_entry_set_filetype(cr->e, AE_IFDIR);
         archive_entry_set_uid(cr->e, uid);
         archive_entry_set_gid(cr->e, gid);
-        if (add_xattrs(cr, fd, NULL, path) < 0 || write_header(cr, dpath) < 0) { close(fd); return -1; }
+        if (add_xattrs(cr, fd, NULL, path) < 0 || write_header(cr, dpath) < 0) {
+            if (restore != (mode_t)-1) fchmod(fd, restore);
+            close(fd);
+            return -1;
+        }
         if (c->tree == CSYS_TREE_OVERLAY && is_opaque(fd)) {
             char opq[CSYS_MAX_PATH];
             snprintf(opq, sizeof opq, "%s/.wh..wh..opq", path);
@@ -196,9 +235,14 @@ static int emit(creator *cr, int dfd, const char *name, const char *path) {
             archive_entry_set_perm(cr->e, 0);
             archive_entry_set_size(cr->e, 0);
             archive_entry_set_mtime(cr->e, clamp(cr, st.st_mtim.tv_sec), 0);
-            if (write_header(cr, opq) < 0) { close(fd); return -1; }
+            if (write_header(cr, opq) < 0) {
+                if (restore != (mode_t)-1) fchmod(fd, restore);
+                close(fd);
+                return -1;
+            }
         }
         int rc = walk(cr, fd, path, 1);
+        if (restore != (mode_t)-1) fchmod(fd, restore);
         close(fd);
         return rc;
     }
@@ -229,11 +273,13 @@ static int emit(creator *cr, int dfd, const char *name, const char *path) {
     }
 
     if (S_ISREG(st.st_mode)) {
-        int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        mode_t restore;
+        int fd = open_for_reading(cr, dfd, name, &st, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, &restore);
         if (fd < 0) {
             csys_set_error(&c->error, errno, "open", "cannot read %s: %s", path, strerror(errno));
             return -1;
         }
+        if (restore != (mode_t)-1) fchmod(fd, restore); /* reading goes on through the fd */
         if (c->translate_owners) rootless_owner(fd, NULL, &uid, &gid);
         archive_entry_set_filetype(cr->e, AE_IFREG);
         archive_entry_set_uid(cr->e, uid);
@@ -330,6 +376,19 @@ static int walk(creator *cr, int dfd, const char *prefix, int depth) {
 }
 
 int csys_layer_create(csys_create *c) {
+    /* names are written as UTF-8 pax records, as docker and buildkit write them (in the C
+     * locale libarchive would mark non-ASCII names hdrcharset=BINARY) */
+    locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    locale_t old = utf8 ? uselocale(utf8) : (locale_t)0;
+    int rc = create(c);
+    if (utf8) {
+        uselocale(old);
+        freelocale(utf8);
+    }
+    return rc;
+}
+
+static int create(csys_create *c) {
     creator cr;
     memset(&cr, 0, sizeof cr);
     cr.c = c;

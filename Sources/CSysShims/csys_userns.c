@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <linux/close_range.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,4 +136,18 @@ int csys_write_single_map(pid_t pid, uid_t uid, gid_t gid, csys_error *err) {
     snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
     snprintf(buf, sizeof buf, "0 %u 1\n", (unsigned)gid);
     return write_file(path, buf, err);
+}
+
+int csys_job_exec(void *arg) {
+    csys_exec_job *j = arg;
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    execvp(j->argv[0], j->argv);
+    csys_set_error(&j->error, errno, "exec", "cannot run %s: %s", j->argv[0], strerror(errno));
+    return 127;
+}
+
+pid_t csys_fork_job(csys_job_fn fn, void *arg) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(fn(arg));
+    return pid;
 }

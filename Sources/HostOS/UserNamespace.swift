@@ -59,6 +59,29 @@ public enum UserNamespace {
     }
 }
 
+extension UserNamespace {
+    /// Run a host command as root of the user namespace `mapping` gives (what
+    /// `podman unshare` does): files of subordinate ids become manageable. Returns its exit code.
+    public static func exec(_ argv: [String], mapping: IDMapping) throws -> Int32 {
+        let cStrings = argv.map { strdup($0) } + [nil]
+        defer { cStrings.forEach { free($0) } }
+        return try cStrings.withUnsafeBufferPointer { buf in
+            let job = SharedBox(csys_exec_job())
+            job.pointer.pointee.argv = UnsafePointer(buf.baseAddress!)
+            let errp = UnsafeMutableRawPointer(job.pointer).advanced(by: MemoryLayout<csys_exec_job>.offset(of: \.error)!)
+                .assumingMemoryBound(to: csys_error.self)
+            if case .root = mapping {
+                let pid = csys_fork_job(csys_job_exec, job.pointer)
+                if pid < 0 { throw SysError.errno("fork", "cannot fork") }
+                return csys_wait_exit(pid)
+            }
+            let code = try run(csys_job_exec, arg: UnsafeMutableRawPointer(job.pointer), errOut: errp, mapping: mapping)
+            if code == 127, job.pointer.pointee.error.stage.0 != 0 { throw SysError(job.pointer.pointee.error) }
+            return code
+        }
+    }
+}
+
 /// A value of C type `T` in MAP_SHARED memory, so a forked child's writes are visible.
 public final class SharedBox<T>: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<T>

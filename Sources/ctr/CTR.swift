@@ -9,6 +9,7 @@ struct CTR: ParsableCommand {
         abstract: "A rootless container runtime and OCI image builder.",
         subcommands: [
             Import.self, Images.self, Inspect.self, Tag.self, Save.self, Load.self, Unpack.self, Rmi.self, Prune.self,
+            Unshare.self,
         ]
     )
 

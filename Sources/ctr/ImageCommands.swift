@@ -341,3 +341,19 @@ struct Unpack: ParsableCommand {
         try Store.writeFile(path: "\(destination)/metadata.json", data: data + Data("\n".utf8), sync: false)
     }
 }
+
+struct Unshare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command as root of your user namespace (as `podman unshare`), e.g. to remove unpacked trees.")
+
+    @Argument(parsing: .captureForPassthrough, help: "Command and arguments (default: $SHELL).")
+    var command: [String] = []
+
+    func run() throws {
+        var argv = command
+        if argv.first == "--" { argv.removeFirst() }
+        if argv.isEmpty { argv = [ProcessInfo.processInfo.environment["SHELL"] ?? "/bin/sh"] }
+        let code = try UserNamespace.exec(argv, mapping: .current())
+        throw ExitCode(code)
+    }
+}

@@ -186,6 +186,16 @@ typedef struct csys_rmtree_job {
 } csys_rmtree_job;
 int csys_job_rmtree(void *arg);
 
+/* Exec a host command (argv NULL-terminated, PATH searched) with every fd above 2 closed on
+ * exec. Used by `ctr unshare` inside the user namespace. Returns only on failure. */
+typedef struct csys_exec_job {
+    char *const *argv;
+    csys_error error;
+} csys_exec_job;
+int csys_job_exec(void *arg);
+/* fork(); the child runs fn(arg) (C only) and exits with its result. Returns the pid or -1. */
+pid_t csys_fork_job(csys_job_fn fn, void *arg);
+
 /* ---------- small helpers ---------- */
 int csys_openat2_in_root(int rootfd, const char *path, int flags, mode_t mode);
 ssize_t csys_copy_file_range(int in_fd, int out_fd, size_t len);
