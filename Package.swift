@@ -12,14 +12,14 @@ let package = Package(
     ],
     targets: [
         // C: namespaces, mounts, seccomp, capabilities, tar (libarchive), hashing (OpenSSL),
-        // compression (zlib, zstd). Everything that runs after fork()/clone() lives here.
+        // compression (ISA-L gzip, zstd). Everything that runs after fork()/clone() lives here.
         .target(
             name: "CSysShims",
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])],
             linkerSettings: [
                 .linkedLibrary("archive"),
                 .linkedLibrary("crypto"),
-                .linkedLibrary("z"),
+                .linkedLibrary("isal"),
                 .linkedLibrary("zstd"),
                 .linkedLibrary("seccomp"),
                 .linkedLibrary("cap"),

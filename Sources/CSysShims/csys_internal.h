@@ -3,7 +3,7 @@
 #define CSYS_INTERNAL_H
 
 #include "include/csys.h"
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 #include <zstd.h>
 
 /* ---- input stream: read, detect compression, decompress, hash both sides ---- */
@@ -11,8 +11,7 @@ typedef struct csys_instream {
     int fd;
     int compression;
     csys_sha256 *h_in, *h_out;
-    z_stream z;
-    int z_init;
+    struct inflate_state *gz; /* ISA-L: several times faster than zlib */
     ZSTD_DStream *zs;
     unsigned char *inbuf;
     size_t in_cap, in_len, in_pos;
@@ -37,8 +36,8 @@ typedef struct csys_outstream {
     int fd;
     int compression;
     csys_sha256 *h_in, *h_out;
-    z_stream z;
-    int z_init;
+    struct isal_zstream *gz;
+    unsigned char *gz_level_buf;
     ZSTD_CStream *zs;
     unsigned char *buf;
     size_t cap;

@@ -57,11 +57,13 @@ int csys_instream_open(csys_instream *s, int fd, csys_error *err) {
     const unsigned char *b = s->inbuf;
     if (s->in_len >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
         s->compression = CSYS_COMPRESSION_GZIP;
-        if (inflateInit2(&s->z, 16 + MAX_WBITS) != Z_OK) {
-            csys_set_error(err, ENOMEM, "gzip", "cannot initialise zlib");
+        s->gz = malloc(sizeof *s->gz);
+        if (!s->gz) {
+            csys_set_error(err, ENOMEM, "gzip", "out of memory");
             return -1;
         }
-        s->z_init = 1;
+        isal_inflate_init(s->gz);
+        s->gz->crc_flag = ISAL_GZIP;
     } else if (s->in_len >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd) {
         s->compression = CSYS_COMPRESSION_ZSTD;
         s->zs = ZSTD_createDStream();
@@ -110,7 +112,8 @@ ssize_t csys_instream_read(csys_instream *s, const void **buf) {
             const unsigned char *b = s->inbuf + s->in_pos;
             size_t avail = s->in_len - s->in_pos;
             if (s->compression == CSYS_COMPRESSION_GZIP && b[0] == 0x1f) {
-                inflateReset(&s->z);
+                isal_inflate_reset(s->gz);
+                s->gz->crc_flag = ISAL_GZIP;
                 s->stream_end = 0;
             } else if (s->compression == CSYS_COMPRESSION_ZSTD && avail >= 4 && b[0] == 0x28) {
                 ZSTD_initDStream(s->zs);
@@ -135,20 +138,24 @@ ssize_t csys_instream_read(csys_instream *s, const void **buf) {
             return -1;
         }
         size_t produced = 0;
+        size_t before = s->in_pos;
         if (s->compression == CSYS_COMPRESSION_GZIP) {
-            s->z.next_in = s->inbuf + s->in_pos;
-            s->z.avail_in = (uInt)(s->in_len - s->in_pos);
-            s->z.next_out = s->outbuf;
-            s->z.avail_out = (uInt)s->out_cap;
-            int rc = inflate(&s->z, Z_NO_FLUSH);
-            s->in_pos = s->in_len - s->z.avail_in;
-            produced = s->out_cap - s->z.avail_out;
-            if (rc == Z_STREAM_END) {
-                s->stream_end = 1;
-            } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && produced == 0 && !s->in_eof)) {
-                csys_set_error(s->err, 0, "decompress", "gzip: %s", s->z.msg ? s->z.msg : "corrupt data");
+            s->gz->next_in = s->inbuf + s->in_pos;
+            s->gz->avail_in = (uint32_t)(s->in_len - s->in_pos);
+            s->gz->next_out = s->outbuf;
+            s->gz->avail_out = (uint32_t)s->out_cap;
+            int rc = isal_inflate(s->gz);
+            s->in_pos = s->in_len - s->gz->avail_in;
+            produced = s->out_cap - s->gz->avail_out;
+            if (rc < 0) {
+                const char *why = rc == ISAL_INCORRECT_CHECKSUM ? "incorrect data check"
+                                : rc == ISAL_INVALID_WRAPPER    ? "invalid gzip header"
+                                : rc == ISAL_UNSUPPORTED_METHOD ? "unsupported compression method"
+                                                                : "corrupt deflate data";
+                csys_set_error(s->err, 0, "decompress", "gzip: %s", why);
                 return -1;
             }
+            if (s->gz->block_state == ISAL_BLOCK_FINISH) s->stream_end = 1;
         } else {
             ZSTD_inBuffer in = {s->inbuf + s->in_pos, s->in_len - s->in_pos, 0};
             ZSTD_outBuffer out = {s->outbuf, s->out_cap, 0};
@@ -160,6 +167,16 @@ ssize_t csys_instream_read(csys_instream *s, const void **buf) {
             s->in_pos += in.pos;
             produced = out.pos;
             if (rc == 0) s->stream_end = 1;
+        }
+        if (!produced && s->in_pos == before && !s->stream_end) {
+            /* no progress: the decoder needs more input than is buffered */
+            if (s->in_eof) {
+                csys_set_error(s->err, 0, "decompress", "%s stream is truncated",
+                               s->compression == CSYS_COMPRESSION_GZIP ? "gzip" : "zstd");
+                return -1;
+            }
+            if (fill(s) < 0) return -1;
+            continue;
         }
         if (produced) {
             csys_sha256_update(s->h_out, s->outbuf, produced);
@@ -185,7 +202,7 @@ void csys_instream_finish(csys_instream *s, unsigned char digest[32], unsigned c
 }
 
 void csys_instream_close(csys_instream *s) {
-    if (s->z_init) inflateEnd(&s->z);
+    free(s->gz);
     if (s->zs) ZSTD_freeDStream(s->zs);
     csys_sha256_free(s->h_in);
     csys_sha256_free(s->h_out);
@@ -210,12 +227,23 @@ int csys_outstream_open(csys_outstream *s, int fd, int compression, int level, c
         return -1;
     }
     if (compression == CSYS_COMPRESSION_GZIP) {
-        /* windowBits 16+15: a gzip wrapper; zlib writes mtime 0 and no name: deterministic */
-        if (deflateInit2(&s->z, level ? level : 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-            csys_set_error(err, ENOMEM, "gzip", "cannot initialise zlib");
+        /* ISA-L, level 1 by default (0-3): its generic gzip header has no timestamp or name,
+         * so the same input gives the same bytes */
+        if (level <= 0) level = 1;
+        if (level > ISAL_DEF_MAX_LEVEL) level = ISAL_DEF_MAX_LEVEL;
+        size_t lb = level == 1 ? ISAL_DEF_LVL1_DEFAULT : level == 2 ? ISAL_DEF_LVL2_DEFAULT : ISAL_DEF_LVL3_DEFAULT;
+        s->gz = malloc(sizeof *s->gz);
+        s->gz_level_buf = malloc(lb);
+        if (!s->gz || !s->gz_level_buf) {
+            csys_set_error(err, ENOMEM, "gzip", "out of memory");
             return -1;
         }
-        s->z_init = 1;
+        isal_deflate_init(s->gz);
+        s->gz->level = (uint32_t)level;
+        s->gz->level_buf = s->gz_level_buf;
+        s->gz->level_buf_size = (uint32_t)lb;
+        s->gz->gzip_flag = IGZIP_GZIP;
+        s->gz->flush = NO_FLUSH;
     } else if (compression == CSYS_COMPRESSION_ZSTD) {
         s->zs = ZSTD_createCStream();
         if (!s->zs) {
@@ -239,21 +267,22 @@ static int emit(csys_outstream *s, const void *data, size_t len) {
     return 0;
 }
 
-static int deflate_some(csys_outstream *s, const void *data, size_t len, int flush) {
-    s->z.next_in = (Bytef *)data;
-    s->z.avail_in = (uInt)len;
+static int deflate_some(csys_outstream *s, const void *data, size_t len, int finish) {
+    s->gz->next_in = (uint8_t *)data;
+    s->gz->avail_in = (uint32_t)len;
+    s->gz->end_of_stream = finish ? 1 : 0;
     for (;;) {
-        s->z.next_out = s->buf;
-        s->z.avail_out = (uInt)s->cap;
-        int rc = deflate(&s->z, flush);
-        if (rc == Z_STREAM_ERROR) {
-            csys_set_error(s->err, 0, "gzip", "deflate failed");
+        s->gz->next_out = s->buf;
+        s->gz->avail_out = (uint32_t)s->cap;
+        int rc = isal_deflate(s->gz);
+        if (rc != COMP_OK) {
+            csys_set_error(s->err, 0, "gzip", "compression failed (%d)", rc);
             return -1;
         }
-        if (emit(s, s->buf, s->cap - s->z.avail_out) < 0) return -1;
-        if (flush == Z_FINISH) {
-            if (rc == Z_STREAM_END) return 0;
-        } else if (s->z.avail_in == 0 && s->z.avail_out != 0) {
+        if (emit(s, s->buf, s->cap - s->gz->avail_out) < 0) return -1;
+        if (finish) {
+            if (s->gz->internal_state.state == ZSTATE_END) return 0;
+        } else if (s->gz->avail_in == 0 && s->gz->avail_out != 0) {
             return 0;
         }
     }
@@ -278,7 +307,7 @@ int csys_outstream_write(csys_outstream *s, const void *data, size_t len) {
     csys_sha256_update(s->h_in, data, len);
     s->in_total += len;
     switch (s->compression) {
-    case CSYS_COMPRESSION_GZIP: return deflate_some(s, data, len, Z_NO_FLUSH);
+    case CSYS_COMPRESSION_GZIP: return deflate_some(s, data, len, 0);
     case CSYS_COMPRESSION_ZSTD: return zstd_some(s, data, len, ZSTD_e_continue);
     default: return emit(s, data, len);
     }
@@ -286,7 +315,7 @@ int csys_outstream_write(csys_outstream *s, const void *data, size_t len) {
 
 int csys_outstream_close(csys_outstream *s, unsigned char digest[32], unsigned char diff_id[32]) {
     int rc = 0;
-    if (s->compression == CSYS_COMPRESSION_GZIP) rc = deflate_some(s, NULL, 0, Z_FINISH);
+    if (s->compression == CSYS_COMPRESSION_GZIP) rc = deflate_some(s, NULL, 0, 1);
     else if (s->compression == CSYS_COMPRESSION_ZSTD) rc = zstd_some(s, NULL, 0, ZSTD_e_end);
     csys_sha256_final(s->h_out, digest);
     csys_sha256_final(s->h_in, diff_id);
@@ -294,7 +323,8 @@ int csys_outstream_close(csys_outstream *s, unsigned char digest[32], unsigned c
 }
 
 void csys_outstream_free(csys_outstream *s) {
-    if (s->z_init) deflateEnd(&s->z);
+    free(s->gz);
+    free(s->gz_level_buf);
     if (s->zs) ZSTD_freeCStream(s->zs);
     csys_sha256_free(s->h_in);
     csys_sha256_free(s->h_out);

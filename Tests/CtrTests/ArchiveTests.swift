@@ -286,6 +286,10 @@ import Testing
             let full = want.contains(":") ? "docker.io/library/\(want)" : "docker.io/library/\(want):latest"
             #expect(names.contains(full), "\(want) missing from \(names)")
         }
+        // one unpacked layer per diff-id, shared: the busybox layer (imported four times,
+        // loaded four times) and the directory's
+        let layers = (try? FileManager.default.contentsOfDirectory(atPath: "\(other)/layers/sha256")) ?? []
+        #expect(layers.count == 2, "\(layers)")
         // every image is whole after a final prune
         expectOK(try w.ctr(["prune"], root: other))
         for n in ["imp3", "copy2", "dir"] {
