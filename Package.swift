@@ -20,6 +20,7 @@ let package = Package(
                 .linkedLibrary("archive"),
                 .linkedLibrary("crypto"),
                 .linkedLibrary("isal"),
+                .linkedLibrary("curl"),
                 .linkedLibrary("zstd"),
                 .linkedLibrary("seccomp"),
                 .linkedLibrary("cap"),

@@ -248,3 +248,5 @@ ssize_t csys_lgetxattr(const char *path, const char *name, void *value, size_t s
 int csys_lsetxattr(const char *path, const char *name, const void *value, size_t size) {
     return lsetxattr(path, name, value, size, 0);
 }
+
+int csys_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -37,6 +37,35 @@ public enum UserNamespace {
     /// (`SharedBox`) so the parent sees what the child wrote. Returns the job's exit code.
     public static func run(_ job: csys_job_fn, arg: UnsafeMutableRawPointer, errOut: UnsafeMutablePointer<csys_error>,
                            mapping: IDMapping) throws -> Int32 {
+        try start(job, arg: arg, errOut: errOut, mapping: mapping).wait()
+    }
+
+    /// A running user-namespace child.
+    public final class Child: @unchecked Sendable {
+        public let pid: pid_t
+        let errOut: UnsafeMutablePointer<csys_error>
+        private var code: Int32?
+
+        init(pid: pid_t, errOut: UnsafeMutablePointer<csys_error>) {
+            self.pid = pid
+            self.errOut = errOut
+        }
+
+        /// Wait for the job; its exit code (125: the child failed before the job ran).
+        public func wait() throws -> Int32 {
+            if let code { return code }
+            let c = csys_wait_exit(pid)
+            code = c
+            if c == 125 { throw SysError(errOut.pointee, fallback: "the user-namespace child failed") }
+            return c
+        }
+
+        public func kill() { _ = Glibc.kill(pid, SIGKILL) }
+    }
+
+    /// Start the job in a mapped user-namespace child and return at once.
+    public static func start(_ job: csys_job_fn, arg: UnsafeMutableRawPointer, errOut: UnsafeMutablePointer<csys_error>,
+                             mapping: IDMapping) throws -> Child {
         var child = csys_userns_child()
         var err = csys_error()
         if csys_userns_fork(job, arg, errOut, &child, &err) != 0 { throw SysError(err) }
@@ -53,9 +82,7 @@ public enum UserNamespace {
             throw error
         }
         _ = csys_userns_release(&child)
-        let code = csys_wait_exit(child.pid)
-        if code == 125 { throw SysError(errOut.pointee, fallback: "the user-namespace child failed") }
-        return code
+        return Child(pid: child.pid, errOut: errOut)
     }
 }
 

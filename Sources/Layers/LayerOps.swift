@@ -110,6 +110,46 @@ public struct LayerOps: Sendable {
             firstSkipped: skipped.isEmpty ? nil : skipped, ignoredXattrs: Int(r.ignored_xattrs))
     }
 
+    /// Start applying the layer that arrives on `inFD` (a pipe, say) to `root`; the job owns
+    /// `inFD`. Writers feed the pipe, close it, and `wait()` for the report.
+    public func startApply(inFD: Int32, to root: String, tree: TreeKind) throws -> ApplyJob {
+        let rootFD = try open(root, O_RDONLY | O_DIRECTORY)
+        var a = csys_apply()
+        a.in_fd = inFD
+        a.root_fd = rootFD
+        a.tree = tree.c
+        a.owners = mapping.isSingle ? Int32(CSYS_OWNERS_XATTR) : Int32(CSYS_OWNERS_CHOWN)
+        let box = SharedBox(a)
+        let errp = (UnsafeMutableRawPointer(box.pointer) + MemoryLayout<csys_apply>.offset(of: \.error)!)
+            .assumingMemoryBound(to: csys_error.self)
+        switch mapping {
+        case .mapped:
+            do {
+                let child = try UserNamespace.start(csys_job_layer_apply, arg: UnsafeMutableRawPointer(box.pointer),
+                                                    errOut: errp, mapping: mapping)
+                close(inFD)   // the child has its own copy
+                close(rootFD)
+                return ApplyJob(box: box, child: child, thread: nil)
+            } catch {
+                close(inFD)
+                close(rootFD)
+                throw error
+            }
+        case .root, .single:
+            let done = DispatchSemaphore(value: 0)
+            let job = ApplyJob(box: box, child: nil, thread: done)
+            let t = Thread {
+                job.code = csys_layer_apply(box.pointer) == 0 ? 0 : 1
+                close(inFD)
+                close(rootFD)
+                done.signal()
+            }
+            t.stackSize = 1 << 20
+            t.start()
+            return job
+        }
+    }
+
     /// Read a layer blob through to check it is a whole tar and compute its digests.
     public static func scan(blob: String) throws -> LayerDigests {
         let fd = try valueOrErrno("open", "cannot open \(blob)") { Glibc.open(blob, O_RDONLY | O_CLOEXEC) }
@@ -203,6 +243,36 @@ public struct LayerOps: Sendable {
         return LayerDigests(digest: digest32(&c.digest), diffID: digest32(&c.diff_id), size: Int64(c.size),
                             tarSize: Int64(c.tar_size), compression: compression)
     }
+}
+
+/// A layer being applied in the background (a user-namespace child or a thread).
+public final class ApplyJob: @unchecked Sendable {
+    let box: SharedBox<csys_apply>
+    let child: UserNamespace.Child?
+    let thread: DispatchSemaphore?
+    var code: Int32 = 0
+
+    init(box: SharedBox<csys_apply>, child: UserNamespace.Child?, thread: DispatchSemaphore?) {
+        self.box = box
+        self.child = child
+        self.thread = thread
+    }
+
+    public func wait() throws -> ApplyReport {
+        if let child { code = try child.wait() }
+        if let thread { thread.wait() }
+        var r = box.pointer.pointee
+        if code != 0 { throw SysError(r.error, fallback: "applying the layer failed (exit \(code))") }
+        let skipped = cString(&r.first_skipped)
+        return ApplyReport(
+            digests: LayerDigests(digest: digest32(&r.digest), diffID: digest32(&r.diff_id), size: Int64(r.size),
+                                  tarSize: Int64(r.tar_size), compression: Compression(c: r.compression)),
+            entries: Int(r.entries), skippedDevices: Int(r.skipped_devices),
+            firstSkipped: skipped.isEmpty ? nil : skipped, ignoredXattrs: Int(r.ignored_xattrs))
+    }
+
+    /// Stop a child early (its input will not come).
+    public func cancel() { child?.kill() }
 }
 
 extension IDMapping {

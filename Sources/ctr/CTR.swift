@@ -9,7 +9,7 @@ struct CTR: ParsableCommand {
         abstract: "A rootless container runtime and OCI image builder.",
         subcommands: [
             Import.self, Images.self, Inspect.self, Tag.self, Save.self, Load.self, Unpack.self, Rmi.self, Prune.self,
-            Unshare.self,
+            Pull.self, Push.self, Login.self, Logout.self, Unshare.self,
         ]
     )
 
@@ -70,7 +70,9 @@ struct GlobalOptions: ParsableArguments {
         var path: [String] = []
         var inPath = true
         while i < args.count {
-            let a = args[i]
+            var a = args[i]
+            // podman accepts a bare --tls-verify (meaning true)
+            if a == "--tls-verify" && !(i + 1 < args.count && ["true", "false"].contains(args[i + 1])) { a = "--tls-verify=true" }
             let key = a.split(separator: "=", maxSplits: 1).first.map(String.init) ?? a
             if inPath, names.contains(key) {
                 globals.append(a)

@@ -139,11 +139,13 @@ final class Workspace: @unchecked Sendable {
         return try sh([TestEnv.binary] + args, env: e, stdin: stdin)
     }
 
-    /// Run a command as this sandbox's user, in its directory.
+    /// Run a command as this workspace's user, in its directory, with a clean environment
+    /// (only `env`, PATH and HOME), so tests do not see the caller's auth or config files.
     @discardableResult
     func sh(_ argv: [String], env: [String: String] = [:], stdin: Data? = nil) throws -> RunResult {
         var e = env
         if e["PATH"] == nil { e["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" }
+        if e["LANG"] == nil { e["LANG"] = "C.UTF-8" }
         if let u = who.user {
             let home = String(cString: getpwnam(u)!.pointee.pw_dir)
             e["HOME"] = e["HOME"] ?? home
@@ -151,10 +153,10 @@ final class Workspace: @unchecked Sendable {
             let envArgs = e.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             return try Self.exec("/usr/sbin/runuser", ["-u", u, "--", "/usr/bin/env", "-i"] + envArgs + argv, cwd: dir, stdin: stdin)
         }
-        var full = ProcessInfo.processInfo.environment
-        for (k, v) in e { full[k] = v }
-        if !argv[0].contains("/") { return try Self.exec("/usr/bin/env", argv, env: full, cwd: dir, stdin: stdin) }
-        return try Self.exec(argv[0], Array(argv.dropFirst()), env: full, cwd: dir, stdin: stdin)
+        e["HOME"] = e["HOME"] ?? (ProcessInfo.processInfo.environment["HOME"] ?? "/root")
+        e["USER"] = e["USER"] ?? TestEnv.currentUserName
+        let envArgs = e.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        return try Self.exec("/usr/bin/env", ["-i"] + envArgs + argv, cwd: dir, stdin: stdin)
     }
 
     /// Shell snippet as this user.

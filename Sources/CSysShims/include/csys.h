@@ -199,6 +199,7 @@ pid_t csys_fork_job(csys_job_fn fn, void *arg);
 /* ---------- small helpers ---------- */
 int csys_openat2_in_root(int rootfd, const char *path, int flags, mode_t mode);
 ssize_t csys_copy_file_range(int in_fd, int out_fd, size_t len);
+int csys_pipe_cloexec(int fds[2]);
 ssize_t csys_lgetxattr(const char *path, const char *name, void *value, size_t size);
 int csys_lsetxattr(const char *path, const char *name, const void *value, size_t size);
 void csys_set_error(csys_error *e, int err, const char *stage, const char *fmt, ...)
@@ -223,6 +224,61 @@ const csys_error *csys_tar_writer_error(csys_tar_writer *w);
  * "f<N>\t<sha256 hex>\t<size>\t<cleaned entry name>\n"; free it with free(). */
 int csys_tar_extract_files(int in_fd, int dest_dirfd, char **listing, csys_error *err);
 void csys_free(void *p);
+
+/* ---------- HTTP (libcurl) ---------- */
+
+/* One client per thread: it keeps its connections alive between requests. */
+typedef struct csys_http csys_http;
+csys_http *csys_http_new(void);
+void csys_http_free(csys_http *h);
+
+typedef struct csys_http_request {
+    const char *method;              /* GET, HEAD, PUT, POST, PATCH, DELETE */
+    const char *url;
+    const char *const *headers;      /* NULL-terminated "Name: value" lines, or NULL */
+    const void *body;                /* a body from memory … */
+    size_t body_len;
+    int body_fd;                     /* … or body_size bytes from body_fd (>= 0) at its offset */
+    uint64_t body_size;
+    int has_body;
+    int verify_tls;                  /* 0: do not verify the server's certificate */
+    const char *ca_pem;              /* PEM bundle replacing the default CA store, or NULL */
+    size_t ca_pem_len;
+    const char *client_cert;         /* PEM files, or NULL */
+    const char *client_key;
+    long connect_timeout_s;
+    long stall_timeout_s;            /* abort when no byte arrives for this long */
+    int follow_redirects;
+    /* the body of a 2xx response: */
+    size_t max_body;                 /* keep up to this many bytes in memory (0: keep none) */
+    int out_fd1, out_fd2;            /* and write it to these (-1: none) */
+    csys_sha256 *hash;               /* and hash it (NULL: no) */
+    volatile uint64_t *progress;     /* body bytes so far, for progress displays */
+    uint64_t resume_from;            /* ask for bytes from here (Range); a server that answers
+                                      * 200 instead of 206 has its first resume_from bytes
+                                      * skipped, so the output continues where it stopped */
+    uint64_t limit;                  /* more 2xx body than this stops the transfer (too_large); 0: none */
+} csys_http_request;
+
+typedef struct csys_http_response {
+    long status;
+    char *headers;                   /* malloc'd header lines of the final response */
+    unsigned char *body;             /* malloc'd body kept in memory (non-2xx: up to 64 KiB) */
+    size_t body_len;
+    uint64_t received;               /* body bytes of a 2xx response passed on (after a skip) */
+    int partial;                     /* the server answered a Range request with 206 */
+    int too_large;                   /* a 2xx body exceeded max_body (transfer stopped) */
+    int write_failed;                /* writing to out_fd1/out_fd2 failed (errno in os_errno) */
+    int os_errno;
+    int curl_code;                   /* 0 = the exchange completed (look at status) */
+    char error[512];
+} csys_http_response;
+
+int csys_http_perform(csys_http *h, const csys_http_request *req, csys_http_response *resp);
+void csys_http_response_free(csys_http_response *resp);
+/* classification of a curl failure: 1 resolve, 2 connect refused/unreachable, 3 TLS
+ * certificate, 4 other TLS, 5 timeout/stall, 6 connection cut/reset, 0 other */
+int csys_http_error_kind(int curl_code);
 
 #ifdef __cplusplus
 }

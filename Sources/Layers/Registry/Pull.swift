@@ -1,0 +1,232 @@
+import CSysShims
+import Foundation
+import HostOS
+
+/// `ctr pull`: resolve, verify, and download → verify → decompress → apply in one streaming
+/// pass per layer, several layers at once; the image ends up named and ready to run.
+public enum ImagePull {
+    public struct Result: Sendable {
+        /// What the reference resolved to (an index digest when the registry has one).
+        public var digest: Digest
+        public var manifest: Descriptor
+        public var imageID: Digest
+        public var name: Reference
+        public var downloaded: Int
+        public var reused: Int
+        public var reports: [ApplyReport]
+    }
+
+    public static func run(_ ref: Reference, store: Store, access: RegistryAccess, platform: Platform = .current,
+                           progress: TransferProgress? = nil, parallel: Int = 3) throws -> Result {
+        let sources = try access.pullSources(ref)
+        var lastError: Error?
+        for (i, src) in sources.enumerated() {
+            do {
+                return try pull(ref, from: src.client, as: src.ref, store: store, platform: platform,
+                                progress: progress, parallel: parallel)
+            } catch {
+                lastError = error
+                if i + 1 < sources.count {
+                    progress?.state("mirror", "\(src.ref.registry) failed (\(error)); trying the next source")
+                }
+            }
+        }
+        throw lastError ?? RegistryError("no registry to pull \(ref.string) from")
+    }
+
+    static func pull(_ name: Reference, from client: RegistryClient, as ref: Reference, store: Store, platform: Platform,
+                     progress: TransferProgress?, parallel: Int) throws -> Result {
+        let repo = ref.repository
+        let tagOrDigest = ref.digest?.string ?? ref.tag ?? "latest"
+        var (data, desc) = try client.manifest(repo: repo, reference: tagOrDigest, expected: ref.digest)
+        let resolved = desc.digest
+        if desc.mediaType.isIndex {
+            let index = try CanonicalJSON.decode(Index.self, from: data, what: "image index \(desc.digest)")
+            guard let chosen = ImageCopy.pick(index, platform: platform) else {
+                let have = index.manifests.compactMap { $0.platform?.description }.joined(separator: ", ")
+                throw RegistryError("\(name.string) has no image for \(platform) (it has: \(have.isEmpty ? "none" : have)); use --platform")
+            }
+            (data, desc) = try client.manifest(repo: repo, reference: chosen.digest.string, expected: chosen.digest)
+            if !desc.mediaType.isManifest { desc.mediaType = chosen.mediaType }
+        }
+        guard desc.mediaType.isManifest else {
+            throw RegistryError("\(name.string): unsupported manifest media type \(desc.mediaType)")
+        }
+        let manifest = try CanonicalJSON.decode(Manifest.self, from: data, what: "manifest \(desc.digest)")
+        guard manifest.config.mediaType.isConfig else {
+            throw RegistryError("\(name.string): unsupported config media type \(manifest.config.mediaType) (not a container image)")
+        }
+        for l in manifest.layers where !l.mediaType.isLayer {
+            throw RegistryError("\(name.string): layer \(l.digest) has unsupported media type \(l.mediaType)")
+        }
+        let configData = try client.smallBlob(repo: repo, manifest.config)
+        let config = try CanonicalJSON.decode(ImageConfig.self, from: configData, what: "image config \(manifest.config.digest)")
+        if config.rootfs.diffIDs.count != manifest.layers.count {
+            throw RegistryError("\(name.string): the config lists \(config.rootfs.diffIDs.count) layers, the manifest \(manifest.layers.count)")
+        }
+
+        return try store.writing {
+            let staging = PullStaging(store: store)
+            do {
+                let configTmp = store.ingestPath()
+                try Store.writeFile(path: configTmp, data: configData, sync: true)
+                staging.addBlob(manifest.config.digest, configTmp)
+
+                var seen = Set<Digest>()
+                var work: [LayerWork] = []
+                var reused = 0
+                for (layer, diffID) in zip(manifest.layers, config.rootfs.diffIDs) {
+                    guard seen.insert(layer.digest).inserted else { continue }
+                    let haveBlob = store.hasBlob(layer.digest)
+                    let haveDir = access(store.layerPath(diffID), F_OK) == 0
+                    if haveBlob && haveDir {
+                        progress?.item(layer.digest.short, total: layer.size, counter: nil)
+                        progress?.state(layer.digest.short, "exists")
+                        reused += 1
+                        continue
+                    }
+                    work.append(LayerWork(layer: layer, diffID: diffID, unpack: !haveDir, counter: Counter()))
+                    progress?.item(layer.digest.short, total: layer.size, counter: work.last!.counter.pointer)
+                    progress?.state(layer.digest.short, "waiting")
+                }
+                try parallelEach(work, width: parallel) { w in
+                    try fetchLayer(w, client: client, repo: repo, store: store, staging: staging, progress: progress)
+                }
+                try staging.commit()
+                try store.putBlob(data, mediaType: desc.mediaType)
+                let plain = Descriptor(mediaType: desc.mediaType, digest: desc.digest, size: desc.size)
+                try store.setName(name, to: plain)
+                store.recordSource(ref: ref, blobs: [manifest.config.digest] + manifest.layers.map(\.digest))
+                return Result(digest: resolved, manifest: plain, imageID: manifest.config.digest, name: name,
+                              downloaded: work.count, reused: reused, reports: staging.reports)
+            } catch {
+                staging.abort()
+                throw error
+            }
+        }
+    }
+
+    struct LayerWork: Sendable {
+        var layer: Descriptor
+        var diffID: Digest
+        var unpack: Bool
+        var counter: Counter
+    }
+
+    /// Download one layer into ingest while a layer job unpacks it from a pipe.
+    static func fetchLayer(_ w: LayerWork, client: RegistryClient, repo: String, store: Store, staging: PullStaging,
+                           progress: TransferProgress?) throws {
+        let id = w.layer.digest.short
+        progress?.state(id, "downloading")
+        let blobTmp = store.ingestPath()
+        let blobFD = try valueOrErrno("open", "cannot create \(blobTmp)") { open(blobTmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+        staging.addTemp(blobTmp)
+        defer { close(blobFD) }
+        do {
+            if w.unpack {
+                let tmpDir = "\(store.root)/layers/.tmp-\(UUID().uuidString.lowercased())"
+                try valueOrErrno("mkdir", "cannot create \(tmpDir)") { mkdir(tmpDir, 0o755) }
+                staging.addLayer(tmpDir, w.diffID)
+                var p: [Int32] = [0, 0]
+                try valueOrErrno("pipe", "cannot make a pipe") { csys_pipe_cloexec(&p) }
+                let job: ApplyJob
+                do {
+                    job = try store.ops.startApply(inFD: p[0], to: tmpDir, tree: .overlay)
+                } catch {
+                    close(p[1])
+                    throw error
+                }
+                var downloadError: Error?
+                do {
+                    try client.downloadBlob(repo: repo, w.layer, to: [blobFD, p[1]], progress: w.counter.pointer)
+                } catch {
+                    downloadError = error
+                }
+                close(p[1])
+                let report: ApplyReport
+                do {
+                    if let downloadError, !"\(downloadError)".contains("cannot write") {
+                        job.cancel()
+                        _ = try? job.wait()
+                        throw downloadError
+                    }
+                    report = try job.wait()
+                } catch let e as SysError {
+                    throw LayerError("layer \(w.layer.digest): \(e.message)")
+                }
+                if let downloadError { throw downloadError }
+                try Store.check(report.digests, layer: w.layer, diffID: w.diffID)
+                staging.addReport(report)
+            } else {
+                // the layer is unpacked already (the same content came compressed differently)
+                try client.downloadBlob(repo: repo, w.layer, to: [blobFD], progress: w.counter.pointer)
+                do {
+                    try Store.check(LayerOps.scan(blob: blobTmp), layer: w.layer, diffID: w.diffID)
+                } catch let e as SysError {
+                    throw LayerError("layer \(w.layer.digest): \(e.message)")
+                }
+            }
+            try valueOrErrno("fsync", "cannot sync \(blobTmp)") { fsync(blobFD) }
+            staging.addBlob(w.layer.digest, blobTmp)
+            progress?.state(id, "done")
+        } catch {
+            progress?.state(id, "failed")
+            throw error
+        }
+    }
+}
+
+/// What a pull has written but not yet made visible; commit renames it all in, abort removes it.
+final class PullStaging: @unchecked Sendable {
+    let store: Store
+    private let lock = NSLock()
+    private var blobs: [(Digest, String)] = []
+    private var temps: [String] = []
+    private var layers: [(String, Digest)] = []
+    private(set) var reports: [ApplyReport] = []
+
+    init(store: Store) { self.store = store }
+
+    func addTemp(_ p: String) { lock.lock(); temps.append(p); lock.unlock() }
+    func addBlob(_ d: Digest, _ p: String) { lock.lock(); blobs.append((d, p)); temps.append(p); lock.unlock() }
+    func addLayer(_ p: String, _ d: Digest) { lock.lock(); layers.append((p, d)); lock.unlock() }
+    func addReport(_ r: ApplyReport) { lock.lock(); reports.append(r); lock.unlock() }
+
+    func commit() throws {
+        for (d, p) in blobs where !store.hasBlob(d) { try store.commit(file: p, as: d) }
+        for (p, d) in layers { try store.installLayer(p, diffID: d) }
+        layers.removeAll()
+        abort() // leftovers: temps already moved are gone; the rest is removed
+    }
+
+    func abort() {
+        for p in temps { unlink(p) }
+        temps.removeAll()
+        for (p, _) in layers { _ = try? store.ops.removeTree(p) }
+        layers.removeAll()
+    }
+}
+
+extension Store {
+    /// Remember which repositories hold a blob, for cross-repository mounts when pushing.
+    public func recordSource(ref: Reference, blobs: [Digest]) {
+        let repo = "\(ref.registry)/\(ref.repository)"
+        _ = try? withLock("sources.lock", .exclusive) {
+            let path = "\(root)/blob-sources.json"
+            var map = (FileManager.default.contents(atPath: path)).flatMap { try? JSONDecoder().decode([String: [String]].self, from: $0) } ?? [:]
+            for b in blobs {
+                var list = map[b.string] ?? []
+                if !list.contains(repo) { list.append(repo) }
+                map[b.string] = Array(list.suffix(8))
+            }
+            try Store.atomicWrite(path: path, data: CanonicalJSON.encode(map))
+        }
+    }
+
+    /// Repositories (registry/repo) known to hold a blob.
+    public func sources(of blob: Digest) -> [String] {
+        let path = "\(root)/blob-sources.json"
+        let map = (FileManager.default.contents(atPath: path)).flatMap { try? JSONDecoder().decode([String: [String]].self, from: $0) } ?? [:]
+        return map[blob.string] ?? []
+    }
+}

@@ -1,0 +1,1528 @@
+import Foundation
+
+// registries.conf(5) as containers/image (podman, skopeo, buildah) reads it: which files, in which
+// order, how drop-ins merge, how a reference finds its [[registry]] (longest prefix, `*.` wildcards),
+// how the prefix is rewritten to a location, and which mirrors a pull tries first.
+//
+// The file format is TOML; a small reader for the subset these files use lives at the end.
+
+// MARK: - Errors
+
+/// A problem in a registries.conf file or the TOML in it; reads "FILE:LINE: message".
+public struct RegistriesConfError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let file: String
+    /// 1-based; nil when the problem is not tied to one line (e.g. the file cannot be read).
+    public let line: Int?
+    public let message: String
+
+    public init(file: String, line: Int? = nil, message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String {
+        if let line { return "\(file):\(line): \(message)" }
+        return "\(file): \(message)"
+    }
+}
+
+// MARK: - Model
+
+/// How short names ("busybox") may be resolved; `short-name-mode`.
+public enum ShortNameMode: String, Sendable, Equatable, CaseIterable {
+    case enforcing, permissive, disabled
+}
+
+/// A mirror's `pull-from-mirror` restriction.
+public enum PullFromMirror: String, Sendable, Equatable, CaseIterable {
+    case all
+    case digestOnly = "digest-only"
+    case tagOnly = "tag-only"
+}
+
+/// One `[[registry.mirror]]`.
+public struct Mirror: Sendable, Equatable {
+    public var location: String
+    public var insecure: Bool
+    /// nil when not set (behaves as `.all`, unless the registry has `mirror-by-digest-only`).
+    public var pullFromMirror: PullFromMirror?
+
+    public init(location: String, insecure: Bool = false, pullFromMirror: PullFromMirror? = nil) {
+        self.location = location
+        self.insecure = insecure
+        self.pullFromMirror = pullFromMirror
+    }
+}
+
+/// One endpoint to try for a pull, with the reference rewritten for it.
+public struct PullSource: Sendable, Equatable {
+    /// The reference to request from this endpoint ("mirror.example.com:5000/library/busybox:1").
+    public var reference: Reference
+    /// The configured location of the endpoint (the reference's registry when the location is empty).
+    public var location: String
+    /// TLS verification off and plain HTTP allowed for this endpoint.
+    public var insecure: Bool
+    public var isMirror: Bool
+    /// The endpoint is blocked by configuration: a pull must not contact it (containers/image still tries
+    /// the mirrors of a blocked registry and fails only on the primary).
+    public var blocked: Bool
+
+    public init(reference: Reference, location: String, insecure: Bool, isMirror: Bool, blocked: Bool = false) {
+        self.reference = reference
+        self.location = location
+        self.insecure = insecure
+        self.isMirror = isMirror
+        self.blocked = blocked
+    }
+}
+
+/// One `[[registry]]` after validation and normalisation (trailing slashes dropped, prefix defaulted
+/// to the location).
+public struct RegistryEntry: Sendable, Equatable {
+    /// "docker.io", "example.com:5000/team", "*.example.com".
+    public var prefix: String
+    /// Where references matching `prefix` really live. Empty only for a `*.` wildcard prefix
+    /// (references are then used unchanged).
+    public var location: String
+    public var insecure: Bool
+    public var blocked: Bool
+    public var mirrorByDigestOnly: Bool
+    public var mirrors: [Mirror]
+    /// Where the entry was defined, for messages.
+    public var file: String?
+    public var line: Int?
+
+    public init(prefix: String, location: String, insecure: Bool = false, blocked: Bool = false,
+                mirrorByDigestOnly: Bool = false, mirrors: [Mirror] = [], file: String? = nil, line: Int? = nil) {
+        self.prefix = prefix
+        self.location = location
+        self.insecure = insecure
+        self.blocked = blocked
+        self.mirrorByDigestOnly = mirrorByDigestOnly
+        self.mirrors = mirrors
+        self.file = file
+        self.line = line
+    }
+
+    /// "FILE:LINE" of the definition, or "registries.conf".
+    public var origin: String {
+        guard let file else { return "registries.conf" }
+        if let line { return "\(file):\(line)" }
+        return file
+    }
+
+    /// The endpoints to try, in order: the mirrors that apply to `ref` (with `mirror-by-digest-only`,
+    /// or a mirror's `pull-from-mirror = "digest-only"`, mirrors are used only for digest references;
+    /// `"tag-only"` mirrors only for references without a digest), then the primary location. Each comes
+    /// with `ref` rewritten: the matched prefix replaced by the endpoint's location.
+    /// `ref` must match `prefix` (as returned by `RegistriesConf.registry(for:)`).
+    public func pullSources(for ref: Reference) throws -> [PullSource] {
+        let isDigested = ref.digest != nil
+        var endpoints: [(location: String, insecure: Bool, mirror: Bool)] = []
+        if mirrorByDigestOnly {
+            if isDigested { endpoints += mirrors.map { ($0.location, $0.insecure, true) } }
+        } else {
+            for m in mirrors {
+                switch m.pullFromMirror {
+                case .digestOnly?: if !isDigested { continue }
+                case .tagOnly?: if isDigested { continue }
+                case .all?, nil: break
+                }
+                endpoints.append((m.location, m.insecure, true))
+            }
+        }
+        endpoints.append((location, insecure, false))
+        return try endpoints.map { ep in
+            PullSource(reference: try rewrite(ref, toLocation: ep.location),
+                       location: ep.location.isEmpty ? ref.registry : ep.location,
+                       insecure: ep.insecure, isMirror: ep.mirror, blocked: !ep.mirror && blocked)
+        }
+    }
+
+    /// `ref` with the matched prefix replaced by `location` (containers/image `rewriteReference`).
+    public func rewrite(_ ref: Reference, toLocation location: String) throws -> Reference {
+        let s = ref.string
+        guard let n = RegistriesConf.matchingPrefixLength(s, prefix) else {
+            throw RegistriesConfError(file: file ?? "registries.conf", line: line,
+                                      message: "invalid prefix '\(prefix)' for reference '\(s)'")
+        }
+        if location.isEmpty {
+            guard prefix.hasPrefix("*.") else {
+                throw RegistriesConfError(file: file ?? "registries.conf", line: line,
+                                          message: "invalid prefix '\(prefix)' for empty location, should be in the format: *.example.com")
+            }
+            return ref
+        }
+        let rewritten = location + String(decoding: Array(s.utf8)[n...], as: UTF8.self)
+        let parsed: Reference
+        do {
+            parsed = try Reference(parsing: rewritten, defaultTag: false)
+        } catch {
+            throw RegistriesConfError(file: file ?? "registries.conf", line: line,
+                                      message: "rewriting reference \(s) for location '\(location)': \(error)")
+        }
+        guard parsed.string == rewritten else {
+            throw RegistriesConfError(file: file ?? "registries.conf", line: line,
+                                      message: "rewriting reference \(s) for location '\(location)': \"\(rewritten)\" is not a canonical reference (it would be \"\(parsed.string)\")")
+        }
+        return parsed
+    }
+}
+
+/// Where registries.conf is read from: one main file, then the `*.conf` drop-ins of each directory.
+public struct RegistriesConfSources: Sendable, Equatable {
+    public var mainFile: String
+    /// A missing main file is an error (it was named explicitly, e.g. by $CONTAINERS_REGISTRIES_CONF);
+    /// otherwise a missing main file means an empty configuration.
+    public var mainFileRequired: Bool
+    public var dropInDirectories: [String]
+
+    public init(mainFile: String, mainFileRequired: Bool = false, dropInDirectories: [String] = []) {
+        self.mainFile = mainFile
+        self.mainFileRequired = mainFileRequired
+        self.dropInDirectories = dropInDirectories
+    }
+}
+
+/// The merged registries configuration.
+public struct RegistriesConf: Sendable, Equatable {
+    public static let systemFile = "/etc/containers/registries.conf"
+    public static let systemDropInDirectory = "/etc/containers/registries.conf.d"
+    /// `credential-helpers` entry meaning "the auth.json files".
+    public static let authFileHelper = "containers-auth.json"
+
+    /// Unique prefixes, sorted by prefix (as containers/image keeps them).
+    public var registries: [RegistryEntry] = []
+    /// `unqualified-search-registries` (or v1 `[registries.search]`), in order.
+    public var unqualifiedSearchRegistries: [String] = []
+    /// The file that set `unqualifiedSearchRegistries`.
+    public var unqualifiedSearchRegistriesOrigin: String?
+    var shortNameModeSetting: ShortNameMode?
+    var aliasTable: [String: AliasEntry] = [:]
+    var credentialHelpersSetting: [String]?
+    /// The files that were read, in order.
+    public var files: [String] = []
+
+    struct AliasEntry: Sendable, Equatable {
+        /// nil: reset by an empty value in a later file.
+        var value: String?
+        var origin: String
+    }
+
+    public init() {}
+
+    /// `short-name-mode`; "permissive" when no file sets it.
+    public var shortNameMode: ShortNameMode { shortNameModeSetting ?? .permissive }
+
+    /// `[aliases]`: short name → fully-qualified, normalised name ("docker.io/library/busybox").
+    public var aliases: [String: String] { aliasTable.compactMapValues(\.value) }
+
+    /// The file that defined the alias for `shortName`.
+    public func aliasOrigin(_ shortName: String) -> String? {
+        guard let e = aliasTable[shortName], e.value != nil else { return nil }
+        return e.origin
+    }
+
+    /// `credential-helpers`; ["containers-auth.json"] when no file sets a non-empty list.
+    public var credentialHelpers: [String] {
+        if let h = credentialHelpersSetting, !h.isEmpty { return h }
+        return [Self.authFileHelper]
+    }
+
+    // MARK: Lookup
+
+    /// The `[[registry]]` whose prefix matches `ref`'s name ("docker.io/library/busybox") with the
+    /// longest prefix, as containers/image's docker transport looks it up.
+    public func registry(for ref: Reference) -> RegistryEntry? {
+        registry(matching: ref.name)
+    }
+
+    /// The entry with the longest prefix matching `name`: a registry ("example.com:5000"), a namespace,
+    /// a repository, or a full reference string. Ties go to the first in `registries` order.
+    public func registry(matching name: String) -> RegistryEntry? {
+        var best: RegistryEntry?
+        var bestLength = 0
+        for r in registries where Self.matchingPrefixLength(name, r.prefix) != nil {
+            let length = r.prefix.utf8.count
+            if length > bestLength {
+                best = r
+                bestLength = length
+            }
+        }
+        return best
+    }
+
+    /// Whether TLS verification is off (and plain HTTP allowed) for `host` ("example.com:5000").
+    /// Mirrors are insecure per endpoint: see `PullSource.insecure`.
+    public func isInsecure(host: String) -> Bool {
+        registry(matching: host)?.insecure ?? false
+    }
+
+    /// Whether TLS verification is off for `ref`'s repository (a namespaced prefix may differ from the host).
+    public func isInsecure(_ ref: Reference) -> Bool {
+        registry(for: ref)?.insecure ?? false
+    }
+
+    /// Whether pulling or pushing `ref` is blocked.
+    public func isBlocked(_ ref: Reference) -> Bool {
+        registry(for: ref)?.blocked ?? false
+    }
+
+    /// The endpoints to try for `ref`: the matching entry's mirrors and location (see
+    /// `RegistryEntry.pullSources`), or just `ref` itself when no entry matches. Each source's
+    /// `insecure`/`blocked` also account for the entry that matches the rewritten reference, as
+    /// containers/image does when it connects to that endpoint.
+    public func pullSources(for ref: Reference) throws -> [PullSource] {
+        guard let entry = registry(for: ref) else {
+            return [PullSource(reference: ref, location: ref.registry, insecure: false, isMirror: false)]
+        }
+        return try entry.pullSources(for: ref).map { s in
+            var s = s
+            if let physical = registry(for: s.reference) {
+                s.insecure = s.insecure || physical.insecure
+                s.blocked = physical.blocked
+            } else {
+                s.blocked = false
+            }
+            return s
+        }
+    }
+
+    /// containers/image `refMatchingPrefix`: the length (in UTF-8 bytes) of the part of `ref` that
+    /// `prefix` matches, or nil. A plain prefix matches when `ref` equals it or continues with ':', '/'
+    /// or '@' (so "example.com" also matches "example.com:5000", as in containers/image). A
+    /// "*.example.com" prefix matches any subdomain host ("a.b.example.com", with optional port/path),
+    /// but not "example.com" itself; the length is then that of the host part.
+    public static func matchingPrefixLength(_ ref: String, _ prefix: String) -> Int? {
+        let r = Array(ref.utf8)
+        let p = Array(prefix.utf8)
+        if prefix.hasPrefix("*.") {
+            let needle = Array(p.dropFirst())
+            guard let index = firstIndex(of: needle, in: r) else { return nil }
+            if r[..<index].contains(UInt8(ascii: "/")) { return nil }
+            let end = index + needle.count
+            if end == r.count { return end }
+            switch r[end] {
+            case UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "@"): return end
+            default: return nil
+            }
+        }
+        if r.count < p.count { return nil }
+        if r.count == p.count { return r == p ? p.count : nil }
+        guard r.starts(with: p) else { return nil }
+        switch r[p.count] {
+        case UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "@"): return p.count
+        default: return nil
+        }
+    }
+
+    private static func firstIndex(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard !needle.isEmpty, needle.count <= haystack.count else { return needle.isEmpty ? 0 : nil }
+        for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
+            if haystack[start..<(start + needle.count)].elementsEqual(needle) { return start }
+        }
+        return nil
+    }
+
+    // MARK: Loading
+
+    /// The files containers/image reads for this environment:
+    /// - $CONTAINERS_REGISTRIES_CONF (or the legacy $REGISTRIES_CONFIG_PATH) when set and non-empty: that
+    ///   file (it must exist), then the drop-ins of the system and user registries.conf.d;
+    /// - else, when `~/.config/containers/registries.conf` exists: it INSTEAD of the system file, with
+    ///   only the user drop-ins (`~/.config/containers/registries.conf.d`);
+    /// - else the system file, then the system drop-ins, then the user drop-ins.
+    /// Like containers/image, the user paths are under `home` ($HOME); $XDG_CONFIG_HOME is not consulted.
+    public static func defaultSources(environment: [String: String], home: String,
+                                      systemFile: String = RegistriesConf.systemFile,
+                                      systemDropInDirectory: String = RegistriesConf.systemDropInDirectory) -> RegistriesConfSources {
+        let userFile = joinPath(home, ".config/containers/registries.conf")
+        let userDir = joinPath(home, ".config/containers/registries.conf.d")
+        // podman/buildah: the first of the two variables that is present wins, even when empty
+        // (an empty path means "not overridden").
+        let override = environment["CONTAINERS_REGISTRIES_CONF"] ?? environment["REGISTRIES_CONFIG_PATH"]
+        if let override, !override.isEmpty {
+            return RegistriesConfSources(mainFile: override, mainFileRequired: true,
+                                         dropInDirectories: [systemDropInDirectory, userDir])
+        }
+        if pathExists(userFile) {
+            return RegistriesConfSources(mainFile: userFile, dropInDirectories: [userDir])
+        }
+        return RegistriesConfSources(mainFile: systemFile, dropInDirectories: [systemDropInDirectory, userDir])
+    }
+
+    /// Loads the configuration the way podman does for this environment (see `defaultSources`).
+    public static func loadDefault(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                   home: String? = nil,
+                                   systemFile: String = RegistriesConf.systemFile,
+                                   systemDropInDirectory: String = RegistriesConf.systemDropInDirectory) throws -> RegistriesConf {
+        let home = home ?? environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        return try load(defaultSources(environment: environment, home: home, systemFile: systemFile,
+                                       systemDropInDirectory: systemDropInDirectory))
+    }
+
+    /// Loads `sources`: the main file (v1 or v2), then every drop-in (v2 only) in order.
+    public static func load(_ sources: RegistriesConfSources) throws -> RegistriesConf {
+        try load(mainFile: sources.mainFile, mainFileRequired: sources.mainFileRequired,
+                 dropIns: try dropInFiles(in: sources.dropInDirectories))
+    }
+
+    /// Loads an explicit list: `paths[0]` is the main file (skipped when missing), the others are
+    /// drop-ins (v2 only, skipped when missing), applied in order.
+    public static func load(paths: [String]) throws -> RegistriesConf {
+        guard let main = paths.first else { return RegistriesConf() }
+        return try load(mainFile: main, mainFileRequired: false, dropIns: Array(paths.dropFirst()))
+    }
+
+    public static func load(mainFile: String, mainFileRequired: Bool, dropIns: [String]) throws -> RegistriesConf {
+        var conf = RegistriesConf()
+        if let text = try readConfigFile(mainFile, required: mainFileRequired) {
+            conf = RegistriesConf(try decode(text, file: mainFile, dropIn: false))
+        }
+        for path in dropIns {
+            // A drop-in that vanished between listing and reading is ignored, as in containers/image.
+            guard let text = try readConfigFile(path, required: false) else { continue }
+            conf.update(with: try decode(text, file: path, dropIn: true))
+        }
+        return conf
+    }
+
+    /// Parses one file's text (a main file, or a drop-in when `dropIn`, which must be v2).
+    public static func parse(_ text: String, file: String = "registries.conf", dropIn: Bool = false) throws -> RegistriesConf {
+        RegistriesConf(try decode(text, file: file, dropIn: dropIn))
+    }
+
+    /// Merges another file (a drop-in) into this configuration, as containers/image does: `[[registry]]`
+    /// entries replace those with the same prefix, `unqualified-search-registries`,
+    /// `credential-helpers` and `short-name-mode` replace earlier values when the file sets them,
+    /// aliases merge (an empty value removes an alias).
+    public mutating func merge(_ other: RegistriesConf) {
+        update(with: ParsedFile(file: other.files.last ?? "registries.conf",
+                                registries: other.registries,
+                                unqualifiedSearch: other.unqualifiedSearchRegistriesOrigin == nil ? nil : other.unqualifiedSearchRegistries,
+                                shortNameMode: other.shortNameModeSetting,
+                                aliases: other.aliasTable,
+                                credentialHelpers: other.credentialHelpersSetting))
+    }
+
+    /// `*.conf` files directly in each directory (sorted by name, no recursion), directories in order.
+    /// A missing directory is skipped; an unreadable one is an error.
+    public static func dropInFiles(in directories: [String]) throws -> [String] {
+        var out: [String] = []
+        for dir in directories {
+            var st = stat()
+            if lstat(dir, &st) != 0 {
+                if errno == ENOENT || errno == ENOTDIR { continue }
+                throw RegistriesConfError(file: dir, message: "reading registries.conf.d: \(String(cString: strerror(errno)))")
+            }
+            // Follow a symlinked directory; a non-directory is not a drop-in directory.
+            guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
+            let names: [String]
+            do {
+                names = try FileManager.default.contentsOfDirectory(atPath: dir)
+            } catch {
+                throw RegistriesConfError(file: dir, message: "reading registries.conf.d: \(describeIOError(error))")
+            }
+            for name in names.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) where name.hasSuffix(".conf") {
+                let path = joinPath(dir, name)
+                var est = stat()
+                if lstat(path, &est) == 0, (est.st_mode & S_IFMT) == S_IFDIR { continue }
+                out.append(path)
+            }
+        }
+        return out
+    }
+
+    // MARK: - Internals
+
+    /// What one file says, before merging.
+    struct ParsedFile {
+        var file: String
+        var registries: [RegistryEntry]
+        var unqualifiedSearch: [String]?
+        var shortNameMode: ShortNameMode?
+        var aliases: [String: AliasEntry]
+        var credentialHelpers: [String]?
+    }
+
+    init(_ f: ParsedFile) {
+        registries = f.registries
+        unqualifiedSearchRegistries = f.unqualifiedSearch ?? []
+        unqualifiedSearchRegistriesOrigin = f.unqualifiedSearch == nil ? nil : f.file
+        shortNameModeSetting = f.shortNameMode
+        aliasTable = f.aliases
+        credentialHelpersSetting = f.credentialHelpers
+        files = [f.file]
+    }
+
+    mutating func update(with f: ParsedFile) {
+        var byPrefix: [String: RegistryEntry] = [:]
+        for r in registries { byPrefix[r.prefix] = r }
+        for r in f.registries { byPrefix[r.prefix] = r }
+        registries = byPrefix.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).map { byPrefix[$0]! }
+        if let s = f.unqualifiedSearch {
+            unqualifiedSearchRegistries = s
+            unqualifiedSearchRegistriesOrigin = f.file
+        }
+        if let h = f.credentialHelpers { credentialHelpersSetting = h }
+        if let m = f.shortNameMode { shortNameModeSetting = m }
+        for (k, v) in f.aliases { aliasTable[k] = v }
+        files.append(f.file)
+    }
+
+    static func readConfigFile(_ path: String, required: Bool) throws -> String? {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            if !required, isNoSuchFile(error) { return nil }
+            throw RegistriesConfError(file: path, message: "cannot read registries configuration: \(describeIOError(error))")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw RegistriesConfError(file: path, message: "not valid UTF-8")
+        }
+        return text
+    }
+
+    // MARK: Decoding one file
+
+    static func decode(_ text: String, file: String, dropIn: Bool) throws -> ParsedFile {
+        let root = try TOML.parse(text, file: file)
+        let d = TOMLFieldReader(file: file)
+
+        // v1: [registries.search|insecure|block] registries = [...]
+        var v1: [String: [String]] = [:]
+        var v1Line: Int?
+        if let regs = try d.table(root, "registries", context: "") {
+            for kind in ["search", "insecure", "block"] {
+                guard let sub = try d.table(regs, kind, context: "registries.") else { continue }
+                if let list = try d.stringArray(sub, "registries", context: "registries.\(kind).") {
+                    v1[kind] = list
+                    let l = sub.line(of: "registries")
+                    if v1Line == nil || (l ?? .max) < v1Line! { v1Line = l }
+                }
+            }
+        }
+
+        // v2 keys (type-checked even when the file turns out to be v1).
+        let registryTables = try d.tableArray(root, "registry", context: "")
+        let search = try d.stringArray(root, "unqualified-search-registries", context: "")
+        let helpers = try d.stringArray(root, "credential-helpers", context: "")
+        let modeString = try d.string(root, "short-name-mode", context: "")
+        let layerStoreHelper = try d.string(root, "additional-layer-store-auth-helper", context: "")
+        let aliasesTable = try d.table(root, "aliases", context: "")
+        let v2Set = registryTables != nil || search != nil || helpers != nil || !(modeString ?? "").isEmpty
+            || !(layerStoreHelper ?? "").isEmpty || aliasesTable != nil
+
+        var registries: [RegistryEntry] = []
+        var unqualified = search
+        var unqualifiedLine = root.line(of: "unqualified-search-registries")
+        if !v1.isEmpty {
+            if dropIn {
+                throw RegistriesConfError(file: file, line: v1Line, message: "registry must be in v2 format but is in v1 (drop-in files must use [[registry]] tables)")
+            }
+            if v2Set {
+                throw RegistriesConfError(file: file, line: v1Line, message: "mixing sysregistry v1/v2 is not supported ([registries.*] tables together with v2 keys such as [[registry]] or unqualified-search-registries)")
+            }
+            // ConvertToV2: blocked entries first, then insecure, in order of first mention.
+            var order: [String] = []
+            var byLocation: [String: RegistryEntry] = [:]
+            func entry(_ raw: String, _ kind: String) throws -> String {
+                let location = try parseLocation(raw, file: file, line: v1Line)
+                if byLocation[location] == nil {
+                    byLocation[location] = RegistryEntry(prefix: location, location: location, file: file, line: v1Line)
+                    order.append(location)
+                }
+                return location
+            }
+            for raw in v1["block"] ?? [] { byLocation[try entry(raw, "block")]!.blocked = true }
+            for raw in v1["insecure"] ?? [] { byLocation[try entry(raw, "insecure")]!.insecure = true }
+            registries = order.map { byLocation[$0]! }
+            unqualified = v1["search"]
+            unqualifiedLine = v1Line
+        } else {
+            for t in registryTables ?? [] {
+                registries.append(try decodeRegistry(t, d: d))
+            }
+        }
+
+        // postProcessRegistries: conflicting settings for the same location (or wildcard prefix).
+        var seenByKey: [String: RegistryEntry] = [:]
+        for r in registries {
+            let key = r.location.isEmpty ? r.prefix : r.location
+            if let other = seenByKey[key] {
+                if other.insecure != r.insecure {
+                    throw RegistriesConfError(file: file, line: r.line, message: "registry '\(r.location)' is defined multiple times with conflicting 'insecure' setting")
+                }
+                if other.blocked != r.blocked {
+                    throw RegistriesConfError(file: file, line: r.line, message: "registry '\(r.location)' is defined multiple times with conflicting 'blocked' setting")
+                }
+            } else {
+                seenByKey[key] = r
+            }
+        }
+
+        if var list = unqualified {
+            for (n, raw) in list.enumerated() {
+                let host = try parseLocation(raw, file: file, line: unqualifiedLine)
+                if host.isEmpty || Reference.hostProblem(host) != nil {
+                    throw RegistriesConfError(file: file, line: unqualifiedLine, message: "invalid unqualified-search-registries entry \"\(host)\": must be a host[:port]")
+                }
+                list[n] = host
+            }
+            unqualified = list
+        }
+
+        // The first entry with a prefix wins; later ones are ignored. Then sort by prefix.
+        var unique: [String: RegistryEntry] = [:]
+        for r in registries where unique[r.prefix] == nil { unique[r.prefix] = r }
+        registries = unique.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).map { unique[$0]! }
+
+        var mode: ShortNameMode?
+        if let modeString, !modeString.isEmpty {
+            guard let m = ShortNameMode(rawValue: modeString) else {
+                throw RegistriesConfError(file: file, line: root.line(of: "short-name-mode"),
+                                          message: "invalid short-name mode: \"\(modeString)\" (use \"enforcing\", \"permissive\" or \"disabled\")")
+            }
+            mode = m
+        }
+
+        for r in registries where r.prefix.hasPrefix("*.") && r.prefix.contains(where: { "/@:".contains($0) }) {
+            throw RegistriesConfError(file: file, line: r.line, message: "Wildcarded prefix should be in the format: *.example.com. Current prefix \"\(r.prefix)\" is incorrectly formatted")
+        }
+
+        var aliases: [String: AliasEntry] = [:]
+        if let aliasesTable {
+            for name in aliasesTable.keys {
+                let line = aliasesTable.line(of: name)
+                guard case .string(let value)? = aliasesTable[name] else {
+                    throw RegistriesConfError(file: file, line: line, message: "aliases.\(TOML.quoteKey(name)): expected a string, found \(aliasesTable[name]!.typeName)")
+                }
+                try validateShortName(name, file: file, line: line)
+                if value.isEmpty {
+                    aliases[name] = AliasEntry(value: nil, origin: file)
+                } else {
+                    aliases[name] = AliasEntry(value: try parseAliasValue(value, file: file, line: line), origin: file)
+                }
+            }
+        }
+
+        return ParsedFile(file: file, registries: registries, unqualifiedSearch: unqualified, shortNameMode: mode,
+                          aliases: aliases, credentialHelpers: helpers)
+    }
+
+    static func decodeRegistry(_ t: TOMLTable, d: TOMLFieldReader) throws -> RegistryEntry {
+        let file = d.file
+        let c = "registry."
+        var prefix = try d.string(t, "prefix", context: c) ?? ""
+        var location = try d.string(t, "location", context: c) ?? ""
+        let insecure = try d.bool(t, "insecure", context: c) ?? false
+        let blocked = try d.bool(t, "blocked", context: c) ?? false
+        let byDigest = try d.bool(t, "mirror-by-digest-only", context: c) ?? false
+        let primaryPull = try d.string(t, "pull-from-mirror", context: c) ?? ""
+
+        location = try parseLocation(location, file: file, line: t.line(of: "location") ?? t.line)
+        if prefix.isEmpty {
+            if location.isEmpty {
+                throw RegistriesConfError(file: file, line: t.line, message: "invalid condition: both location and prefix are unset")
+            }
+            prefix = location
+        } else {
+            prefix = try parseLocation(prefix, file: file, line: t.line(of: "prefix") ?? t.line)
+            if !prefix.hasPrefix("*.") && location.isEmpty {
+                throw RegistriesConfError(file: file, line: t.line, message: "invalid condition: location is unset and prefix is not in the format: *.example.com")
+            }
+        }
+        if !primaryPull.isEmpty {
+            throw RegistriesConfError(file: file, line: t.line(of: "pull-from-mirror") ?? t.line,
+                                      message: "pull-from-mirror must not be set for a non-mirror registry \"\(prefix)\"")
+        }
+
+        var mirrors: [Mirror] = []
+        for m in try d.tableArray(t, "mirror", context: c) ?? [] {
+            let mc = "registry.mirror."
+            let mLocation = try parseLocation(try d.string(m, "location", context: mc) ?? "", file: file,
+                                              line: m.line(of: "location") ?? m.line)
+            if mLocation.isEmpty {
+                throw RegistriesConfError(file: file, line: m.line, message: "invalid condition: mirror location is unset")
+            }
+            let mInsecure = try d.bool(m, "insecure", context: mc) ?? false
+            let pull = try d.string(m, "pull-from-mirror", context: mc) ?? ""
+            let pullLine = m.line(of: "pull-from-mirror") ?? m.line
+            if byDigest && !pull.isEmpty {
+                throw RegistriesConfError(file: file, line: pullLine, message: "cannot set mirror usage mirror-by-digest-only for the registry (\"\(prefix)\") and pull-from-mirror for per-mirror (\"\(mLocation)\") at the same time")
+            }
+            var pullFromMirror: PullFromMirror?
+            if !pull.isEmpty {
+                guard let p = PullFromMirror(rawValue: pull) else {
+                    throw RegistriesConfError(file: file, line: pullLine, message: "unsupported pull-from-mirror value \"\(pull)\" for mirror \"\(mLocation)\" (use \"all\", \"digest-only\" or \"tag-only\")")
+                }
+                pullFromMirror = p
+            }
+            mirrors.append(Mirror(location: mLocation, insecure: mInsecure, pullFromMirror: pullFromMirror))
+        }
+        return RegistryEntry(prefix: prefix, location: location, insecure: insecure, blocked: blocked,
+                             mirrorByDigestOnly: byDigest, mirrors: mirrors, file: file, line: t.line)
+    }
+
+    /// containers/image `parseLocation`: trailing slashes dropped, URL schemes rejected.
+    static func parseLocation(_ input: String, file: String, line: Int?) throws -> String {
+        var trimmed = Substring(input)
+        while trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        if trimmed.hasPrefix("http://") || trimmed.hasPrefix("https://") {
+            throw RegistriesConfError(file: file, line: line, message: "invalid location '\(input)': URI schemes are not supported")
+        }
+        return String(trimmed)
+    }
+
+    /// The left side of an alias: a repository without registry, tag or digest.
+    static func validateShortName(_ name: String, file: String, line: Int?) throws {
+        let ref: Reference
+        do {
+            ref = try Reference(parsing: name, defaultTag: false)
+        } catch {
+            throw RegistriesConfError(file: file, line: line, message: "invalid short name \"\(name)\": \(error.reason)")
+        }
+        if ref.digest != nil {
+            throw RegistriesConfError(file: file, line: line, message: "invalid short name \"\(name)\": must not contain digest")
+        }
+        if ref.tag != nil {
+            throw RegistriesConfError(file: file, line: line, message: "invalid short name \"\(name)\": must not contain tag")
+        }
+        if hasExplicitRegistry(name) {
+            throw RegistriesConfError(file: file, line: line, message: "invalid short name \"\(name)\": must not contain registry")
+        }
+    }
+
+    /// The right side of an alias: registry and repository, no tag or digest. Returns the normalised name.
+    static func parseAliasValue(_ value: String, file: String, line: Int?) throws -> String {
+        let ref: Reference
+        do {
+            ref = try Reference(parsing: value, defaultTag: false)
+        } catch {
+            throw RegistriesConfError(file: file, line: line, message: "invalid alias \"\(value)\": \(error.reason)")
+        }
+        if ref.digest != nil {
+            throw RegistriesConfError(file: file, line: line, message: "invalid alias \"\(value)\": must not contain digest")
+        }
+        if ref.tag != nil {
+            throw RegistriesConfError(file: file, line: line, message: "invalid alias \"\(value)\": must not contain tag")
+        }
+        if !hasExplicitRegistry(value) {
+            throw RegistriesConfError(file: file, line: line, message: "invalid alias \"\(value)\": must contain registry and repository")
+        }
+        return ref.name
+    }
+
+    /// Whether the first path component names a registry (contains '.' or ':' or is "localhost").
+    static func hasExplicitRegistry(_ s: String) -> Bool {
+        guard let slash = s.firstIndex(of: "/") else { return false }
+        let first = s[..<slash]
+        return first.contains(".") || first.contains(":") || first == "localhost"
+    }
+}
+
+// MARK: - Typed access to TOML fields with file:line errors
+
+struct TOMLFieldReader {
+    let file: String
+
+    private func mismatch(_ t: TOMLTable, _ key: String, _ context: String, _ expected: String) -> RegistriesConfError {
+        RegistriesConfError(file: file, line: t.line(of: key) ?? t.line,
+                            message: "\(context)\(TOML.quoteKey(key)): expected \(expected), found \(t[key]!.typeName)")
+    }
+
+    func string(_ t: TOMLTable, _ key: String, context: String) throws -> String? {
+        guard let v = t[key] else { return nil }
+        guard case .string(let s) = v else { throw mismatch(t, key, context, "a string") }
+        return s
+    }
+
+    func bool(_ t: TOMLTable, _ key: String, context: String) throws -> Bool? {
+        guard let v = t[key] else { return nil }
+        guard case .bool(let b) = v else { throw mismatch(t, key, context, "a boolean (true or false)") }
+        return b
+    }
+
+    func stringArray(_ t: TOMLTable, _ key: String, context: String) throws -> [String]? {
+        guard let v = t[key] else { return nil }
+        guard case .array(let items) = v else { throw mismatch(t, key, context, "an array of strings") }
+        return try items.map {
+            guard case .string(let s) = $0 else {
+                throw RegistriesConfError(file: file, line: t.line(of: key) ?? t.line,
+                                          message: "\(context)\(TOML.quoteKey(key)): expected an array of strings, found an element of type \($0.typeName)")
+            }
+            return s
+        }
+    }
+
+    func table(_ t: TOMLTable, _ key: String, context: String) throws -> TOMLTable? {
+        guard let v = t[key] else { return nil }
+        guard case .table(let sub) = v else { throw mismatch(t, key, context, "a table") }
+        return sub
+    }
+
+    /// `[[key]]` tables, or `key = [{...}, ...]`.
+    func tableArray(_ t: TOMLTable, _ key: String, context: String) throws -> [TOMLTable]? {
+        guard let v = t[key] else { return nil }
+        guard case .array(let items) = v else { throw mismatch(t, key, context, "an array of tables ([[\(context)\(key)]])") }
+        return try items.map {
+            guard case .table(let sub) = $0 else {
+                throw RegistriesConfError(file: file, line: t.line(of: key) ?? t.line,
+                                          message: "\(context)\(TOML.quoteKey(key)): expected an array of tables, found an element of type \($0.typeName)")
+            }
+            return sub
+        }
+    }
+}
+
+// MARK: - Small file helpers
+
+func joinPath(_ dir: String, _ name: String) -> String {
+    if dir.isEmpty { return name }
+    return dir.hasSuffix("/") ? dir + name : dir + "/" + name
+}
+
+/// lstat succeeds (a dangling symlink counts), as containers/image `fileutils.Exists`.
+func pathExists(_ path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0
+}
+
+func isNoSuchFile(_ error: any Error) -> Bool {
+    let ns = error as NSError
+    if ns.domain == NSCocoaErrorDomain && ns.code == CocoaError.fileReadNoSuchFile.rawValue { return true }
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError,
+       underlying.domain == NSPOSIXErrorDomain && underlying.code == Int(ENOENT) { return true }
+    return ns.domain == NSPOSIXErrorDomain && ns.code == Int(ENOENT)
+}
+
+/// A one-line reason for a file error ("no such file or directory", "permission denied").
+func describeIOError(_ error: any Error) -> String {
+    let ns = error as NSError
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    if ns.domain == NSCocoaErrorDomain {
+        switch ns.code {
+        case CocoaError.fileReadNoSuchFile.rawValue, CocoaError.fileNoSuchFile.rawValue: return "no such file or directory"
+        case CocoaError.fileReadNoPermission.rawValue, CocoaError.fileWriteNoPermission.rawValue: return "permission denied"
+        default: break
+        }
+    }
+    return ns.localizedDescription.replacingOccurrences(of: "\n", with: " ")
+}
+
+// MARK: - TOML
+
+/// A TOML value. Dates and times are not supported (registries.conf has none).
+public enum TOMLValue: Sendable, Equatable {
+    case string(String)
+    case integer(Int64)
+    case float(Double)
+    case bool(Bool)
+    case array([TOMLValue])
+    case table(TOMLTable)
+
+    public var typeName: String {
+        switch self {
+        case .string: "a string"
+        case .integer: "an integer"
+        case .float: "a float"
+        case .bool: "a boolean"
+        case .array: "an array"
+        case .table: "a table"
+        }
+    }
+}
+
+/// A TOML table: keys in definition order, with the line each key was defined on.
+public struct TOMLTable: Sendable, Equatable {
+    public private(set) var keys: [String] = []
+    public private(set) var values: [String: TOMLValue] = [:]
+    public private(set) var keyLines: [String: Int] = [:]
+    /// The line of the table's header or opening brace (0 for the root table).
+    public internal(set) var line: Int
+
+    public init(line: Int = 0) { self.line = line }
+
+    public subscript(key: String) -> TOMLValue? { values[key] }
+
+    public func line(of key: String) -> Int? { keyLines[key] }
+
+    /// The value at a dotted path of table keys; an array of tables is entered at `index` when the
+    /// path component is written "name[index]" (used by tests and diagnostics).
+    public func value(at path: String) -> TOMLValue? {
+        var current: TOMLValue = .table(self)
+        for part in path.split(separator: ".", omittingEmptySubsequences: false) {
+            var name = Substring(part)
+            var index: Int?
+            if name.hasSuffix("]"), let open = name.lastIndex(of: "[") {
+                index = Int(name[name.index(after: open)..<name.index(before: name.endIndex)])
+                name = name[..<open]
+            }
+            guard case .table(let t) = current, let next = t[String(name)] else { return nil }
+            current = next
+            if let index {
+                guard case .array(let items) = current, items.indices.contains(index) else { return nil }
+                current = items[index]
+            }
+        }
+        return current
+    }
+
+    mutating func append(_ key: String, _ value: TOMLValue, line: Int) {
+        if values[key] == nil { keys.append(key) }
+        values[key] = value
+        keyLines[key] = line
+    }
+}
+
+public enum TOML {
+    /// Parses a TOML document. Errors read "FILE:LINE: message".
+    public static func parse(_ text: String, file: String = "<input>") throws -> TOMLTable {
+        var p = TOMLParser(text: text, file: file)
+        return try p.parseDocument()
+    }
+
+    /// A key as it would be written in TOML: bare when possible, else quoted.
+    public static func quoteKey(_ key: String) -> String {
+        if !key.isEmpty && key.utf8.allSatisfy(TOMLParser.isBareKeyByte) { return key }
+        var s = "\""
+        for u in key.unicodeScalars {
+            switch u {
+            case "\"": s += "\\\""
+            case "\\": s += "\\\\"
+            case "\n": s += "\\n"
+            case "\t": s += "\\t"
+            default:
+                if u.value < 0x20 || u.value == 0x7f {
+                    s += String(format: "\\u%04X", u.value)
+                } else {
+                    s.unicodeScalars.append(u)
+                }
+            }
+        }
+        return s + "\""
+    }
+}
+
+/// Mutable tree used while parsing (tables can be extended by later headers).
+private final class TOMLNode {
+    var keys: [String] = []
+    var items: [String: TOMLItem] = [:]
+    var lines: [String: Int] = [:]
+    var line: Int
+    /// Defined by a [header] (cannot be defined again).
+    var explicit = false
+    /// Created by a dotted key (cannot be defined by a [header] afterwards).
+    var viaDottedKeys = false
+
+    init(line: Int) { self.line = line }
+
+    func set(_ key: String, _ item: TOMLItem, line: Int) {
+        if items[key] == nil {
+            keys.append(key)
+            lines[key] = line
+        }
+        items[key] = item
+    }
+
+    func freeze() -> TOMLTable {
+        var t = TOMLTable(line: line)
+        for k in keys {
+            switch items[k]! {
+            case .value(let v): t.append(k, v, line: lines[k]!)
+            case .table(let n): t.append(k, .table(n.freeze()), line: lines[k]!)
+            case .tables(let a): t.append(k, .array(a.tables.map { .table($0.freeze()) }), line: lines[k]!)
+            }
+        }
+        return t
+    }
+}
+
+private final class TOMLTableArray {
+    var tables: [TOMLNode] = []
+}
+
+private enum TOMLItem {
+    case value(TOMLValue)
+    case table(TOMLNode)
+    case tables(TOMLTableArray)
+}
+
+private struct TOMLParser {
+    let b: [UInt8]
+    let file: String
+    let lineStarts: [Int]
+    var i = 0
+
+    init(text: String, file: String) {
+        var bytes = Array(text.utf8)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
+        b = bytes
+        self.file = file
+        var starts = [0]
+        for (k, c) in bytes.enumerated() where c == 0x0A { starts.append(k + 1) }
+        lineStarts = starts
+    }
+
+    // MARK: positions and errors
+
+    func lineAt(_ pos: Int) -> Int {
+        var lo = 0, hi = lineStarts.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if lineStarts[mid] <= pos { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    func error(_ message: String, at pos: Int? = nil) -> RegistriesConfError {
+        RegistriesConfError(file: file, line: lineAt(min(pos ?? i, max(b.count - 1, 0))), message: message)
+    }
+
+    var atEnd: Bool { i >= b.count }
+
+    func peek(_ offset: Int = 0) -> UInt8? {
+        i + offset < b.count ? b[i + offset] : nil
+    }
+
+    func describe(_ c: UInt8?) -> String {
+        guard let c else { return "end of file" }
+        switch c {
+        case 0x0A, 0x0D: return "end of line"
+        case 0x20...0x7E: return "'\(Character(Unicode.Scalar(c)))'"
+        default: return String(format: "byte 0x%02X", c)
+        }
+    }
+
+    static func isBareKeyByte(_ c: UInt8) -> Bool {
+        (0x30...0x39).contains(c) || (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c)
+            || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
+    }
+
+    static func isControl(_ c: UInt8) -> Bool {
+        (c < 0x20 && c != 0x09) || c == 0x7F
+    }
+
+    // MARK: whitespace
+
+    mutating func skipSpaces() {
+        while let c = peek(), c == 0x20 || c == 0x09 { i += 1 }
+    }
+
+    mutating func skipComment() throws {
+        guard peek() == UInt8(ascii: "#") else { return }
+        while let c = peek(), c != 0x0A {
+            if c == 0x0D && peek(1) == 0x0A { break }
+            if Self.isControl(c) { throw error("control character \(describe(c)) in comment") }
+            i += 1
+        }
+    }
+
+    mutating func consumeNewline() -> Bool {
+        if peek() == 0x0A { i += 1; return true }
+        if peek() == 0x0D && peek(1) == 0x0A { i += 2; return true }
+        return false
+    }
+
+    /// Spaces, comments and newlines (between top-level expressions and inside arrays).
+    mutating func skipBlank() throws {
+        while true {
+            skipSpaces()
+            try skipComment()
+            if !consumeNewline() { return }
+        }
+    }
+
+    mutating func expectLineEnd(after what: String) throws {
+        skipSpaces()
+        try skipComment()
+        if atEnd || consumeNewline() { return }
+        throw error("expected end of line after \(what), found \(describe(peek()))")
+    }
+
+    // MARK: document
+
+    mutating func parseDocument() throws -> TOMLTable {
+        let root = TOMLNode(line: 0)
+        var current = root
+        while true {
+            try skipBlank()
+            if atEnd { break }
+            if peek() == UInt8(ascii: "[") {
+                current = try parseHeader(root: root)
+                try expectLineEnd(after: "table header")
+            } else {
+                try parseKeyValue(into: current)
+                try expectLineEnd(after: "value")
+            }
+        }
+        return root.freeze()
+    }
+
+    static func dotted(_ path: some Collection<String>) -> String {
+        path.map(TOML.quoteKey).joined(separator: ".")
+    }
+
+    mutating func parseHeader(root: TOMLNode) throws -> TOMLNode {
+        let pos = i
+        let isArray = peek(1) == UInt8(ascii: "[")
+        i += isArray ? 2 : 1
+        skipSpaces()
+        let path = try parseKey()
+        skipSpaces()
+        if isArray {
+            guard peek() == UInt8(ascii: "]"), peek(1) == UInt8(ascii: "]") else {
+                throw error("expected ']]' to close the array-of-tables header, found \(describe(peek()))")
+            }
+            i += 2
+        } else {
+            guard peek() == UInt8(ascii: "]") else {
+                throw error("expected ']' to close the table header, found \(describe(peek()))")
+            }
+            i += 1
+        }
+        let line = lineAt(pos)
+        let name = Self.dotted(path)
+        var node = root
+        for (n, k) in path.dropLast().enumerated() {
+            switch node.items[k] {
+            case nil:
+                let child = TOMLNode(line: line)
+                node.set(k, .table(child), line: line)
+                node = child
+            case .table(let child)?:
+                node = child
+            case .tables(let array)?:
+                node = array.tables[array.tables.count - 1]
+            case .value(let v)?:
+                throw error("cannot define table \(name): \(Self.dotted(path.prefix(n + 1))) is already \(v.typeName)", at: pos)
+            }
+        }
+        let last = path[path.count - 1]
+        if isArray {
+            let element = TOMLNode(line: line)
+            element.explicit = true
+            switch node.items[last] {
+            case nil:
+                let array = TOMLTableArray()
+                array.tables.append(element)
+                node.set(last, .tables(array), line: line)
+            case .tables(let array)?:
+                array.tables.append(element)
+            case .table?:
+                throw error("cannot define array of tables [[\(name)]]: \(name) is already a table", at: pos)
+            case .value(let v)?:
+                throw error("cannot define array of tables [[\(name)]]: \(name) is already \(v.typeName)", at: pos)
+            }
+            return element
+        }
+        switch node.items[last] {
+        case nil:
+            let t = TOMLNode(line: line)
+            t.explicit = true
+            node.set(last, .table(t), line: line)
+            return t
+        case .table(let t)?:
+            if t.explicit { throw error("table [\(name)] is defined more than once", at: pos) }
+            if t.viaDottedKeys { throw error("table [\(name)] was already defined with dotted keys", at: pos) }
+            t.explicit = true
+            t.line = line
+            return t
+        case .tables?:
+            throw error("cannot define table [\(name)]: \(name) is an array of tables", at: pos)
+        case .value(let v)?:
+            throw error("cannot define table [\(name)]: \(name) is already \(v.typeName)", at: pos)
+        }
+    }
+
+    // MARK: keys
+
+    mutating func parseKey() throws -> [String] {
+        var parts: [String] = []
+        while true {
+            skipSpaces()
+            parts.append(try parseSimpleKey())
+            skipSpaces()
+            if peek() == UInt8(ascii: ".") {
+                i += 1
+                continue
+            }
+            return parts
+        }
+    }
+
+    mutating func parseSimpleKey() throws -> String {
+        guard let c = peek() else { throw error("expected a key, found end of file") }
+        if c == UInt8(ascii: "\"") { return try parseBasicString(allowMultiline: false) }
+        if c == UInt8(ascii: "'") { return try parseLiteralString(allowMultiline: false) }
+        let start = i
+        while let c = peek(), Self.isBareKeyByte(c) { i += 1 }
+        if i == start { throw error("expected a key, found \(describe(c))") }
+        return String(decoding: b[start..<i], as: UTF8.self)
+    }
+
+    mutating func parseKeyValue(into table: TOMLNode) throws {
+        let keyPos = i
+        let path = try parseKey()
+        skipSpaces()
+        guard peek() == UInt8(ascii: "=") else { throw error("expected '=' after key") }
+        i += 1
+        skipSpaces()
+        let value = try parseValue()
+        try insert(path, value, into: table, at: keyPos)
+    }
+
+    func insert(_ path: [String], _ value: TOMLValue, into table: TOMLNode, at pos: Int) throws {
+        let line = lineAt(pos)
+        var node = table
+        for (n, k) in path.dropLast().enumerated() {
+            switch node.items[k] {
+            case nil:
+                let child = TOMLNode(line: line)
+                child.viaDottedKeys = true
+                node.set(k, .table(child), line: line)
+                node = child
+            case .table(let child)?:
+                if child.explicit {
+                    throw error("cannot add to table \(Self.dotted(path.prefix(n + 1))) with a dotted key: it is defined by a [header]", at: pos)
+                }
+                node = child
+            case .tables?:
+                throw error("cannot add to \(Self.dotted(path.prefix(n + 1))) with a dotted key: it is an array of tables", at: pos)
+            case .value(let v)?:
+                throw error("key \(Self.dotted(path.prefix(n + 1))) is already defined as \(v.typeName)", at: pos)
+            }
+        }
+        let last = path[path.count - 1]
+        if node.items[last] != nil {
+            throw error("duplicate key \(Self.dotted(path))", at: pos)
+        }
+        node.set(last, .value(value), line: line)
+    }
+
+    // MARK: values
+
+    mutating func parseValue() throws -> TOMLValue {
+        guard let c = peek() else { throw error("expected a value, found end of file") }
+        switch c {
+        case UInt8(ascii: "\""): return .string(try parseBasicString(allowMultiline: true))
+        case UInt8(ascii: "'"): return .string(try parseLiteralString(allowMultiline: true))
+        case UInt8(ascii: "["): return try parseArray()
+        case UInt8(ascii: "{"): return try parseInlineTable()
+        case 0x0A, 0x0D, UInt8(ascii: "#"): throw error("expected a value after '='")
+        default: return try parseScalarWord()
+        }
+    }
+
+    mutating func parseScalarWord() throws -> TOMLValue {
+        let start = i
+        while let c = peek(), Self.isBareKeyByte(c) || c == UInt8(ascii: "+") || c == UInt8(ascii: ".") || c == UInt8(ascii: ":") {
+            i += 1
+        }
+        let word = String(decoding: b[start..<i], as: UTF8.self)
+        if word.isEmpty { throw error("expected a value, found \(describe(peek()))") }
+        switch word {
+        case "true": return .bool(true)
+        case "false": return .bool(false)
+        case "inf", "+inf": return .float(.infinity)
+        case "-inf": return .float(-.infinity)
+        case "nan", "+nan", "-nan": return .float(.nan)
+        default: break
+        }
+        if let v = Self.number(word) { return v }
+        if Self.looksLikeDate(word) {
+            throw error("dates and times are not supported (\"\(word)\")", at: start)
+        }
+        if word.first.map({ $0.isNumber || $0 == "+" || $0 == "-" }) ?? false {
+            throw error("invalid number \"\(word)\"", at: start)
+        }
+        throw error("invalid value \"\(word)\" (strings must be quoted)", at: start)
+    }
+
+    static func looksLikeDate(_ w: String) -> Bool {
+        let u = Array(w.utf8)
+        func digit(_ k: Int) -> Bool { k < u.count && (0x30...0x39).contains(u[k]) }
+        if u.count >= 10, (0..<4).allSatisfy(digit), u[4] == UInt8(ascii: "-") { return true }
+        if u.count >= 5, digit(0), digit(1), u[2] == UInt8(ascii: ":") { return true }
+        return false
+    }
+
+    /// Digits with single underscores between digits.
+    static func cleanDigits(_ s: Substring, isDigit: (Character) -> Bool) -> String? {
+        guard let f = s.first, let l = s.last, isDigit(f), isDigit(l) else { return nil }
+        var out = ""
+        var prevUnderscore = false
+        for ch in s {
+            if ch == "_" {
+                if prevUnderscore { return nil }
+                prevUnderscore = true
+                continue
+            }
+            guard isDigit(ch) else { return nil }
+            prevUnderscore = false
+            out.append(ch)
+        }
+        return out
+    }
+
+    static func number(_ word: String) -> TOMLValue? {
+        let isDec: (Character) -> Bool = { $0.isASCII && $0.isNumber }
+        for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] where word.hasPrefix(prefix) {
+            let digits = word.dropFirst(2)
+            let isDigit: (Character) -> Bool = { $0.isASCII && ($0.hexDigitValue.map { $0 < radix } ?? false) }
+            guard let clean = cleanDigits(digits, isDigit: isDigit), let v = Int64(clean, radix: radix) else { return nil }
+            return .integer(v)
+        }
+        var body = Substring(word)
+        var sign = ""
+        if let f = body.first, f == "+" || f == "-" {
+            sign = f == "-" ? "-" : ""
+            body = body.dropFirst()
+        }
+        // Split into integer part, fraction, exponent.
+        var intPart = body
+        var fraction: Substring?
+        var exponent: Substring?
+        if let e = body.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            exponent = body[body.index(after: e)...]
+            intPart = body[..<e]
+        }
+        if let dot = intPart.firstIndex(of: ".") {
+            fraction = intPart[intPart.index(after: dot)...]
+            intPart = intPart[..<dot]
+        }
+        guard let intDigits = cleanDigits(intPart, isDigit: isDec) else { return nil }
+        if intDigits.count > 1 && intDigits.hasPrefix("0") { return nil }  // no leading zeros
+        if fraction == nil && exponent == nil {
+            guard let v = Int64(sign + intDigits) else { return nil }
+            return .integer(v)
+        }
+        var text = sign + intDigits
+        if let fraction {
+            guard let f = cleanDigits(fraction, isDigit: isDec) else { return nil }
+            text += "." + f
+        }
+        if let exponent {
+            var e = exponent
+            var eSign = ""
+            if let f = e.first, f == "+" || f == "-" {
+                eSign = String(f)
+                e = e.dropFirst()
+            }
+            guard let digits = cleanDigits(e, isDigit: isDec) else { return nil }
+            text += "e" + eSign + digits
+        }
+        guard let v = Double(text) else { return nil }
+        return .float(v)
+    }
+
+    mutating func parseArray() throws -> TOMLValue {
+        let open = i
+        i += 1
+        var items: [TOMLValue] = []
+        while true {
+            try skipBlank()
+            guard let c = peek() else { throw error("unterminated array (opened on line \(lineAt(open)))") }
+            if c == UInt8(ascii: "]") {
+                i += 1
+                return .array(items)
+            }
+            items.append(try parseValue())
+            try skipBlank()
+            guard let d = peek() else { throw error("unterminated array (opened on line \(lineAt(open)))") }
+            if d == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            if d == UInt8(ascii: "]") {
+                i += 1
+                return .array(items)
+            }
+            throw error("expected ',' or ']' in array, found \(describe(d))")
+        }
+    }
+
+    mutating func parseInlineTable() throws -> TOMLValue {
+        let open = i
+        i += 1
+        let node = TOMLNode(line: lineAt(open))
+        skipSpaces()
+        if peek() == UInt8(ascii: "}") {
+            i += 1
+            return .table(node.freeze())
+        }
+        while true {
+            skipSpaces()
+            if atEnd || peek() == 0x0A || peek() == 0x0D {
+                throw error("unterminated inline table (opened on line \(lineAt(open)); inline tables must be on one line)")
+            }
+            let keyPos = i
+            let path = try parseKey()
+            skipSpaces()
+            guard peek() == UInt8(ascii: "=") else { throw error("expected '=' after key") }
+            i += 1
+            skipSpaces()
+            let value = try parseValue()
+            try insert(path, value, into: node, at: keyPos)
+            skipSpaces()
+            guard let c = peek(), c != 0x0A, c != 0x0D else {
+                throw error("unterminated inline table (opened on line \(lineAt(open)); inline tables must be on one line)")
+            }
+            if c == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            if c == UInt8(ascii: "}") {
+                i += 1
+                return .table(node.freeze())
+            }
+            throw error("expected ',' or '}' in inline table, found \(describe(c))")
+        }
+    }
+
+    // MARK: strings
+
+    mutating func parseBasicString(allowMultiline: Bool) throws -> String {
+        let start = i
+        if allowMultiline && peek(1) == UInt8(ascii: "\"") && peek(2) == UInt8(ascii: "\"") {
+            i += 3
+            return try parseMultilineBasic(start: start)
+        }
+        i += 1
+        var out: [UInt8] = []
+        while true {
+            guard let c = peek() else { throw error("unterminated string", at: start) }
+            switch c {
+            case UInt8(ascii: "\""):
+                i += 1
+                return String(decoding: out, as: UTF8.self)
+            case 0x0A, 0x0D:
+                throw error("unterminated string (use \"\"\" for strings that span lines)", at: start)
+            case UInt8(ascii: "\\"):
+                try parseEscape(into: &out)
+            default:
+                if Self.isControl(c) { throw error("control character \(describe(c)) in string") }
+                out.append(c)
+                i += 1
+            }
+        }
+    }
+
+    mutating func parseMultilineBasic(start: Int) throws -> String {
+        _ = consumeNewline()  // a newline right after the opening delimiter is trimmed
+        var out: [UInt8] = []
+        while true {
+            guard let c = peek() else { throw error("unterminated multi-line string", at: start) }
+            if c == UInt8(ascii: "\"") && peek(1) == UInt8(ascii: "\"") && peek(2) == UInt8(ascii: "\"") {
+                var n = 3
+                while peek(n) == UInt8(ascii: "\"") { n += 1 }
+                if n > 5 { throw error("too many quotes at the end of a multi-line string") }
+                out += Array(repeating: UInt8(ascii: "\""), count: n - 3)
+                i += n
+                return String(decoding: out, as: UTF8.self)
+            }
+            if c == UInt8(ascii: "\\") {
+                // Line-ending backslash: drop the newline and all whitespace that follows.
+                var j = i + 1
+                while j < b.count, b[j] == 0x20 || b[j] == 0x09 { j += 1 }
+                if j < b.count, b[j] == 0x0A || (b[j] == 0x0D && j + 1 < b.count && b[j + 1] == 0x0A) {
+                    i = j
+                    while let d = peek(), d == 0x20 || d == 0x09 || d == 0x0A || d == 0x0D { i += 1 }
+                    continue
+                }
+                try parseEscape(into: &out)
+                continue
+            }
+            if c == 0x0D && peek(1) == 0x0A {
+                out.append(0x0A)
+                i += 2
+                continue
+            }
+            if c != 0x0A && Self.isControl(c) { throw error("control character \(describe(c)) in string") }
+            out.append(c)
+            i += 1
+        }
+    }
+
+    mutating func parseEscape(into out: inout [UInt8]) throws {
+        let pos = i
+        i += 1
+        guard let e = peek() else { throw error("unterminated string") }
+        i += 1
+        switch e {
+        case UInt8(ascii: "b"): out.append(0x08)
+        case UInt8(ascii: "t"): out.append(0x09)
+        case UInt8(ascii: "n"): out.append(0x0A)
+        case UInt8(ascii: "f"): out.append(0x0C)
+        case UInt8(ascii: "r"): out.append(0x0D)
+        case UInt8(ascii: "\""): out.append(0x22)
+        case UInt8(ascii: "\\"): out.append(0x5C)
+        case UInt8(ascii: "u"), UInt8(ascii: "U"):
+            let n = e == UInt8(ascii: "u") ? 4 : 8
+            guard i + n <= b.count else { throw error("invalid unicode escape", at: pos) }
+            let hex = b[i..<(i + n)]
+            guard hex.allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
+                  let v = UInt32(String(decoding: hex, as: UTF8.self), radix: 16),
+                  let scalar = Unicode.Scalar(v)
+            else {
+                throw error("invalid unicode escape \\\(Character(Unicode.Scalar(e)))\(String(decoding: hex, as: UTF8.self))", at: pos)
+            }
+            out += Array(String(Character(scalar)).utf8)
+            i += n
+        default:
+            throw error("invalid escape sequence \\\(describeEscape(e)) in string", at: pos)
+        }
+    }
+
+    func describeEscape(_ c: UInt8) -> String {
+        (0x21...0x7E).contains(c) ? String(Character(Unicode.Scalar(c))) : String(format: "x%02X", c)
+    }
+
+    mutating func parseLiteralString(allowMultiline: Bool) throws -> String {
+        let start = i
+        if allowMultiline && peek(1) == UInt8(ascii: "'") && peek(2) == UInt8(ascii: "'") {
+            i += 3
+            _ = consumeNewline()
+            var out: [UInt8] = []
+            while true {
+                guard let c = peek() else { throw error("unterminated multi-line literal string", at: start) }
+                if c == UInt8(ascii: "'") && peek(1) == UInt8(ascii: "'") && peek(2) == UInt8(ascii: "'") {
+                    var n = 3
+                    while peek(n) == UInt8(ascii: "'") { n += 1 }
+                    if n > 5 { throw error("too many quotes at the end of a multi-line literal string") }
+                    out += Array(repeating: UInt8(ascii: "'"), count: n - 3)
+                    i += n
+                    return String(decoding: out, as: UTF8.self)
+                }
+                if c == 0x0D && peek(1) == 0x0A {
+                    out.append(0x0A)
+                    i += 2
+                    continue
+                }
+                if c != 0x0A && Self.isControl(c) { throw error("control character \(describe(c)) in string") }
+                out.append(c)
+                i += 1
+            }
+        }
+        i += 1
+        let contentStart = i
+        while true {
+            guard let c = peek() else { throw error("unterminated literal string", at: start) }
+            if c == UInt8(ascii: "'") {
+                let s = String(decoding: b[contentStart..<i], as: UTF8.self)
+                i += 1
+                return s
+            }
+            if c == 0x0A || c == 0x0D {
+                throw error("unterminated literal string (use ''' for strings that span lines)", at: start)
+            }
+            if Self.isControl(c) { throw error("control character \(describe(c)) in string") }
+            i += 1
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import HostOS
+
+/// What the user said about registries on the command line.
+public struct RegistryOptions: Sendable {
+    /// --tls-verify: nil when not given (registries.conf and Docker's loopback rule decide).
+    public var tlsVerify: Bool?
+    /// --cert-dir: replaces the certs.d search.
+    public var certDir: String?
+    /// --authfile
+    public var authFile: String?
+    /// --creds user:password
+    public var credentials: Credentials?
+    public var environment: [String: String]
+    public var home: String
+
+    public init(tlsVerify: Bool? = nil, certDir: String? = nil, authFile: String? = nil, credentials: Credentials? = nil,
+                environment: [String: String] = ProcessInfo.processInfo.environment, home: String? = nil) {
+        self.tlsVerify = tlsVerify
+        self.certDir = certDir
+        self.authFile = authFile
+        self.credentials = credentials
+        self.environment = environment
+        self.home = home ?? environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+    }
+
+    var authEnvironment: AuthEnvironment {
+        var env = environment
+        if let authFile { env["REGISTRY_AUTH_FILE"] = authFile }
+        return AuthEnvironment(environment: env, home: home, uid: getuid())
+    }
+}
+
+/// Builds registry clients from registries.conf, certs.d directories and auth files; one client
+/// per registry host, shared by every transfer of a command.
+public final class RegistryAccess: @unchecked Sendable {
+    public let options: RegistryOptions
+    public let conf: RegistriesConf
+    private var clients: [String: RegistryClient] = [:]
+    private let lock = NSLock()
+
+    public init(_ options: RegistryOptions = RegistryOptions()) throws {
+        self.options = options
+        do {
+            conf = try RegistriesConf.loadDefault(environment: options.environment, home: options.home)
+        } catch let e as RegistriesConfError {
+            throw RegistryError(e.description)
+        }
+    }
+
+    var certDirs: [String] {
+        if let d = options.certDir { return [d] }
+        return ["/etc/containers/certs.d", "\(options.home)/.config/containers/certs.d", "/etc/docker/certs.d"]
+    }
+
+    /// The client for `registry` (a host[:port] as references name it). `insecure` comes from
+    /// registries.conf; --tls-verify overrides; loopback registries are insecure by default, as
+    /// in Docker.
+    public func client(for registry: String, insecure confInsecure: Bool = false) throws -> RegistryClient {
+        lock.lock()
+        if let c = clients[registry] { lock.unlock(); return c }
+        lock.unlock()
+        let insecure: Bool
+        switch options.tlsVerify {
+        case .some(let verify): insecure = !verify
+        case .none: insecure = confInsecure || conf.isInsecure(host: registry) || RegistryEndpoint.isLoopback(registry)
+        }
+        let material: TLSMaterial
+        do {
+            material = try CertsDir.material(for: registry, dirs: certDirs)
+        } catch {
+            throw RegistryError("\(registry): \(error)")
+        }
+        var tls = TLSSettings(verify: !insecure)
+        if !material.caFiles.isEmpty {
+            // the registry's CAs are added to the system's, as Docker and podman do
+            var pem = Data()
+            for f in ["/etc/ssl/certs/ca-certificates.crt"] + material.caFiles {
+                if let d = FileManager.default.contents(atPath: f) { pem.append(d); pem.append(Data("\n".utf8)) }
+            }
+            tls.caPEM = pem
+        }
+        tls.clientCert = material.clientCert
+        tls.clientKey = material.clientKey
+        var creds = options.credentials
+        if creds == nil {
+            do {
+                creds = try AuthFile.credentials(for: registry, reference: nil, env: options.authEnvironment)
+            } catch {
+                throw RegistryError("\(error)")
+            }
+        }
+        let client = RegistryClient(RegistryEndpoint(registry: registry, insecure: insecure, tls: tls, credentials: creds))
+        lock.lock()
+        defer { lock.unlock() }
+        if let c = clients[registry] { return c }
+        clients[registry] = client
+        return client
+    }
+
+    /// Where to pull `ref` from: mirrors first, then the registry itself (registries.conf).
+    public func pullSources(_ ref: Reference) throws -> [(client: RegistryClient, ref: Reference, mirror: Bool)] {
+        let sources: [PullSource]
+        do {
+            sources = try conf.pullSources(for: ref)
+        } catch {
+            throw RegistryError("\(error)")
+        }
+        var out: [(RegistryClient, Reference, Bool)] = []
+        for s in sources {
+            if s.blocked {
+                if s.isMirror { continue }
+                throw RegistryError("\(s.reference.registry) is blocked in registries.conf (pulling \(ref.string))")
+            }
+            out.append((try client(for: s.reference.registry, insecure: s.insecure), s.reference, s.isMirror))
+        }
+        return out
+    }
+
+    /// Where to push `ref`: the registry's location from registries.conf (no mirrors).
+    public func pushTarget(_ ref: Reference) throws -> (client: RegistryClient, ref: Reference) {
+        if conf.isBlocked(ref) { throw RegistryError("\(ref.registry) is blocked in registries.conf (pushing \(ref.string))") }
+        var target = ref
+        if let entry = conf.registry(for: ref), !entry.location.isEmpty {
+            target = (try? entry.rewrite(ref, toLocation: entry.location)) ?? ref
+        }
+        return (try client(for: target.registry, insecure: conf.isInsecure(target)), target)
+    }
+}

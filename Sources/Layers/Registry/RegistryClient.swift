@@ -1,0 +1,459 @@
+import CSysShims
+import Foundation
+import HostOS
+
+/// An error from a registry or on the way to it: one line that says what to do.
+public struct RegistryError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public let status: Int?
+    public let code: String?
+    public init(_ message: String, status: Int? = nil, code: String? = nil) {
+        self.message = message
+        self.status = status
+        self.code = code
+    }
+    public var description: String { message }
+}
+
+/// How to reach one registry.
+public struct RegistryEndpoint: Sendable {
+    /// The registry as references name it ("docker.io", "127.0.0.1:5000").
+    public var registry: String
+    /// The host the API lives on ("registry-1.docker.io" for docker.io).
+    public var host: String
+    /// Plain HTTP allowed and TLS certificates not verified.
+    public var insecure: Bool
+    public var tls: TLSSettings
+    public var credentials: Credentials?
+
+    public init(registry: String, host: String? = nil, insecure: Bool, tls: TLSSettings = TLSSettings(), credentials: Credentials? = nil) {
+        self.registry = registry
+        self.host = host ?? RegistryEndpoint.apiHost(registry)
+        self.insecure = insecure
+        self.tls = tls
+        self.credentials = credentials
+        if insecure { self.tls.verify = false }
+    }
+
+    public static func apiHost(_ registry: String) -> String {
+        registry == "docker.io" || registry == "index.docker.io" ? "registry-1.docker.io" : registry
+    }
+
+    /// Docker treats loopback registries as insecure by default (plain HTTP allowed).
+    public static func isLoopback(_ registry: String) -> Bool {
+        var host = registry
+        if host.hasPrefix("[") {
+            host = String(host.dropFirst().prefix { $0 != "]" })
+            return host == "::1"
+        }
+        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        return host == "localhost" || host.hasPrefix("127.")
+    }
+}
+
+/// A WWW-Authenticate challenge.
+public struct AuthChallenge: Sendable, Equatable {
+    public var scheme: String          // "bearer" or "basic" (lowercased)
+    public var params: [String: String]
+
+    /// Parse `Bearer realm="…",service="…",scope="…"` (several challenges may be given).
+    public static func parse(_ header: String) -> AuthChallenge? {
+        let s = header.trimmingCharacters(in: .whitespaces)
+        guard let sp = s.firstIndex(of: " ") else {
+            return s.isEmpty ? nil : AuthChallenge(scheme: s.lowercased(), params: [:])
+        }
+        let scheme = s[..<sp].lowercased()
+        var params: [String: String] = [:]
+        var rest = Substring(s[s.index(after: sp)...])
+        while !rest.isEmpty {
+            rest = rest.drop { $0 == " " || $0 == "," }
+            guard let eq = rest.firstIndex(of: "=") else { break }
+            let key = rest[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
+            rest = rest[rest.index(after: eq)...]
+            var value = ""
+            if rest.first == "\"" {
+                rest = rest.dropFirst()
+                var escaped = false
+                var end = rest.endIndex
+                for i in rest.indices {
+                    let c = rest[i]
+                    if escaped { value.append(c); escaped = false; continue }
+                    if c == "\\" { escaped = true; continue }
+                    if c == "\"" { end = i; break }
+                    value.append(c)
+                }
+                rest = end < rest.endIndex ? rest[rest.index(after: end)...] : ""
+            } else {
+                let end = rest.firstIndex(of: ",") ?? rest.endIndex
+                value = rest[..<end].trimmingCharacters(in: .whitespaces)
+                rest = rest[end...]
+            }
+            params[key] = value
+        }
+        return AuthChallenge(scheme: scheme, params: params)
+    }
+}
+
+/// Speaks the OCI distribution protocol to one registry: ping, authentication (basic and
+/// bearer tokens, cached per scope), retries with backoff, and errors a user can act on.
+/// Thread-safe: each request borrows its own HTTP handle.
+public final class RegistryClient: @unchecked Sendable {
+    public let endpoint: RegistryEndpoint
+    let pool = HTTPPool()
+    private let lock = NSLock()
+    private var baseURL: String?
+    private var challenge: AuthChallenge?
+    private var pinged = false
+    private var tokens: [String: String] = [:]
+    /// Seconds to wait before retry n (0-based); tests shorten it.
+    public var backoff: (Int) -> Double = { n in min(0.5 * pow(2, Double(n)), 8) }
+    public var maxAttempts = 5
+
+    public init(_ endpoint: RegistryEndpoint) {
+        self.endpoint = endpoint
+    }
+
+    var host: String { endpoint.host }
+
+    // MARK: errors
+
+    func transportError(_ e: TransportError, url: String) -> RegistryError {
+        switch e.kind {
+        case .resolve:
+            return RegistryError("cannot resolve \(hostOnly(host)): check the registry name (\(e.detail))")
+        case .connect:
+            return RegistryError("cannot connect to \(host): \(e.detail) (is the registry running, and is the port right?)")
+        case .certificate:
+            return RegistryError("\(host): the registry's TLS certificate is not trusted (\(e.detail)); put its CA in /etc/containers/certs.d/\(host)/ca.crt or ~/.config/containers/certs.d/\(host)/ca.crt, or use --tls-verify=false")
+        case .tls:
+            let hint = e.detail.contains("wrong version number") || e.detail.contains("record")
+                ? " (it may serve plain HTTP: use --tls-verify=false or mark it insecure in registries.conf)" : ""
+            return RegistryError("\(host): TLS handshake failed: \(e.detail)\(hint)")
+        case .timeout:
+            return RegistryError("\(host): timed out: \(e.detail)")
+        case .cut:
+            return RegistryError("\(host): the connection was cut: \(e.detail)")
+        case .tooLarge:
+            return RegistryError("\(host): \(url): \(e.detail)")
+        case .write, .other:
+            return RegistryError("\(host): \(e.detail)")
+        }
+    }
+
+    func hostOnly(_ h: String) -> String {
+        if h.hasPrefix("[") { return h }
+        return h.split(separator: ":").first.map(String.init) ?? h
+    }
+
+    /// The registry's error document, as one line.
+    public static func describe(_ resp: HTTPResponse) -> (String, String?) {
+        struct Doc: Decodable {
+            struct E: Decodable { var code: String?; var message: String? }
+            var errors: [E]?
+        }
+        if let doc = try? JSONDecoder().decode(Doc.self, from: resp.body), let errs = doc.errors, !errs.isEmpty {
+            let text = errs.map { e in [e.code, e.message].compactMap { $0 }.joined(separator: ": ") }.joined(separator: "; ")
+            return (text, errs.first?.code)
+        }
+        let body = String(decoding: resp.body.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let reasons = [400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+                       409: "Conflict", 413: "Payload Too Large", 416: "Range Not Satisfiable", 429: "Too Many Requests",
+                       500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"]
+        let reason = reasons[resp.status] ?? ""
+        return (body.isEmpty || body.hasPrefix("<") ? "HTTP \(resp.status) \(reason)" : "HTTP \(resp.status): \(body.replacingOccurrences(of: "\n", with: " "))", nil)
+    }
+
+    func statusError(_ resp: HTTPResponse, doing: String) -> RegistryError {
+        let (text, code) = Self.describe(resp)
+        if resp.status == 401 {
+            if let c = endpoint.credentials {
+                return RegistryError("\(endpoint.registry): authentication failed for \(c.username) (\(text)): check the username and password, or run `ctr login \(endpoint.registry)`", status: 401, code: code)
+            }
+            return RegistryError("\(endpoint.registry): authentication required (\(text)): run `ctr login \(endpoint.registry)`", status: 401, code: code)
+        }
+        if resp.status == 403 {
+            return RegistryError("\(endpoint.registry): access denied \(doing) (\(text))", status: 403, code: code)
+        }
+        return RegistryError("\(endpoint.registry): \(text) (\(doing))", status: resp.status, code: code)
+    }
+
+    // MARK: ping and auth
+
+    /// GET /v2/: decides https or http (insecure registries only) and learns the auth scheme.
+    public func ping() throws {
+        lock.lock()
+        let done = pinged
+        lock.unlock()
+        if done { return }
+        var schemes = ["https"]
+        if endpoint.insecure { schemes.append("http") }
+        var lastError: RegistryError?
+        for scheme in schemes {
+            let url = "\(scheme)://\(host)/v2/"
+            do {
+                let resp = try pool.with { try $0.perform(HTTPRequest(url: url), tls: endpoint.tls) }
+                if resp.status == 404 {
+                    throw RegistryError("\(host) does not look like a registry (GET /v2/ answered 404)")
+                }
+                lock.lock()
+                baseURL = "\(scheme)://\(host)"
+                challenge = resp.status == 401 ? resp.wwwAuthenticate.compactMap(AuthChallenge.parse).first : nil
+                pinged = true
+                lock.unlock()
+                return
+            } catch let e as TransportError {
+                lastError = transportError(e, url: url)
+                // a TLS failure or refusal on https: try plain http when allowed
+                continue
+            }
+        }
+        throw lastError ?? RegistryError("\(host): unreachable")
+    }
+
+    public var base: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return baseURL ?? "https://\(host)"
+    }
+
+    /// A bearer token for the scopes (cached), or nil when the registry wants none.
+    func authorization(scopes: [String], refresh: Bool = false) throws -> String? {
+        lock.lock()
+        let ch = challenge
+        lock.unlock()
+        guard let ch else { return nil }
+        if ch.scheme == "basic" {
+            guard let c = endpoint.credentials else { return nil }
+            return "Basic " + Data("\(c.username):\(c.password)".utf8).base64EncodedString()
+        }
+        guard ch.scheme == "bearer", let realm = ch.params["realm"] else { return nil }
+        let key = scopes.sorted().joined(separator: " ")
+        if !refresh {
+            lock.lock()
+            let t = tokens[key]
+            lock.unlock()
+            if let t { return "Bearer " + t }
+        }
+        var comps = URLComponents(string: realm)
+        var items = comps?.queryItems ?? []
+        if let service = ch.params["service"] { items.append(URLQueryItem(name: "service", value: service)) }
+        for s in scopes { items.append(URLQueryItem(name: "scope", value: s)) }
+        comps?.queryItems = items.isEmpty ? nil : items
+        guard let url = comps?.string else { throw RegistryError("\(endpoint.registry): bad token realm \(realm)") }
+        var headers: [String: String] = [:]
+        if let c = endpoint.credentials {
+            headers["Authorization"] = "Basic " + Data("\(c.username):\(c.password)".utf8).base64EncodedString()
+        }
+        let resp: HTTPResponse
+        do {
+            resp = try pool.with { try $0.perform(HTTPRequest(url: url, headers: headers), tls: endpoint.tls) }
+        } catch let e as TransportError {
+            throw transportError(e, url: url)
+        }
+        guard (200..<300).contains(resp.status) else {
+            throw statusError(resp, doing: "getting a token from \(realm)")
+        }
+        struct Token: Decodable { var token: String?; var access_token: String? }
+        guard let t = try? JSONDecoder().decode(Token.self, from: resp.body), let token = t.token ?? t.access_token else {
+            throw RegistryError("\(endpoint.registry): the token server \(realm) answered without a token")
+        }
+        lock.lock()
+        tokens[key] = token
+        lock.unlock()
+        return "Bearer " + token
+    }
+
+    /// Update the challenge from a 401 (it may name a wider scope).
+    func learn(_ resp: HTTPResponse) {
+        guard let ch = resp.wwwAuthenticate.compactMap(AuthChallenge.parse).first else { return }
+        lock.lock()
+        challenge = AuthChallenge(scheme: ch.scheme, params: ch.params.filter { $0.key != "scope" && $0.key != "error" })
+        lock.unlock()
+    }
+
+    public static func isTransientStatus(_ s: Int) -> Bool {
+        s == 429 || s == 408 || (s >= 500 && s != 501 && s != 505)
+    }
+
+    func retryDelay(_ resp: HTTPResponse?, attempt: Int) -> Double {
+        if let ra = resp?.header("Retry-After"), let secs = Double(ra.trimmingCharacters(in: .whitespaces)) {
+            return min(max(secs, 0), 60)
+        }
+        return backoff(attempt)
+    }
+
+    /// Send a request to a path (or absolute URL) under the registry, authenticated for the
+    /// scopes, retrying transient failures. Returns any response with a status below 400, or
+    /// 404 when `allow404`; other statuses throw the registry's error.
+    public func send(_ method: String, _ pathOrURL: String, scopes: [String], headers: [String: String] = [:],
+                     body: HTTPRequest.Body = .none, sink: BodySink = BodySink(maxMemory: 1 << 20),
+                     followRedirects: Bool = true, allow404: Bool = false, doing: String) throws -> HTTPResponse {
+        try ping()
+        let url = pathOrURL.hasPrefix("http://") || pathOrURL.hasPrefix("https://") ? pathOrURL : base + pathOrURL
+        var refreshed = false
+        var attempt = 0
+        while true {
+            var req = HTTPRequest(method: method, url: url, headers: headers, body: body)
+            req.followRedirects = followRedirects
+            if let auth = try authorization(scopes: scopes) { req.headers["Authorization"] = auth }
+            let resp: HTTPResponse
+            do {
+                resp = try pool.with { try $0.perform(req, tls: endpoint.tls, sink: sink) }
+            } catch let e as TransportError {
+                if e.transient && attempt + 1 < maxAttempts {
+                    Thread.sleep(forTimeInterval: backoff(attempt))
+                    attempt += 1
+                    continue
+                }
+                throw transportError(e, url: url)
+            }
+            if resp.status == 401 && !refreshed {
+                refreshed = true
+                learn(resp)
+                lock.lock()
+                tokens.removeAll()
+                lock.unlock()
+                continue
+            }
+            if Self.isTransientStatus(resp.status) && attempt + 1 < maxAttempts {
+                Thread.sleep(forTimeInterval: retryDelay(resp, attempt: attempt))
+                attempt += 1
+                continue
+            }
+            if resp.status < 400 || (allow404 && resp.status == 404) { return resp }
+            throw statusError(resp, doing: doing)
+        }
+    }
+
+    // MARK: the protocol
+
+    public static let manifestAccept = [
+        MediaType.ociIndex, .ociManifest, .dockerManifestList, .dockerManifest,
+    ].map(\.rawValue).joined(separator: ", ")
+
+    public static let maxManifestSize = 4 << 20
+
+    public func pullScope(_ repo: String) -> String { "repository:\(repo):pull" }
+    public func pushScope(_ repo: String) -> String { "repository:\(repo):pull,push" }
+
+    /// GET a manifest or index by tag or digest, checked against `Docker-Content-Digest` and,
+    /// for a digest reference, against the digest asked for.
+    public func manifest(repo: String, reference: String, expected: Digest? = nil) throws -> (Data, Descriptor) {
+        let resp: HTTPResponse
+        do {
+            resp = try send("GET", "/v2/\(repo)/manifests/\(reference)", scopes: [pullScope(repo)],
+                            headers: ["Accept": Self.manifestAccept], sink: BodySink(maxMemory: Self.maxManifestSize),
+                            doing: "getting manifest \(repo):\(reference)")
+        } catch let e as RegistryError where e.message.contains("larger than") {
+            throw RegistryError("\(endpoint.registry): the manifest of \(repo):\(reference) is larger than 4 MiB; refusing it")
+        }
+        let data = resp.body
+        let actual = Digest.sha256(data)
+        if let header = resp.header("Docker-Content-Digest"), let d = try? Digest(parsing: header), d.algorithm == "sha256", d != actual {
+            throw RegistryError("\(endpoint.registry): manifest \(repo):\(reference) does not match its Docker-Content-Digest \(d) (its content hashes to \(actual))")
+        }
+        if let expected, expected != actual {
+            throw RegistryError("\(endpoint.registry): manifest \(repo)@\(expected) failed verification: its content hashes to \(actual)")
+        }
+        var media = resp.header("Content-Type").map { MediaType(String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces)) }
+        if media == nil || !(media!.isManifest || media!.isIndex) {
+            // fall back to the document's own mediaType field
+            struct M: Decodable { var mediaType: String?; var manifests: [EmptyObject]? }
+            let m = try? JSONDecoder().decode(M.self, from: data)
+            if let t = m?.mediaType {
+                media = MediaType(t)
+            } else {
+                media = m?.manifests != nil ? MediaType.ociIndex : MediaType.ociManifest
+            }
+        }
+        return (data, Descriptor(mediaType: media!, digest: actual, size: Int64(data.count)))
+    }
+
+    /// GET a small blob (a config) into memory, verified.
+    public func smallBlob(repo: String, _ d: Descriptor) throws -> Data {
+        let resp = try send("GET", "/v2/\(repo)/blobs/\(d.digest)", scopes: [pullScope(repo)],
+                            sink: BodySink(maxMemory: max(Int(d.size), 1) + 1), doing: "getting blob \(d.digest)")
+        do {
+            try ImageCopy.verify(resp.body, d)
+        } catch let e as TransferError {
+            throw RegistryError("\(endpoint.registry): \(e.message)")
+        }
+        return resp.body
+    }
+
+    /// Stream a blob into `fds`, hashing it, resuming after transient failures with Range (or
+    /// by skipping what was already received when the registry ignores Range), and check its
+    /// digest and size.
+    public func downloadBlob(repo: String, _ d: Descriptor, to fds: [Int32], progress: UnsafeMutablePointer<UInt64>? = nil) throws {
+        try ping()
+        guard let hasher = csys_sha256_new() else { throw RegistryError("out of memory") }
+        defer { csys_sha256_free(hasher) }
+        var received: UInt64 = 0
+        var attempt = 0
+        var refreshed = false
+        let url = base + "/v2/\(repo)/blobs/\(d.digest)"
+        while true {
+            var req = HTTPRequest(url: url)
+            if let auth = try authorization(scopes: [pullScope(repo)]) { req.headers["Authorization"] = auth }
+            let result: Result<HTTPResponse, TransportError> = pool.with { client in
+                Result { () throws(TransportError) -> HTTPResponse in
+                    try client.performResumable(req, tls: endpoint.tls, fds: fds, hasher: hasher, progress: progress,
+                                                resumeFrom: received, limit: UInt64(d.size))
+                }
+            }
+            switch result {
+            case .failure(let e):
+                if e.kind == .tooLarge {
+                    throw RegistryError("\(endpoint.registry): blob \(d.digest) is larger than its descriptor says (\(d.size) bytes)")
+                }
+                received += e.received
+                if e.transient && attempt + 1 < maxAttempts {
+                    Thread.sleep(forTimeInterval: backoff(attempt))
+                    attempt += 1
+                    continue
+                }
+                throw transportError(e, url: url)
+            case .success(let resp):
+                if resp.status == 401 && !refreshed {
+                    refreshed = true
+                    learn(resp)
+                    lock.lock(); tokens.removeAll(); lock.unlock()
+                    continue
+                }
+                if Self.isTransientStatus(resp.status) && attempt + 1 < maxAttempts {
+                    Thread.sleep(forTimeInterval: retryDelay(resp, attempt: attempt))
+                    attempt += 1
+                    continue
+                }
+                if resp.status >= 400 { throw statusError(resp, doing: "getting blob \(d.digest)") }
+                received += resp.received
+                if received < UInt64(d.size) && attempt + 1 < maxAttempts {
+                    // the body ended early without an error: resume
+                    attempt += 1
+                    continue
+                }
+                var out = [UInt8](repeating: 0, count: 32)
+                csys_sha256_final(hasher, &out)
+                let actual = Digest(sha256Bytes: out)
+                if received != UInt64(d.size) {
+                    throw RegistryError("\(endpoint.registry): blob \(d.digest) ended after \(received) of \(d.size) bytes")
+                }
+                if actual != d.digest {
+                    throw RegistryError("\(endpoint.registry): blob \(d.digest) failed verification: what the registry sent hashes to \(actual)")
+                }
+                return
+            }
+        }
+    }
+}
+
+extension HTTPClient {
+    /// A GET whose 2xx body goes to fds and the hasher, continuing from `resumeFrom`.
+    func performResumable(_ req: HTTPRequest, tls: TLSSettings, fds: [Int32], hasher: OpaquePointer,
+                          progress: UnsafeMutablePointer<UInt64>?, resumeFrom: UInt64, limit: UInt64) throws(TransportError) -> HTTPResponse {
+        var sink = BodySink(maxMemory: 0, fds: fds, hasher: hasher, progress: progress)
+        sink.resumeFrom = resumeFrom
+        sink.limit = limit
+        return try perform(req, tls: tls, sink: sink)
+    }
+}

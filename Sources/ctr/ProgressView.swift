@@ -1,0 +1,119 @@
+import Foundation
+import Layers
+
+/// Transfer progress on stderr: on a terminal one line per item with bytes, rate and state,
+/// redrawn in place; otherwise plain lines when an item changes state.
+final class ProgressView: TransferProgress, @unchecked Sendable {
+    struct Item {
+        var total: Int64
+        var counter: UnsafeMutablePointer<UInt64>?
+        var state: String
+        var started: Date?
+        var finished: Date?
+    }
+
+    let tty: Bool
+    let verb: String
+    private let lock = NSLock()
+    private var order: [String] = []
+    private var items: [String: Item] = [:]
+    private var drawn = 0
+    private var timer: Thread?
+    private var running = true
+
+    init(verb: String) {
+        self.verb = verb
+        tty = isatty(2) != 0 && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+        if tty {
+            let t = Thread { [weak self] in
+                while let s = self, s.isRunning {
+                    s.redraw()
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+            }
+            timer = t
+            t.start()
+        }
+    }
+
+    var isRunning: Bool { lock.lock(); defer { lock.unlock() }; return running }
+
+    func item(_ id: String, total: Int64, counter: UnsafeMutablePointer<UInt64>?) {
+        lock.lock()
+        if items[id] == nil { order.append(id) }
+        items[id] = Item(total: total, counter: counter, state: "waiting")
+        lock.unlock()
+    }
+
+    func state(_ id: String, _ state: String) {
+        lock.lock()
+        if items[id] == nil && id != "mirror" {
+            order.append(id)
+            items[id] = Item(total: 0, counter: nil, state: state)
+        }
+        var line: String?
+        if var it = items[id] {
+            if (state == "downloading" || state == "uploading") && it.started == nil { it.started = Date() }
+            if state == "done" || state == "exists" || state == "mounted" || state == "failed" { it.finished = Date() }
+            let changed = it.state != state
+            it.state = state
+            items[id] = it
+            if !tty && changed && state != "waiting" { line = render(id, it) }
+        } else if id == "mirror" {
+            line = state
+        }
+        lock.unlock()
+        if let line { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    }
+
+    private func render(_ id: String, _ it: Item) -> String {
+        let done = it.counter.map { Int64($0.pointee) } ?? 0
+        var s = "\(id): \(it.state)"
+        if it.total > 0 {
+            switch it.state {
+            case "downloading", "uploading":
+                s += "  \(Self.size(done)) / \(Self.size(it.total))"
+                if let st = it.started {
+                    let secs = max(Date().timeIntervalSince(st), 0.001)
+                    s += "  \(Self.size(Int64(Double(done) / secs)))/s"
+                }
+            case "done":
+                s += "  \(Self.size(it.total))"
+                if let st = it.started, let f = it.finished {
+                    s += String(format: " in %.1fs", f.timeIntervalSince(st))
+                }
+            default:
+                s += "  \(Self.size(it.total))"
+            }
+        }
+        return s
+    }
+
+    private func redraw() {
+        lock.lock()
+        var out = ""
+        if drawn > 0 { out += "\u{1B}[\(drawn)A" }
+        for id in order {
+            guard let it = items[id] else { continue }
+            out += "\u{1B}[2K" + render(id, it) + "\n"
+        }
+        drawn = order.count
+        lock.unlock()
+        FileHandle.standardError.write(Data(out.utf8))
+    }
+
+    func finish() {
+        lock.lock()
+        running = false
+        lock.unlock()
+        if tty { redraw() }
+    }
+
+    static func size(_ b: Int64) -> String {
+        let u = ["B", "kB", "MB", "GB"]
+        var v = Double(b)
+        var i = 0
+        while v >= 1000 && i < u.count - 1 { v /= 1000; i += 1 }
+        return i == 0 ? "\(b)B" : String(format: "%.1f%@", v, u[i])
+    }
+}

@@ -1,0 +1,206 @@
+import ArgumentParser
+import Foundation
+import HostOS
+import Layers
+
+/// Flags every registry command takes.
+struct RegistryFlags: ParsableArguments {
+    @Option(name: .customLong("tls-verify"), help: ArgumentHelp("Require HTTPS and verify certificates (default: true, except registries marked insecure in registries.conf and loopback ones).", valueName: "bool"))
+    var tlsVerify: Bool?
+
+    @Option(name: .customLong("cert-dir"), help: ArgumentHelp("Directory with *.crt (CAs) and *.cert/*.key (client) files, instead of certs.d.", valueName: "dir"))
+    var certDir: String?
+
+    @Option(name: .customLong("authfile"), help: ArgumentHelp("Auth file to read (and for login, write).", valueName: "path"))
+    var authFile: String?
+
+    @Option(name: .customLong("creds"), help: ArgumentHelp("Credentials to use instead of the auth files.", valueName: "user[:password]"))
+    var creds: String?
+
+    func options() throws -> RegistryOptions {
+        var c: Credentials?
+        if let creds {
+            let parts = creds.split(separator: ":", maxSplits: 1).map(String.init)
+            guard let u = parts.first, !u.isEmpty else { throw ValidationError("--creds needs user[:password]") }
+            c = Credentials(username: u, password: parts.count > 1 ? parts[1] : "", identityToken: nil)
+        }
+        return RegistryOptions(tlsVerify: tlsVerify, certDir: certDir, authFile: authFile, credentials: c)
+    }
+}
+
+extension RegistryError: UserFacing {}
+
+struct Pull: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Pull an image from a registry.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var registry: RegistryFlags
+
+    @Option(help: ArgumentHelp("Platform to pick from an image index (os/arch[/variant]).", valueName: "platform"))
+    var platform: String?
+
+    @Flag(name: [.short, .long], help: "Print only the digest.")
+    var quiet = false
+
+    @Argument(help: "Image reference, e.g. debian:bookworm or 127.0.0.1:5000/team/app@sha256:…")
+    var reference: String
+
+    func run() throws {
+        let store = try global.store()
+        let ref = try Reference(parsing: reference)
+        let plat = try platform.map { try Platform(parsing: $0) } ?? .current
+        let access = try RegistryAccess(registry.options())
+        let view = quiet ? nil : ProgressView(verb: "pull")
+        defer { view?.finish() }
+        let result = try ImagePull.run(ref, store: store, access: access, platform: plat, progress: view)
+        view?.finish()
+        RootlessNotes.reports(result.reports)
+        if quiet {
+            Out.line(result.digest.string)
+        } else {
+            Out.progress("Digest: \(result.digest)")
+            Out.progress(result.downloaded == 0 ? "Status: Image is up to date for \(ref.familiar)" : "Status: Downloaded newer image for \(ref.familiar)")
+            Out.line(ref.string)
+        }
+    }
+}
+
+extension PlatformError: UserFacing { var message: String { description } }
+
+struct Push: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Push an image to a registry.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var registry: RegistryFlags
+
+    @Option(name: .customLong("digest-file"), help: ArgumentHelp("Write the manifest digest here.", valueName: "path"))
+    var digestFile: String?
+
+    @Option(name: .customLong("chunk-size"), help: ArgumentHelp("Upload blobs larger than this in PATCH chunks of this many bytes (default 256 MiB).", valueName: "bytes"))
+    var chunkSize: Int64?
+
+    @Flag(name: [.short, .long], help: "Print only the digest, no progress.")
+    var quiet = false
+
+    @Argument(help: "Local image name or id.")
+    var image: String
+
+    @Argument(help: "Destination (default: the image name).")
+    var destination: String?
+
+    func run() throws {
+        let store = try global.store()
+        let record = try store.resolve(image)
+        let destRef: Reference
+        if let destination {
+            destRef = try Reference(parsing: destination)
+        } else if let n = try? Reference(parsing: image) {
+            destRef = n
+        } else {
+            throw ValidationError("give a destination: ctr push IMAGE REGISTRY/REPO:TAG")
+        }
+        if let c = chunkSize, c <= 0 { throw ValidationError("--chunk-size must be positive") }
+        let access = try RegistryAccess(registry.options())
+        let view = quiet ? nil : ProgressView(verb: "push")
+        defer { view?.finish() }
+        let result = try ImagePush.run(record, to: destRef, store: store, access: access, progress: view, chunkSize: chunkSize)
+        view?.finish()
+        if let digestFile {
+            try Store.writeFile(path: digestFile, data: Data(result.digest.string.utf8), sync: false)
+        }
+        if !quiet {
+            Out.progress("\(destRef.tag ?? "latest"): digest: \(result.digest) size: \(result.size)")
+        }
+        Out.line(result.digest.string)
+    }
+}
+
+struct Login: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Log in to a registry and store the credentials in the auth file.")
+
+    @OptionGroup var registry: RegistryFlags
+
+    @Option(name: [.short, .long], help: "User name.")
+    var username: String?
+
+    @Option(name: [.short, .long], help: "Password (prefer --password-stdin).")
+    var password: String?
+
+    @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input.")
+    var passwordStdin = false
+
+    @Flag(name: .customLong("get-login"), help: "Print the user name stored for the registry.")
+    var getLogin = false
+
+    @Argument(help: "Registry (host[:port]); default docker.io.")
+    var server: String = "docker.io"
+
+    func run() throws {
+        let opts = try registry.options()
+        let host = Login.normalise(server)
+        let env = AuthEnvironment(environment: opts.environment.merging(registry.authFile.map { ["REGISTRY_AUTH_FILE": $0] } ?? [:]) { $1 },
+                                  home: opts.home, uid: getuid())
+        if getLogin {
+            guard let c = try AuthFile.credentials(for: host, reference: nil, env: env) else {
+                throw CLIError("not logged into \(host)")
+            }
+            Out.line(c.username)
+            return
+        }
+        guard let user = username, !user.isEmpty else { throw ValidationError("give a user name with -u") }
+        var pw = password ?? ""
+        if passwordStdin {
+            let data = FileHandle.standardInput.readDataToEndOfFile()
+            pw = String(decoding: data, as: UTF8.self)
+            while pw.hasSuffix("\n") || pw.hasSuffix("\r") { pw.removeLast() }
+        } else if password == nil {
+            throw ValidationError("give the password with --password-stdin (or -p)")
+        }
+        var o = opts
+        o.credentials = Credentials(username: user, password: pw, identityToken: nil)
+        let access = try RegistryAccess(o)
+        try access.client(for: host).checkLogin()
+        let path = AuthFile.defaultWritePath(env: env)
+        try AuthFile.store(Credentials(username: user, password: pw, identityToken: nil), for: host, path: path)
+        Out.line("Login Succeeded!")
+    }
+
+    /// "https://index.docker.io/v1/" → "docker.io"; "http://h:5000/" → "h:5000"
+    static func normalise(_ s: String) -> String {
+        var h = s
+        for p in ["https://", "http://"] where h.hasPrefix(p) { h = String(h.dropFirst(p.count)) }
+        if let slash = h.firstIndex(of: "/") { h = String(h[..<slash]) }
+        if h == "index.docker.io" || h == "registry-1.docker.io" { h = "docker.io" }
+        return h
+    }
+}
+
+struct Logout: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove stored credentials for a registry.")
+
+    @Option(name: .customLong("authfile"), help: ArgumentHelp("Auth file to change.", valueName: "path"))
+    var authFile: String?
+
+    @Flag(name: [.short, .long], help: "Remove the credentials of every registry.")
+    var all = false
+
+    @Argument(help: "Registry (host[:port]); default docker.io.")
+    var server: String = "docker.io"
+
+    func run() throws {
+        var envVars = ProcessInfo.processInfo.environment
+        if let authFile { envVars["REGISTRY_AUTH_FILE"] = authFile }
+        let env = AuthEnvironment(environment: envVars, home: envVars["HOME"] ?? NSHomeDirectory(), uid: getuid())
+        let path = AuthFile.defaultWritePath(env: env)
+        if all {
+            try AuthFile.removeAll(path: path)
+            Out.line("Removed login credentials for all registries")
+            return
+        }
+        let host = Login.normalise(server)
+        guard try AuthFile.remove(registry: host, path: path) else {
+            throw CLIError("not logged into \(host) (in \(path))")
+        }
+        Out.line("Removed login credentials for \(host)")
+    }
+}
