@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <linux/close_range.h>
@@ -30,7 +31,27 @@ static int read_byte(int fd) {
     }
 }
 
-int csys_userns_fork(csys_job_fn fn, void *arg, csys_error *err_out, csys_userns_child *child, csys_error *err) {
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+void csys_close_fds_except(const int *keep, int nkeep) {
+    int sorted[64];
+    int n = 0;
+    for (int i = 0; i < nkeep && n < 64; i++)
+        if (keep[i] >= 3) sorted[n++] = keep[i];
+    qsort(sorted, (size_t)n, sizeof sorted[0], cmp_int);
+    unsigned int from = 3;
+    for (int i = 0; i < n; i++) {
+        if ((unsigned int)sorted[i] > from) syscall(SYS_close_range, from, (unsigned int)sorted[i] - 1, 0U);
+        from = (unsigned int)sorted[i] + 1;
+    }
+    syscall(SYS_close_range, from, ~0U, 0U);
+}
+
+int csys_userns_fork(csys_job_fn fn, void *arg, const int *keep, int nkeep, csys_error *err_out,
+                     csys_userns_child *child, csys_error *err) {
     int ready[2], release[2];
     if (pipe2(ready, O_CLOEXEC) < 0) {
         csys_set_error(err, errno, "pipe", "pipe: %s", strerror(errno));
@@ -70,6 +91,7 @@ int csys_userns_fork(csys_job_fn fn, void *arg, csys_error *err_out, csys_userns
             csys_set_error(err_out, errno, "userns", "cannot become root in the user namespace: %s", strerror(errno));
             _exit(125);
         }
+        csys_close_fds_except(keep, nkeep);
         _exit(fn(arg));
     }
     close(ready[1]);
@@ -146,8 +168,11 @@ int csys_job_exec(void *arg) {
     return 127;
 }
 
-pid_t csys_fork_job(csys_job_fn fn, void *arg) {
+pid_t csys_fork_job(csys_job_fn fn, void *arg, const int *keep, int nkeep) {
     pid_t pid = fork();
-    if (pid == 0) _exit(fn(arg));
+    if (pid == 0) {
+        csys_close_fds_except(keep, nkeep);
+        _exit(fn(arg));
+    }
     return pid;
 }

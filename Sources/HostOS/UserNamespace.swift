@@ -36,8 +36,8 @@ public enum UserNamespace {
     /// `job(arg)` as root there. `arg` and `errOut` must live in shared memory
     /// (`SharedBox`) so the parent sees what the child wrote. Returns the job's exit code.
     public static func run(_ job: csys_job_fn, arg: UnsafeMutableRawPointer, errOut: UnsafeMutablePointer<csys_error>,
-                           mapping: IDMapping) throws -> Int32 {
-        try start(job, arg: arg, errOut: errOut, mapping: mapping).wait()
+                           mapping: IDMapping, keepFDs: [Int32]) throws -> Int32 {
+        try start(job, arg: arg, errOut: errOut, mapping: mapping, keepFDs: keepFDs).wait()
     }
 
     /// A running user-namespace child.
@@ -64,11 +64,12 @@ public enum UserNamespace {
     }
 
     /// Start the job in a mapped user-namespace child and return at once.
+    /// The child keeps only stdio and `keepFDs`.
     public static func start(_ job: csys_job_fn, arg: UnsafeMutableRawPointer, errOut: UnsafeMutablePointer<csys_error>,
-                             mapping: IDMapping) throws -> Child {
+                             mapping: IDMapping, keepFDs: [Int32]) throws -> Child {
         var child = csys_userns_child()
         var err = csys_error()
-        if csys_userns_fork(job, arg, errOut, &child, &err) != 0 { throw SysError(err) }
+        if csys_userns_fork(job, arg, keepFDs, Int32(keepFDs.count), errOut, &child, &err) != 0 { throw SysError(err) }
         if csys_userns_wait_ready(&child) != 0 {
             let code = csys_wait_exit(child.pid)
             close(child.release_fd)
@@ -98,11 +99,11 @@ extension UserNamespace {
             let errp = UnsafeMutableRawPointer(job.pointer).advanced(by: MemoryLayout<csys_exec_job>.offset(of: \.error)!)
                 .assumingMemoryBound(to: csys_error.self)
             if case .root = mapping {
-                let pid = csys_fork_job(csys_job_exec, job.pointer)
+                let pid = csys_fork_job(csys_job_exec, job.pointer, nil, 0)
                 if pid < 0 { throw SysError.errno("fork", "cannot fork") }
                 return csys_wait_exit(pid)
             }
-            let code = try run(csys_job_exec, arg: UnsafeMutableRawPointer(job.pointer), errOut: errp, mapping: mapping)
+            let code = try run(csys_job_exec, arg: UnsafeMutableRawPointer(job.pointer), errOut: errp, mapping: mapping, keepFDs: [])
             if code == 127, job.pointer.pointee.error.stage.0 != 0 { throw SysError(job.pointer.pointee.error) }
             return code
         }

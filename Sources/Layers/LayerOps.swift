@@ -72,12 +72,12 @@ public struct LayerOps: Sendable {
     }
 
     /// Run `fn` on the job struct in `box`; `errorField` locates its csys_error.
-    private func runJob<T>(_ fn: csys_job_fn, _ box: SharedBox<T>, _ errorField: KeyPath<T, csys_error>) throws -> Int32 {
+    private func runJob<T>(_ fn: csys_job_fn, _ box: SharedBox<T>, _ errorField: KeyPath<T, csys_error>, keep: [Int32]) throws -> Int32 {
         let arg = UnsafeMutableRawPointer(box.pointer)
         let err = (arg + MemoryLayout<T>.offset(of: errorField)!).assumingMemoryBound(to: csys_error.self)
         switch mapping {
         case .mapped:
-            return try UserNamespace.run(fn, arg: arg, errOut: err, mapping: mapping)
+            return try UserNamespace.run(fn, arg: arg, errOut: err, mapping: mapping, keepFDs: keep)
         case .root, .single:
             return fn(arg)
         }
@@ -99,7 +99,7 @@ public struct LayerOps: Sendable {
         a.tree = tree.c
         a.owners = mapping.isSingle ? Int32(CSYS_OWNERS_XATTR) : Int32(CSYS_OWNERS_CHOWN)
         let box = SharedBox(a)
-        let code = try runJob(csys_job_layer_apply, box, \.error)
+        let code = try runJob(csys_job_layer_apply, box, \.error, keep: [inFD, rootFD])
         var r = box.pointer.pointee
         if code != 0 { throw SysError(r.error, fallback: "applying the layer failed (exit \(code))") }
         let skipped = cString(&r.first_skipped)
@@ -126,7 +126,7 @@ public struct LayerOps: Sendable {
         case .mapped:
             do {
                 let child = try UserNamespace.start(csys_job_layer_apply, arg: UnsafeMutableRawPointer(box.pointer),
-                                                    errOut: errp, mapping: mapping)
+                                                    errOut: errp, mapping: mapping, keepFDs: [inFD, rootFD])
                 close(inFD)   // the child has its own copy
                 close(rootFD)
                 return ApplyJob(box: box, child: child, thread: nil)
@@ -182,7 +182,7 @@ public struct LayerOps: Sendable {
             c.host_gid = gid
         }
         let box = SharedBox(c)
-        let code = try runJob(csys_job_layer_create, box, \.error)
+        let code = try runJob(csys_job_layer_create, box, \.error, keep: [rootFD, outFD])
         var r = box.pointer.pointee
         if code != 0 { throw SysError(r.error, fallback: "creating the layer failed (exit \(code))") }
         if fsync(outFD) != 0 { throw SysError.errno("fsync", "cannot sync \(output)") }
@@ -206,7 +206,7 @@ public struct LayerOps: Sendable {
             buf[bytes.count] = 0
         }
         let box = SharedBox(j)
-        let code = try runJob(csys_job_rmtree, box, \.error)
+        let code = try runJob(csys_job_rmtree, box, \.error, keep: [dfd])
         if code != 0 { throw SysError(box.pointer.pointee.error, fallback: "cannot remove \(path)") }
         return Int64(box.pointer.pointee.freed)
     }

@@ -58,7 +58,8 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
             let changed = it.state != state
             it.state = state
             items[id] = it
-            if !tty && changed && state != "waiting" { line = render(id, it) }
+            // plain lines: what starts and what ends well (the error says what failed)
+            if !tty && changed && state != "waiting" && state != "failed" { line = render(id, it) }
         } else if id == "mirror" {
             line = state
         }
@@ -71,6 +72,8 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
         var s = "\(id): \(it.state)"
         if it.total > 0 {
             switch it.state {
+            case "downloading", "uploading" where !tty:
+                s += "  \(Self.size(it.total))"
             case "downloading", "uploading":
                 s += "  \(Self.size(done)) / \(Self.size(it.total))"
                 if let st = it.started {
@@ -80,7 +83,8 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
             case "done":
                 s += "  \(Self.size(it.total))"
                 if let st = it.started, let f = it.finished {
-                    s += String(format: " in %.1fs", f.timeIntervalSince(st))
+                    let secs = max(f.timeIntervalSince(st), 0.001)
+                    s += String(format: " in %.1fs (%@/s)", secs, Self.size(Int64(Double(it.total) / secs)))
                 }
             default:
                 s += "  \(Self.size(it.total))"

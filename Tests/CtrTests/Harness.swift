@@ -218,7 +218,12 @@ func expectOK(_ r: RunResult, _ what: String = "", sourceLocation: SourceLocatio
 /// A failing command: non-zero exit, one line on stderr that mentions `culprit`.
 func expectOneLineError(_ r: RunResult, mentions culprit: String, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(r.status != 0, "expected failure: \(r)", sourceLocation: sourceLocation)
-    let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("warning:") && !$0.hasPrefix("reading ") && !$0.hasPrefix("copying ") }
+    // progress ("0123456789ab: downloading …") and warnings are not error lines
+    let lines = r.stderr.split(separator: "\n").filter { line in
+        if line.hasPrefix("warning:") { return false }
+        let id = line.prefix(13)
+        return !(id.count == 13 && id.hasSuffix(":") && id.dropLast().allSatisfy { $0.isHexDigit })
+    }
     #expect(lines.count == 1, "expected one error line, got: \(r.stderr)", sourceLocation: sourceLocation)
     #expect(r.stderr.contains(culprit), "error should name \(culprit): \(r.stderr)", sourceLocation: sourceLocation)
 }

@@ -166,7 +166,12 @@ typedef struct csys_userns_child {
     int ready_fd;   /* parent reads 1 byte when the child has unshared */
     int release_fd; /* parent writes 1 byte to let it run; closing it aborts the child */
 } csys_userns_child;
-int csys_userns_fork(csys_job_fn fn, void *arg, csys_error *err_out, csys_userns_child *child, csys_error *err);
+/* The child keeps only fds 0-2 and `keep` (the job's own fds): a pipe another thread is
+ * writing must not stay open in a child that did not ask for it. */
+int csys_userns_fork(csys_job_fn fn, void *arg, const int *keep, int nkeep, csys_error *err_out,
+                     csys_userns_child *child, csys_error *err);
+/* close every fd >= 3 that is not in keep[] */
+void csys_close_fds_except(const int *keep, int nkeep);
 int csys_userns_wait_ready(csys_userns_child *child);
 int csys_userns_release(csys_userns_child *child);
 /* waits for the child; returns its exit code (128+N for a signal) or -1 */
@@ -194,7 +199,7 @@ typedef struct csys_exec_job {
 } csys_exec_job;
 int csys_job_exec(void *arg);
 /* fork(); the child runs fn(arg) (C only) and exits with its result. Returns the pid or -1. */
-pid_t csys_fork_job(csys_job_fn fn, void *arg);
+pid_t csys_fork_job(csys_job_fn fn, void *arg, const int *keep, int nkeep);
 
 /* ---------- small helpers ---------- */
 int csys_openat2_in_root(int rootfd, const char *path, int flags, mode_t mode);

@@ -328,6 +328,8 @@ public enum AuthFile {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             if isNoSuchFile(error) { return nil }
+            // a directory we may not enter (/run/containers is root's) holds no credentials of ours
+            if access(path, F_OK) != 0 && (errno == EACCES || errno == ENOTDIR) { return nil }
             throw AuthFileError("\(path): cannot read: \(describeIOError(error))")
         }
         let object: Any

@@ -528,7 +528,7 @@ public struct RegistriesConf: Sendable, Equatable {
             // ConvertToV2: blocked entries first, then insecure, in order of first mention.
             var order: [String] = []
             var byLocation: [String: RegistryEntry] = [:]
-            func entry(_ raw: String, _ kind: String) throws -> String {
+            func entry(_ raw: String) throws -> String {
                 let location = try parseLocation(raw, file: file, line: v1Line)
                 if byLocation[location] == nil {
                     byLocation[location] = RegistryEntry(prefix: location, location: location, file: file, line: v1Line)
@@ -536,8 +536,8 @@ public struct RegistriesConf: Sendable, Equatable {
                 }
                 return location
             }
-            for raw in v1["block"] ?? [] { byLocation[try entry(raw, "block")]!.blocked = true }
-            for raw in v1["insecure"] ?? [] { byLocation[try entry(raw, "insecure")]!.insecure = true }
+            for raw in v1["block"] ?? [] { byLocation[try entry(raw)]!.blocked = true }
+            for raw in v1["insecure"] ?? [] { byLocation[try entry(raw)]!.insecure = true }
             registries = order.map { byLocation[$0]! }
             unqualified = v1["search"]
             unqualifiedLine = v1Line

@@ -48,10 +48,6 @@ public final class RegistryAccess: @unchecked Sendable {
         }
     }
 
-    var certDirs: [String] {
-        if let d = options.certDir { return [d] }
-        return ["/etc/containers/certs.d", "\(options.home)/.config/containers/certs.d", "/etc/docker/certs.d"]
-    }
 
     /// The client for `registry` (a host[:port] as references name it). `insecure` comes from
     /// registries.conf; --tls-verify overrides; loopback registries are insecure by default, as
@@ -67,7 +63,7 @@ public final class RegistryAccess: @unchecked Sendable {
         }
         let material: TLSMaterial
         do {
-            material = try CertsDir.material(for: registry, dirs: certDirs)
+            material = try CertsDir.material(for: registry, dirs: CertsDir.defaultDirs(home: options.home), certDir: options.certDir)
         } catch {
             throw RegistryError("\(registry): \(error)")
         }
