@@ -74,6 +74,11 @@ final class FaultServer: @unchecked Sendable {
     private func serve(_ fd: Int32) {
         defer { close(fd) }
         var buf: [UInt8] = []
+        // a TLS ClientHello (clients try https first): close, as plain-HTTP servers do
+        var first = [UInt8](repeating: 0, count: 65536)
+        let n0 = read(fd, &first, first.count)
+        if n0 <= 0 || first[0] == 0x16 { return }
+        buf += first[..<n0]
         while true {
             guard let first = readLine(fd, &buf), !first.isEmpty else { return }
             let parts = first.split(separator: " ")

@@ -1,0 +1,233 @@
+import Foundation
+import Testing
+
+/// Faults a real registry will not produce, from a small in-process server: wrong blobs, cut
+/// connections, 5xx and 429 then success, bad passwords, oversized manifests, indexes.
+@Suite(.serialized) struct RegistryFaultTests {
+    /// The busybox image as bytes: manifest, config, layer.
+    struct Image {
+        var manifest: Data
+        var config: Data
+        var layer: Data
+        var layerDigest: String
+        var configDigest: String
+        var manifestDigest: String
+    }
+
+    static func digest(_ d: Data) -> String { "sha256:" + sha256Hex(d) }
+
+    func prepared() throws -> (Workspace, Image)? {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard who.available, TestEnv.haveBusybox else { print("skip: \(TestEnv.setupHint)"); return nil }
+        let w = try Workspace(who)
+        try w.makeHome()
+        expectOK(try w.ctrHome(["import", "--tag", "bb", TestEnv.busyboxTar]))
+        expectOK(try w.ctrHome(["save", "--format", "oci-dir", "-o", "\(w.dir)/layout", "bb"]))
+        let idx = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(w.dir)/layout/index.json"))) as! [String: Any]
+        let md = ((idx["manifests"] as! [[String: Any]])[0]["digest"] as! String)
+        func blob(_ d: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: "\(w.dir)/layout/blobs/sha256/\(d.dropFirst(7))")) }
+        let manifest = try blob(md)
+        let m = try JSONSerialization.jsonObject(with: manifest) as! [String: Any]
+        let cd = (m["config"] as! [String: Any])["digest"] as! String
+        let ld = ((m["layers"] as! [[String: Any]])[0])["digest"] as! String
+        return (w, Image(manifest: manifest, config: try blob(cd), layer: try blob(ld), layerDigest: ld, configDigest: cd, manifestDigest: md))
+    }
+
+    /// A registry serving `img` under "test/bb:1", with `fault` consulted first.
+    final class Fake: @unchecked Sendable {
+        let img: Image
+        var extraBlobs: [String: Data] = [:]
+        var manifests: [String: (Data, String)] = [:]
+        let lock = NSLock()
+        var counts: [String: Int] = [:]
+        let fault: @Sendable (FaultServer.Request, Int, Fake) -> FaultServer.Reply?
+
+        init(_ img: Image, fault: @escaping @Sendable (FaultServer.Request, Int, Fake) -> FaultServer.Reply? = { _, _, _ in nil }) {
+            self.img = img
+            self.fault = fault
+            manifests["1"] = (img.manifest, "application/vnd.oci.image.manifest.v1+json")
+            manifests[img.manifestDigest] = (img.manifest, "application/vnd.oci.image.manifest.v1+json")
+        }
+
+        func handle(_ r: FaultServer.Request) -> FaultServer.Reply {
+            lock.lock()
+            let key = "\(r.method) \(r.path)"
+            counts[key, default: 0] += 1
+            let n = counts[key]!
+            lock.unlock()
+            if let f = fault(r, n, self) { return f }
+            if r.path == "/v2/" { return .respond(status: 200, headers: [:], body: Data("{}".utf8)) }
+            if r.path.hasPrefix("/v2/test/bb/manifests/") {
+                let ref = String(r.path.dropFirst("/v2/test/bb/manifests/".count))
+                guard let (m, type) = manifests[ref] else { return .respond(status: 404, headers: [:], body: Data(#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#.utf8)) }
+                return .respond(status: 200, headers: ["Content-Type": type, "Docker-Content-Digest": RegistryFaultTests.digest(m)], body: m)
+            }
+            if r.path.hasPrefix("/v2/test/bb/blobs/") {
+                let d = String(r.path.dropFirst("/v2/test/bb/blobs/".count))
+                let blob = d == img.layerDigest ? img.layer : d == img.configDigest ? img.config : extraBlobs[d]
+                guard let blob else { return .respond(status: 404, headers: [:], body: Data(#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#.utf8)) }
+                if let range = r.headers["range"], range.hasPrefix("bytes="), let from = Int(range.dropFirst(6).dropLast()), from < blob.count {
+                    return .respond(status: 206, headers: ["Content-Range": "bytes \(from)-\(blob.count - 1)/\(blob.count)"], body: blob.subdata(in: from..<blob.count))
+                }
+                return .respond(status: 200, headers: [:], body: blob)
+            }
+            return .respond(status: 404, headers: [:], body: Data())
+        }
+    }
+
+    func serve(_ fake: Fake) throws -> FaultServer {
+        try FaultServer { fake.handle($0) }
+    }
+
+    func expectNothingStored(_ w: Workspace, _ root: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let fm = FileManager.default
+        let blobs = (try? fm.contentsOfDirectory(atPath: "\(root)/blobs/sha256")) ?? []
+        let layers = (try? fm.contentsOfDirectory(atPath: "\(root)/layers/sha256")) ?? []
+        let tmp = ((try? fm.contentsOfDirectory(atPath: "\(root)/layers")) ?? []).filter { $0 != "sha256" }
+        let ingest = (try? fm.contentsOfDirectory(atPath: "\(root)/ingest")) ?? []
+        #expect(blobs.isEmpty && layers.isEmpty && tmp.isEmpty && ingest.isEmpty,
+                "nothing enters the store: \(blobs) \(layers) \(tmp) \(ingest)", sourceLocation: sourceLocation)
+    }
+
+    @Test func wrongBlobIsRejected() throws {
+        guard let (w, img) = try prepared() else { return }
+        let fake = Fake(img) { r, _, f in
+            guard r.path.hasSuffix(f.img.layerDigest) else { return nil }
+            var bad = f.img.layer
+            bad[bad.count / 2] ^= 0x5a
+            return .respond(status: 200, headers: [:], body: bad)
+        }
+        let s = try serve(fake)
+        let root = "\(w.dir)/s"
+        let r = try w.ctrHome(["pull", "\(s.addr)/test/bb:1"], root: root)
+        expectOneLineError(r, mentions: img.layerDigest)
+        #expect(r.stderr.contains("verification") || r.stderr.contains("corrupt") || r.stderr.contains("data check"), "\(r)")
+        expectNothingStored(w, root)
+    }
+
+    @Test(arguments: [true, false])
+    func cutConnectionResumes(rangeSupported: Bool) throws {
+        guard let (w, img) = try prepared() else { return }
+        let fake = Fake(img) { r, n, f in
+            guard r.path.hasSuffix(f.img.layerDigest), r.method == "GET" else { return nil }
+            if n == 1 { return .cut(status: 200, headers: [:], body: f.img.layer, after: f.img.layer.count / 2) }
+            if !rangeSupported { return .respond(status: 200, headers: [:], body: f.img.layer) }
+            return nil
+        }
+        let s = try serve(fake)
+        let r = try w.ctrHome(["pull", "\(s.addr)/test/bb:1"], root: "\(w.dir)/s")
+        expectOK(r)
+        let gets = s.log.filter { $0.path.hasSuffix(img.layerDigest) }
+        #expect(gets.count == 2, "one retry")
+        #expect(gets.last?.headers["range"]?.hasPrefix("bytes=") == true, "the retry asks for the rest: \(gets.map(\.headers))")
+        expectOK(try w.ctrHome(["unpack", "\(s.addr)/test/bb:1", "\(w.dir)/u"], root: "\(w.dir)/s"))
+        #expect(w.stat("\(w.dir)/u/rootfs/bin/busybox")?.st_size ?? 0 > 500_000)
+    }
+
+    @Test func serverErrorsAndRateLimitsAreRetried() throws {
+        guard let (w, img) = try prepared() else { return }
+        let fake = Fake(img) { r, n, f in
+            if r.path.contains("/manifests/") && n == 1 {
+                return .respond(status: 500, headers: [:], body: Data(#"{"errors":[{"code":"UNKNOWN","message":"try again"}]}"#.utf8))
+            }
+            if r.path.hasSuffix(f.img.layerDigest) && n == 1 {
+                return .respond(status: 429, headers: ["Retry-After": "1"], body: Data())
+            }
+            if r.path.hasSuffix(f.img.configDigest) && n == 1 {
+                return .respond(status: 503, headers: [:], body: Data())
+            }
+            return nil
+        }
+        let s = try serve(fake)
+        let start = Date()
+        let r = try w.ctrHome(["pull", "\(s.addr)/test/bb:1"], root: "\(w.dir)/s")
+        expectOK(r)
+        #expect(Date().timeIntervalSince(start) >= 1.0, "Retry-After was honoured")
+        #expect(s.log.filter { $0.path.contains("/manifests/") }.count == 2)
+        #expect(s.log.filter { $0.path.hasSuffix(img.layerDigest) }.count == 2)
+
+        // a registry that keeps failing: its error after the retries, one line
+        let broken = try FaultServer { r in
+            r.path == "/v2/" ? .respond(status: 200, headers: [:], body: Data())
+                : .respond(status: 500, headers: [:], body: Data(#"{"errors":[{"code":"UNKNOWN","message":"storage is down"}]}"#.utf8))
+        }
+        let b = try w.ctrHome(["pull", "\(broken.addr)/test/bb:1"], root: "\(w.dir)/b")
+        expectOneLineError(b, mentions: "storage is down")
+        #expect(broken.log.filter { $0.path.contains("/manifests/") }.count == 5, "five attempts")
+    }
+
+    @Test func badPasswordIsAnAuthenticationError() throws {
+        guard let (w, img) = try prepared() else { return }
+        let good = "Basic " + Data("tester:right".utf8).base64EncodedString()
+        let fake = Fake(img) { r, _, _ in
+            r.headers["authorization"] == good ? nil
+                : .respond(status: 401, headers: ["WWW-Authenticate": #"Basic realm="fake""#],
+                           body: Data(#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.utf8))
+        }
+        let s = try serve(fake)
+        let bad = try w.ctrHome(["pull", "--creds", "tester:wrong", "\(s.addr)/test/bb:1"], root: "\(w.dir)/s")
+        expectOneLineError(bad, mentions: "authentication failed for tester")
+        expectOneLineError(try w.ctrHome(["pull", "\(s.addr)/test/bb:1"], root: "\(w.dir)/s"), mentions: "ctr login")
+        expectOK(try w.ctrHome(["pull", "--creds", "tester:right", "\(s.addr)/test/bb:1"], root: "\(w.dir)/s"))
+    }
+
+    @Test func oversizedAndMismatchedManifestsAreRefused() throws {
+        guard let (w, img) = try prepared() else { return }
+        var m = try JSONSerialization.jsonObject(with: img.manifest) as! [String: Any]
+        m["annotations"] = ["padding": String(repeating: "x", count: 5 << 20)]
+        let huge = try JSONSerialization.data(withJSONObject: m)
+        let fake = Fake(img)
+        fake.manifests["huge"] = (huge, "application/vnd.oci.image.manifest.v1+json")
+        let s = try serve(fake)
+        expectOneLineError(try w.ctrHome(["pull", "\(s.addr)/test/bb:huge"], root: "\(w.dir)/s"), mentions: "4 MiB")
+
+        let liar = Fake(img) { r, _, f in
+            r.path.contains("/manifests/") ? .respond(status: 200, headers: ["Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                                                                              "Docker-Content-Digest": f.img.configDigest], body: f.img.manifest) : nil
+        }
+        let s2 = try serve(liar)
+        expectOneLineError(try w.ctrHome(["pull", "\(s2.addr)/test/bb:1"], root: "\(w.dir)/s2"), mentions: "Docker-Content-Digest")
+        // by digest, a registry answering with other content
+        let other = "sha256:" + String(repeating: "0", count: 64)
+        let wrong = Fake(img)
+        wrong.manifests[other] = (img.manifest, "application/vnd.oci.image.manifest.v1+json")
+        let s3 = try serve(wrong)
+        let r = try w.ctrHome(["pull", "\(s3.addr)/test/bb@\(other)"], root: "\(w.dir)/s3")
+        expectOneLineError(r, mentions: other)
+        expectNothingStored(w, "\(w.dir)/s3")
+    }
+
+    @Test func platformIsPickedFromAnIndex() throws {
+        guard let (w, img) = try prepared() else { return }
+        // an arm64 variant: same layer, its own config
+        var cfg = try JSONSerialization.jsonObject(with: img.config) as! [String: Any]
+        cfg["architecture"] = "arm64"
+        cfg["variant"] = "v8"
+        let armConfig = try JSONSerialization.data(withJSONObject: cfg)
+        var am = try JSONSerialization.jsonObject(with: img.manifest) as! [String: Any]
+        am["config"] = ["mediaType": "application/vnd.oci.image.config.v1+json", "digest": Self.digest(armConfig), "size": armConfig.count]
+        let armManifest = try JSONSerialization.data(withJSONObject: am)
+        let index: [String: Any] = ["schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            ["mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": img.manifestDigest, "size": img.manifest.count,
+             "platform": ["os": "linux", "architecture": "amd64"]],
+            ["mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": Self.digest(armManifest), "size": armManifest.count,
+             "platform": ["os": "linux", "architecture": "arm64", "variant": "v8"]],
+        ]]
+        let indexData = try JSONSerialization.data(withJSONObject: index)
+        let fake = Fake(img)
+        fake.manifests["multi"] = (indexData, "application/vnd.oci.image.index.v1+json")
+        fake.manifests[Self.digest(armManifest)] = (armManifest, "application/vnd.oci.image.manifest.v1+json")
+        fake.extraBlobs[Self.digest(armConfig)] = armConfig
+        let s = try serve(fake)
+        let arm = try w.ctrHome(["pull", "--platform", "linux/arm64", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/a")
+        expectOK(arm)
+        #expect(arm.stderr.contains("Digest: \(Self.digest(indexData))"), "the index digest is what the tag resolved to: \(arm)")
+        let inspect = try w.ctrHome(["inspect", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/a")
+        #expect(inspect.stdout.contains("\"Architecture\" : \"arm64\""), "\(inspect.stdout.prefix(300))")
+        let native = try w.ctrHome(["pull", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/b")
+        expectOK(native)
+        #expect(try w.ctrHome(["inspect", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/b").stdout.contains("\"Architecture\" : \"amd64\""))
+        let none = try w.ctrHome(["pull", "--platform", "linux/s390x", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/c")
+        expectOneLineError(none, mentions: "linux/arm64/v8")
+    }
+}
