@@ -18,7 +18,8 @@ cd "$W"
 export CTR_ROOT="$W/store"
 
 # before each run: remove the previous output (files of subordinate ids need `ctr unshare`)
-PREP="rmtree() { for d in \"\$@\"; do [ -e \"\$d\" ] || continue; rm -rf \"\$d\" 2>/dev/null || $CTR unshare rm -rf \"\$d\"; done; }; rmtree"
+export CTR
+PREP="$OLDPWD/bench/rmtree.sh"
 
 if [ ! -d tree ]; then
   echo "making the benchmark tree in $W/tree" >&2

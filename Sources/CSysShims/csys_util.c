@@ -249,4 +249,8 @@ int csys_lsetxattr(const char *path, const char *name, const void *value, size_t
     return lsetxattr(path, name, value, size, 0);
 }
 
-int csys_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+int csys_pipe_cloexec(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) < 0) return -1;
+    fcntl(fds[1], F_SETPIPE_SZ, 1 << 20); /* fewer wakeups for streamed layers; best effort */
+    return 0;
+}

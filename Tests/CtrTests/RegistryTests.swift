@@ -188,6 +188,29 @@ import Testing
         expectOneLineError(try w.ctrHome(["pull", "x.example.invalid/y:1"], root: "\(w.dir)/d"), mentions: "registries.conf")
     }
 
+    @Test func progressOnATerminalAndInPlainLines() throws {
+        guard TestEnv.have("script"), let w = try prepared(.root), let reg = TestRegistry.plain else { return }
+        let ref = "\(reg.addr)/\(Self.repo())"
+        expectOK(try w.ctrHome(["push", "busybox:local", ref]))
+        // a terminal (script gives ctr a pty): lines redrawn in place, with sizes and rates
+        let cmd = "CTR_ROOT=\(w.dir)/tty HOME=\(w.home) TERM=xterm \(TestEnv.binary) pull \(ref)"
+        let tty = try w.sh(["script", "-qec", cmd, "/dev/null"])
+        expectOK(tty)
+        #expect(tty.stdout.contains("\u{1B}[2K"), "redraws lines: \(tty.stdout.debugDescription.prefix(300))")
+        #expect(tty.stdout.contains("/s"), "shows a rate")
+        #expect(tty.stdout.contains("done"))
+        // not a terminal: plain lines, one per state change, no escapes
+        let plain = try w.ctrHome(["pull", ref], root: "\(w.dir)/plain")
+        expectOK(plain)
+        #expect(!plain.stderr.contains("\u{1B}["))
+        let lines = plain.stderr.split(separator: "\n")
+        #expect(lines.contains { $0.hasSuffix("downloading  1.2MB") || $0.contains(": downloading") })
+        #expect(lines.contains { $0.contains(": done") && $0.contains("/s)") }, "\(plain.stderr)")
+        // --quiet: only the digest, nothing on stderr
+        let q = try w.ctrHome(["pull", "-q", ref], root: "\(w.dir)/quiet")
+        #expect(q.stderr.isEmpty && q.stdout.hasPrefix("sha256:"), "\(q)")
+    }
+
     @Test func connectionErrorsSayWhatToDo() throws {
         let who: Who = .root
         guard who.available else { return }
