@@ -171,6 +171,50 @@ import Testing
         expectOK(try w.ctrHome(["pull", "--creds", "tester:right", "\(s.addr)/test/bb:1"], root: "\(w.dir)/s"))
     }
 
+    @Test func bearerTokensFromTheRealmAreCachedPerScope() throws {
+        guard let (w, img) = try prepared() else { return }
+        let tokens = TokenLog()
+        let fake = Fake(img) { r, _, _ in
+            if r.path.hasPrefix("/token") {
+                // the token server: needs the user's password, hands out a token per scope
+                tokens.add(r.path)
+                let basic = "Basic " + Data("tester:right".utf8).base64EncodedString()
+                if let a = r.headers["authorization"], a != basic {
+                    return .respond(status: 401, headers: [:], body: Data(#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.utf8))
+                }
+                let who = r.headers["authorization"] == nil ? "anon" : "tester"
+                return .respond(status: 200, headers: ["Content-Type": "application/json"], body: Data(#"{"token":"tok-\#(who)"}"#.utf8))
+            }
+            let auth = r.headers["authorization"] ?? ""
+            if auth != "Bearer tok-tester" && auth != "Bearer tok-anon" {
+                return .respond(status: 401, headers: ["WWW-Authenticate": #"Bearer realm="http://\#(r.headers["host"] ?? "")/token",service="fake-registry",scope="repository:test/bb:pull""#],
+                                body: Data(#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.utf8))
+            }
+            return nil
+        }
+        let s = try serve(fake)
+        let r = try w.ctrHome(["pull", "--creds", "tester:right", "\(s.addr)/test/bb:1"], root: "\(w.dir)/s")
+        expectOK(r)
+        let asked = tokens.all
+        #expect(asked.contains { $0.contains("service=fake-registry") && $0.contains("scope=repository:test/bb:pull") }, "\(asked)")
+        #expect(asked.count == 1, "one token for the pull scope, reused for every request: \(asked)")
+        let authed = s.log.filter { $0.headers["authorization"] == "Bearer tok-tester" }
+        #expect(authed.count >= 3, "manifest, config and layer carried the token")
+        // anonymous: a token without credentials
+        let anon = try w.ctrHome(["pull", "\(s.addr)/test/bb:1"], root: "\(w.dir)/anon")
+        expectOK(anon)
+        // wrong password at the token server
+        let bad = try w.ctrHome(["pull", "--creds", "tester:wrong", "\(s.addr)/test/bb:1"], root: "\(w.dir)/bad")
+        expectOneLineError(bad, mentions: "authentication failed for tester")
+    }
+
+    final class TokenLog: @unchecked Sendable {
+        private let lock = NSLock()
+        private var paths: [String] = []
+        func add(_ p: String) { lock.lock(); paths.append(p); lock.unlock() }
+        var all: [String] { lock.lock(); defer { lock.unlock() }; return paths }
+    }
+
     @Test func oversizedAndMismatchedManifestsAreRefused() throws {
         guard let (w, img) = try prepared() else { return }
         var m = try JSONSerialization.jsonObject(with: img.manifest) as! [String: Any]
