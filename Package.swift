@@ -41,6 +41,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "HostOS"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Layers", "HostOS", "CSysShims"]),
         .testTarget(name: "CtrTests", dependencies: ["CSysShims"]),
     ]
 )
