@@ -36,7 +36,7 @@ let package = Package(
         .executableTarget(
             name: "ctr",
             dependencies: [
-                "Layers", "Sandbox", "HostOS",
+                "Layers", "Sandbox", "HostOS", "CSysShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -23,12 +23,20 @@ public enum UserNamespace {
         guard let path = Command.find(tool) else {
             throw SysError(stage: "idmap", message: "\(tool) not found: install the uidmap package (it maps the ranges in \(file))")
         }
-        var args = [String(pid)]
+        var args = [path, String(pid)]
         for r in ranges { args += [String(r.containerID), String(r.hostID), String(r.count)] }
-        let res = try Command.run(path, args)
-        if res.status != 0 {
-            let msg = res.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-            throw SysError(stage: "idmap", message: "\(tool) failed: \(msg.isEmpty ? "exit \(res.status)" : msg) (check \(file))")
+        // posix_spawn: cheaper than Foundation's Process on the `ctr run` path
+        let cargs = args.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        var buf = [CChar](repeating: 0, count: 1024)
+        let status = cargs.withUnsafeBufferPointer { b in
+            b.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: b.count) {
+                csys_spawn_wait($0, &buf, buf.count)
+            }
+        }
+        if status != 0 {
+            let msg = String(cString: buf).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw SysError(stage: "idmap", message: "\(tool) failed: \(msg.isEmpty ? "exit \(status)" : msg) (check \(file))")
         }
     }
 

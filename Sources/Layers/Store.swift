@@ -319,6 +319,12 @@ public final class Store: @unchecked Sendable {
                 }
             }
             try images().forEach { mark($0.descriptor) }
+            // images that containers run on (ROOT/containers/ID/manifest), named or not
+            for id in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/containers")) ?? [] {
+                guard let s = try? String(contentsOfFile: "\(root)/containers/\(id)/manifest", encoding: .utf8),
+                      let d = try? Digest(parsing: s.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
+                mark(Descriptor(mediaType: .ociManifest, digest: d, size: 0))
+            }
 
             var report = PruneReport()
             let fm = FileManager.default

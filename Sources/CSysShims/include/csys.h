@@ -288,4 +288,6 @@ int csys_http_error_kind(int curl_code);
 #ifdef __cplusplus
 }
 #endif
+
+#include "csys_container.h"
 #endif

@@ -1,0 +1,620 @@
+/*
+ * The container's first process, from clone to exec. Everything after the clone runs here,
+ * in C, without allocating: the plan was built by Swift in the parent.
+ */
+#include "include/csys_container.h"
+#include "csys_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/close_range.h>
+#include <linux/openat2.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <unistd.h>
+
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+static void report(int fd, csys_error *e) {
+    if (fd >= 0) {
+        ssize_t n;
+        do n = write(fd, e, sizeof *e);
+        while (n < 0 && errno == EINTR);
+    }
+}
+
+#define FAIL(stage, ...)                                          \
+    do {                                                          \
+        int e_ = errno;                                           \
+        csys_error err_;                                          \
+        memset(&err_, 0, sizeof err_);                            \
+        csys_set_error(&err_, e_, stage, __VA_ARGS__);            \
+        report(p->sync_fd, &err_);                                \
+        _exit(125);                                               \
+    } while (0)
+
+/* ---------------------------------------------------------------- paths in the root */
+
+/* Open `path` (inside the container) relative to rootfd, creating what is missing: every
+ * directory on the way and, for the last component, a directory (make_dir) or an empty file
+ * (make_file). Symlinks met on the way are followed inside the root, one component at a time
+ * (a dangling one has its target created inside the root, as runc does), and ".." never goes
+ * above it. No allocation: fixed buffers and a stack of directory fds. Returns O_PATH or -1. */
+#define MAX_DEPTH 128
+static int open_in_root(int rootfd, const char *path, int make_file, int make_dir) {
+    char queue[CSYS_MAX_PATH * 2]; /* the components still to walk, '/'-separated */
+    size_t qlen = strlen(path);
+    if (qlen >= sizeof queue) { errno = ENAMETOOLONG; return -1; }
+    memcpy(queue, path, qlen + 1);
+    size_t qpos = 0;
+    int stack[MAX_DEPTH];
+    int depth = 0;
+    stack[depth++] = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+    if (stack[0] < 0) return -1;
+    int links = 0;
+    int result = -1;
+    for (;;) {
+        while (qpos < qlen && queue[qpos] == '/') qpos++;
+        if (qpos >= qlen) { /* walked everything: the current directory is the target */
+            result = fcntl(stack[depth - 1], F_DUPFD_CLOEXEC, 3);
+            break;
+        }
+        char comp[256];
+        size_t start = qpos;
+        while (qpos < qlen && queue[qpos] != '/') qpos++;
+        size_t clen = qpos - start;
+        if (clen >= sizeof comp) { errno = ENAMETOOLONG; break; }
+        memcpy(comp, queue + start, clen);
+        comp[clen] = 0;
+        size_t rest = qpos;
+        while (rest < qlen && queue[rest] == '/') rest++;
+        int last = rest >= qlen;
+        if (!strcmp(comp, ".")) continue;
+        if (!strcmp(comp, "..")) {
+            if (depth > 1) close(stack[--depth]);
+            continue;
+        }
+        int cur = stack[depth - 1];
+        int fd = openat(cur, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) {
+            int rc;
+            if (last && make_file) {
+                rc = openat(cur, comp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (rc >= 0) close(rc);
+            } else if (!last || make_dir) {
+                rc = mkdirat(cur, comp, 0755);
+            } else {
+                errno = ENOENT;
+                break;
+            }
+            if (rc < 0 && errno != EEXIST) break;
+            fd = openat(cur, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (fd < 0) break;
+        struct stat st;
+        if (fstat(fd, &st) < 0) { close(fd); break; }
+        if (S_ISLNK(st.st_mode)) {
+            char target[CSYS_MAX_PATH];
+            ssize_t n = readlinkat(fd, "", target, sizeof target - 1);
+            close(fd);
+            if (n < 0 || ++links > 40) { if (n >= 0) errno = ELOOP; break; }
+            target[n] = 0;
+            /* queue = target + "/" + the rest */
+            size_t restlen = qlen - rest;
+            if ((size_t)n + 1 + restlen >= sizeof queue) { errno = ENAMETOOLONG; break; }
+            memmove(queue + n + 1, queue + rest, restlen + 1);
+            memcpy(queue, target, (size_t)n);
+            queue[n] = '/';
+            qlen = (size_t)n + 1 + restlen;
+            qpos = 0;
+            if (target[0] == '/') /* absolute: from the root again */
+                while (depth > 1) close(stack[--depth]);
+            continue;
+        }
+        if (last) {
+            result = fd;
+            break;
+        }
+        if (!S_ISDIR(st.st_mode)) { close(fd); errno = ENOTDIR; break; }
+        if (depth == MAX_DEPTH) { close(fd); errno = ELOOP; break; }
+        stack[depth++] = fd;
+    }
+    int e = errno;
+    while (depth > 0) close(stack[--depth]);
+    errno = e;
+    return result;
+}
+
+static const char *fdpath(int fd, char *buf, size_t n) {
+    snprintf(buf, n, "/proc/self/fd/%d", fd);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- mounts */
+
+static int attr_ro(int fd, int recursive) {
+    struct mount_attr a;
+    memset(&a, 0, sizeof a);
+    a.attr_set = MOUNT_ATTR_RDONLY;
+    return mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a);
+}
+
+/* Bind `source` onto the target fd (a path in the root, opened O_PATH). */
+static int bind_onto(const char *source, int target, int recursive, int readonly) {
+    int tree = open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+    if (tree < 0) return -1;
+    if (readonly && attr_ro(tree, recursive) < 0) { int e = errno; close(tree); errno = e; return -1; }
+    int rc = move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    int e = errno;
+    close(tree);
+    errno = e;
+    return rc;
+}
+
+/* Mount a pseudo filesystem onto the target fd. */
+static int fs_onto(const char *type, const char *data, unsigned long flags, int target) {
+    char tp[64];
+    return mount(type, fdpath(target, tp, sizeof tp), type, flags, data);
+}
+
+static void mount_overlay(const csys_container_plan *p) {
+    int fs = fsopen("overlay", FSOPEN_CLOEXEC);
+    int ok = fs >= 0;
+    for (int i = 0; ok && i < p->nlowers; i++)
+        ok = fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", p->lowers[i], 0) == 0;
+    if (ok && p->upper) ok = fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", p->upper, 0) == 0;
+    if (ok && p->work) ok = fsconfig(fs, FSCONFIG_SET_STRING, "workdir", p->work, 0) == 0;
+    if (ok && p->userxattr) ok = fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) == 0;
+    if (ok) ok = fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0;
+    if (ok) {
+        int m = fsmount(fs, FSMOUNT_CLOEXEC, 0);
+        if (m >= 0 && move_mount(m, "", AT_FDCWD, p->rootfs, MOVE_MOUNT_F_EMPTY_PATH) == 0) {
+            close(m);
+            close(fs);
+            return;
+        }
+        if (m >= 0) close(m);
+    }
+    if (fs >= 0) close(fs);
+    /* older kernels: the whole option string at once */
+    if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) < 0)
+        FAIL("overlay", "cannot mount the overlay root filesystem: %s (the kernel refuses overlayfs here%s)",
+             strerror(errno), p->userns ? " in a user namespace" : "");
+}
+
+static const struct { const char *name; unsigned maj, min; } devices[] = {
+    {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+};
+
+static void setup_dev(const csys_container_plan *p, int rootfd) {
+    int dev = open_in_root(rootfd, "/dev", 0, 1);
+    if (dev < 0) FAIL("mount", "cannot create /dev: %s", strerror(errno));
+    if (fs_onto("tmpfs", "mode=755,size=65536k", MS_NOSUID | MS_STRICTATIME, dev) < 0)
+        FAIL("mount", "cannot mount /dev: %s", strerror(errno));
+    close(dev);
+    for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+        char path[64], host[64];
+        snprintf(path, sizeof path, "/dev/%s", devices[i].name);
+        snprintf(host, sizeof host, "/dev/%s", devices[i].name);
+        if (p->mknod) {
+            int d = csys_openat2_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY, 0);
+            if (d < 0 || mknodat(d, devices[i].name, S_IFCHR | 0666, makedev(devices[i].maj, devices[i].min)) < 0)
+                FAIL("mount", "cannot create %s: %s", path, strerror(errno));
+            fchmodat(d, devices[i].name, 0666, 0);
+            close(d);
+        } else {
+            int t = open_in_root(rootfd, path, 1, 0);
+            if (t < 0 || bind_onto(host, t, 0, 0) < 0)
+                FAIL("mount", "cannot bind %s: %s", host, strerror(errno));
+            close(t);
+        }
+    }
+    int pts = open_in_root(rootfd, "/dev/pts", 0, 1);
+    if (pts < 0 || fs_onto("devpts", p->devpts_gid5 ? "newinstance,ptmxmode=0666,mode=0620,gid=5" : "newinstance,ptmxmode=0666,mode=0620",
+                           MS_NOSUID | MS_NOEXEC, pts) < 0)
+        FAIL("mount", "cannot mount /dev/pts: %s", strerror(errno));
+    close(pts);
+    int d = csys_openat2_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY, 0);
+    if (d < 0) FAIL("mount", "cannot open /dev: %s", strerror(errno));
+    symlinkat("pts/ptmx", d, "ptmx");
+    symlinkat("/proc/self/fd", d, "fd");
+    symlinkat("/proc/self/fd/0", d, "stdin");
+    symlinkat("/proc/self/fd/1", d, "stdout");
+    symlinkat("/proc/self/fd/2", d, "stderr");
+    close(d);
+    int shm = open_in_root(rootfd, "/dev/shm", 0, 1);
+    if (shm < 0 || fs_onto("tmpfs", "mode=1777,size=65536k", MS_NOSUID | MS_NODEV | MS_NOEXEC, shm) < 0)
+        FAIL("mount", "cannot mount /dev/shm: %s", strerror(errno));
+    close(shm);
+    int mq = open_in_root(rootfd, "/dev/mqueue", 0, 1);
+    if (mq >= 0) {
+        fs_onto("mqueue", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, mq); /* best effort */
+        close(mq);
+    }
+}
+
+static void setup_mounts(const csys_container_plan *p) {
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        FAIL("mount", "cannot make mounts private: %s", strerror(errno));
+    mount_overlay(p);
+    int rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) FAIL("mount", "cannot open the root filesystem: %s", strerror(errno));
+
+    int proc = open_in_root(rootfd, "/proc", 0, 1);
+    if (proc < 0 || fs_onto("proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, proc) < 0)
+        FAIL("mount", "cannot mount /proc: %s", strerror(errno));
+    close(proc);
+
+    setup_dev(p, rootfd);
+
+    int sys = open_in_root(rootfd, "/sys", 0, 1);
+    if (sys < 0) FAIL("mount", "cannot create /sys: %s", strerror(errno));
+    if (p->own_sysfs) {
+        if (fs_onto("sysfs", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, sys) < 0)
+            FAIL("mount", "cannot mount /sys: %s", strerror(errno));
+    } else if (bind_onto("/sys", sys, 1, 1) < 0) {
+        FAIL("mount", "cannot bind /sys: %s", strerror(errno));
+    }
+    close(sys);
+
+    const char *etc[3][2] = {{p->etc_hosts, "/etc/hosts"}, {p->etc_hostname, "/etc/hostname"}, {p->etc_resolv, "/etc/resolv.conf"}};
+    for (int i = 0; i < 3; i++) {
+        if (!etc[i][0]) continue;
+        int t = open_in_root(rootfd, etc[i][1], 1, 0);
+        if (t < 0) FAIL("mount", "cannot create %s: %s", etc[i][1], strerror(errno));
+        struct stat st;
+        if (fstat(t, &st) == 0 && !S_ISREG(st.st_mode)) {
+            /* a symlink resolved elsewhere or a directory: leave the image's file alone */
+            close(t);
+            continue;
+        }
+        if (bind_onto(etc[i][0], t, 0, 0) < 0) FAIL("mount", "cannot bind %s: %s", etc[i][1], strerror(errno));
+        close(t);
+    }
+
+    for (int i = 0; i < p->nmounts; i++) {
+        const csys_mount *m = &p->mounts[i];
+        int t = open_in_root(rootfd, m->target, m->is_file, !m->is_file);
+        if (t < 0) FAIL("mount", "cannot create the mount point %s: %s", m->target, strerror(errno));
+        if (m->kind == CSYS_MNT_TMPFS) {
+            if (fs_onto("tmpfs", m->data, m->flags | (m->readonly ? MS_RDONLY : 0), t) < 0)
+                FAIL("mount", "cannot mount tmpfs on %s: %s", m->target, strerror(errno));
+        } else if (bind_onto(m->source, t, m->recursive, m->readonly) < 0) {
+            FAIL("mount", "cannot mount %s on %s: %s", m->source, m->target, strerror(errno));
+        }
+        close(t);
+    }
+
+    /* the root moves */
+    if (fchdir(rootfd) < 0) FAIL("pivot_root", "cannot enter the root: %s", strerror(errno));
+    if (syscall(SYS_pivot_root, ".", ".") < 0) FAIL("pivot_root", "pivot_root: %s", strerror(errno));
+    if (umount2(".", MNT_DETACH) < 0) FAIL("pivot_root", "cannot detach the old root: %s", strerror(errno));
+    if (chdir("/") < 0) FAIL("pivot_root", "chdir /: %s", strerror(errno));
+    close(rootfd);
+
+    for (int i = 0; i < p->nmasked; i++) {
+        struct stat st;
+        if (lstat(p->masked[i], &st) < 0) continue;
+        if (S_ISDIR(st.st_mode))
+            mount("tmpfs", p->masked[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
+        else
+            mount("/dev/null", p->masked[i], NULL, MS_BIND, NULL);
+    }
+    for (int i = 0; i < p->nreadonly; i++) {
+        int fd = open(p->readonly_paths[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) continue;
+        char fp[64];
+        if (mount(fdpath(fd, fp, sizeof fp), p->readonly_paths[i], NULL, MS_BIND | MS_REC, NULL) == 0) {
+            int m = open(p->readonly_paths[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            if (m >= 0) { attr_ro(m, 1); close(m); }
+        }
+        close(fd);
+    }
+    if (p->readonly_rootfs) {
+        int r = open("/", O_PATH | O_CLOEXEC);
+        if (r < 0 || attr_ro(r, 0) < 0) FAIL("mount", "cannot make the root read-only: %s", strerror(errno));
+        close(r);
+    }
+}
+
+/* ---------------------------------------------------------------- the process */
+
+static void lo_up(const csys_container_plan *p) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) FAIL("network", "socket: %s", strerror(errno));
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) FAIL("network", "lo: %s", strerror(errno));
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) FAIL("network", "cannot bring lo up: %s", strerror(errno));
+    close(s);
+}
+
+static void mkdir_p(const char *path) {
+    char buf[CSYS_MAX_PATH];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) return;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        mkdir(buf, 0755);
+        buf[i] = c;
+    }
+}
+
+static void set_identity(const csys_container_plan *p, int setgroups_ok, const gid_t *groups, int ngroups,
+                         uint32_t uid, uint32_t gid, uint64_t caps, int cap_last) {
+    /* bounding set first (needs CAP_SETPCAP, which we still have) */
+    for (int c = 0; c <= cap_last; c++) {
+        if (!(caps & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+            FAIL("capabilities", "cannot drop capability %d: %s", c, strerror(errno));
+    }
+    if (setgroups_ok && setgroups((size_t)ngroups, groups) < 0)
+        FAIL("user", "setgroups: %s", strerror(errno));
+    if (setresgid(gid, gid, gid) < 0) FAIL("user", "cannot switch to gid %u: %s", gid, strerror(errno));
+    if (setresuid(uid, uid, uid) < 0) FAIL("user", "cannot switch to uid %u: %s", uid, strerror(errno));
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (uid == 0) {
+        data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)caps;
+        data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(caps >> 32);
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0) FAIL("capabilities", "capset: %s", strerror(errno));
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+}
+
+static int install_seccomp(const unsigned char *bpf, size_t len) {
+    struct sock_fprog prog = {(unsigned short)(len / sizeof(struct sock_filter)), (struct sock_filter *)bpf};
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+}
+
+void csys_signals_reset_child(void) {
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int s = 1; s < NSIG; s++) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        signal(s, SIG_DFL);
+    }
+}
+
+static void setup_stdio(const int stdio[3], int tty, int sync_fd, const csys_container_plan *p) {
+    /* move the sources above 2 first so the dup2s do not clobber one another */
+    int tmp[3];
+    for (int i = 0; i < 3; i++) tmp[i] = stdio[i] >= 0 ? fcntl(stdio[i], F_DUPFD_CLOEXEC, 10) : -1;
+    for (int i = 0; i < 3; i++)
+        if (tmp[i] >= 0 && dup2(tmp[i], i) < 0) FAIL("stdio", "dup2: %s", strerror(errno));
+    for (int i = 0; i < 3; i++)
+        if (tmp[i] >= 0) close(tmp[i]);
+    if (tty) {
+        if (setsid() < 0) FAIL("tty", "setsid: %s", strerror(errno));
+        if (ioctl(0, TIOCSCTTY, 0) < 0) FAIL("tty", "cannot take the terminal: %s", strerror(errno));
+    }
+    (void)sync_fd;
+}
+
+/* execvpe without allocating */
+static void exec_path(const csys_container_plan *p, const char *const *argv, const char *const *envp, const char *path_env) {
+    const char *cmd = argv[0];
+    if (strchr(cmd, '/')) {
+        execve(cmd, (char *const *)argv, (char *const *)envp);
+        if (errno == ENOENT) FAIL("exec", "exec: \"%s\": no such file or directory", cmd);
+        if (errno == EACCES) FAIL("exec", "exec: \"%s\": permission denied", cmd);
+        FAIL("exec", "exec: \"%s\": %s", cmd, strerror(errno));
+    }
+    const char *path = path_env && *path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    int saw_eacces = 0;
+    char buf[CSYS_MAX_PATH];
+    while (*path) {
+        const char *end = strchr(path, ':');
+        size_t len = end ? (size_t)(end - path) : strlen(path);
+        if (len == 0) { buf[0] = '.'; len = 1; } else if (len < sizeof buf - 2) memcpy(buf, path, len);
+        if (len + strlen(cmd) + 2 < sizeof buf) {
+            buf[len] = '/';
+            strcpy(buf + len + 1, cmd);
+            execve(buf, (char *const *)argv, (char *const *)envp);
+            if (errno == EACCES) saw_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR) FAIL("exec", "exec: \"%s\": %s", buf, strerror(errno));
+        }
+        if (!end) break;
+        path = end + 1;
+    }
+    errno = saw_eacces ? EACCES : ENOENT;
+    if (saw_eacces) FAIL("exec", "exec: \"%s\": permission denied", cmd);
+    FAIL("exec", "exec: \"%s\": executable file not found in $PATH", cmd);
+}
+
+/* ---------------------------------------------------------------- init */
+
+static volatile pid_t init_child;
+
+static void init_forward(int sig) {
+    if (init_child > 0) kill(init_child, sig);
+}
+
+/* pid 1 with --init: forward signals to the command, reap everything, exit as it did. */
+static void run_init(pid_t child) {
+    init_child = child;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = init_forward;
+    for (int s = 1; s < NSIG; s++) {
+        if (s == SIGKILL || s == SIGSTOP || s == SIGCHLD) continue;
+        sigaction(s, &sa, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (;;) {
+        int status;
+        pid_t r = waitpid(-1, &status, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            _exit(1);
+        }
+        if (r == child) {
+            if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+            if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- the child */
+
+static int child_main(const csys_container_plan *p) {
+    if (p->pdeathsig) prctl(PR_SET_PDEATHSIG, p->pdeathsig);
+    /* wait for the parent: id maps, cgroup, network (newuidmap needs us dumpable until then) */
+    char go;
+    ssize_t n;
+    do n = read(p->sync_fd, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) _exit(125);
+    /* from here until exec nobody may ptrace us or open /proc/PID/exe (the ctr binary) */
+    prctl(PR_SET_DUMPABLE, 0);
+    if (p->userns) {
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+            FAIL("userns", "cannot become root in the user namespace: %s", strerror(errno));
+    }
+    if (p->cgroupns && unshare(CLONE_NEWCGROUP) < 0 && errno != EINVAL)
+        FAIL("cgroup", "cannot create a cgroup namespace: %s", strerror(errno));
+
+    setup_mounts(p);
+
+    if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
+        FAIL("hostname", "sethostname: %s", strerror(errno));
+    if (p->netns) lo_up(p);
+
+    if (p->cwd && chdir(p->cwd) < 0) {
+        mkdir_p(p->cwd);
+        if (chdir(p->cwd) < 0) FAIL("cwd", "cannot enter the working directory %s: %s", p->cwd, strerror(errno));
+    }
+    for (int i = 0; i < p->nrlimits; i++) {
+        struct rlimit rl = {(rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard};
+        if (setrlimit(p->rlimits[i].resource, &rl) < 0) FAIL("rlimit", "setrlimit %d: %s", p->rlimits[i].resource, strerror(errno));
+    }
+    setup_stdio(p->stdio, p->tty, p->sync_fd, p);
+
+    if (p->init) {
+        pid_t child = fork();
+        if (child < 0) FAIL("init", "fork: %s", strerror(errno));
+        if (child > 0) {
+            /* pid 1: nothing of the command's confinement is needed to forward and reap, but
+             * it keeps no capabilities and stays undumpable */
+            close(p->sync_fd);
+            struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+            struct __user_cap_data_struct data[2];
+            memset(data, 0, sizeof data);
+            syscall(SYS_capset, &hdr, data);
+            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            prctl(PR_SET_DUMPABLE, 0);
+            run_init(child);
+        }
+        if (p->tty) ioctl(0, TIOCSCTTY, 0);
+    }
+
+    if (!p->no_new_privs && p->seccomp && install_seccomp(p->seccomp, p->seccomp_len) < 0)
+        FAIL("seccomp", "cannot install the seccomp filter: %s", strerror(errno));
+    set_identity(p, p->setgroups, p->groups, p->ngroups, p->uid, p->gid, p->caps, p->cap_last);
+    if (p->no_new_privs) {
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) FAIL("no_new_privs", "prctl: %s", strerror(errno));
+        if (p->seccomp && install_seccomp(p->seccomp, p->seccomp_len) < 0)
+            FAIL("seccomp", "cannot install the seccomp filter: %s", strerror(errno));
+    }
+    csys_signals_reset_child();
+    /* nothing but stdio and the sync socket (CLOEXEC) crosses exec */
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    exec_path(p, p->argv, p->envp, p->path_env);
+    return 127;
+}
+
+pid_t csys_container_clone(const csys_container_plan *p, csys_error *err) {
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
+    if (p->userns) args.flags |= CLONE_NEWUSER;
+    if (p->netns) args.flags |= CLONE_NEWNET;
+    args.exit_signal = SIGCHLD;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0 && errno == ENOSYS) {
+        pid = syscall(SYS_clone, (unsigned long)args.flags | SIGCHLD, NULL, NULL, NULL, NULL);
+    }
+    if (pid < 0) {
+        csys_set_error(err, errno, "clone", "cannot create the container's namespaces: %s%s", strerror(errno),
+                       errno == EPERM || errno == ENOSPC ? " (are unprivileged user namespaces allowed? see user.max_user_namespaces)" : "");
+        return -1;
+    }
+    if (pid == 0) _exit(child_main(p));
+    return (pid_t)pid;
+}
+
+int csys_container_release(int fd, csys_error *err) {
+    char go = 'g';
+    ssize_t n;
+    do n = write(fd, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        /* the child is gone already: its report may be waiting */
+    }
+    csys_error e;
+    do n = read(fd, &e, sizeof e);
+    while (n < 0 && errno == EINTR);
+    if (n == 0) return 0; /* exec closed the socket */
+    if (n == (ssize_t)sizeof e) {
+        *err = e;
+        return -1;
+    }
+    csys_set_error(err, errno, "start", "the container process died before it started");
+    return -1;
+}
+
+int csys_wait_status(pid_t pid) { return csys_wait_exit(pid); }
+
+uint64_t csys_proc_starttime(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *s = strrchr(buf, ')');
+    if (!s) return 0;
+    /* fields after comm: state is field 3; starttime is field 22 */
+    /* a zombie has finished: it counts as gone (its parent may be slow to reap it) */
+    if (s[1] == ' ' && (s[2] == 'Z' || s[2] == 'X')) return 0;
+    int field = 2;
+    for (char *q = s + 1; *q; q++) {
+        if (*q == ' ') {
+            field++;
+            if (field == 22) return strtoull(q + 1, NULL, 10);
+        }
+    }
+    return 0;
+}

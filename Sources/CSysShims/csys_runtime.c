@@ -1,0 +1,469 @@
+/* Around the container: exec into it, terminals, signal forwarding, the monitor of detached
+ * containers, spawning small helpers. */
+#include "include/csys_container.h"
+#include "csys_internal.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <sys/uio.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/close_range.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ---------------------------------------------------------------- exec */
+
+#define XFAIL(stage, ...)                                         \
+    do {                                                          \
+        int e_ = errno;                                           \
+        csys_error err_;                                          \
+        memset(&err_, 0, sizeof err_);                            \
+        csys_set_error(&err_, e_, stage, __VA_ARGS__);            \
+        if (p->sync_fd >= 0) (void)!write(p->sync_fd, &err_, sizeof err_); \
+        _exit(125);                                               \
+    } while (0)
+
+static void exec_inner(const csys_exec_plan *p) {
+    int tmp[3];
+    for (int i = 0; i < 3; i++) tmp[i] = p->stdio[i] >= 0 ? fcntl(p->stdio[i], F_DUPFD_CLOEXEC, 10) : -1;
+    for (int i = 0; i < 3; i++)
+        if (tmp[i] >= 0 && dup2(tmp[i], i) < 0) XFAIL("stdio", "dup2: %s", strerror(errno));
+    if (p->tty) {
+        setsid();
+        ioctl(0, TIOCSCTTY, 0);
+    }
+    if (p->cwd && chdir(p->cwd) < 0) XFAIL("cwd", "cannot enter %s: %s", p->cwd, strerror(errno));
+    if (!p->no_new_privs && p->seccomp) {
+        struct sock_fprog prog = {(unsigned short)(p->seccomp_len / sizeof(struct sock_filter)), (struct sock_filter *)p->seccomp};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) XFAIL("seccomp", "%s", strerror(errno));
+    }
+    for (int c = 0; c <= p->cap_last; c++)
+        if (!(p->caps & (1ULL << c))) prctl(PR_CAPBSET_DROP, c, 0, 0, 0);
+    if (p->setgroups && setgroups((size_t)p->ngroups, p->groups) < 0) XFAIL("user", "setgroups: %s", strerror(errno));
+    if (setresgid(p->gid, p->gid, p->gid) < 0) XFAIL("user", "cannot switch to gid %u: %s", p->gid, strerror(errno));
+    if (setresuid(p->uid, p->uid, p->uid) < 0) XFAIL("user", "cannot switch to uid %u: %s", p->uid, strerror(errno));
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (p->uid == 0) {
+        data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)p->caps;
+        data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(p->caps >> 32);
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0) XFAIL("capabilities", "capset: %s", strerror(errno));
+    if (p->no_new_privs) {
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        if (p->seccomp) {
+            struct sock_fprog prog = {(unsigned short)(p->seccomp_len / sizeof(struct sock_filter)), (struct sock_filter *)p->seccomp};
+            if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) XFAIL("seccomp", "%s", strerror(errno));
+        }
+    }
+    csys_signals_reset_child();
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    const char *cmd = p->argv[0];
+    if (strchr(cmd, '/')) {
+        execve(cmd, (char *const *)p->argv, (char *const *)p->envp);
+        XFAIL("exec", "exec: \"%s\": %s", cmd, errno == ENOENT ? "no such file or directory" : strerror(errno));
+    }
+    const char *path = p->path_env && *p->path_env ? p->path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char buf[CSYS_MAX_PATH];
+    int eacces = 0;
+    while (*path) {
+        const char *end = strchr(path, ':');
+        size_t len = end ? (size_t)(end - path) : strlen(path);
+        if (len + strlen(cmd) + 2 < sizeof buf) {
+            memcpy(buf, path, len);
+            buf[len] = '/';
+            strcpy(buf + len + 1, cmd);
+            execve(buf, (char *const *)p->argv, (char *const *)p->envp);
+            if (errno == EACCES) eacces = 1;
+        }
+        if (!end) break;
+        path = end + 1;
+    }
+    errno = eacces ? EACCES : ENOENT;
+    XFAIL("exec", "exec: \"%s\": %s", cmd, eacces ? "permission denied" : "executable file not found in $PATH");
+}
+
+pid_t csys_container_exec(const csys_exec_plan *p, csys_error *err) {
+    pid_t helper = fork();
+    if (helper < 0) {
+        csys_set_error(err, errno, "fork", "fork: %s", strerror(errno));
+        return -1;
+    }
+    if (helper > 0) return helper;
+    /* the helper: single-threaded, so it may join a user namespace */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    static const int order[7] = {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWCGROUP, CLONE_NEWPID};
+    static const char *names[7] = {"user", "mount", "uts", "ipc", "network", "cgroup", "pid"};
+    for (int i = 0; i < 7; i++) {
+        if (p->ns_fds[i] < 0) continue;
+        if (setns(p->ns_fds[i], order[i]) < 0) XFAIL("setns", "cannot join the container's %s namespace: %s", names[i], strerror(errno));
+    }
+    if (p->ns_fds[0] >= 0 && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+        XFAIL("userns", "cannot become root in the container's user namespace: %s", strerror(errno));
+    if (fchdir(p->root_fd) < 0 || chroot(".") < 0 || chdir("/") < 0)
+        XFAIL("chroot", "cannot enter the container's root: %s", strerror(errno));
+    prctl(PR_SET_DUMPABLE, 0);
+    pid_t inner = fork(); /* the pid namespace applies to children */
+    if (inner < 0) XFAIL("fork", "fork: %s", strerror(errno));
+    if (inner == 0) exec_inner(p);
+    /* tell the caller the process's pid (for signals), then wait for it */
+    int32_t v = inner;
+    csys_error e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.stage, sizeof e.stage, "pid");
+    e.err = v;
+    (void)!write(p->sync_fd, &e, sizeof e);
+    close(p->sync_fd);
+    for (int i = 0; i < 3; i++)
+        if (p->stdio[i] > 2) close(p->stdio[i]);
+    int code = csys_wait_exit(inner);
+    _exit(code < 0 ? 1 : code);
+}
+
+/* ---------------------------------------------------------------- terminals */
+
+int csys_openpty(int *master, int *slave, int from, csys_error *err) {
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0) {
+        csys_set_error(err, errno, "tty", "cannot open a pseudo-terminal: %s", strerror(errno));
+        if (m >= 0) close(m);
+        return -1;
+    }
+    char name[128];
+    if (ptsname_r(m, name, sizeof name) != 0) {
+        csys_set_error(err, errno, "tty", "ptsname: %s", strerror(errno));
+        close(m);
+        return -1;
+    }
+    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) {
+        csys_set_error(err, errno, "tty", "cannot open %s: %s", name, strerror(errno));
+        close(m);
+        return -1;
+    }
+    if (from >= 0) csys_tty_copy_size(from, m);
+    *master = m;
+    *slave = s;
+    return 0;
+}
+
+static struct termios saved_tio;
+static int saved_tio_fd = -1;
+
+int csys_tty_raw(int fd) {
+    struct termios t;
+    if (tcgetattr(fd, &t) < 0) return -1;
+    saved_tio = t;
+    saved_tio_fd = fd;
+    cfmakeraw(&t);
+    return tcsetattr(fd, TCSANOW, &t);
+}
+
+void csys_tty_restore(int fd) {
+    if (saved_tio_fd == fd) {
+        tcsetattr(fd, TCSANOW, &saved_tio);
+        saved_tio_fd = -1;
+    }
+}
+
+void csys_tty_copy_size(int from, int to) {
+    struct winsize ws;
+    if (ioctl(from, TIOCGWINSZ, &ws) == 0) ioctl(to, TIOCSWINSZ, &ws);
+}
+
+int csys_tty_relay(int master, int in, int out) {
+    char buf[65536];
+    int in_open = in >= 0;
+    for (;;) {
+        struct pollfd fds[2] = {{master, POLLIN, 0}, {in, POLLIN, 0}};
+        int n = poll(fds, in_open ? 2 : 1, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t r = read(master, buf, sizeof buf);
+            if (r <= 0) {
+                if (r < 0 && errno == EINTR) continue;
+                return 0; /* EIO: the other side is closed */
+            }
+            if (csys_write_all(out, buf, (size_t)r) < 0) return -1;
+        }
+        if (in_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t r = read(in, buf, sizeof buf);
+            if (r <= 0) {
+                if (r < 0 && errno == EINTR) continue;
+                in_open = 0; /* EOF on our input: send EOF (^D) to the terminal */
+                char eot = 4;
+                (void)!write(master, &eot, 1);
+                continue;
+            }
+            if (csys_write_all(master, buf, (size_t)r) < 0) return -1;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- signals */
+
+static volatile pid_t forward_pid = 0;
+static volatile int forward_tty = -1;
+
+static void *signal_thread(void *arg) {
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&set, sigs[i]);
+    for (;;) {
+        int sig;
+        if (sigwait(&set, &sig) != 0) continue;
+        pid_t pid = forward_pid;
+        if (sig == SIGWINCH) {
+            if (forward_tty >= 0) csys_tty_copy_size(0, forward_tty);
+            if (pid > 0) kill(pid, SIGWINCH);
+            continue;
+        }
+        if (pid > 0) {
+            kill(pid, sig);
+            continue;
+        }
+        /* nothing to forward to: what the signal would have done */
+        if (saved_tio_fd >= 0) csys_tty_restore(saved_tio_fd);
+        if (sig == SIGUSR1 || sig == SIGUSR2) continue;
+        signal(sig, SIG_DFL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+        raise(sig);
+        _exit(128 + sig);
+    }
+    return NULL;
+}
+
+void csys_signals_init(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&set, sigs[i]);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_create(&t, &attr, signal_thread, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+void csys_signals_forward_to(pid_t pid, int tty_master) {
+    forward_tty = tty_master;
+    forward_pid = pid;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+int csys_spawn_wait(const char *const *argv, char *errbuf, size_t errlen) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0) return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(pipefd[1]);
+    if (rc != 0) {
+        close(pipefd[0]);
+        if (errbuf) snprintf(errbuf, errlen, "%s", strerror(rc));
+        errno = rc;
+        return -1;
+    }
+    size_t got = 0;
+    for (;;) {
+        char tmp[512];
+        ssize_t n = read(pipefd[0], tmp, sizeof tmp);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        if (errbuf && got + 1 < errlen) {
+            size_t k = (size_t)n < errlen - 1 - got ? (size_t)n : errlen - 1 - got;
+            memcpy(errbuf + got, tmp, k);
+            got += k;
+        }
+    }
+    if (errbuf && errlen) errbuf[got < errlen ? got : errlen - 1] = 0;
+    close(pipefd[0]);
+    return csys_wait_exit(pid);
+}
+
+/* ---------------------------------------------------------------- monitor */
+
+static void log_line(int logfd, const char *stream, const char *data, size_t len, int partial) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char head[96];
+    int h = (int)strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
+    h += snprintf(head + h, sizeof head - (size_t)h, ".%09ldZ %s %c ", ts.tv_nsec, stream, partial ? 'P' : 'F');
+    struct iovec v[3] = {{head, (size_t)h}, {(void *)data, len}, {"\n", 1}};
+    (void)!writev(logfd, v, 3);
+}
+
+/* split what arrived into lines; a line longer than the buffer goes out as partial records */
+typedef struct lbuf { char data[16384]; size_t len; } lbuf;
+
+static void feed(int logfd, const char *stream, lbuf *b, const char *in, size_t n) {
+    while (n) {
+        size_t room = sizeof b->data - b->len;
+        size_t k = n < room ? n : room;
+        memcpy(b->data + b->len, in, k);
+        b->len += k;
+        in += k;
+        n -= k;
+        size_t start = 0;
+        for (size_t i = 0; i < b->len; i++) {
+            if (b->data[i] == '\n') {
+                size_t end = i;
+                if (end > start && b->data[end - 1] == '\r') end--;
+                log_line(logfd, stream, b->data + start, end - start, 0);
+                start = i + 1;
+            }
+        }
+        memmove(b->data, b->data + start, b->len - start);
+        b->len -= start;
+        if (b->len == sizeof b->data) {
+            log_line(logfd, stream, b->data, b->len, 1);
+            b->len = 0;
+        }
+    }
+}
+
+pid_t csys_monitor_start(const csys_container_plan *p, const csys_monitor_args *m, csys_error *err) {
+    pid_t mon = fork();
+    if (mon < 0) {
+        csys_set_error(err, errno, "fork", "cannot start the monitor: %s", strerror(errno));
+        return -1;
+    }
+    if (mon > 0) return mon;
+
+    /* the monitor: its own session, no terminal, signals as usual */
+    setsid();
+    csys_signals_reset_child();
+    signal(SIGPIPE, SIG_IGN);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        if (m->report_fd != 1) dup2(null, 1);
+        if (m->report_fd != 2) dup2(null, 2);
+    }
+    csys_error e;
+    memset(&e, 0, sizeof e);
+    pid_t c = csys_container_clone(p, &e);
+    int32_t v = c > 0 ? c : -1;
+    (void)!write(m->report_fd, &v, sizeof v);
+    if (c < 0) {
+        (void)!write(m->report_fd, &e, sizeof e);
+        _exit(125);
+    }
+    close(m->report_fd);
+    /* keep only what the monitor itself reads */
+    close(p->sync_fd);
+    for (int i = 0; i < 3; i++)
+        if (p->stdio[i] > 2 && p->stdio[i] != m->out_fd && p->stdio[i] != m->err_fd && p->stdio[i] != m->tty_master)
+            close(p->stdio[i]);
+    int logfd = open(m->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    /* nothing else of ctr's (or of whoever started ctr: a caller's pipe held open here would
+     * make `ctr run -d | ...` wait for the container's end) stays open in the monitor */
+    {
+        int keep[4] = {logfd, m->tty_master, m->out_fd, m->err_fd};
+        for (int i = 0; i < 4; i++)
+            for (int j = i + 1; j < 4; j++)
+                if (keep[j] < keep[i]) { int t = keep[i]; keep[i] = keep[j]; keep[j] = t; }
+        unsigned int from = 3;
+        for (int i = 0; i < 4; i++) {
+            if (keep[i] < (int)from) continue;
+            if ((unsigned int)keep[i] > from) syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0U);
+            from = (unsigned int)keep[i] + 1;
+        }
+        syscall(SYS_close_range, from, ~0U, 0U);
+    }
+    lbuf ob, eb;
+    ob.len = eb.len = 0;
+    int fds[2] = {m->tty_master >= 0 ? m->tty_master : m->out_fd, m->tty_master >= 0 ? -1 : m->err_fd};
+    for (;;) {
+        struct pollfd pf[2];
+        int n = 0;
+        for (int i = 0; i < 2; i++)
+            if (fds[i] >= 0) { pf[n].fd = fds[i]; pf[n].events = POLLIN; pf[n].revents = 0; n++; }
+        if (n == 0) break;
+        int r = poll(pf, (nfds_t)n, -1);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            char buf[16384];
+            ssize_t k = read(pf[i].fd, buf, sizeof buf);
+            int which = pf[i].fd == fds[0] ? 0 : 1;
+            if (k <= 0) {
+                if (k < 0 && errno == EINTR) continue;
+                lbuf *b = which == 0 ? &ob : &eb;
+                if (b->len && logfd >= 0) { log_line(logfd, which == 0 ? "stdout" : "stderr", b->data, b->len, 1); b->len = 0; }
+                close(fds[which]);
+                fds[which] = -1;
+                continue;
+            }
+            if (logfd >= 0) feed(logfd, which == 0 ? "stdout" : "stderr", which == 0 ? &ob : &eb, buf, (size_t)k);
+        }
+    }
+    int code = csys_wait_exit(c);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char line[64];
+    int len = snprintf(line, sizeof line, "%d %lld%09ld\n", code, (long long)ts.tv_sec, ts.tv_nsec);
+    char tmp[CSYS_MAX_PATH];
+    snprintf(tmp, sizeof tmp, "%s.tmp", m->exit_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        (void)!write(fd, line, (size_t)len);
+        fsync(fd);
+        close(fd);
+        rename(tmp, m->exit_path);
+    }
+    if (logfd >= 0) close(logfd);
+    if (m->on_exit_argv) {
+        syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+        execvp(m->on_exit_argv[0], (char *const *)m->on_exit_argv);
+    }
+    _exit(0);
+}

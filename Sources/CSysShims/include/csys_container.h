@@ -1,0 +1,174 @@
+/*
+ * Running a container: Swift computes a flat plan; csys_container_clone() clones the process
+ * into its namespaces and the child runs one ordered setup in C only (no allocation, no
+ * locks), reporting failures as a csys_error over the sync socket:
+ *
+ *   wait for the parent (id maps, cgroup, network) → become root in the user namespace →
+ *   cgroup namespace → mounts (overlay root, /proc, /dev, /sys, /etc files, volumes) →
+ *   pivot_root → masked and read-only paths → hostname, lo up → cwd → rlimits → groups, gid,
+ *   uid, capabilities → no_new_privs → seccomp → signals reset, fds closed → exec.
+ */
+#ifndef CSYS_CONTAINER_H
+#define CSYS_CONTAINER_H
+
+#include "csys.h"
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    CSYS_MNT_BIND = 1,   /* source (host path) onto target */
+    CSYS_MNT_TMPFS = 2,  /* data: tmpfs options */
+};
+
+typedef struct csys_mount {
+    int kind;
+    const char *source;
+    const char *target;   /* absolute path inside the container, resolved in its root */
+    const char *data;     /* tmpfs options ("size=64m,mode=1777") */
+    int readonly;
+    int recursive;
+    int is_file;          /* the source is a file: the target is created as a file */
+    unsigned long flags;  /* MS_NOSUID | MS_NODEV | MS_NOEXEC for tmpfs */
+} csys_mount;
+
+typedef struct csys_rlimit {
+    int resource;
+    uint64_t soft, hard;
+} csys_rlimit;
+
+typedef struct csys_container_plan {
+    /* namespaces */
+    int userns;                /* clone into a new user namespace (the parent writes its maps) */
+    int netns;                 /* a new network namespace (not --network host) */
+    int cgroupns;              /* unshare a cgroup namespace once in its cgroup */
+    int setgroups;             /* setgroups(2) is allowed (maps not written with setgroups=deny) */
+    int pdeathsig;             /* signal when the parent dies (foreground runs), 0 for none */
+
+    /* root filesystem */
+    const char *rootfs;        /* where the overlay is mounted (a directory of the state dir) */
+    const char *const *lowers; /* overlay lower dirs, topmost first */
+    int nlowers;
+    const char *upper, *work;
+    int userxattr;             /* overlay option for user namespaces */
+    const char *overlay_data;  /* legacy mount(2) option string, if the new API is refused */
+    int readonly_rootfs;
+    int mknod;                 /* device nodes can be created (root, no user namespace) */
+    int own_sysfs;             /* a network namespace of our own: mount sysfs */
+    int devpts_gid5;           /* gid 5 (tty) is mapped: devpts gid=5 */
+    const char *etc_hosts, *etc_hostname, *etc_resolv; /* host files bound onto /etc/…, or NULL */
+    const csys_mount *mounts;  /* volumes and --tmpfs, in order */
+    int nmounts;
+    const char *const *masked;
+    int nmasked;
+    const char *const *readonly_paths;
+    int nreadonly;
+
+    /* process */
+    const char *hostname;
+    const char *cwd;
+    const char *const *argv;   /* NULL-terminated */
+    const char *const *envp;   /* NULL-terminated */
+    const char *path_env;      /* PATH to search for argv[0] */
+    uint32_t uid, gid;
+    const gid_t *groups;
+    int ngroups;
+    uint64_t caps;             /* capability bitmask kept (bounding, and effective/permitted for uid 0) */
+    int cap_last;              /* /proc/sys/kernel/cap_last_cap */
+    int no_new_privs;
+    const unsigned char *seccomp; /* BPF program (struct sock_filter[]), NULL: unconfined */
+    size_t seccomp_len;
+    const csys_rlimit *rlimits;
+    int nrlimits;
+    int tty;                   /* stdio is a terminal: new session, controlling tty */
+    int stdio[3];              /* fds to become 0, 1, 2 (-1: keep the inherited one) */
+    int init;                  /* pid 1 is a minimal init that forwards signals and reaps */
+
+    /* the child's end of the sync socket (SOCK_SEQPACKET, CLOEXEC) */
+    int sync_fd;
+} csys_container_plan;
+
+/* Clone the container's first process. Returns its pid (in our pid namespace), or -1. */
+pid_t csys_container_clone(const csys_container_plan *p, csys_error *err);
+
+/* Parent side of the sync socket: let the child go on, then wait until it has exec'd (the
+ * socket closes: 0) or failed (-1, err filled from the child's report). */
+int csys_container_release(int parent_fd, csys_error *err);
+
+/* Wait for a child; exit code, or 128+signal; -1 on error. */
+int csys_wait_status(pid_t pid);
+
+/* ---- exec into a running container ---- */
+typedef struct csys_exec_plan {
+    int ns_fds[7];             /* user, mnt, uts, ipc, net, cgroup, pid (-1: not joined) */
+    int root_fd;               /* /proc/PID/root of the container */
+    const char *cwd;
+    const char *const *argv;
+    const char *const *envp;
+    const char *path_env;
+    uint32_t uid, gid;
+    const gid_t *groups;
+    int ngroups;
+    int setgroups;
+    uint64_t caps;
+    int cap_last;
+    int no_new_privs;
+    const unsigned char *seccomp;
+    size_t seccomp_len;
+    int tty;
+    int stdio[3];
+    int sync_fd;               /* child end: error reports; the inner pid is sent first */
+} csys_exec_plan;
+
+/* Fork a helper that joins the namespaces and forks the process (so it is in the container's
+ * pid namespace); returns the helper's pid. The helper exits with the process's status. */
+pid_t csys_container_exec(const csys_exec_plan *p, csys_error *err);
+
+/* ---- terminals ---- */
+/* Open a new pty: *master and *slave (CLOEXEC); copies the window size of `from` (a tty fd, or -1). */
+int csys_openpty(int *master, int *slave, int from, csys_error *err);
+/* Put `fd` in raw mode; saves the old state for csys_tty_restore. */
+int csys_tty_raw(int fd);
+void csys_tty_restore(int fd);
+/* Copy in→master and master→out until the master hangs up (the container exited). */
+int csys_tty_relay(int master, int in, int out);
+/* Copy the window size of `from` to `to`. */
+void csys_tty_copy_size(int from, int to);
+
+/* ---- signals ---- */
+/* Block the signals ctr forwards (INT TERM HUP QUIT USR1 USR2 WINCH) in this thread (call
+ * before any other thread exists) and start a thread that handles them: forwarded to the
+ * process set with csys_signals_forward_to(), else the default action. */
+void csys_signals_init(void);
+void csys_signals_forward_to(pid_t pid, int tty_master);
+/* Restore the default mask in a child (before exec). */
+void csys_signals_reset_child(void);
+
+/* ---- detached containers ---- */
+typedef struct csys_monitor_args {
+    const char *log_path;      /* container output, one line per record with a timestamp */
+    const char *exit_path;     /* written when the container exits: "CODE UNIX_NS\n" */
+    int out_fd, err_fd;        /* read ends of the container's stdout/stderr pipes (-1: none) */
+    int tty_master;            /* with -t: the pty master (out_fd/err_fd unused) */
+    int report_fd;             /* the monitor writes the container pid here, then closes it */
+    const char *const *on_exit_argv; /* run after the exit is recorded (e.g. ctr rm), or NULL */
+} csys_monitor_args;
+
+/* Fork a monitor (a new session, no controlling tty) that clones the container as its child,
+ * reports its pid on report_fd, copies its output to the log, and records its exit.
+ * Returns the monitor's pid. */
+pid_t csys_monitor_start(const csys_container_plan *p, const csys_monitor_args *m, csys_error *err);
+
+/* /proc/PID/stat field 22 (start time in clock ticks), 0 if gone */
+uint64_t csys_proc_starttime(pid_t pid);
+
+/* Spawn a program (PATH searched) with stdin /dev/null; wait; exit code or -1. For newuidmap. */
+int csys_spawn_wait(const char *const *argv, char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

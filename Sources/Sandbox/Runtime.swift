@@ -1,0 +1,536 @@
+import CSysShims
+import Foundation
+import HostOS
+import Layers
+
+/// Everything `ctr run` was asked for.
+public struct RunOptions: Sendable {
+    public var image: String
+    public var command: [String] = []
+    public var entrypoint: String?
+    public var name: String?
+    public var detach = false
+    public var autoRemove = false
+    public var tty = false
+    public var interactive = false
+    public var env: [String] = []
+    public var envFiles: [String] = []
+    public var workdir: String?
+    public var user: String?
+    public var volumes: [String] = []
+    public var tmpfs: [String] = []
+    public var readOnly = false
+    public var network: String?
+    public var ports: [String] = []
+    public var hostname: String?
+    public var addHosts: [String] = []
+    public var initProcess = false
+    public var capAdd: [String] = []
+    public var capDrop: [String] = []
+    public var securityOpts: [String] = []
+    public var limits = ResourceLimits()
+    public var ulimits: [String] = []
+    public var userns: String?
+    public var platform: Platform = .current
+
+    public init(image: String) { self.image = image }
+}
+
+/// Notes for the user (stderr), said once each.
+public typealias Notice = @Sendable (String) -> Void
+
+/// Runs containers.
+public struct Runtime: Sendable {
+    public let store: Store
+    public let containers: ContainerStore
+    public let mapping: IDMapping
+    public let notice: Notice
+    /// The ctr binary, for the monitor's `ctr rm` after a detached --rm container exits.
+    public var selfPath: String = CommandLine.arguments[0]
+
+    public init(store: Store, notice: @escaping Notice) {
+        self.store = store
+        self.containers = ContainerStore(store)
+        self.mapping = store.ops.mapping
+        self.notice = notice
+    }
+
+    // MARK: planning
+
+    struct Prepared {
+        var record: ContainerRecord
+        var plan: csys_container_plan
+        var arena: CArena
+        var network: NetworkMode
+        var ports: [PortMapping]
+        var cgroup: CgroupHandle?
+        var useUserns: Bool
+        var nsMapping: IDMapping
+        var stateDir: String
+    }
+
+    static func randomID() -> String {
+        var g = SystemRandomNumberGenerator()
+        return (0..<4).map { _ in String(g.next() as UInt64, radix: 16).leftPad(16) }.joined()
+    }
+
+    /// Docker's rule: entrypoint + (args, or the image's cmd); --entrypoint drops the image's cmd.
+    public static func argv(imageEntrypoint: [String]?, imageCmd: [String]?, entrypoint: String?, args: [String]) -> [String] {
+        if let e = entrypoint {
+            return (e.isEmpty ? [] : [e]) + args
+        }
+        return (imageEntrypoint ?? []) + (args.isEmpty ? (imageCmd ?? []) : args)
+    }
+
+    static func parseEnvFile(_ path: String) throws -> [String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ContainerError("--env-file \(path): cannot read it")
+        }
+        return text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { raw in
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { return nil }
+            if line.contains("=") { return line }
+            return ProcessInfo.processInfo.environment[line].map { "\(line)=\($0)" }
+        }
+    }
+
+    /// Merge NAME=VALUE lists, later ones winning, order kept.
+    static func mergeEnv(_ lists: [[String]]) -> [String] {
+        var order: [String] = []
+        var values: [String: String] = [:]
+        for list in lists {
+            for e in list {
+                let name = e.split(separator: "=", maxSplits: 1).first.map(String.init) ?? e
+                if values[name] == nil { order.append(name) }
+                values[name] = e
+            }
+        }
+        return order.compactMap { values[$0] }
+    }
+
+    static func rlimit(_ s: String) throws -> csys_rlimit {
+        let kv = s.split(separator: "=", maxSplits: 1).map(String.init)
+        let names: [String: Int32] = ["core": 4, "cpu": 0, "data": 2, "fsize": 1, "locks": 10, "memlock": 8, "msgqueue": 12,
+                                      "nice": 13, "nofile": 7, "nproc": 6, "rss": 5, "rtprio": 14, "rttime": 15,
+                                      "sigpending": 11, "stack": 3, "as": 9]
+        guard kv.count == 2, let res = names[kv[0]] else { throw ContainerError("--ulimit \(s): expected NAME=SOFT[:HARD]") }
+        let vals = kv[1].split(separator: ":").map(String.init)
+        func num(_ v: String) throws -> UInt64 {
+            if v == "-1" || v == "unlimited" { return UInt64.max }
+            guard let n = UInt64(v) else { throw ContainerError("--ulimit \(s): \(v) is not a number") }
+            return n
+        }
+        let soft = try num(vals[0])
+        let hard = vals.count > 1 ? try num(vals[1]) : soft
+        if soft > hard { throw ContainerError("--ulimit \(s): the soft limit is above the hard one") }
+        return csys_rlimit(resource: res, soft: soft, hard: hard)
+    }
+
+    func prepare(_ o: RunOptions, image: ImageRecord) throws -> Prepared {
+        let manifest = try store.manifest(image.descriptor)
+        let config = try store.config(manifest)
+        let cfg = config.config ?? ContainerConfig()
+        // the layers, unpacked once, topmost first
+        var lowers: [String] = []
+        for (layer, diffID) in zip(manifest.layers, config.rootfs.diffIDs) {
+            lowers.append(try store.unpackedLayer(layer, diffID: diffID))
+        }
+        lowers.reverse()
+
+        let argv = Self.argv(imageEntrypoint: cfg.entrypoint, imageCmd: cfg.cmd, entrypoint: o.entrypoint, args: o.command)
+        guard !argv.isEmpty else { throw ContainerError("no command: the image has none, give one after the image name") }
+
+        // ids: a user namespace for rootless users (and for root on request)
+        var useUserns: Bool
+        var nsMapping = mapping
+        switch mapping {
+        case .root:
+            useUserns = false
+            if let u = o.userns, u != "host" {
+                useUserns = true
+                let subs = IDMapping.subordinateRanges(file: "/etc/subuid", name: "root", id: 0)
+                let (start, count) = subs.first ?? (100000, 65536)
+                nsMapping = .mapped(uid: [IDRange(containerID: 0, hostID: start, count: count)],
+                                    gid: [IDRange(containerID: 0, hostID: start, count: count)])
+            }
+        case .mapped, .single:
+            useUserns = true
+        }
+        if case .single = mapping {
+            notice("no subordinate ids for this user in /etc/subuid and /etc/subgid: the container has a single id (your own, as root) and cannot switch users or groups")
+        }
+
+        let readLayer = { (p: String) in UserDB.readFromLayers(lowers, p) }
+        let user = try UserDB.resolve(o.user ?? cfg.user ?? "", read: readLayer)
+        if useUserns {
+            if nsMapping.hostUID(user.uid) == nil || nsMapping.hostGID(user.gid) == nil {
+                throw ContainerError("user \(o.user ?? cfg.user ?? "") (\(user.uid):\(user.gid)) is not mapped in this user namespace (\(nsMapping.isSingleMapping ? "no subordinate ids" : "the subordinate id range is too small"))")
+            }
+        }
+        let groups = useUserns && nsMapping.isSingleMapping ? [] : user.groups.filter { !useUserns || nsMapping.hostGID($0) != nil }
+
+        let id = Self.randomID()
+        let name = o.name ?? String(id.prefix(12))
+        if containers.all().contains(where: { $0.name == name }) {
+            throw ContainerError("the container name \"\(name)\" is already in use; remove it (ctr rm \(name)) or choose another name")
+        }
+        let hostname = o.hostname ?? String(id.prefix(12))
+
+        // environment: the image's, then --env-file, then -e
+        var env = cfg.env ?? []
+        var fileEnv: [String] = []
+        for f in o.envFiles { fileEnv += try Self.parseEnvFile(f) }
+        let flagEnv = o.env.compactMap { e -> String? in
+            if e.contains("=") { return e }
+            return ProcessInfo.processInfo.environment[e].map { "\(e)=\($0)" }
+        }
+        env = Self.mergeEnv([["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], env,
+                             ["HOSTNAME=\(hostname)"], fileEnv, flagEnv])
+        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
+        if o.tty && !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
+        let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? ""
+
+        // security
+        var noNewPrivs = true
+        var seccompProfile: SeccompProfile? = .podmanDefault
+        for opt in o.securityOpts {
+            let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
+            let key = kv[0], value = kv.count > 1 ? kv[1] : ""
+            switch key {
+            case "no-new-privileges":
+                noNewPrivs = value.isEmpty || value == "true"
+            case "seccomp":
+                if value == "unconfined" { seccompProfile = nil } else { seccompProfile = try SeccompProfile.load(path: value) }
+            case "label", "apparmor":
+                continue // not on this kind of host; accepted as podman does when they do not apply
+            default:
+                throw ContainerError("--security-opt \(opt): unknown option (no-new-privileges, seccomp=unconfined|PROFILE.json)")
+            }
+        }
+        let caps = try Capabilities.effective(add: o.capAdd, drop: o.capDrop)
+        let bpf = try seccompProfile.map { try $0.compile(capabilities: caps) } ?? []
+
+        // network
+        let mode: NetworkMode
+        if let n = o.network {
+            mode = try NetworkMode(parsing: n)
+        } else {
+            let (m, note) = NetworkMode.resolveDefault(rootless: useUserns)
+            if let note { notice(note) }
+            mode = m
+        }
+        let ports = try o.ports.map { try PortMapping(parsing: $0) }
+        if !ports.isEmpty && (mode == .none || mode == .host) {
+            throw ContainerError("-p needs a network of the container's own (pasta or slirp4netns); with --network \(mode == .host ? "host" : "none") there is nothing to forward")
+        }
+        let extraHosts = try o.addHosts.map { try NetworkFiles.parseAddHost($0) }
+
+        // state directory
+        let stateDir = containers.path(id)
+        for d in [stateDir, "\(stateDir)/upper", "\(stateDir)/work", "\(stateDir)/rootfs"] {
+            try valueOrErrno("mkdir", "cannot create \(d)") { mkdir(d, 0o700) }
+        }
+        chmod("\(stateDir)/upper", 0o755)
+        if lowers.isEmpty {
+            try valueOrErrno("mkdir", "cannot create the empty layer") { mkdir("\(stateDir)/empty", 0o755) }
+            lowers = ["\(stateDir)/empty"]
+        }
+        try Store.writeFile(path: "\(stateDir)/manifest", data: Data(image.descriptor.digest.string.utf8), sync: false)
+        let hostResolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
+        try Store.writeFile(path: "\(stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: hostname, extraHosts: extraHosts, containerAddress: nil).utf8), sync: false)
+        try Store.writeFile(path: "\(stateDir)/hostname", data: Data((hostname + "\n").utf8), sync: false)
+        try Store.writeFile(path: "\(stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: mode, attachment: nil, hostResolvConf: hostResolv).utf8), sync: false)
+
+        // volumes and tmpfs
+        var mounts: [csys_mount] = []
+        let arena = CArena()
+        for v in o.volumes {
+            let parts = v.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count >= 2, parts.count <= 3 else { throw ContainerError("-v \(v): expected SOURCE:TARGET[:ro|rw]") }
+            var source = parts[0]
+            let target = parts[1]
+            guard target.hasPrefix("/") else { throw ContainerError("-v \(v): the target must be an absolute path") }
+            let opts = parts.count == 3 ? parts[2].split(separator: ",").map(String.init) : []
+            for opt in opts where !["ro", "rw", "z", "Z", "rbind", "bind", "shared", "slave", "private", "rshared", "rslave", "rprivate"].contains(opt) {
+                throw ContainerError("-v \(v): unknown option \(opt)")
+            }
+            if !source.hasPrefix("/") && !source.hasPrefix(".") {
+                // a named volume in the store
+                let dir = "\(store.root)/volumes/\(source)/_data"
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                source = dir
+            } else {
+                source = URL(fileURLWithPath: source).standardizedFileURL.path
+                if access(source, F_OK) != 0 {
+                    // docker creates a missing source directory
+                    try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+                }
+            }
+            var isDir: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: source, isDirectory: &isDir)
+            var m = csys_mount()
+            m.kind = Int32(CSYS_MNT_BIND)
+            m.source = arena.string(source)
+            m.target = arena.string(target)
+            m.readonly = opts.contains("ro") ? 1 : 0
+            m.recursive = 1
+            m.is_file = isDir.boolValue ? 0 : 1
+            mounts.append(m)
+        }
+        for t in o.tmpfs {
+            let parts = t.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts[0].hasPrefix("/") else { throw ContainerError("--tmpfs \(t): the target must be an absolute path") }
+            var m = csys_mount()
+            m.kind = Int32(CSYS_MNT_TMPFS)
+            m.target = arena.string(parts[0])
+            m.data = arena.string(parts.count > 1 ? parts[1] : "mode=1777")
+            m.flags = UInt(MS_NOSUID | MS_NODEV)
+            mounts.append(m)
+        }
+
+        var plan = csys_container_plan()
+        plan.userns = useUserns ? 1 : 0
+        plan.netns = mode == .host ? 0 : 1
+        plan.cgroupns = 1
+        plan.setgroups = (useUserns && nsMapping.isSingleMapping) ? 0 : 1
+        plan.rootfs = arena.string("\(stateDir)/rootfs")
+        plan.lowers = UnsafePointer(arena.strings(lowers))
+        plan.nlowers = Int32(lowers.count)
+        plan.upper = arena.string("\(stateDir)/upper")
+        plan.work = arena.string("\(stateDir)/work")
+        plan.userxattr = useUserns ? 1 : 0
+        plan.overlay_data = arena.string("lowerdir=\(lowers.joined(separator: ":")),upperdir=\(stateDir)/upper,workdir=\(stateDir)/work\(useUserns ? ",userxattr" : "")")
+        plan.readonly_rootfs = o.readOnly ? 1 : 0
+        plan.mknod = useUserns ? 0 : 1
+        plan.own_sysfs = mode == .host ? 0 : 1
+        plan.devpts_gid5 = (!useUserns || nsMapping.hostGID(5) != nil) ? 1 : 0
+        plan.etc_hosts = arena.string("\(stateDir)/hosts")
+        plan.etc_hostname = arena.string("\(stateDir)/hostname")
+        plan.etc_resolv = arena.string("\(stateDir)/resolv.conf")
+        plan.mounts = arena.array(mounts)
+        plan.nmounts = Int32(mounts.count)
+        let masked = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                      "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+                      "/sys/fs/selinux", "/sys/dev/block"]
+        let readonly = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        plan.masked = UnsafePointer(arena.strings(masked))
+        plan.nmasked = Int32(masked.count)
+        plan.readonly_paths = UnsafePointer(arena.strings(readonly))
+        plan.nreadonly = Int32(readonly.count)
+        plan.hostname = arena.string(hostname)
+        plan.cwd = arena.string(o.workdir ?? cfg.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/")
+        plan.argv = UnsafePointer(arena.strings(argv))
+        plan.envp = UnsafePointer(arena.strings(env))
+        plan.path_env = arena.string(pathEnv)
+        plan.uid = user.uid
+        plan.gid = user.gid
+        plan.groups = arena.array(groups.map { gid_t($0) })
+        plan.ngroups = Int32(groups.count)
+        plan.caps = Capabilities.mask(caps)
+        plan.cap_last = Int32(Capabilities.lastCap)
+        plan.no_new_privs = noNewPrivs ? 1 : 0
+        plan.seccomp = arena.bytes(bpf)
+        plan.seccomp_len = bpf.count
+        let rl = try o.ulimits.map(Self.rlimit)
+        plan.rlimits = arena.array(rl)
+        plan.nrlimits = Int32(rl.count)
+        plan.tty = o.tty ? 1 : 0
+        plan.stdio = (-1, -1, -1)
+        plan.`init` = o.initProcess ? 1 : 0
+        plan.sync_fd = -1
+
+        let cgroup: CgroupHandle? = o.limits.isEmpty ? nil : try CgroupHandle.create(name: String(id.prefix(12)), limits: o.limits)
+        if let cgroup {
+            try Store.writeFile(path: "\(stateDir)/cgroup.json", data: try JSONEncoder().encode(cgroup.paths), sync: false)
+        }
+
+        let record = ContainerRecord(
+            id: id, name: name, image: o.image, imageID: manifest.config.digest.string, manifest: image.descriptor.digest.string,
+            command: argv, created: ImageImport.rfc3339(Date(), fractional: true), detached: o.detach, tty: o.tty,
+            autoRemove: o.autoRemove, ports: o.ports, network: "\(mode)", stopSignal: cfg.stopSignal,
+            pid: nil, pidStart: nil, monitorPid: nil, exitCode: nil, finished: nil, rootless: useUserns)
+        try containers.save(record)
+        return Prepared(record: record, plan: plan, arena: arena, network: mode, ports: ports, cgroup: cgroup,
+                        useUserns: useUserns, nsMapping: nsMapping, stateDir: stateDir)
+    }
+
+    // MARK: starting
+
+    /// After clone: maps, cgroup, network; then let the child run to exec.
+    func start(_ p: inout Prepared, pid: pid_t, parentFD: Int32) throws -> NetworkAttachment? {
+        if p.useUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.nsMapping) }
+        try p.cgroup?.add(pid: pid)
+        let net = try NetworkAttachment.attach(mode: p.network, pid: pid, ports: p.ports, rootless: p.useUserns)
+        if let net {
+            // the resolver the helper provides
+            let hostResolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
+            try? Store.writeFile(path: "\(p.stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: p.network, attachment: net, hostResolvConf: hostResolv).utf8), sync: false)
+            try? Store.writeFile(path: "\(p.stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: String(cString: p.plan.hostname), extraHosts: [], containerAddress: net.containerAddress).utf8), sync: false)
+        }
+        var err = csys_error()
+        if csys_container_release(parentFD, &err) != 0 {
+            net?.stop()
+            let e = SysError(err)
+            let code: Int32 = e.stage == "exec" ? (e.errno == EACCES ? 126 : 127) : 125
+            throw ContainerError(e.message, exitCode: code)
+        }
+        return net
+    }
+
+    /// Remove a container's state (its upper dir may hold files of subordinate ids).
+    public func remove(_ r: ContainerRecord) throws {
+        let dir = containers.path(r.id)
+        _ = try? store.ops.removeTree(dir)
+        if access(dir, F_OK) == 0 {
+            // the mount point may still be busy in a dying namespace; try once more
+            usleep(50_000)
+            _ = try store.ops.removeTree(dir)
+        }
+    }
+
+    /// `ctr run`: foreground (returns the exit code) or detached (returns 0 after printing the id).
+    public func run(_ o: RunOptions, image: ImageRecord) throws -> (code: Int32, record: ContainerRecord) {
+        var p = try prepare(o, image: image)
+        var sv: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
+            throw SysError.errno("socketpair", "cannot make the sync socket")
+        }
+        p.plan.sync_fd = sv[1]
+        if o.detach { return try runDetached(&p, sv: sv, o) }
+
+        var master: Int32 = -1, slave: Int32 = -1
+        if o.tty {
+            var err = csys_error()
+            if csys_openpty(&master, &slave, isatty(0) != 0 ? 0 : -1, &err) != 0 { throw SysError(err) }
+            p.plan.stdio = (slave, slave, slave)
+        } else if !o.interactive {
+            let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            p.plan.stdio = (null, -1, -1)
+        }
+        p.plan.pdeathsig = SIGKILL
+        var err = csys_error()
+        let pid = csys_container_clone(&p.plan, &err)
+        close(sv[1])
+        if slave >= 0 { close(slave) }
+        if p.plan.stdio.0 >= 0 && !o.tty { close(p.plan.stdio.0) }
+        if pid < 0 {
+            close(sv[0])
+            try? remove(p.record)
+            throw ContainerError(SysError(err).message)
+        }
+        var record = p.record
+        record.pid = pid
+        record.pidStart = csys_proc_starttime(pid)
+        let net: NetworkAttachment?
+        do {
+            csys_signals_forward_to(pid, master)
+            net = try start(&p, pid: pid, parentFD: sv[0])
+        } catch {
+            Glibc.kill(pid, SIGKILL)
+            _ = csys_wait_status(pid)
+            csys_signals_forward_to(0, -1)
+            close(sv[0])
+            try? p.cgroup?.remove()
+            try? remove(record)
+            throw error
+        }
+        close(sv[0])
+        try? containers.save(record)
+        if o.tty {
+            let raw = isatty(0) != 0 && csys_tty_raw(0) == 0
+            _ = csys_tty_relay(master, o.interactive ? 0 : -1, 1)
+            if raw { csys_tty_restore(0) }
+            close(master)
+        }
+        let code = csys_wait_status(pid)
+        csys_signals_forward_to(0, -1)
+        net?.stop()
+        try? p.cgroup?.remove()
+        if o.autoRemove {
+            try? remove(record)
+        } else {
+            record.exitCode = code
+            record.finished = ImageImport.rfc3339(Date(), fractional: true)
+            try? containers.save(record)
+        }
+        return (code, record)
+    }
+
+    func runDetached(_ p: inout Prepared, sv: [Int32], _ o: RunOptions) throws -> (code: Int32, record: ContainerRecord) {
+        var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
+        var master: Int32 = -1, slave: Int32 = -1
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(null) }
+        if o.tty {
+            var err = csys_error()
+            if csys_openpty(&master, &slave, -1, &err) != 0 { throw SysError(err) }
+            p.plan.stdio = (slave, slave, slave)
+        } else {
+            guard csys_pipe_cloexec(&outPipe) == 0, csys_pipe_cloexec(&errPipe) == 0 else {
+                throw SysError.errno("pipe", "cannot make the output pipes")
+            }
+            p.plan.stdio = (null, outPipe[1], errPipe[1])
+        }
+        p.plan.pdeathsig = 0
+        var report: [Int32] = [-1, -1]
+        guard csys_pipe_cloexec(&report) == 0 else { throw SysError.errno("pipe", "cannot make a pipe") }
+        var m = csys_monitor_args()
+        let arena = p.arena
+        m.log_path = arena.string("\(p.stateDir)/ctr.log")
+        m.exit_path = arena.string("\(p.stateDir)/exit")
+        m.out_fd = outPipe[0]
+        m.err_fd = errPipe[0]
+        m.tty_master = master
+        m.report_fd = report[1]
+        // after the exit is recorded: stop the network helper, remove the cgroup (and the
+        // container with --rm). The monitor is a host process, outside the container.
+        m.on_exit_argv = UnsafePointer(arena.strings([selfPath, "--root", store.root, "cleanup", p.record.id]))
+        var err = csys_error()
+        let monitor = csys_monitor_start(&p.plan, &m, &err)
+        close(report[1])
+        close(sv[1])
+        for fd in [outPipe[0], outPipe[1], errPipe[0], errPipe[1], master, slave] where fd >= 0 { close(fd) }
+        if monitor < 0 {
+            close(report[0]); close(sv[0])
+            try? remove(p.record)
+            throw SysError(err)
+        }
+        var pid: Int32 = -1
+        let n = read(report[0], &pid, 4)
+        if n != 4 || pid < 0 {
+            var cerr = csys_error()
+            _ = read(report[0], &cerr, MemoryLayout<csys_error>.size)
+            close(report[0]); close(sv[0])
+            _ = csys_wait_status(monitor)
+            try? remove(p.record)
+            throw ContainerError(SysError(cerr, fallback: "the monitor could not start the container").message)
+        }
+        close(report[0])
+        var record = p.record
+        record.pid = pid
+        record.pidStart = csys_proc_starttime(pid)
+        record.monitorPid = monitor
+        do {
+            let net = try start(&p, pid: pid, parentFD: sv[0])
+            if let net { try? net.detachRecord(into: "\(p.stateDir)/network.json") }
+        } catch {
+            Glibc.kill(pid, SIGKILL)
+            close(sv[0])
+            _ = csys_wait_status(monitor)
+            try? p.cgroup?.remove()
+            try? remove(record)
+            throw error
+        }
+        close(sv[0])
+        try containers.save(record)
+        return (0, record)
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}
+
+extension IDMapping {
+    var isSingleMapping: Bool { if case .single = self { return true } else { return false } }
+}

@@ -1,0 +1,320 @@
+import ArgumentParser
+import Foundation
+import HostOS
+import Layers
+import Sandbox
+
+extension ContainerError: UserFacing {}
+extension UserError: UserFacing {}
+extension NetworkError: UserFacing {}
+extension CgroupError: UserFacing {}
+
+/// Said once on stderr.
+final class Notices: @unchecked Sendable {
+    private var said = Set<String>()
+    private let lock = NSLock()
+    func say(_ s: String) {
+        lock.lock()
+        let first = said.insert(s).inserted
+        lock.unlock()
+        if first { Out.warn(s) }
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a command in a new container.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: [.short, .long], help: "Run in the background and print the container id.") var detach = false
+    @Flag(name: .long, help: "Remove the container when it exits.") var rm = false
+    @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
+    @Flag(name: [.short, .long], help: "Give the container a terminal.") var tty = false
+    @Option(name: .long, help: "Name the container.") var name: String?
+    @Option(name: [.short, .long], help: "Set an environment variable (NAME=VALUE, or NAME to copy ours).") var env: [String] = []
+    @Option(name: .customLong("env-file"), help: "Read environment variables from a file.") var envFile: [String] = []
+    @Option(name: [.short, .customLong("workdir")], help: "Working directory inside the container.") var workdir: String?
+    @Option(name: [.short, .long], help: "User (name or uid[:gid]) to run as.") var user: String?
+    @Option(name: [.short, .long], help: "Bind mount SOURCE:TARGET[:ro] (or a named volume).") var volume: [String] = []
+    @Option(name: .long, help: "Mount a tmpfs at PATH[:OPTIONS].") var tmpfs: [String] = []
+    @Flag(name: .customLong("read-only"), help: "Mount the root filesystem read-only.") var readOnly = false
+    @Option(name: [.customLong("network"), .customLong("net")], help: "none, host, pasta, slirp4netns (default: pasta or slirp4netns when usable, else none).") var network: String?
+    @Option(name: [.short, .customLong("publish")], help: "Publish a port: [IP:]HOSTPORT:CONTAINERPORT[/udp] (needs pasta or slirp4netns).") var publish: [String] = []
+    @Option(name: .long, help: "Container host name.") var hostname: String?
+    @Option(name: .customLong("add-host"), help: "Add HOST:IP to /etc/hosts.") var addHost: [String] = []
+    @Flag(name: .customLong("init"), help: "Run a minimal init as pid 1 that forwards signals and reaps zombies.") var initProcess = false
+    @Option(name: .customLong("cap-add"), help: "Add a capability.") var capAdd: [String] = []
+    @Option(name: .customLong("cap-drop"), help: "Drop a capability.") var capDrop: [String] = []
+    @Option(name: .customLong("security-opt"), help: "no-new-privileges[=false], seccomp=unconfined|PROFILE.json.") var securityOpt: [String] = []
+    @Option(name: [.short, .long], help: "Memory limit (e.g. 256m).") var memory: String?
+    @Option(name: .customLong("memory-swap"), help: "Memory plus swap limit.") var memorySwap: String?
+    @Option(name: .customLong("pids-limit"), help: "Maximum number of processes.") var pidsLimit: String?
+    @Option(name: .long, help: "CPUs (e.g. 0.5).") var cpus: String?
+    @Option(name: .long, help: "Resource limit NAME=SOFT[:HARD].") var ulimit: [String] = []
+    @Option(name: .long, help: "User namespace: host (root's default) or auto.") var userns: String?
+    @Option(name: .long, help: "Pull the image: missing (default), always, never.") var pull: String = "missing"
+    @Option(name: .long, help: "Platform when pulling.") var platform: String?
+    @Option(name: .long, help: "Override the image's entrypoint.") var entrypoint: String?
+    @OptionGroup var registry: RegistryFlags
+
+    @Argument(help: "Image.") var image: String
+    @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
+
+    func run() throws {
+        let store = try global.store()
+        let notices = Notices()
+        let plat = try platform.map { try Platform(parsing: $0) } ?? .current
+        let record = try Run.image(image, store: store, policy: pull, platform: plat, registry: registry)
+        var o = RunOptions(image: image)
+        o.command = command.first == "--" ? Array(command.dropFirst()) : command
+        o.entrypoint = entrypoint
+        o.name = name
+        o.detach = detach
+        o.autoRemove = rm
+        o.tty = tty
+        o.interactive = interactive
+        o.env = env
+        o.envFiles = envFile
+        o.workdir = workdir
+        o.user = user
+        o.volumes = volume
+        o.tmpfs = tmpfs
+        o.readOnly = readOnly
+        o.network = network
+        o.ports = publish
+        o.hostname = hostname
+        o.addHosts = addHost
+        o.initProcess = initProcess
+        o.capAdd = capAdd
+        o.capDrop = capDrop
+        o.securityOpts = securityOpt
+        o.limits = try ResourceLimits.parse(memory: memory, memorySwap: memorySwap, pidsLimit: pidsLimit, cpus: cpus)
+        o.ulimits = ulimit
+        o.userns = userns
+        o.platform = plat
+        var runtime = Runtime(store: store, notice: { notices.say($0) })
+        runtime.selfPath = Run.selfPath()
+        let (code, rec) = try runtime.run(o, image: record)
+        if detach { Out.line(rec.id) }
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    static func selfPath() -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// The image from the store, pulled per policy.
+    static func image(_ name: String, store: Store, policy: String, platform: Platform, registry: RegistryFlags) throws -> ImageRecord {
+        switch policy {
+        case "never":
+            return try store.resolve(name)
+        case "missing", "always":
+            if policy == "missing", let r = try? store.resolve(name) { return r }
+            let ref = try Reference(parsing: name)
+            let access = try RegistryAccess(registry.options())
+            let view = ProgressView(verb: "pull")
+            let result = try ImagePull.run(ref, store: store, access: access, platform: platform, progress: view)
+            view.finish()
+            return try store.resolve(result.name.string)
+        default:
+            throw ValidationError("--pull must be missing, always or never")
+        }
+    }
+}
+
+struct Ps: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List containers.")
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "Show all containers (default: running ones).") var all = false
+    @Flag(name: [.short, .long], help: "Print only ids.") var quiet = false
+    @Option(help: "table or json.") var format: String = "table"
+
+    func run() throws {
+        let store = try global.store()
+        let cs = ContainerStore(store)
+        var rows: [(ContainerRecord, ContainerStatus)] = cs.all().map { ($0, cs.status($0)) }
+        if !all { rows = rows.filter { if case .running = $0.1 { return true }; if case .runningUnmonitored = $0.1 { return true }; return false } }
+        if quiet { rows.forEach { Out.line($0.0.shortID) }; return }
+        if format == "json" {
+            try Out.json(rows.map { r, st -> [String: Any] in
+                var o: [String: Any] = ["id": r.id, "name": r.name, "image": r.image, "imageId": r.imageID,
+                                        "command": r.command, "created": r.created, "state": st.word, "ports": r.ports]
+                if let p = r.pid { o["pid"] = p }
+                if case .exited(let c, _) = st { o["exitCode"] = c }
+                if case .runningUnmonitored = st { o["monitor"] = "gone" }
+                return o
+            })
+            return
+        }
+        guard format == "table" else { throw ValidationError("unknown format \"\(format)\" (table or json)") }
+        Out.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows.map { r, st in
+            var cmd = r.command.joined(separator: " ")
+            if cmd.count > 20 { cmd = String(cmd.prefix(19)) + "…" }
+            let status: String
+            switch st {
+            case .running: status = "Up"
+            case .runningUnmonitored: status = "Up (monitor gone: exit will not be recorded)"
+            case .exited(let c, let at): status = "Exited (\(c)) \(Out.ago(at))"
+            case .created: status = "Created"
+            case .unknown: status = "Unknown (the process is gone and no exit was recorded)"
+            }
+            return [r.shortID, r.image, "\"\(cmd)\"", Out.ago(Out.parseDate(r.created)), status, r.ports.joined(separator: ", "), r.name]
+        })
+    }
+}
+
+struct Logs: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a detached container's output.")
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "Follow the output until the container exits.") var follow = false
+    @Flag(name: [.short, .long], help: "Show timestamps.") var timestamps = false
+    @Argument var container: String
+
+    func run() throws {
+        let store = try global.store()
+        let runtime = Runtime(store: store, notice: { _ in })
+        let r = try runtime.containers.find(container)
+        var offset: UInt64 = 0
+        func emit() {
+            let (records, end) = runtime.logs(r, from: offset)
+            offset = end
+            for (ts, stream, text) in records {
+                let line = (timestamps ? ts + " " : "") + text + "\n"
+                (stream == "stderr" ? FileHandle.standardError : FileHandle.standardOutput).write(Data(line.utf8))
+            }
+        }
+        emit()
+        guard follow else { return }
+        while true {
+            let st = runtime.containers.status(runtime.containers.load(id: r.id) ?? r)
+            if case .running = st {} else if case .runningUnmonitored = st {} else { emit(); return }
+            usleep(100_000)
+            emit()
+        }
+    }
+}
+
+struct Exec: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a command in a running container.")
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
+    @Flag(name: [.short, .long], help: "Give the process a terminal.") var tty = false
+    @Option(name: [.short, .long], help: "Set an environment variable.") var env: [String] = []
+    @Option(name: [.short, .customLong("workdir")], help: "Working directory.") var workdir: String?
+    @Option(name: [.short, .long], help: "User.") var user: String?
+    @Argument var container: String
+    @Argument(parsing: .captureForPassthrough) var command: [String] = []
+
+    func run() throws {
+        let store = try global.store()
+        let runtime = Runtime(store: store, notice: { Out.warn($0) })
+        let r = try runtime.containers.find(container)
+        let cmd = command.first == "--" ? Array(command.dropFirst()) : command
+        guard !cmd.isEmpty else { throw ValidationError("give a command to run") }
+        let code = try runtime.exec(r, command: cmd, env: env, workdir: workdir, user: user, tty: tty, interactive: interactive)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Stop: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop containers: the stop signal, then SIGKILL after a timeout.")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL.") var time: Double = 10
+    @Argument var containers: [String]
+
+    func run() throws {
+        let store = try global.store()
+        let runtime = Runtime(store: store, notice: { _ in })
+        for c in containers {
+            let r = try runtime.containers.find(c)
+            try runtime.stop(r, timeout: time)
+            Out.line(c)
+        }
+    }
+}
+
+struct Kill: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Send a signal to containers.")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .long], help: "Signal (name or number).") var signal: String = "KILL"
+    @Argument var containers: [String]
+
+    func run() throws {
+        let store = try global.store()
+        let runtime = Runtime(store: store, notice: { _ in })
+        let sig = try Runtime.signal(signal)
+        for c in containers {
+            try runtime.kill(try runtime.containers.find(c), signal: sig)
+            Out.line(c)
+        }
+    }
+}
+
+struct Rm: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove containers.")
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "Kill running ones first.") var force = false
+    @Argument var containers: [String]
+
+    func run() throws {
+        let store = try global.store()
+        let runtime = Runtime(store: store, notice: { _ in })
+        for c in containers {
+            guard let r = try? runtime.containers.find(c) else {
+                if force { continue }
+                throw ContainerError("no such container: \(c)", exitCode: 1)
+            }
+            try runtime.rm(r, force: force)
+            Out.line(c)
+        }
+    }
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What this host and user can do.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let store = try global.store()
+        var u = utsname()
+        uname(&u)
+        let kernel = withUnsafeBytes(of: &u.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        Out.line("store: \(store.root)")
+        Out.line("kernel: \(kernel)")
+        switch store.ops.mapping {
+        case .root: Out.line("user: root (no user namespace unless --userns auto)")
+        case .mapped(let uids, let gids):
+            Out.line("user: rootless with subordinate ids: uids \(uids.map(\.description).joined(separator: " ")), gids \(gids.map(\.description).joined(separator: " "))")
+        case .single(let uid, _):
+            Out.line("user: rootless without subordinate ids (uid \(uid)): single mapping, setgroups denied")
+        }
+        for a in NetworkMode.availability() {
+            Out.line("network \(a.name): \(a.available ? "available" : "unavailable") (\(a.detail))")
+        }
+        for line in CgroupSupport.detect().summary { Out.line(line) }
+        let tty = access("/dev/net/tun", R_OK | W_OK) == 0
+        Out.line("/dev/net/tun: \(tty ? "usable" : "not usable by this user")")
+    }
+}
+
+/// Run by a detached container's monitor after the exit is recorded.
+struct Cleanup: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Release what an exited container held.", shouldDisplay: false)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument var id: String
+
+    func run() throws {
+        let store = try global.store()
+        let runtime = Runtime(store: store, notice: { _ in })
+        guard let r = runtime.containers.load(id: id) else { return }
+        runtime.cleanup(r, removeState: r.autoRemove)
+    }
+}

@@ -1,0 +1,249 @@
+import CSysShims
+import Foundation
+import Testing
+
+/// `ctr run` and the container lifecycle, rootless (with and without subordinate ids) and as root.
+@Suite(.serialized) struct RunTests {
+    static let modes: [Who] = [.rootless, .root]
+
+    func prepared(_ who: Who) throws -> Workspace? {
+        guard who.available, TestEnv.haveBusybox else { print("skip \(who): \(TestEnv.setupHint)"); return nil }
+        let w = try Workspace(who)
+        try w.makeHome()
+        expectOK(try w.ctrHome(["import", "--tag", "busybox:local", "--change", #"CMD ["sh"]"#, TestEnv.busyboxTar]))
+        return w
+    }
+
+    /// ctr run --rm --network none IMAGE ARGS…
+    func run(_ w: Workspace, _ args: [String], env: [String: String] = [:], stdin: Data? = nil) throws -> RunResult {
+        try w.ctrHome(["run", "--rm", "--network", "none"] + args, env: env, stdin: stdin)
+    }
+
+    @Test(arguments: modes)
+    func exitCodesAndOutput(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        let hello = try run(w, ["busybox:local", "echo", "hello"])
+        #expect(hello.status == 0 && hello.stdout == "hello\n", "\(hello)")
+        #expect(try run(w, ["busybox:local", "sh", "-c", "exit 3"]).status == 3)
+        // a signal: 128+N (pid 1 cannot be killed from inside its namespace, so with --init)
+        #expect(try run(w, ["--init", "busybox:local", "sh", "-c", "kill -KILL $$"]).status == 137)
+        // the image's CMD when none is given, stdin passed with -i
+        let sh = try run(w, ["-i", "busybox:local"], stdin: Data("echo from-stdin; exit 4\n".utf8))
+        #expect(sh.status == 4 && sh.stdout == "from-stdin\n", "\(sh)")
+        // commands that cannot run: 127 and 126, one line
+        let missing = try run(w, ["busybox:local", "no-such-command"])
+        #expect(missing.status == 127, "\(missing)")
+        expectOneLineError(missing, mentions: "no-such-command")
+        let notExec = try run(w, ["busybox:local", "/etc/passwd"])
+        #expect(notExec.status == 126, "\(notExec)")
+        // an image that is not there (and may not be pulled)
+        expectOneLineError(try w.ctrHome(["run", "--rm", "--pull", "never", "nothing:here", "true"]), mentions: "nothing:here")
+    }
+
+    @Test(arguments: modes)
+    func identityEnvironmentAndWorkdir(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        expectOK(try w.bash("printf 'FROM_FILE=yes\\n# comment\\nB=2\\n' > vars"))
+        let r = try run(w, ["-e", "A=1", "--env-file", "\(w.dir)/vars", "-e", "B=3", "-w", "/tmp", "-u", "1000:1000",
+                            "busybox:local", "sh", "-c", "id; pwd; echo $A $B $FROM_FILE $HOME; touch /tmp/x && stat -c %u /tmp/x"])
+        #expect(r.status == 0, "\(r)")
+        #expect(r.lines == ["uid=1000(user) gid=1000(user) groups=1000(user)", "/tmp", "1 3 yes /home/user", "1000"], "\(r)")
+        let byName = try run(w, ["-u", "user", "busybox:local", "id"])
+        #expect(byName.stdout.hasPrefix("uid=1000(user) gid=1000(user) groups="), "\(byName)")
+        #expect(byName.stdout.contains("10(wheel)") && byName.stdout.contains("1000(user)"), "supplementary groups from /etc/group: \(byName)")
+        expectOneLineError(try run(w, ["-u", "nobody-here", "busybox:local", "id"]), mentions: "nobody-here")
+        // a file owned by 1000 in the image shows uid 1000
+        let own = try run(w, ["busybox:local", "stat", "-c", "%u:%g", "/home/user/owned-by-1000"])
+        #expect(own.stdout == "1000:1000\n", "\(own)")
+        let host = try run(w, ["--hostname", "box1", "busybox:local", "sh", "-c", "hostname; cat /etc/hostname"])
+        #expect(host.stdout == "box1\nbox1\n", "\(host)")
+    }
+
+    @Test(arguments: modes)
+    func confinement(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        let st = try run(w, ["busybox:local", "sh", "-c", "grep -E '^(Seccomp|NoNewPrivs|CapEff|CapBnd):' /proc/self/status"])
+        #expect(st.stdout.contains("Seccomp:\t2"), "\(st)")
+        #expect(st.stdout.contains("NoNewPrivs:\t1"))
+        #expect(st.stdout.contains("CapEff:\t00000000800405fb"), "podman's default capabilities: \(st)")
+        #expect(st.stdout.contains("CapBnd:\t00000000800405fb"))
+        // a user other than root has no effective capabilities
+        let user = try run(w, ["-u", "1000", "busybox:local", "grep", "CapEff", "/proc/self/status"])
+        #expect(user.stdout.contains("0000000000000000"), "\(user)")
+        let add = try run(w, ["--cap-add", "NET_RAW", "--cap-drop", "chown", "busybox:local", "grep", "CapEff", "/proc/self/status"])
+        #expect(add.stdout.contains("00000000800425fa"), "NET_RAW (13) added, CHOWN (0) dropped: \(add)")
+        let unconfined = try run(w, ["--security-opt", "seccomp=unconfined", "--security-opt", "no-new-privileges=false",
+                                     "busybox:local", "grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"])
+        #expect(unconfined.stdout.contains("Seccomp:\t0") && unconfined.stdout.contains("NoNewPrivs:\t0"), "\(unconfined)")
+        // the default profile refuses what podman's refuses
+        let denied = try run(w, ["busybox:local", "sh", "-c", "swapon /dev/null 2>&1; echo rc=$?"])
+        #expect(denied.stdout.contains("Operation not permitted"), "\(denied)")
+        // masked and read-only paths
+        let masked = try run(w, ["busybox:local", "sh", "-c", "wc -c < /proc/keys; echo 1 > /proc/sys/kernel/domainname 2>&1 || echo ro"])
+        #expect(masked.stdout.hasPrefix("0\n"), "\(masked)")
+        #expect(masked.stdout.contains("ro"), "\(masked)")
+        // no fd of ctr's leaks into the container
+        let fds = try run(w, ["busybox:local", "ls", "/proc/self/fd"])
+        #expect(fds.stdout == "0\n1\n2\n3\n", "only stdio (and ls's own directory): \(fds)")
+    }
+
+    @Test(arguments: modes)
+    func volumesTmpfsAndReadOnly(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        expectOK(try w.bash("mkdir src && echo data > src/file"))
+        let ro = try run(w, ["-v", "\(w.dir)/src:/src:ro", "--tmpfs", "/scratch", "--read-only", "busybox:local", "sh", "-c",
+                             "cat /src/file; touch /src/new 2>/dev/null || echo src-ro; touch /scratch/ok && echo scratch-rw; touch /rootfile 2>/dev/null || echo root-ro"])
+        #expect(ro.stdout == "data\nsrc-ro\nscratch-rw\nroot-ro\n", "\(ro)")
+        let rw = try run(w, ["-v", "\(w.dir)/src:/data", "busybox:local", "sh", "-c", "echo written > /data/out"])
+        #expect(rw.status == 0, "\(rw)")
+        #expect(try String(contentsOfFile: "\(w.dir)/src/out", encoding: .utf8) == "written\n")
+        // a named volume persists between containers
+        expectOK(try run(w, ["-v", "vol1:/v", "busybox:local", "sh", "-c", "echo kept > /v/f"]))
+        let again = try run(w, ["-v", "vol1:/v", "busybox:local", "cat", "/v/f"])
+        #expect(again.stdout == "kept\n", "\(again)")
+        // --ulimit
+        let ul = try run(w, ["--ulimit", "nofile=100:200", "busybox:local", "sh", "-c", "ulimit -n; ulimit -Hn"])
+        #expect(ul.stdout == "100\n200\n", "\(ul)")
+    }
+
+    /// An image whose /evil is a symlink to a host directory: a volume mounted at /evil/x
+    /// must land inside the container's root, never on the host.
+    @Test(arguments: modes)
+    func volumeTargetThroughASymlinkStaysInside(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        let sentinel = "\(w.dir)/host-dir"
+        expectOK(try w.bash("mkdir -p host-dir img && ln -s \(sentinel) img/evil && ln -s ../../../../../../..\(sentinel) img/evil2 && echo x > mounted && tar -C img -cf evil.tar ."))
+        expectOK(try w.ctrHome(["import", "--tag", "evil", "\(w.dir)/evil.tar"]))
+        let env = ["PATH": "/usr/local/bin:/usr/bin:/bin"]
+        for target in ["/evil/x", "/evil2/y"] {
+            let r = try w.ctrHome(["run", "--rm", "--network", "none", "-v", "\(w.dir)/mounted:\(target)", "busybox:local", "true"], env: env)
+            _ = r
+            let r2 = try w.ctrHome(["run", "--rm", "--network", "none", "-v", "\(w.dir)/mounted:\(target)", "evil", "/x"], env: env)
+            _ = r2
+        }
+        // whatever the runs did, nothing appeared in the host directory
+        let inside = (try? FileManager.default.contentsOfDirectory(atPath: sentinel)) ?? []
+        #expect(inside.isEmpty, "the host directory was reached: \(inside)")
+        // and the mount did happen inside the container's root
+        expectOK(try w.bash("mkdir -p img2/bin && cp /bin/busybox img2/bin/ && ln -s \(sentinel) img2/evil && tar -C img2 -cf evil2.tar ."))
+        expectOK(try w.ctrHome(["import", "--tag", "evil2", "\(w.dir)/evil2.tar"]))
+        let r = try w.ctrHome(["run", "--rm", "--network", "none", "-v", "\(w.dir)/mounted:/evil/x", "evil2", "/bin/busybox", "cat", "\(sentinel)/x"])
+        #expect(r.stdout == "x\n", "the mount is at the symlink's target inside the root: \(r)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: sentinel)) ?? []).isEmpty)
+    }
+
+    @Test(arguments: modes)
+    func networkNoneAndHost(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        let none = try run(w, ["busybox:local", "ip", "-o", "link"])
+        #expect(none.stdout.split(separator: "\n").count == 1 && none.stdout.contains("lo:"), "\(none)")
+        // --network host reaches a server on the host's loopback
+        let server = try FaultServer { _ in .respond(status: 200, headers: [:], body: Data("from-host\n".utf8)) }
+        let host = try w.ctrHome(["run", "--rm", "--network", "host", "busybox:local", "wget", "-qO-", "http://\(server.addr)/"])
+        #expect(host.stdout == "from-host\n", "\(host)")
+    }
+
+    @Test func initReapsZombiesAndForwardsSignals() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard let w = try prepared(who) else { return }
+        // an orphan: the inner sh exits at once, its sleep is reparented to pid 1. pid 1 is the
+        // command (sh exec'ing sleep, which never waits) or, with --init, the init.
+        let script = "(sh -c 'sleep 0.2 &'; sleep 1; ps -o stat,comm | grep -c '^Z' || true) & exec sleep 1.5"
+        let with = try run(w, ["--init", "busybox:local", "sh", "-c", script])
+        #expect(with.stdout == "0\n", "no zombie with --init: \(with)")
+        let without = try run(w, ["busybox:local", "sh", "-c", script])
+        #expect(without.stdout == "1\n", "a zombie without an init reaping it: \(without)")
+        // pid 1 with --init is the init; the command is pid 2
+        let pid = try run(w, ["--init", "busybox:local", "sh", "-c", "echo $$"])
+        #expect(pid.stdout == "2\n", "\(pid)")
+        // a signal sent to ctr reaches the container (through init)
+        let start = Date()
+        let sig = try w.bash("\(TestEnv.binary) run --rm --network none --init busybox:local sleep 30 & p=$!; sleep 1; kill -TERM $p; wait $p; echo $?",
+                             env: ["CTR_ROOT": w.store, "HOME": w.home])
+        #expect(sig.stdout.hasSuffix("143\n"), "SIGTERM forwarded, 128+15: \(sig)")
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    @Test(arguments: modes)
+    func detachedLifecycle(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        let d = try w.ctrHome(["run", "-d", "--name", "web", "--network", "none", "busybox:local", "sh", "-c",
+                               "trap 'echo got-term; exit 9' TERM; echo hello; echo oops >&2; while :; do sleep 0.1; done"])
+        expectOK(d)
+        let id = d.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(id.count == 64, "\(d)")
+        usleep(500_000)
+        let ps = try w.ctrHome(["ps"])
+        #expect(ps.stdout.contains("web") && ps.stdout.contains("Up"), "\(ps)")
+        let json = try w.ctrHome(["ps", "--format", "json"])
+        #expect(json.stdout.contains("\"state\" : \"running\""), "\(json)")
+        let logs = try w.ctrHome(["logs", "web"])
+        #expect(logs.stdout == "hello\n" && logs.stderr == "oops\n", "\(logs)")
+        let ts = try w.ctrHome(["logs", "--timestamps", "web"])
+        #expect(ts.stdout.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z hello$"#, options: .regularExpression) != nil, "\(ts)")
+        // exec joins every namespace: same hostname, sees pid 1
+        let ex = try w.ctrHome(["exec", "web", "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; id -u"])
+        #expect(ex.status == 0, "\(ex)")
+        #expect(ex.lines.first == String(id.prefix(12)), "\(ex)")
+        #expect(ex.stdout.contains("sh -c trap"), "\(ex)")
+        #expect(try w.ctrHome(["exec", "web", "sh", "-c", "exit 5"]).status == 5)
+        let exUser = try w.ctrHome(["exec", "-u", "1000", "-w", "/tmp", "-e", "X=y", "web", "sh", "-c", "id -u; pwd; echo $X"])
+        #expect(exUser.stdout == "1000\n/tmp\ny\n", "\(exUser)")
+        // kill -s HUP is delivered; stop sends TERM, the trap exits 9
+        expectOK(try w.ctrHome(["kill", "-s", "USR1", "web"]) , "kill")
+        let stop = try w.ctrHome(["stop", "-t", "5", "web"])
+        expectOK(stop)
+        let after = try w.ctrHome(["ps", "-a"])
+        #expect(after.stdout.contains("Exited (9)") || after.stdout.contains("Exited (138)"), "\(after)")
+        #expect(try w.ctrHome(["logs", "web"]).stdout.contains("got-term") || after.stdout.contains("Exited (138)"))
+        expectOneLineError(try w.ctrHome(["exec", "web", "true"]), mentions: "not running")
+        expectOK(try w.ctrHome(["rm", "web"]))
+        #expect(try w.ctrHome(["ps", "-a", "-q"]).stdout.isEmpty)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: "\(w.store)/containers")) ?? []).isEmpty, "rm removed the state")
+        // rm of a running container needs --force; --rm with -d removes itself on exit
+        expectOK(try w.ctrHome(["run", "-d", "--name", "spin", "--network", "none", "busybox:local", "sleep", "100"]))
+        expectOneLineError(try w.ctrHome(["rm", "spin"]), mentions: "--force")
+        expectOK(try w.ctrHome(["rm", "-f", "spin"]))
+        expectOK(try w.ctrHome(["run", "-d", "--rm", "--name", "short", "--network", "none", "busybox:local", "true"]))
+        var gone = false
+        for _ in 0..<50 where !gone { usleep(100_000); gone = try w.ctrHome(["ps", "-a", "-q"]).stdout.isEmpty }
+        #expect(gone, "a detached --rm container removes itself")
+    }
+
+    @Test func aKilledMonitorIsReportedAndCleaned() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard let w = try prepared(who) else { return }
+        expectOK(try w.ctrHome(["run", "-d", "--name", "orphan", "--network", "none", "busybox:local", "sleep", "100"]))
+        let json = try w.ctrHome(["ps", "--format", "json"])
+        let list = (try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]) ?? []
+        let id = try #require(list.first?["id"] as? String)
+        let rec = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(w.store)/containers/\(id)/container.json"))) as? [String: Any]
+        let monitor = try #require(rec?["monitorPid"] as? Int)
+        kill(pid_t(monitor), SIGKILL)
+        usleep(200_000)
+        let ps = try w.ctrHome(["ps"])
+        #expect(ps.stdout.contains("monitor gone"), "\(ps)")
+        expectOK(try w.ctrHome(["rm", "-f", "orphan"]))
+        #expect(try w.ctrHome(["ps", "-a", "-q"]).stdout.isEmpty)
+        let pid = rec?["pid"] as? Int ?? 0
+        #expect(csys_proc_starttime(pid_t(pid)) == 0 || kill(pid_t(pid), 0) != 0, "the container process is gone")
+    }
+
+    @Test func terminalAndResize() throws {
+        guard TestEnv.have("script"), let w = try prepared(Who.rootless.available ? .rootless : .root) else { return }
+        let cmd = "stty cols 91 rows 33; CTR_ROOT=\(w.store) HOME=\(w.home) \(TestEnv.binary) run --rm -it --network none busybox:local sh -c '[ -t 0 ] && echo is-a-tty; stty size'"
+        let r = try w.sh(["script", "-qec", cmd, "/dev/null"])
+        #expect(r.stdout.contains("is-a-tty"), "\(r)")
+        #expect(r.stdout.contains("33 91"), "the window size reaches the container: \(r.stdout.debugDescription)")
+    }
+
+    @Test func withoutSubordinateIDs() throws {
+        guard let w = try prepared(.nosub) else { return }
+        let r = try run(w, ["busybox:local", "sh", "-c", "id -u; cat /proc/self/uid_map"])
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdout.hasPrefix("0\n"), "\(r)")
+        #expect(r.stderr.contains("subordinate"), "said once on stderr: \(r)")
+        let user = try run(w, ["-u", "1000", "busybox:local", "id"])
+        expectOneLineError(user, mentions: "not mapped")
+    }
+}
