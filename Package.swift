@@ -33,15 +33,21 @@ let package = Package(
         .target(name: "Layers", dependencies: ["HostOS", "CSysShims"]),
         // Running a process from an image in namespaces.
         .target(name: "Sandbox", dependencies: ["Layers", "HostOS", "CSysShims"]),
+        // Dockerfile syntax: parser, word expansion, .dockerignore patterns. Pure Swift.
+        .target(name: "Dockerfile"),
+        // ctr build: stages, RUN in the sandbox, COPY/ADD, the build cache, outputs.
+        .target(name: "Builder", dependencies: ["Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims"]),
         .executableTarget(
             name: "ctr",
             dependencies: [
-                "Layers", "Sandbox", "HostOS", "CSysShims",
+                "Builder", "Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "HostOS"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Layers", "HostOS", "CSysShims"]),
+        .testTarget(name: "DockerfileTests", dependencies: ["Dockerfile"]),
+        .testTarget(name: "BuilderTests", dependencies: ["Builder", "Dockerfile", "Layers", "Sandbox", "HostOS"]),
         .testTarget(name: "CtrTests", dependencies: ["CSysShims"]),
     ]
 )

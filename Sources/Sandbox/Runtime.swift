@@ -212,14 +212,19 @@ public struct Runtime: Sendable {
 
         // network
         let mode: NetworkMode
+        let ports = try o.ports.map { try PortMapping(parsing: $0) }
         if let n = o.network {
             mode = try NetworkMode(parsing: n)
         } else {
             let (m, note) = NetworkMode.resolveDefault(rootless: useUserns)
-            if let note { notice(note) }
+            if let note {
+                if !ports.isEmpty && m == .none {
+                    throw ContainerError("-p needs pasta or slirp4netns, and neither can run here: \(note.replacingOccurrences(of: "warning: ", with: ""))")
+                }
+                notice(note)
+            }
             mode = m
         }
-        let ports = try o.ports.map { try PortMapping(parsing: $0) }
         if !ports.isEmpty && (mode == .none || mode == .host) {
             throw ContainerError("-p needs a network of the container's own (pasta or slirp4netns); with --network \(mode == .host ? "host" : "none") there is nothing to forward")
         }

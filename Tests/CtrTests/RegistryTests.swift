@@ -151,6 +151,14 @@ import Testing
         #expect(insp2.stdout.contains("application/vnd.docker.distribution.manifest.v2+json"), "a Docker v2s2 manifest")
         expectOK(try w.ctrHome(["unpack", sref, "\(w.dir)/u"], root: "\(w.dir)/from-skopeo"))
         #expect(w.stat("\(w.dir)/u/rootfs/home/user/owned-by-1000")?.st_uid == 1000)
+        // and run from ctr's store
+        let ran = try w.ctrHome(["run", "--rm", "--network", "none", sref, "stat", "-c", "%u %n", "/home/user/owned-by-1000"], root: "\(w.dir)/from-skopeo")
+        #expect(ran.status == 0 && ran.stdout == "1000 /home/user/owned-by-1000\n", "\(ran)")
+        // ctr run pulls a missing image (--pull missing, the default), and not with --pull never
+        let fresh = "\(w.dir)/run-pulls"
+        expectOneLineError(try w.ctrHome(["run", "--rm", "--pull", "never", "--network", "none", sref, "true"], root: fresh), mentions: sref)
+        let pulled = try w.ctrHome(["run", "--rm", "--network", "none", sref, "echo", "pulled-and-ran"], root: fresh)
+        #expect(pulled.status == 0 && pulled.stdout == "pulled-and-ran\n", "\(pulled)")
     }
 
     @Test func registriesConfRewritesMirrorsAndBlocks() throws {

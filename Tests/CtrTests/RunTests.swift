@@ -143,6 +143,53 @@ import Testing
         #expect(host.stdout == "from-host\n", "\(host)")
     }
 
+    /// -p through pasta or slirp4netns where this user can run them; elsewhere one clear line.
+    @Test(arguments: modes)
+    func publishedPort(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        let info = try w.ctrHome(["info"])
+        let usable = info.stdout.contains("network pasta: available") || info.stdout.contains("network slirp4netns: available")
+        let port = 20000 + Int(getpid() % 20000)
+        let args = ["run", "-d", "--name", "pub", "-p", "\(port):80", "busybox:local", "sh", "-c",
+                    "mkdir -p /w && echo served-from-container > /w/index.html && exec httpd -f -p 80 -h /w"]
+        guard usable else {
+            print("note \(who): no pasta/slirp4netns for this user (\(info.stdout.split(separator: "\n").filter { $0.contains("/dev/net/tun") }.joined()))")
+            expectOneLineError(try w.ctrHome(args), mentions: "-p")
+            return
+        }
+        expectOK(try w.ctrHome(args))
+        defer { _ = try? w.ctrHome(["rm", "-f", "pub"]) }
+        var body = ""
+        for _ in 0..<30 where !body.contains("served") {
+            usleep(100_000)
+            body = (try? w.sh(["busybox", "wget", "-qO-", "http://127.0.0.1:\(port)/"]))?.stdout ?? ""
+        }
+        #expect(body == "served-from-container\n")
+        expectOK(try w.ctrHome(["rm", "-f", "pub"]))
+        // the helper is gone with the container: the port is free again
+        let after = try w.sh(["busybox", "wget", "-T", "2", "-qO-", "http://127.0.0.1:\(port)/"])
+        #expect(after.status != 0, "\(after)")
+    }
+
+    /// --memory and --pids-limit bite where a cgroup is writable (root; a delegated cgroup v2
+    /// subtree); elsewhere a one-line error, never a silent no-op.
+    @Test(arguments: modes)
+    func resourceLimits(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        let pids = try run(w, ["--pids-limit", "5", "busybox:local", "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait"])
+        if who == .root || pids.status == 0 || pids.stderr.contains("can't fork") {
+            #expect(pids.stderr.contains("can't fork"), "the sixth process is refused: \(pids)")
+            let mem = try run(w, ["--memory", "32m", "--memory-swap", "32m", "busybox:local", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
+            #expect(mem.status == 137, "64 MiB in a 32 MiB cgroup is OOM-killed: \(mem)")
+            let fine = try run(w, ["--memory", "64m", "--cpus", "0.5", "busybox:local", "true"])
+            expectOK(fine)
+        } else {
+            expectOneLineError(pids, mentions: "--pids-limit")
+            expectOneLineError(try run(w, ["--memory", "64m", "busybox:local", "true"]), mentions: "--memory")
+        }
+        expectOneLineError(try run(w, ["--memory", "lots", "busybox:local", "true"]), mentions: "lots")
+    }
+
     @Test func initReapsZombiesAndForwardsSignals() throws {
         let who: Who = Who.rootless.available ? .rootless : .root
         guard let w = try prepared(who) else { return }

@@ -1,0 +1,1 @@
+// Dockerfile syntax: see Parser.swift, Expander.swift, IgnorePatterns.swift.
