@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "ctr",
             dependencies: [
-                "Builder", "Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims",
+                "Layers", "Sandbox", "HostOS", "CSysShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -384,3 +384,10 @@ int csys_seccomp_probe(const unsigned char *bpf, size_t len, const char *const *
     munmap(shared, bytes);
     return 0;
 }
+
+const char *csys_seccomp_library_version(void) {
+    static char v[48];
+    const struct scmp_version *sv = seccomp_version();
+    snprintf(v, sizeof v, "%u.%u.%u", sv->major, sv->minor, sv->micro);
+    return v;
+}

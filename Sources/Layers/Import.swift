@@ -18,10 +18,17 @@ public enum ImageImport {
     }
 
     public static func rfc3339(_ d: Date, fractional: Bool) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = fractional ? [.withInternetDateTime, .withFractionalSeconds] : [.withInternetDateTime]
-        f.timeZone = TimeZone(identifier: "UTC")
-        return f.string(from: d)
+        // by hand: ISO8601DateFormatter costs milliseconds to set up, and this is on ctr run's path
+        let t = d.timeIntervalSince1970
+        var secs = time_t(t.rounded(.down))
+        var ms = Int(((t - Double(secs)) * 1000).rounded())
+        if ms == 1000 { secs += 1; ms = 0 }
+        var tm = tm()
+        gmtime_r(&secs, &tm)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        var s = "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))"
+        if fractional { s += "." + String(String(ms + 1000).dropFirst()) }
+        return s + "Z"
     }
 
     public static func run(source: String, store: Store, name: Reference?, changes: [String], message: String?,

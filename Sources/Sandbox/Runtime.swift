@@ -192,7 +192,10 @@ public struct Runtime: Sendable {
 
         // security
         var noNewPrivs = true
-        var seccompProfile: SeccompProfile? = .podmanDefault
+        // the profile is read (or the built-in one made) only when its compiled form is not
+        // cached: compiling podman's profile with libseccomp costs more than the rest of start-up
+        enum ProfileSource { case builtin, file(String), unconfined }
+        var profileSource = ProfileSource.builtin
         for opt in o.securityOpts {
             let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
             let key = kv[0], value = kv.count > 1 ? kv[1] : ""
@@ -200,7 +203,7 @@ public struct Runtime: Sendable {
             case "no-new-privileges":
                 noNewPrivs = value.isEmpty || value == "true"
             case "seccomp":
-                if value == "unconfined" { seccompProfile = nil } else { seccompProfile = try SeccompProfile.load(path: value) }
+                profileSource = value == "unconfined" ? .unconfined : .file(value)
             case "label", "apparmor":
                 continue // not on this kind of host; accepted as podman does when they do not apply
             default:
@@ -208,7 +211,22 @@ public struct Runtime: Sendable {
             }
         }
         let caps = try Capabilities.effective(add: o.capAdd, drop: o.capDrop)
-        let bpf = try seccompProfile.map { try $0.compile(capabilities: caps) } ?? []
+        let bpf: [UInt8]
+        switch profileSource {
+        case .unconfined:
+            bpf = []
+        case .builtin:
+            bpf = try SeccompCache(root: store.root).program(key: "builtin-podman-v1", capabilities: caps) {
+                try SeccompProfile.podmanDefault.compile(capabilities: caps)
+            }
+        case .file(let path):
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ContainerError("--security-opt seccomp=\(path): cannot read the profile")
+            }
+            bpf = try SeccompCache(root: store.root).program(key: "file-\(Digest.sha256(data).encoded)", capabilities: caps) {
+                try SeccompProfile.load(path: path).compile(capabilities: caps)
+            }
+        }
 
         // network
         let mode: NetworkMode

@@ -55,6 +55,9 @@ int csys_seccomp_compile(uint32_t default_action, const csys_seccomp_rule *rules
  */
 int csys_seccomp_install(const unsigned char *bpf, size_t len);
 
+/* "2.5.4": part of the key of cached compiled programs */
+const char *csys_seccomp_library_version(void);
+
 /*
  * For tests: fork a child that sets PR_SET_NO_NEW_PRIVS, installs the program (none when
  * bpf is NULL or len is 0: a baseline run), then makes each named call with harmless
