@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh Debian 12 machine with Swift: install what ctr needs,
 # build it, make a busybox base image from Debian's busybox-static (no registry involved),
-# and show it.
+# and run a container from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +19,6 @@ echo "+ ctr unpack busybox:local $out/busybox" >&2
 "$CTR" unpack busybox:local "$out/busybox"
 ls "$out/busybox/rootfs"
 cat "$out/busybox/metadata.json"
-echo "done. ctr is $CTR (try: $CTR inspect busybox:local)" >&2
+echo "+ ctr run --rm busybox:local sh -c 'echo hello from \$(hostname); id; cat /proc/self/status | grep -E ^(Seccomp|NoNewPrivs|CapEff):'" >&2
+"$CTR" run --rm busybox:local sh -c 'echo hello from $(hostname); id; grep -E "^(Seccomp|NoNewPrivs|CapEff):" /proc/self/status'
+echo "done. ctr is $CTR (try: $CTR run --rm -it busybox:local sh)" >&2
