@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "ctr",
             dependencies: [
-                "Layers", "Sandbox", "HostOS", "CSysShims",
+                "Builder", "Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

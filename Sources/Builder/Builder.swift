@@ -1,1 +1,664 @@
-// ctr build.
+import CSysShims
+import Dockerfile
+import Foundation
+import struct HostOS.IDRange
+import struct HostOS.SysError
+import enum HostOS.IDMapping
+import Layers
+import Sandbox
+
+/// What `ctr build` was asked for.
+public struct BuildOptions: Sendable {
+    public var context: String
+    public var file: String?
+    public var tags: [Reference] = []
+    public var buildArgs: [String: String] = [:]
+    public var target: String?
+    public var noCache = false
+    public var labels: [String: String] = [:]
+    public var network: String?
+    public var cacheDir: String?
+    public var platform: Platform = .current
+
+    public init(context: String) { self.context = context }
+}
+
+public struct BuildError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+public struct BuildResult: Sendable {
+    public var imageID: Digest
+    public var manifest: Descriptor
+    public var steps: Int
+    public var cached: Int
+}
+
+/// One stage's image as the build goes.
+struct ImageState {
+    var layers: [Descriptor] = []
+    var diffIDs: [Digest] = []
+    var config: ImageConfig
+    var cacheKey: String
+    var args: [String: String] = [:]
+}
+
+/// Builds Dockerfiles: RUN in the Sandbox on an overlay of the stage's layers (the upper dir
+/// becomes the layer), COPY/ADD as layers written directly from their sources, a cache keyed
+/// by parent, instruction (with its expanded arguments) and the content of what it reads.
+public final class Builder {
+    let store: Store
+    let runtime: Runtime
+    let progress: (String) -> Void
+    let resolveImage: (String) throws -> ImageRecord
+    var networkNoted = false
+
+    public init(store: Store, runtime: Runtime, progress: @escaping (String) -> Void,
+                resolveImage: @escaping (String) throws -> ImageRecord) {
+        self.store = store
+        self.runtime = runtime
+        self.progress = progress
+        self.resolveImage = resolveImage
+    }
+
+    // MARK: the build
+
+    public func build(_ o: BuildOptions) throws -> BuildResult {
+        let context = URL(fileURLWithPath: o.context).standardizedFileURL.path
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: context, isDirectory: &isDir), isDir.boolValue else {
+            throw BuildError("\(o.context): the build context must be a directory")
+        }
+        let dfPath: String
+        if let f = o.file {
+            dfPath = f.hasPrefix("/") ? f : URL(fileURLWithPath: f).standardizedFileURL.path
+        } else if access("\(context)/Dockerfile", F_OK) == 0 {
+            dfPath = "\(context)/Dockerfile"
+        } else if access("\(context)/Containerfile", F_OK) == 0 {
+            dfPath = "\(context)/Containerfile"
+        } else {
+            throw BuildError("\(context): no Dockerfile or Containerfile (use -f FILE)")
+        }
+        guard let text = try? String(contentsOfFile: dfPath, encoding: .utf8) else {
+            throw BuildError("\(dfPath): cannot read it")
+        }
+        let displayName = (dfPath as NSString).lastPathComponent
+        let df: Dockerfile
+        do { df = try Dockerfile.parse(text, file: displayName) } catch { throw BuildError(error.description) }
+
+        let run = BuildRun(builder: self, o: o, df: df, file: displayName, context: context)
+        return try run.execute()
+    }
+}
+
+/// One `ctr build` invocation.
+final class BuildRun {
+    let b: Builder
+    let o: BuildOptions
+    let df: Dockerfile
+    let file: String
+    let context: String
+    let ignore: IgnorePatterns
+    let epoch: Int64?
+    let created: String
+    var globalArgs: [String: String] = [:]
+    var usedBuildArgs = Set<String>()
+    var states: [Int: ImageState] = [:]
+    var stepNumber = 0
+    var totalSteps = 0
+    var cachedSteps = 0
+    var ranSteps = 0
+    let cacheDir: String
+    let tmpRoot: String
+
+    init(builder: Builder, o: BuildOptions, df: Dockerfile, file: String, context: String) {
+        self.b = builder
+        self.o = o
+        self.df = df
+        self.file = file
+        self.context = context
+        var ignoreText = ""
+        for name in [".dockerignore", ".containerignore"] {
+            if let t = try? String(contentsOfFile: "\(context)/\(name)", encoding: .utf8) { ignoreText = t; break }
+        }
+        ignore = IgnorePatterns(text: ignoreText)
+        let (c, e) = ImageImport.timestamp()
+        created = c
+        epoch = e
+        cacheDir = o.cacheDir ?? "\(builder.store.root)/build-cache"
+        tmpRoot = "\(builder.store.root)/build-tmp"
+    }
+
+    func fail(_ inst: Instruction, _ message: String) -> BuildError {
+        BuildError("\(file):\(inst.line): \(message)")
+    }
+
+    func expand(_ s: String, _ env: [String: String], _ inst: Instruction) throws -> String {
+        do { return try Expander.expandWord(s, env: env, escape: df.escape) } catch { throw fail(inst, error.message) }
+    }
+
+    func expandWords(_ s: String, _ env: [String: String], _ inst: Instruction) throws -> [String] {
+        do { return try Expander.expandWords(s, env: env, escape: df.escape) } catch { throw fail(inst, error.message) }
+    }
+
+    // MARK: stages
+
+    func execute() throws -> BuildResult {
+        try FileManager.default.createDirectory(atPath: cacheDir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: tmpRoot, withIntermediateDirectories: true)
+        // global ARGs (before the first FROM) and the predefined platform ones
+        let p = o.platform, host = Platform.current
+        let platformString = [p.os, p.architecture, p.variant].compactMap { $0 }.joined(separator: "/")
+        var predefined = ["TARGETPLATFORM": platformString, "TARGETOS": p.os, "TARGETARCH": p.architecture,
+                          "TARGETVARIANT": p.variant ?? "",
+                          "BUILDPLATFORM": [host.os, host.architecture, host.variant].compactMap { $0 }.joined(separator: "/"),
+                          "BUILDOS": host.os, "BUILDARCH": host.architecture, "BUILDVARIANT": host.variant ?? ""]
+        for (k, v) in o.buildArgs where Dockerfile.platformArgNames.contains(k) { predefined[k] = v }
+        globalArgs = predefined
+        for inst in df.globalArgs {
+            guard case .arg(let decls) = inst.kind else { continue }
+            for d in decls {
+                if let v = o.buildArgs[d.name] {
+                    globalArgs[d.name] = v
+                    usedBuildArgs.insert(d.name)
+                } else if let def = d.defaultValue {
+                    globalArgs[d.name] = try expand(def, globalArgs, inst)
+                } else if globalArgs[d.name] == nil {
+                    globalArgs[d.name] = nil
+                }
+            }
+        }
+
+        // which stage, and the stages it needs
+        let targetIndex: Int
+        if let t = o.target {
+            guard let s = df.stages.first(where: { $0.name == t.lowercased() }) else {
+                throw BuildError("--target \(t): no stage of that name in \(file) (stages: \(df.stages.compactMap(\.name).joined(separator: ", ")))")
+            }
+            targetIndex = s.index
+        } else {
+            targetIndex = df.stages.count - 1
+        }
+        var needed = Set<Int>()
+        func need(_ i: Int) throws {
+            guard needed.insert(i).inserted else { return }
+            let stage = df.stages[i]
+            let base = try expand(stage.base, globalArgs, stage.from).lowercased()
+            if let dep = stageIndex(base, before: i) { try need(dep) }
+            for inst in stage.instructions {
+                var refs: [String] = []
+                if inst.keyword == "COPY", let f = inst.flagValue("from") { refs.append(f) }
+                if inst.keyword == "RUN" {
+                    for m in inst.flagValues("mount") {
+                        for part in m.split(separator: ",") where part.hasPrefix("from=") { refs.append(String(part.dropFirst(5))) }
+                    }
+                }
+                for r in refs {
+                    let name = try expand(r, globalArgs, inst).lowercased()
+                    if let dep = stageIndex(name, before: i) { try need(dep) }
+                }
+            }
+        }
+        try need(targetIndex)
+        totalSteps = df.stages.filter { needed.contains($0.index) }.reduce(0) { $0 + 1 + $1.instructions.count }
+
+        for stage in df.stages where needed.contains(stage.index) {
+            states[stage.index] = try buildStage(stage)
+        }
+        let final = states[targetIndex]!
+        let (manifestDesc, imageID) = try commit(final)
+        try? FileManager.default.removeItem(atPath: tmpRoot)
+        let unused = Set(o.buildArgs.keys).subtracting(usedBuildArgs).subtracting(Dockerfile.platformArgNames)
+            .subtracting(Dockerfile.proxyArgNames)
+        if !unused.isEmpty {
+            b.progress("[Warning] one or more build args were not consumed: \(unused.sorted().joined(separator: ", "))")
+        }
+        return BuildResult(imageID: imageID, manifest: manifestDesc, steps: stepNumber, cached: cachedSteps)
+    }
+
+    func stageIndex(_ name: String, before i: Int) -> Int? {
+        if let s = df.stages.first(where: { $0.name == name && $0.index < i }) { return s.index }
+        if let n = Int(name), n >= 0, n < i { return n }
+        return nil
+    }
+
+    func step(_ inst: Instruction, stage: Stage) {
+        stepNumber += 1
+        b.progress("STEP \(stepNumber)/\(totalSteps): \(inst.original)")
+    }
+
+    func buildStage(_ stage: Stage) throws -> ImageState {
+        step(stage.from, stage: stage)
+        let base = try expand(stage.base, globalArgs, stage.from)
+        var state: ImageState
+        if base.lowercased() == "scratch" {
+            state = ImageState(config: ImageConfig(architecture: o.platform.architecture, os: o.platform.os,
+                                                   variant: o.platform.variant, config: ContainerConfig(),
+                                                   rootfs: RootFS(diffIDs: [])),
+                               cacheKey: sha("scratch|\(o.platform.architecture)"))
+        } else if let dep = stageIndex(base.lowercased(), before: stage.index), let s = states[dep] {
+            state = s
+            state.config.history = s.config.history
+        } else {
+            let rec: ImageRecord
+            do { rec = try b.resolveImage(base) } catch { throw fail(stage.from, "FROM \(base): \(error)") }
+            let manifest = try b.store.manifest(rec.descriptor)
+            let config = try b.store.config(manifest)
+            state = ImageState(layers: manifest.layers, diffIDs: config.rootfs.diffIDs, config: config,
+                               cacheKey: sha("image|\(rec.descriptor.digest)"))
+        }
+        state.args = [:]
+        if state.config.config == nil { state.config.config = ContainerConfig() }
+        var onbuild = state.config.config?.onBuild ?? []
+        state.config.config?.onBuild = nil
+        // ONBUILD triggers of the base run first
+        if !onbuild.isEmpty && base.lowercased() != "scratch" && stageIndex(base.lowercased(), before: stage.index) == nil {
+            for t in onbuild {
+                let inst: Instruction
+                do { inst = try Dockerfile.parseInstruction(t, escape: df.escape, file: file, line: stage.line) } catch { throw BuildError(error.description) }
+                b.progress("  ONBUILD \(t)")
+                try apply(inst, stage: stage, state: &state)
+            }
+        }
+        onbuild = []
+        for inst in stage.instructions {
+            step(inst, stage: stage)
+            try apply(inst, stage: stage, state: &state)
+        }
+        return state
+    }
+
+    // MARK: instructions
+
+    /// The variables an instruction sees: ARGs of the stage, then ENV (ENV wins).
+    func environment(_ state: ImageState) -> [String: String] {
+        var env: [String: String] = [:]
+        for (k, v) in state.args { env[k] = v }
+        for e in state.config.config?.env ?? [] {
+            let kv = e.split(separator: "=", maxSplits: 1).map(String.init)
+            env[kv[0]] = kv.count > 1 ? kv[1] : ""
+        }
+        return env
+    }
+
+    func addHistory(_ state: inout ImageState, _ createdBy: String, empty: Bool) {
+        var h = state.config.history ?? []
+        h.append(History(created: created, createdBy: createdBy, comment: "ctr build", emptyLayer: empty ? true : nil))
+        state.config.history = h
+    }
+
+    func setEnv(_ state: inout ImageState, _ k: String, _ v: String) {
+        var env = state.config.config?.env ?? []
+        env.removeAll { $0.hasPrefix("\(k)=") || $0 == k }
+        env.append("\(k)=\(v)")
+        state.config.config?.env = env
+    }
+
+    func commandArgs(_ c: Command, _ state: ImageState) -> [String] {
+        switch c {
+        case .exec(let a): return a
+        case .shell(let s): return (state.config.config?.shell ?? ["/bin/sh", "-c"]) + [s]
+        }
+    }
+
+    func apply(_ inst: Instruction, stage: Stage, state: inout ImageState) throws {
+        let env = environment(state)
+        var keyText = inst.original
+        var emptyLayer = true
+        switch inst.kind {
+        case .from:
+            throw fail(inst, "FROM inside a stage")
+        case .env(let pairs):
+            var parts: [String] = []
+            for kv in pairs {
+                let k = try expand(kv.key, env, inst), v = try expand(kv.value, env, inst)
+                setEnv(&state, k, v)
+                parts.append("\(k)=\(v)")
+            }
+            keyText = "ENV " + parts.joined(separator: " ")
+        case .label(let pairs):
+            var labels = state.config.config?.labels ?? [:]
+            var parts: [String] = []
+            for kv in pairs {
+                let k = try expand(kv.key, env, inst), v = try expand(kv.value, env, inst)
+                labels[k] = v
+                parts.append("\(k)=\(v)")
+            }
+            state.config.config?.labels = labels
+            keyText = "LABEL " + parts.joined(separator: " ")
+        case .arg(let decls):
+            var parts: [String] = []
+            for d in decls {
+                var value: String?
+                if let v = o.buildArgs[d.name] {
+                    value = v
+                    usedBuildArgs.insert(d.name)
+                } else if let def = d.defaultValue {
+                    value = try expand(def, env, inst)
+                } else if let g = globalArgs[d.name] {
+                    value = g
+                }
+                state.args[d.name] = value
+                parts.append("\(d.name)=\(value ?? "")")
+            }
+            keyText = "ARG " + parts.joined(separator: " ")
+        case .workdir(let raw):
+            let w = try expand(raw, env, inst)
+            let cur = state.config.config?.workingDir ?? "/"
+            let path = Self.clean(w.hasPrefix("/") ? w : cur + "/" + w)
+            state.config.config?.workingDir = path
+            keyText = "WORKDIR \(path)"
+            // the directory exists in the image afterwards (as Docker makes it)
+            let tree = try layerTree(state)
+            if path != "/" && tree.lookup(tree.resolve(String(path.dropFirst())) ?? "") == nil {
+                state.cacheKey = sha(state.cacheKey + "\n" + keyText)
+                try addFileLayer(&state, inst, entries: [], ensureDirs: [path], createdBy: "WORKDIR \(path)")
+                return
+            }
+        case .user(let raw):
+            let u = try expand(raw, env, inst)
+            state.config.config?.user = u
+            keyText = "USER \(u)"
+        case .expose(let words):
+            var exposed = state.config.config?.exposedPorts ?? [:]
+            for w in words {
+                for p in try expandWords(w, env, inst) {
+                    exposed[p.contains("/") ? p : "\(p)/tcp"] = EmptyObject()
+                }
+            }
+            state.config.config?.exposedPorts = exposed
+            keyText = "EXPOSE " + exposed.keys.sorted().joined(separator: " ")
+        case .volume(let words):
+            var vols = state.config.config?.volumes ?? [:]
+            for w in words { for v in try expandWords(w, env, inst) { vols[v] = EmptyObject() } }
+            state.config.config?.volumes = vols
+            keyText = "VOLUME " + vols.keys.sorted().joined(separator: " ")
+        case .stopsignal(let raw):
+            state.config.config?.stopSignal = try expand(raw, env, inst)
+        case .cmd(let c):
+            let args = commandArgs(c, state)
+            state.config.config?.cmd = args
+        case .entrypoint(let c):
+            let args = commandArgs(c, state)
+            state.config.config?.entrypoint = args
+            // an ENTRYPOINT resets the base image's CMD (as Docker)
+            if !stage.instructions.contains(where: { $0.keyword == "CMD" && $0.line < inst.line }) {
+                state.config.config?.cmd = nil
+            }
+        case .shell(let s):
+            state.config.config?.shell = s
+        case .healthcheck(let h):
+            if let h {
+                var hc = HealthConfig()
+                hc.test = h.test
+                hc.interval = h.intervalNanoseconds
+                hc.timeout = h.timeoutNanoseconds
+                hc.startPeriod = h.startPeriodNanoseconds
+                hc.startInterval = h.startIntervalNanoseconds
+                hc.retries = h.retries
+                state.config.config?.healthcheck = hc
+            } else {
+                var hc = HealthConfig()
+                hc.test = ["NONE"]
+                state.config.config?.healthcheck = hc
+            }
+        case .onbuild(let t):
+            var ob = state.config.config?.onBuild ?? []
+            ob.append(t)
+            state.config.config?.onBuild = ob
+        case .maintainer(let m):
+            state.config.author = m
+        case .run(let c, let heredocs):
+            try runStep(inst, c, heredocs, state: &state)
+            return
+        case .copy(let sources, let dest, let heredocs):
+            try copyStep(inst, sources: sources, dest: dest, heredocs: heredocs, isAdd: false, state: &state)
+            return
+        case .add(let sources, let dest, let heredocs):
+            try copyStep(inst, sources: sources, dest: dest, heredocs: heredocs, isAdd: true, state: &state)
+            return
+        }
+        state.cacheKey = sha(state.cacheKey + "\n" + keyText)
+        if emptyLayer { addHistory(&state, keyText, empty: true) }
+        emptyLayer = false
+    }
+
+    // MARK: RUN
+
+    func runStep(_ inst: Instruction, _ c: Command, _ heredocs: [Heredoc], state: inout ImageState) throws {
+        let env = environment(state)
+        var argv: [String]
+        switch c {
+        case .exec(let a): argv = a
+        case .shell(let s):
+            let shell = state.config.config?.shell ?? ["/bin/sh", "-c"]
+            let bare = s.trimmingCharacters(in: .whitespaces)
+            if heredocs.count == 1, let h = heredocs.first,
+               ["<<\(h.name)", "<<-\(h.name)", "<<\"\(h.name)\"", "<<'\(h.name)'", "<<-\"\(h.name)\"", "<<-'\(h.name)'"].contains(bare) {
+                // RUN <<EOF: the heredoc is the script (BuildKit); a #! line picks its interpreter
+                if h.content.hasPrefix("#!") {
+                    let first = h.content.split(separator: "\n", maxSplits: 1).first.map { String($0.dropFirst(2)) } ?? ""
+                    let interp = first.split(separator: " ").map(String.init)
+                    argv = interp + ["-c", String(h.content.drop(while: { $0 != "\n" }))]
+                } else {
+                    argv = shell + [h.content]
+                }
+            } else {
+                argv = shell + [heredocs.isEmpty ? s : Command.script(s, heredocs: heredocs)]
+            }
+        }
+        if argv.isEmpty { throw fail(inst, "RUN needs a command") }
+        var network = o.network
+        for f in inst.flags {
+            switch f.name {
+            case "network":
+                guard let v = f.value, ["none", "host", "default"].contains(v) else {
+                    throw fail(inst, "RUN --network=\(f.value ?? ""): expected none, host or default")
+                }
+                if v != "default" { network = v }
+            case "mount":
+                throw fail(inst, "RUN --mount is not supported yet")
+            case "security":
+                throw fail(inst, "RUN --security=\(f.value ?? ""): not supported (ctr never runs build steps privileged)")
+            default:
+                throw fail(inst, "unknown flag: --\(f.name)")
+            }
+        }
+        // ARGs reach RUN as environment (not kept in the image)
+        var runEnv = state.config.config?.env ?? []
+        for (k, v) in state.args.sorted(by: { $0.key < $1.key }) where !runEnv.contains(where: { $0.hasPrefix("\(k)=") }) {
+            runEnv.append("\(k)=\(v)")
+        }
+        let key = sha([state.cacheKey, "RUN", argv.joined(separator: "\u{0}"), runEnv.joined(separator: "\u{0}"),
+                       state.config.config?.user ?? "", state.config.config?.workingDir ?? "", network ?? ""].joined(separator: "\n"))
+        let createdBy = "RUN " + (c.isShell ? argv.last! : "[" + argv.map { "\"\($0)\"" }.joined(separator: ", ") + "]")
+        if try useCache(key, &state, createdBy: createdBy) { return }
+
+        let tmp = "\(tmpRoot)/\(UUID().uuidString.lowercased())"
+        try FileManager.default.createDirectory(atPath: "\(tmp)/upper", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: "\(tmp)/work", withIntermediateDirectories: true)
+        chmod("\(tmp)/upper", 0o755)
+        defer { _ = try? b.store.ops.removeTree(tmp) }
+        let lowers = try unpackedLayers(state)
+        var cfg = state.config.config ?? ContainerConfig()
+        cfg.env = runEnv
+        cfg.entrypoint = nil
+        cfg.cmd = nil
+        var ro = RunOptions(image: "ctr-build")
+        ro.command = argv
+        ro.autoRemove = true
+        ro.name = "ctr-build-\(UUID().uuidString.prefix(12).lowercased())"
+        ro.stdoutFD = 2
+        ro.network = network ?? defaultNetwork()
+        ro.buildRoot = BuildRoot(lowers: lowers, upper: "\(tmp)/upper", work: "\(tmp)/work", config: cfg)
+        let code: Int32
+        do {
+            code = try b.runtime.run(ro, image: nil).code
+        } catch {
+            throw fail(inst, "\(createdBy): \(error)")
+        }
+        if code != 0 {
+            throw fail(inst, "\(createdBy): exit status \(code)")
+        }
+        ranSteps += 1
+        try dropMountPoints(upper: "\(tmp)/upper", lowers: lowers)
+        try commitUpper("\(tmp)/upper", key: key, &state, createdBy: createdBy)
+    }
+
+    func defaultNetwork() -> String {
+        let (mode, note) = NetworkMode.resolveDefault(rootless: b.runtime.mapping != .root)
+        if mode == .none {
+            if !b.networkNoted {
+                b.networkNoted = true
+                b.progress("note: RUN steps use the host's network: \(note ?? "no private network is available") (--network none to cut it off)")
+            }
+            return "host"
+        }
+        return "\(mode)"
+    }
+
+    /// The runtime creates mount points (/etc/hosts, /proc, …) an image may lack; they are not
+    /// the step's output. Remove them from the upper dir when they are empty and new.
+    func dropMountPoints(upper: String, lowers: [String]) throws {
+        let tree = LayeredTree(layers: lowers)
+        for p in ["etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/shm", "dev/mqueue", "dev/pts", "dev", "proc", "sys", "etc", "run"] {
+            let path = "\(upper)/\(p)"
+            var st = stat()
+            guard lstat(path, &st) == 0, tree.lookup(p) == nil else { continue }
+            if (st.st_mode & S_IFMT) == S_IFREG && st.st_size == 0 { unlink(path) }
+            if (st.st_mode & S_IFMT) == S_IFDIR { rmdir(path) }  // only when empty
+        }
+    }
+
+    func commitUpper(_ upper: String, key: String, _ state: inout ImageState, createdBy: String) throws {
+        let blob = b.store.ingestPath()
+        let d: LayerDigests
+        do {
+            d = try b.store.ops.create(from: upper, to: blob, tree: .overlay, compression: .gzip, clampMtime: epoch)
+        } catch {
+            unlink(blob)
+            throw BuildError("cannot make the layer of \(createdBy): \(error)")
+        }
+        let layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
+        try b.store.writing {
+            if !b.store.hasBlob(d.digest) { try b.store.commit(file: blob, as: d.digest) } else { unlink(blob) }
+            if access(b.store.layerPath(d.diffID), F_OK) != 0 {
+                // the upper dir is already in the store's overlay form: it becomes the unpacked layer
+                let dest = "\(b.store.root)/layers/.tmp-\(UUID().uuidString.lowercased())"
+                try FileManager.default.createDirectory(atPath: (dest as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                if rename(upper, dest) == 0 { try b.store.installLayer(dest, diffID: d.diffID) }
+            }
+        }
+        try append(layer, diffID: d.diffID, key: key, &state, createdBy: createdBy)
+    }
+
+    func append(_ layer: Descriptor, diffID: Digest, key: String, _ state: inout ImageState, createdBy: String) throws {
+        state.layers.append(layer)
+        state.diffIDs.append(diffID)
+        state.config.rootfs.diffIDs = state.diffIDs
+        state.cacheKey = key
+        addHistory(&state, createdBy, empty: false)
+        let entry = CacheEntry(layer: layer, diffID: diffID)
+        if let data = try? JSONEncoder().encode(entry) {
+            try? Store.atomicWrite(path: "\(cacheDir)/\(key).json", data: data)
+        }
+    }
+
+    struct CacheEntry: Codable {
+        var layer: Descriptor
+        var diffID: Digest
+    }
+
+    func useCache(_ key: String, _ state: inout ImageState, createdBy: String) throws -> Bool {
+        guard !o.noCache,
+              let data = FileManager.default.contents(atPath: "\(cacheDir)/\(key).json"),
+              let e = try? JSONDecoder().decode(CacheEntry.self, from: data),
+              b.store.hasBlob(e.layer.digest) else { return false }
+        b.progress("--> CACHED")
+        cachedSteps += 1
+        state.layers.append(e.layer)
+        state.diffIDs.append(e.diffID)
+        state.config.rootfs.diffIDs = state.diffIDs
+        state.cacheKey = key
+        addHistory(&state, createdBy, empty: false)
+        return true
+    }
+
+    func unpackedLayers(_ state: ImageState) throws -> [String] {
+        var dirs: [String] = []
+        for (l, d) in zip(state.layers, state.diffIDs) { dirs.append(try b.store.unpackedLayer(l, diffID: d)) }
+        return dirs.reversed()
+    }
+
+    func layerTree(_ state: ImageState) throws -> LayeredTree { LayeredTree(layers: try unpackedLayers(state)) }
+
+    // MARK: committing the image
+
+    func commit(_ state: ImageState) throws -> (Descriptor, Digest) {
+        var config = state.config
+        // a build that ran nothing gives the image the last build of these steps made (as
+        // podman and BuildKit do): the created time is kept with the final step's cache key
+        var stamp = created
+        let stampFile = "\(cacheDir)/image-\(state.cacheKey).created"
+        if epoch == nil {
+            if ranSteps == 0, let old = try? String(contentsOfFile: stampFile, encoding: .utf8), !old.isEmpty {
+                stamp = old
+            } else {
+                try? Store.atomicWrite(path: stampFile, data: Data(created.utf8))
+            }
+        }
+        if stamp != created {
+            config.history = config.history?.map { h in
+                var h = h
+                if h.created == created { h.created = stamp }
+                return h
+            }
+        }
+        config.created = stamp
+        config.architecture = o.platform.architecture
+        config.os = o.platform.os
+        if !o.labels.isEmpty {
+            var l = config.config?.labels ?? [:]
+            for (k, v) in o.labels { l[k] = v }
+            config.config?.labels = l
+        }
+        config.rootfs = RootFS(diffIDs: state.diffIDs)
+        let configData = try CanonicalJSON.encode(config)
+        let manifestDesc: Descriptor = try b.store.writing {
+            let configDesc = try b.store.putBlob(configData, mediaType: .ociConfig)
+            let manifest = Manifest(mediaType: .ociManifest, config: configDesc, layers: state.layers)
+            let manifestData = try CanonicalJSON.encode(manifest)
+            let desc = try b.store.putBlob(manifestData, mediaType: .ociManifest)
+            if o.tags.isEmpty {
+                try b.store.updateIndex { records in
+                    if !records.contains(where: { $0.descriptor.digest == desc.digest }) {
+                        records.append(ImageRecord(name: nil, descriptor: desc))
+                    }
+                }
+            }
+            for t in o.tags { try b.store.setName(t, to: desc) }
+            return desc
+        }
+        return (manifestDesc, Digest.sha256(configData))
+    }
+
+    // MARK: helpers
+
+    static func clean(_ p: String) -> String {
+        var out: [Substring] = []
+        for c in p.split(separator: "/") {
+            if c == "." { continue }
+            if c == ".." { if !out.isEmpty { out.removeLast() }; continue }
+            out.append(c)
+        }
+        return "/" + out.joined(separator: "/")
+    }
+}
+
+func sha(_ s: String) -> String { Digest.sha256(Data(s.utf8)).encoded }
+
+extension Command {
+    var isShell: Bool { if case .shell = self { return true }; return false }
+}

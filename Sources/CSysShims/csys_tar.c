@@ -258,3 +258,49 @@ done:
     free(out);
     return rc;
 }
+
+int csys_tar_add_entry(csys_tar_writer *w, const csys_tar_entry *te, int src_fd) {
+    archive_entry_clear(w->e);
+    archive_entry_set_pathname(w->e, te->name);
+    archive_entry_set_perm(w->e, te->mode & 07777);
+    archive_entry_set_uid(w->e, te->uid);
+    archive_entry_set_gid(w->e, te->gid);
+    archive_entry_set_mtime(w->e, te->mtime, 0);
+    switch (te->type) {
+    case 'd': archive_entry_set_filetype(w->e, AE_IFDIR); archive_entry_set_size(w->e, 0); break;
+    case 'l': archive_entry_set_filetype(w->e, AE_IFLNK); archive_entry_set_size(w->e, 0);
+              archive_entry_set_symlink(w->e, te->linkname); break;
+    case 'h': archive_entry_set_filetype(w->e, AE_IFREG); archive_entry_set_size(w->e, 0);
+              archive_entry_set_hardlink(w->e, te->linkname); break;
+    default:  archive_entry_set_filetype(w->e, AE_IFREG); archive_entry_set_size(w->e, (la_int64_t)te->size); break;
+    }
+    if (archive_write_header(w->ar, w->e) != ARCHIVE_OK) {
+        csys_set_error(&w->err, archive_errno(w->ar), "archive", "cannot add %s: %s", te->name, archive_error_string(w->ar));
+        return -1;
+    }
+    if (te->type != 'f') return 0;
+    if (te->data) {
+        if (te->size && archive_write_data(w->ar, te->data, (size_t)te->size) != (la_ssize_t)te->size) {
+            csys_set_error(&w->err, archive_errno(w->ar), "archive", "cannot add %s: %s", te->name, archive_error_string(w->ar));
+            return -1;
+        }
+        return 0;
+    }
+    uint64_t left = te->size;
+    while (left) {
+        size_t want = left < w->cap ? (size_t)left : w->cap;
+        ssize_t n = read(src_fd, w->buf, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            csys_set_error(&w->err, n < 0 ? errno : EIO, "read", "%s: short read (%s)", te->name,
+                           n < 0 ? strerror(errno) : "the file changed while it was copied");
+            return -1;
+        }
+        if (archive_write_data(w->ar, w->buf, (size_t)n) != n) {
+            csys_set_error(&w->err, archive_errno(w->ar), "archive", "cannot add %s: %s", te->name, archive_error_string(w->ar));
+            return -1;
+        }
+        left -= (uint64_t)n;
+    }
+    return 0;
+}

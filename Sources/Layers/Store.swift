@@ -13,6 +13,11 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 public struct ImageRecord: Sendable, Hashable {
     public var name: Reference?
     public var descriptor: Descriptor
+
+    public init(name: Reference?, descriptor: Descriptor) {
+        self.name = name
+        self.descriptor = descriptor
+    }
 }
 
 /// The image store: a directory that is itself an OCI image layout.

@@ -32,8 +32,24 @@ public struct RunOptions: Sendable {
     public var ulimits: [String] = []
     public var userns: String?
     public var platform: Platform = .current
+    /// ctr build: the root is these unpacked layers (topmost first) with this upper dir (the
+    /// step's new layer) instead of an image's; the config stands in for the image's.
+    public var buildRoot: BuildRoot?
+    /// Where the container's stdout goes (default: ours). ctr build sends RUN output to stderr.
+    public var stdoutFD: Int32?
 
     public init(image: String) { self.image = image }
+}
+
+/// The root of a build step's container.
+public struct BuildRoot: Sendable {
+    public var lowers: [String]
+    public var upper: String
+    public var work: String
+    public var config: ContainerConfig
+    public init(lowers: [String], upper: String, work: String, config: ContainerConfig) {
+        self.lowers = lowers; self.upper = upper; self.work = work; self.config = config
+    }
 }
 
 /// Notes for the user (stderr), said once each.
@@ -126,16 +142,26 @@ public struct Runtime: Sendable {
         return csys_rlimit(resource: res, soft: soft, hard: hard)
     }
 
-    func prepare(_ o: RunOptions, image: ImageRecord) throws -> Prepared {
-        let manifest = try store.manifest(image.descriptor)
-        let config = try store.config(manifest)
-        let cfg = config.config ?? ContainerConfig()
-        // the layers, unpacked once, topmost first
+    func prepare(_ o: RunOptions, image: ImageRecord?) throws -> Prepared {
+        let cfg: ContainerConfig
         var lowers: [String] = []
-        for (layer, diffID) in zip(manifest.layers, config.rootfs.diffIDs) {
-            lowers.append(try store.unpackedLayer(layer, diffID: diffID))
+        var imageID = "", manifestDigest = ""
+        if let br = o.buildRoot {
+            cfg = br.config
+            lowers = br.lowers
+        } else {
+            guard let image else { throw ContainerError("no image") }
+            let manifest = try store.manifest(image.descriptor)
+            let config = try store.config(manifest)
+            cfg = config.config ?? ContainerConfig()
+            // the layers, unpacked once, topmost first
+            for (layer, diffID) in zip(manifest.layers, config.rootfs.diffIDs) {
+                lowers.append(try store.unpackedLayer(layer, diffID: diffID))
+            }
+            lowers.reverse()
+            imageID = manifest.config.digest.string
+            manifestDigest = image.descriptor.digest.string
         }
-        lowers.reverse()
 
         let argv = Self.argv(imageEntrypoint: cfg.entrypoint, imageCmd: cfg.cmd, entrypoint: o.entrypoint, args: o.command)
         guard !argv.isEmpty else { throw ContainerError("no command: the image has none, give one after the image name") }
@@ -258,7 +284,9 @@ public struct Runtime: Sendable {
             try valueOrErrno("mkdir", "cannot create the empty layer") { mkdir("\(stateDir)/empty", 0o755) }
             lowers = ["\(stateDir)/empty"]
         }
-        try Store.writeFile(path: "\(stateDir)/manifest", data: Data(image.descriptor.digest.string.utf8), sync: false)
+        if !manifestDigest.isEmpty {
+            try Store.writeFile(path: "\(stateDir)/manifest", data: Data(manifestDigest.utf8), sync: false)
+        }
         let hostResolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
         try Store.writeFile(path: "\(stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: hostname, extraHosts: extraHosts, containerAddress: nil).utf8), sync: false)
         try Store.writeFile(path: "\(stateDir)/hostname", data: Data((hostname + "\n").utf8), sync: false)
@@ -319,10 +347,11 @@ public struct Runtime: Sendable {
         plan.rootfs = arena.string("\(stateDir)/rootfs")
         plan.lowers = UnsafePointer(arena.strings(lowers))
         plan.nlowers = Int32(lowers.count)
-        plan.upper = arena.string("\(stateDir)/upper")
-        plan.work = arena.string("\(stateDir)/work")
+        let upperDir = o.buildRoot?.upper ?? "\(stateDir)/upper", workDir = o.buildRoot?.work ?? "\(stateDir)/work"
+        plan.upper = arena.string(upperDir)
+        plan.work = arena.string(workDir)
         plan.userxattr = useUserns ? 1 : 0
-        plan.overlay_data = arena.string("lowerdir=\(lowers.joined(separator: ":")),upperdir=\(stateDir)/upper,workdir=\(stateDir)/work\(useUserns ? ",userxattr" : "")")
+        plan.overlay_data = arena.string("lowerdir=\(lowers.joined(separator: ":")),upperdir=\(upperDir),workdir=\(workDir)\(useUserns ? ",userxattr" : "")")
         plan.readonly_rootfs = o.readOnly ? 1 : 0
         plan.mknod = useUserns ? 0 : 1
         plan.own_sysfs = mode == .host ? 0 : 1
@@ -368,7 +397,7 @@ public struct Runtime: Sendable {
         }
 
         let record = ContainerRecord(
-            id: id, name: name, image: o.image, imageID: manifest.config.digest.string, manifest: image.descriptor.digest.string,
+            id: id, name: name, image: o.image, imageID: imageID, manifest: manifestDigest,
             command: argv, created: ImageImport.rfc3339(Date(), fractional: true), detached: o.detach, tty: o.tty,
             autoRemove: o.autoRemove, ports: o.ports, network: "\(mode)", stopSignal: cfg.stopSignal,
             pid: nil, pidStart: nil, monitorPid: nil, exitCode: nil, finished: nil, rootless: useUserns)
@@ -412,7 +441,7 @@ public struct Runtime: Sendable {
     }
 
     /// `ctr run`: foreground (returns the exit code) or detached (returns 0 after printing the id).
-    public func run(_ o: RunOptions, image: ImageRecord) throws -> (code: Int32, record: ContainerRecord) {
+    public func run(_ o: RunOptions, image: ImageRecord?) throws -> (code: Int32, record: ContainerRecord) {
         var p = try prepare(o, image: image)
         var sv: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
@@ -428,7 +457,7 @@ public struct Runtime: Sendable {
             p.plan.stdio = (slave, slave, slave)
         } else if !o.interactive {
             let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            p.plan.stdio = (null, -1, -1)
+            p.plan.stdio = (null, o.stdoutFD ?? -1, -1)
         }
         p.plan.pdeathsig = SIGKILL
         var err = csys_error()

@@ -10,7 +10,7 @@ struct CTR: ParsableCommand {
         subcommands: [
             Import.self, Images.self, Inspect.self, Tag.self, Save.self, Load.self, Unpack.self, Rmi.self, Prune.self,
             Pull.self, Push.self, Login.self, Logout.self, Unshare.self,
-            Run.self, Ps.self, Logs.self, Exec.self, Stop.self, Kill.self, Rm.self, Info.self, Cleanup.self,
+            Build.self, Run.self, Ps.self, Logs.self, Exec.self, Stop.self, Kill.self, Rm.self, Info.self, Cleanup.self,
         ]
     )
 

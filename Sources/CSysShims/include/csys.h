@@ -219,6 +219,19 @@ int csys_tar_add_dir(csys_tar_writer *w, const char *name, int64_t mtime);
 int csys_tar_add_bytes(csys_tar_writer *w, const char *name, const void *data, size_t len, int64_t mtime);
 /* Add `size` bytes read from src_fd (from its current offset). */
 int csys_tar_add_fd(csys_tar_writer *w, const char *name, int src_fd, uint64_t size, int64_t mtime);
+/* One entry with full metadata. type: 'f' file (data, or size bytes read from src_fd), 'd' dir,
+ * 'l' symlink, 'h' hardlink (linkname: the earlier entry's name). */
+typedef struct csys_tar_entry {
+    const char *name;
+    char type;
+    uint32_t mode;
+    int64_t uid, gid;
+    int64_t mtime;
+    uint64_t size;
+    const void *data;
+    const char *linkname;
+} csys_tar_entry;
+int csys_tar_add_entry(csys_tar_writer *w, const csys_tar_entry *e, int src_fd);
 /* Finish the archive (on success) and free. Returns 0 or -1. */
 int csys_tar_writer_close(csys_tar_writer *w, int finish);
 const csys_error *csys_tar_writer_error(csys_tar_writer *w);

@@ -1,0 +1,327 @@
+import CSysShims
+import Dockerfile
+import Foundation
+import struct HostOS.IDRange
+import struct HostOS.SysError
+import enum HostOS.IDMapping
+import Layers
+import Sandbox
+
+/// One entry of a COPY/ADD layer.
+struct FileEntry {
+    enum Kind { case file(hostPath: String), bytes(Data), dir, symlink(String) }
+    var path: String          // in the image, without the leading "/"
+    var kind: Kind
+    var mode: UInt32
+    var uid: Int64
+    var gid: Int64
+    var mtime: Int64
+    var size: UInt64
+}
+
+extension BuildRun {
+    /// Container ids of a file in an unpacked layer (the store keeps them mapped to host ids).
+    func containerIDs(_ st: stat) -> (Int64, Int64) {
+        func back(_ host: UInt32, _ ranges: [IDRange]) -> Int64 {
+            for r in ranges where host >= r.hostID && host - r.hostID < r.count { return Int64(r.containerID + (host - r.hostID)) }
+            return 0
+        }
+        let m = b.store.ops.mapping
+        return (back(st.st_uid, m.uidRanges), back(st.st_gid, m.gidRanges))
+    }
+
+    func copyStep(_ inst: Instruction, sources: [String], dest: String, heredocs: [Heredoc], isAdd: Bool, state: inout ImageState) throws {
+        let name = isAdd ? "ADD" : "COPY"
+        let env = environment(state)
+        var chown: (Int64, Int64)?
+        var chmod: UInt32?
+        var fromTree: LayeredTree?
+        for f in inst.flags {
+            switch f.name {
+            case "from" where !isAdd:
+                let ref = try expand(f.value ?? "", env.merging(globalArgs) { a, _ in a }, inst)
+                if let i = stageIndex(ref.lowercased(), before: Int.max), let s = states[i] {
+                    fromTree = LayeredTree(layers: try unpackedLayers(s))
+                } else {
+                    let rec: ImageRecord
+                    do { rec = try b.resolveImage(ref) } catch { throw fail(inst, "\(name) --from=\(ref): \(error)") }
+                    let m = try b.store.manifest(rec.descriptor)
+                    let c = try b.store.config(m)
+                    var dirs: [String] = []
+                    for (l, d) in zip(m.layers, c.rootfs.diffIDs) { dirs.append(try b.store.unpackedLayer(l, diffID: d)) }
+                    fromTree = LayeredTree(layers: dirs.reversed())
+                }
+            case "chown":
+                let spec = try expand(f.value ?? "", env, inst)
+                let tree = try layerTree(state)
+                do {
+                    let u = try UserDB.resolve(spec, read: { p in
+                        guard let r = tree.resolve(String(p.dropFirst())), let e = tree.lookup(r), e.isRegular else { return nil }
+                        return try? String(contentsOfFile: e.hostPath, encoding: .utf8)
+                    })
+                    chown = (Int64(u.uid), Int64(u.gid))
+                } catch {
+                    throw fail(inst, "\(name) --chown=\(spec): \(error)")
+                }
+            case "chmod":
+                let v = try expand(f.value ?? "", env, inst)
+                guard let m = UInt32(v, radix: 8), m <= 0o7777 else { throw fail(inst, "\(name) --chmod=\(v): expected an octal mode") }
+                chmod = m
+            case "link":
+                continue  // every COPY layer here is independent of what is below it anyway
+            case "checksum" where isAdd:
+                throw fail(inst, "ADD --checksum applies to URLs, which are not supported yet")
+            default:
+                throw fail(inst, "\(name) --\(f.name) is not supported")
+            }
+        }
+        let source = fromTree ?? LayeredTree(plain: context)
+        let fromContext = fromTree == nil
+        let workdir = state.config.config?.workingDir ?? "/"
+        var destPath = try expand(dest, env, inst)
+        let destIsDir = destPath.hasSuffix("/") || sources.count > 1 || destPath == "." || destPath.hasSuffix("/.")
+        if !destPath.hasPrefix("/") { destPath = workdir + "/" + destPath }
+        destPath = BuildRun.clean(destPath)
+        // the destination inside the image, symlinks resolved inside it
+        let image = try layerTree(state)
+        let destRel = image.resolve(String(destPath.dropFirst())) ?? String(destPath.dropFirst())
+
+        var entries: [FileEntry] = []
+        var hashInput = ""
+        let docs = Dictionary(heredocs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var matchedAny = 0
+        for raw in sources {
+            if let h = docs[raw] {
+                let content = h.expand ? try expand(h.content, env, inst) : h.content
+                let data = Data(content.utf8)
+                let path = destIsDir || sources.count > 1 ? (destRel.isEmpty ? raw : destRel + "/" + raw) : destRel
+                entries.append(FileEntry(path: path, kind: .bytes(data), mode: chmod ?? 0o644, uid: chown?.0 ?? 0, gid: chown?.1 ?? 0,
+                                         mtime: epoch ?? Int64(Date().timeIntervalSince1970), size: UInt64(data.count)))
+                hashInput += "heredoc \(path) \(Digest.sha256(data))\n"
+                matchedAny += 1
+                continue
+            }
+            if isAdd && (raw.hasPrefix("http://") || raw.hasPrefix("https://") || raw.hasPrefix("git@")) {
+                throw fail(inst, "ADD \(raw): URLs are not supported yet")
+            }
+            let expanded = try expand(raw, env, inst)
+            let matches = try glob(source, expanded, fromContext: fromContext, inst: inst)
+            if matches.isEmpty {
+                throw fail(inst, "\(name) \(expanded): no such file or directory in \(fromContext ? "the build context" : "the source image")")
+            }
+            matchedAny += matches.count
+            let many = matches.count > 1 || destIsDir
+            for m in matches {
+                guard let e = source.lookup(m) else { continue }
+                if e.isDir {
+                    // a new destination dir takes the source dir's metadata (as BuildKit)
+                    if !destRel.isEmpty && image.lookup(destRel) == nil && !entries.contains(where: { $0.path == destRel }) {
+                        entries.append(try entry(e, path: destRel, fromContext: fromContext, chown: chown, chmod: chmod))
+                    }
+                    try walk(source, m, into: destRel, fromContext: fromContext, chown: chown, chmod: chmod, &entries)
+                } else {
+                    let base = (m as NSString).lastPathComponent
+                    let target = many ? (destRel.isEmpty ? base : destRel + "/" + base) : destRel
+                    entries.append(try entry(e, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
+                }
+            }
+        }
+        for e in entries {
+            switch e.kind {
+            case .file(let p): hashInput += "f \(e.path) \(e.mode) \(e.uid):\(e.gid) \(try fileDigest(p))\n"
+            case .bytes: break
+            case .dir: hashInput += "d \(e.path) \(e.mode) \(e.uid):\(e.gid)\n"
+            case .symlink(let t): hashInput += "l \(e.path) \(t) \(e.uid):\(e.gid)\n"
+            }
+        }
+        // a source directory copied to a new destination makes that directory
+        var ensure: [String] = []
+        if destIsDir || entries.contains(where: { $0.path.hasPrefix(destRel + "/") }) { ensure.append("/" + destRel) }
+        let key = sha([state.cacheKey, name, inst.original, destRel, hashInput, ensure.joined(separator: ","),
+                       "\(chown.map { "\($0.0):\($0.1)" } ?? "")"].joined(separator: "\n"))
+        let createdBy = "\(name) \(sources.joined(separator: " ")) \(dest)"
+        if try useCache(key, &state, createdBy: createdBy) { return }
+        ranSteps += 1
+        try addFileLayer(&state, inst, entries: entries, ensureDirs: ensure, createdBy: createdBy, key: key,
+                         dirOwner: chown)
+    }
+
+    func fileDigest(_ path: String) throws -> String {
+        guard let h = try? FileHasher.sha256(path: path) else { throw BuildError("cannot read \(path)") }
+        return h
+    }
+
+    /// Paths (relative, cleaned) in the source that a COPY source names, globs expanded.
+    func glob(_ tree: LayeredTree, _ pattern: String, fromContext: Bool, inst: Instruction) throws -> [String] {
+        let cleaned = BuildRun.clean("/" + pattern).dropFirst()
+        let comps = cleaned.split(separator: "/").map(String.init)
+        var current: [String] = [""]
+        for (i, c) in comps.enumerated() {
+            let isLast = i == comps.count - 1
+            var next: [String] = []
+            for base in current {
+                if c.contains(where: { "*?[".contains($0) }) {
+                    for n in tree.list(base) where Expander.globMatch(c, n, escape: "\\") {
+                        next.append(base.isEmpty ? n : base + "/" + n)
+                    }
+                } else {
+                    let p = base.isEmpty ? c : base + "/" + c
+                    // follow symlinks inside the source root
+                    if let r = tree.resolve(p, followFinal: true), tree.lookup(r) != nil { next.append(r) }
+                }
+            }
+            current = next.filter { p in
+                guard let e = tree.lookup(p) else { return false }
+                return isLast || e.isDir
+            }
+        }
+        if fromContext { current = current.filter { !ignore.isExcluded($0) } }
+        return current.sorted()
+    }
+
+    func entry(_ e: LayeredTree.Entry, path: String, fromContext: Bool, chown: (Int64, Int64)?, chmod: UInt32?) throws -> FileEntry {
+        let ids = fromContext ? (Int64(0), Int64(0)) : containerIDs(e.st)
+        let mtime = Int64(e.st.st_mtim.tv_sec)
+        let clamped = epoch.map { min($0, mtime) } ?? mtime
+        if e.isSymlink {
+            let t = (try? FileManager.default.destinationOfSymbolicLink(atPath: e.hostPath)) ?? ""
+            return FileEntry(path: path, kind: .symlink(t), mode: 0o777, uid: chown?.0 ?? ids.0, gid: chown?.1 ?? ids.1, mtime: clamped, size: 0)
+        }
+        if e.isDir {
+            return FileEntry(path: path, kind: .dir, mode: chmod ?? UInt32(e.st.st_mode & 0o7777), uid: chown?.0 ?? ids.0, gid: chown?.1 ?? ids.1, mtime: clamped, size: 0)
+        }
+        guard e.isRegular else { throw BuildError("\(path): only files, directories and symlinks can be copied") }
+        return FileEntry(path: path, kind: .file(hostPath: e.hostPath), mode: chmod ?? UInt32(e.st.st_mode & 0o7777),
+                         uid: chown?.0 ?? ids.0, gid: chown?.1 ?? ids.1, mtime: clamped, size: UInt64(e.st.st_size))
+    }
+
+    /// A directory's contents (not the directory itself), recursively, symlinks kept as links.
+    func walk(_ tree: LayeredTree, _ rel: String, into dest: String, fromContext: Bool, chown: (Int64, Int64)?, chmod: UInt32?,
+              _ out: inout [FileEntry]) throws {
+        for n in tree.list(rel) {
+            let src = rel.isEmpty ? n : rel + "/" + n
+            if fromContext && ignore.isExcluded(src) {
+                if !ignore.hasExceptions || !ignore.mayContainIncluded(dir: src) { continue }
+            }
+            guard let e = tree.lookup(src) else { continue }
+            let target = dest.isEmpty ? n : dest + "/" + n
+            if e.isDir {
+                if !(fromContext && ignore.isExcluded(src)) {
+                    out.append(try entry(e, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
+                }
+                try walk(tree, src, into: target, fromContext: fromContext, chown: chown, chmod: chmod, &out)
+            } else {
+                if fromContext && ignore.isExcluded(src) { continue }
+                out.append(try entry(e, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
+            }
+        }
+    }
+
+    /// Write entries (and the directories leading to them) as one layer, store and unpack it.
+    func addFileLayer(_ state: inout ImageState, _ inst: Instruction, entries: [FileEntry], ensureDirs: [String],
+                      createdBy: String, key: String? = nil, dirOwner: (Int64, Int64)? = nil) throws {
+        let key = key ?? state.cacheKey
+        let image = try layerTree(state)
+        // parents: as they are in the image when they exist there (an overlay upper dir's
+        // metadata wins over the lower's), else new 0755 root dirs
+        var dirs: [String: FileEntry] = [:]
+        func addParents(_ path: String, includingSelf: Bool) {
+            var comps = path.split(separator: "/").map(String.init)
+            if !includingSelf { comps.removeLast() }
+            var cur = ""
+            for c in comps {
+                cur = cur.isEmpty ? c : cur + "/" + c
+                if dirs[cur] != nil { continue }
+                if let e = image.lookup(cur), e.isDir {
+                    let ids = containerIDs(e.st)
+                    dirs[cur] = FileEntry(path: cur, kind: .dir, mode: UInt32(e.st.st_mode & 0o7777), uid: ids.0, gid: ids.1,
+                                          mtime: Int64(e.st.st_mtim.tv_sec), size: 0)
+                } else {
+                    dirs[cur] = FileEntry(path: cur, kind: .dir, mode: 0o755, uid: dirOwner?.0 ?? 0, gid: dirOwner?.1 ?? 0,
+                                          mtime: epoch ?? Int64(Date().timeIntervalSince1970), size: 0)
+                }
+            }
+        }
+        for d in ensureDirs where d != "/" { addParents(String(d.dropFirst()), includingSelf: true) }
+        for e in entries { addParents(e.path, includingSelf: false) }
+        var all = entries
+        let explicit = Set(entries.map(\.path))
+        all += dirs.values.filter { !explicit.contains($0.path) }
+        all.sort { $0.path < $1.path }
+
+        let tarPath = b.store.ingestPath()
+        let blob = b.store.ingestPath()
+        defer { unlink(tarPath); unlink(blob) }
+        let fd = open(tarPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw BuildError("cannot create \(tarPath)") }
+        var err = csys_error()
+        guard let w = csys_tar_writer_open(fd, &err) else { close(fd); throw BuildError(SysError(err).message) }
+        var ok = true
+        var message = ""
+        for e in all {
+            var src: Int32 = -1
+            var te = csys_tar_entry()
+            te.mode = e.mode
+            te.uid = e.uid
+            te.gid = e.gid
+            te.mtime = epoch.map { min($0, e.mtime) } ?? e.mtime
+            te.size = e.size
+            var data = Data()
+            var link = ""
+            switch e.kind {
+            case .dir: te.type = CChar(UInt8(ascii: "d"))
+            case .symlink(let t): te.type = CChar(UInt8(ascii: "l")); link = t
+            case .bytes(let d): te.type = CChar(UInt8(ascii: "f")); data = d
+            case .file(let p):
+                te.type = CChar(UInt8(ascii: "f"))
+                src = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+                if src < 0 { ok = false; message = "\(inst.keyword): cannot read \(p): \(String(cString: strerror(errno)))"; break }
+            }
+            if !ok { break }
+            let rc: Int32 = e.path.withCString { name in
+                link.withCString { ln in
+                    te.name = name
+                    te.linkname = ln
+                    if case .bytes = e.kind {
+                        return data.withUnsafeBytes { raw in
+                            te.data = raw.baseAddress
+                            if te.data == nil { te.data = UnsafeRawPointer(name) }  // empty content
+                            return csys_tar_add_entry(w, &te, -1)
+                        }
+                    }
+                    return csys_tar_add_entry(w, &te, src)
+                }
+            }
+            if src >= 0 { close(src) }
+            if rc != 0 { ok = false; message = SysError(csys_tar_writer_error(w).pointee).message; break }
+        }
+        let closed = csys_tar_writer_close(w, ok ? 1 : 0)
+        close(fd)
+        if !ok || closed != 0 { throw fail(inst, message.isEmpty ? "cannot write the layer" : message) }
+        let d = try LayerOps.compress(tarPath, to: blob, compression: .gzip)
+        let layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
+        try b.store.writing {
+            if !b.store.hasBlob(d.digest) { try b.store.commit(file: blob, as: d.digest) }
+            _ = try b.store.unpackedLayer(layer, diffID: d.diffID)
+        }
+        try append(layer, diffID: d.diffID, key: key, &state, createdBy: createdBy)
+    }
+}
+
+enum FileHasher {
+    static func sha256(path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw BuildError("cannot read \(path)") }
+        defer { close(fd) }
+        let h = SHA256Hasher()
+        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw BuildError("cannot read \(path)") }
+            if n == 0 { break }
+            buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        return h.finalize().encoded
+    }
+}

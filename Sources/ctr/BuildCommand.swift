@@ -1,0 +1,94 @@
+import ArgumentParser
+import Builder
+import Foundation
+import Layers
+import Sandbox
+
+struct Build: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Build an image from a Dockerfile (or Containerfile).",
+        aliases: ["bud"])
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .customLong("file")], help: "The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/Containerfile).") var file: String?
+    @Option(name: [.short, .customLong("tag")], help: "Name the image (repeatable).") var tags: [String] = []
+    @Option(name: .customLong("build-arg"), help: "NAME=VALUE for an ARG (NAME alone takes it from the environment).") var buildArgs: [String] = []
+    @Option(name: .customLong("build-arg-file"), help: "A file of NAME=VALUE lines.") var buildArgFiles: [String] = []
+    @Option(help: "Build up to this stage.") var target: String?
+    @Flag(name: .customLong("no-cache"), help: "Run every step again.") var noCache = false
+    @Flag(name: [.short, .long], help: "Print only the image id.") var quiet = false
+    @Option(name: .customLong("label"), help: "KEY=VALUE label on the image (repeatable).") var labels: [String] = []
+    @Option(help: "Network for RUN steps: none, host (default: a private network when pasta or slirp4netns can run, else host).") var network: String?
+    @Option(name: .customLong("cache-dir"), help: "Keep the step cache in this directory.") var cacheDir: String?
+    @Option(name: .customLong("digest-file"), help: "Write the image's manifest digest here.") var digestFile: String?
+    @Option(name: [.short, .customLong("output")], help: "type=oci-archive|docker-archive|oci-dir,dest=PATH") var outputs: [String] = []
+    @Option(help: "Pull base images: missing (default), always, never.") var pull: String = "missing"
+    @Option(help: "Progress: plain (default), tty, json (accepted; plain lines for now).") var progress: String = "plain"
+    @OptionGroup var registry: RegistryFlags
+    @Argument(help: "The build context directory.") var context: String = "."
+
+    func run() throws {
+        let store = try global.store()
+        var o = BuildOptions(context: context)
+        o.file = file
+        o.tags = try tags.map { try Reference(parsing: $0) }
+        for f in buildArgFiles {
+            guard let text = try? String(contentsOfFile: f, encoding: .utf8) else { throw CLIError("--build-arg-file \(f): cannot read it") }
+            for line in text.split(separator: "\n") {
+                let l = line.trimmingCharacters(in: .whitespaces)
+                if l.isEmpty || l.hasPrefix("#") { continue }
+                try Self.addArg(String(l), to: &o.buildArgs, flag: "--build-arg-file \(f)")
+            }
+        }
+        for a in buildArgs { try Self.addArg(a, to: &o.buildArgs, flag: "--build-arg") }
+        o.target = target
+        o.noCache = noCache
+        for l in labels {
+            let kv = l.split(separator: "=", maxSplits: 1).map(String.init)
+            o.labels[kv[0]] = kv.count > 1 ? kv[1] : ""
+        }
+        if let n = network, !["none", "host", "default"].contains(n) {
+            throw ValidationError("--network \(n): expected none, host or default")
+        }
+        o.network = network == "default" ? nil : network
+        o.cacheDir = cacheDir
+        var outs: [(ArchiveFormat, String)] = []
+        for spec in outputs {
+            var fields: [String: String] = [:]
+            for part in spec.split(separator: ",") {
+                let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+                fields[kv[0]] = kv.count > 1 ? kv[1] : ""
+            }
+            guard let type = fields["type"], let dest = fields["dest"] else { throw ValidationError("--output \(spec): expected type=TYPE,dest=PATH") }
+            guard let fmt = ArchiveFormat(rawValue: type) else {
+                throw ValidationError("--output \(spec): type \(type) is not supported (oci-archive, docker-archive, oci-dir)")
+            }
+            outs.append((fmt, dest))
+        }
+        let notices = Notices()
+        var runtime = Runtime(store: store, notice: { notices.say($0) })
+        runtime.selfPath = Run.selfPath()
+        let quiet = self.quiet
+        let builder = Builder(store: store, runtime: runtime,
+                              progress: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } },
+                              resolveImage: { name in try Run.image(name, store: store, policy: pull, platform: .current, registry: registry) })
+        let result: BuildResult
+        do { result = try builder.build(o) } catch let e as BuildError { throw CLIError(e.message) }
+        if let digestFile {
+            try Store.atomicWrite(path: digestFile, data: Data(result.manifest.digest.string.utf8))
+        }
+        for (fmt, dest) in outs {
+            try ImageArchive.save([result.imageID.encoded], from: store, format: fmt, output: dest)
+        }
+        if !quiet {
+            FileHandle.standardError.write(Data("COMMIT \(tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)\n".utf8))
+        }
+        Out.line(result.imageID.encoded)
+    }
+
+    static func addArg(_ a: String, to args: inout [String: String], flag: String) throws {
+        let kv = a.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard !kv[0].isEmpty else { throw ValidationError("\(flag) \(a): expected NAME=VALUE") }
+        if kv.count == 2 { args[kv[0]] = kv[1] } else if let v = ProcessInfo.processInfo.environment[kv[0]] { args[kv[0]] = v }
+    }
+}

@@ -1,0 +1,196 @@
+import Foundation
+import Testing
+
+/// `ctr build` of real Dockerfiles on the busybox base, rootless and as root.
+@Suite(.serialized) struct BuildTests {
+    static let modes: [Who] = [.rootless, .root]
+
+    func prepared(_ who: Who) throws -> Workspace? {
+        guard who.available, TestEnv.haveBusybox else { print("skip \(who): \(TestEnv.setupHint)"); return nil }
+        let w = try Workspace(who)
+        try w.makeHome()
+        expectOK(try w.ctrHome(["import", "--tag", "busybox:local", "--change", #"CMD ["sh"]"#, TestEnv.busyboxTar]))
+        return w
+    }
+
+    /// Write a file as the workspace's user.
+    func write(_ w: Workspace, _ rel: String, _ content: String) throws {
+        let r = try w.sh(["/bin/sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"", "sh", "\(w.dir)/\(rel)"], stdin: Data(content.utf8))
+        expectOK(r, "write \(rel)")
+    }
+
+    func build(_ w: Workspace, _ args: [String], env: [String: String] = [:]) throws -> RunResult {
+        try w.ctrHome(["build", "--network", "none"] + args, env: env)
+    }
+
+    static let dockerfile = #"""
+    # syntax=docker/dockerfile:1
+    ARG BASE=busybox:local
+    FROM ${BASE} AS builder
+    ARG VERSION=0.1
+    ENV GREETING="hello there" \
+        APP_VERSION=${VERSION}
+    WORKDIR /src
+    COPY app/ ./
+    RUN <<EOF
+    set -e
+    echo "built $APP_VERSION: $GREETING" > /src/out.txt
+    mkdir -p /data && chown 1000:1000 /data
+    EOF
+    USER 1000
+    RUN id -u > /data/who && touch /data/by-user
+
+    FROM busybox:local AS unused
+    RUN exit 1
+
+    FROM busybox:local
+    LABEL org.example.name=demo
+    COPY --from=builder /src/out.txt /opt/app/out.txt
+    COPY --from=builder /data /data
+    COPY --chown=1000:1000 --chmod=0600 app/config.ini /home/user/config.ini
+    COPY <<EOT /etc/motd
+    welcome to ${GREETING:-nothing}
+    EOT
+    WORKDIR /opt/app
+    USER user
+    ENTRYPOINT ["cat"]
+    CMD ["/opt/app/out.txt"]
+    """#
+
+    func makeContext(_ w: Workspace) throws {
+        try write(w, "ctx/Dockerfile", Self.dockerfile)
+        try write(w, "ctx/app/main.sh", "echo main\n")
+        try write(w, "ctx/app/config.ini", "[x]\ny=1\n")
+        try write(w, "ctx/app/notes.md", "ignored\n")
+        try write(w, "ctx/app/README.md", "kept by an exception\n")
+        try write(w, "ctx/app/build/junk.o", "junk\n")
+        try write(w, "ctx/.dockerignore", "**/*.md\n!app/README.md\napp/build\n")
+    }
+
+    @Test(arguments: modes)
+    func multiStageBuildRunsAndHasTheConfig(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        try makeContext(w)
+        let b = try build(w, ["-t", "demo:1", "--build-arg", "VERSION=2.5", "\(w.dir)/ctx"])
+        expectOK(b, "build")
+        // the stage nobody needs is not built
+        #expect(!b.stderr.contains("RUN exit 1"), "\(b.stderr)")
+        #expect(b.stdout.trimmingCharacters(in: .whitespacesAndNewlines).count == 64, "the image id on stdout: \(b)")
+        // the entrypoint and cmd, the RUN output, the ARG and ENV expansion
+        let run = try w.ctrHome(["run", "--rm", "--network", "none", "demo:1"])
+        #expect(run.status == 0 && run.stdout == "built 2.5: hello there\n", "\(run)")
+        // owners and modes inside, the user, the workdir, the heredoc COPY, the ignore file
+        let look = try w.ctrHome(["run", "--rm", "--network", "none", "--entrypoint", "sh", "demo:1", "-c",
+                                  "id -u; pwd; stat -c '%u:%g %a %n' /data /data/who /data/by-user /home/user/config.ini /opt/app/out.txt; cat /data/who /etc/motd"])
+        #expect(look.status == 0, "\(look)")
+        #expect(look.lines == ["1000", "/opt/app",
+                               "1000:1000 755 /data", "1000:1000 644 /data/who", "1000:1000 644 /data/by-user",
+                               "1000:1000 600 /home/user/config.ini", "0:0 644 /opt/app/out.txt",
+                               "1000", "welcome to nothing"], "\(look)")  // GREETING is the builder stage's ENV, not this one's
+        let insp = try w.ctrHome(["inspect", "demo:1"])
+        #expect(insp.stdout.contains("\"org.example.name\" : \"demo\""), "\(insp.stdout)")
+        #expect(insp.stdout.contains("\"User\" : \"user\"") && insp.stdout.contains("\"WorkingDir\" : \"/opt/app\""))
+        // the first stage's files: .dockerignore with ** and ! exceptions
+        let b2 = try build(w, ["-t", "demo:builder", "--target", "builder", "\(w.dir)/ctx"])
+        expectOK(b2)
+        let files = try w.ctrHome(["run", "--rm", "--network", "none", "demo:builder", "sh", "-c", "cd /src && find . -type f | sort"])
+        #expect(files.lines == ["./README.md", "./config.ini", "./main.sh", "./out.txt"], "\(files)")
+    }
+
+    @Test(arguments: modes)
+    func cacheReusesStepsUntilAnInputChanges(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        try write(w, "ctx/Dockerfile", """
+            FROM busybox:local
+            COPY a.txt /a.txt
+            RUN cat /a.txt > /copy.txt && cat /proc/sys/kernel/random/uuid > /stamp
+            COPY b.txt /b.txt
+            RUN cat /b.txt >> /copy.txt
+            """)
+        try write(w, "ctx/a.txt", "A\n")
+        try write(w, "ctx/b.txt", "B\n")
+        let first = try build(w, ["-t", "c:1", "\(w.dir)/ctx"])
+        expectOK(first)
+        #expect(!first.stderr.contains("CACHED"))
+        let again = try build(w, ["-t", "c:2", "\(w.dir)/ctx"])
+        expectOK(again)
+        #expect(again.stderr.components(separatedBy: "--> CACHED").count - 1 == 4, "every layer step cached: \(again.stderr)")
+        #expect(again.stdout == first.stdout, "same inputs, same image")
+        // touching a file without changing it keeps the cache (content, not mtime)
+        expectOK(try w.sh(["touch", "-d", "2001-01-01", "\(w.dir)/ctx/b.txt"]))
+        let touched = try build(w, ["-t", "c:3", "\(w.dir)/ctx"])
+        #expect(touched.stderr.components(separatedBy: "--> CACHED").count - 1 == 4, "\(touched.stderr)")
+        // a changed b.txt reruns from its COPY on; the steps before stay cached
+        try write(w, "ctx/b.txt", "B2\n")
+        let changed = try build(w, ["-t", "c:4", "\(w.dir)/ctx"])
+        expectOK(changed)
+        #expect(changed.stderr.components(separatedBy: "--> CACHED").count - 1 == 2, "\(changed.stderr)")
+        let out = try w.ctrHome(["run", "--rm", "--network", "none", "c:4", "cat", "/copy.txt"])
+        #expect(out.stdout == "A\nB2\n", "\(out)")
+        let s1 = try w.ctrHome(["run", "--rm", "--network", "none", "c:1", "cat", "/stamp"]).stdout
+        let s4 = try w.ctrHome(["run", "--rm", "--network", "none", "c:4", "cat", "/stamp"]).stdout
+        #expect(s1 == s4 && !s1.isEmpty, "the first RUN was not run again")
+        // --no-cache runs everything
+        let fresh = try build(w, ["--no-cache", "-t", "c:5", "\(w.dir)/ctx"])
+        #expect(!fresh.stderr.contains("CACHED"))
+        let s5 = try w.ctrHome(["run", "--rm", "--network", "none", "c:5", "cat", "/stamp"]).stdout
+        #expect(s5 != s1)
+    }
+
+    @Test func reproducibleWithSourceDateEpoch() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard let w = try prepared(who) else { return }
+        try write(w, "ctx/Dockerfile", "FROM busybox:local\nCOPY f /f\nRUN echo made > /made\nCMD [\"cat\", \"/made\"]\n")
+        try write(w, "ctx/f", "content\n")
+        let env = ["SOURCE_DATE_EPOCH": "0"]
+        let a = try build(w, ["-q", "-t", "r:a", "--digest-file", "\(w.dir)/a.digest", "\(w.dir)/ctx"], env: env)
+        let b = try build(w, ["-q", "--no-cache", "-t", "r:b", "--digest-file", "\(w.dir)/b.digest", "\(w.dir)/ctx"], env: env)
+        expectOK(a)
+        expectOK(b)
+        #expect(a.stdout == b.stdout && a.stdout.count == 65, "same image id: \(a.stdout) \(b.stdout)")
+        let da = try String(contentsOfFile: "\(w.dir)/a.digest", encoding: .utf8)
+        let db = try String(contentsOfFile: "\(w.dir)/b.digest", encoding: .utf8)
+        #expect(da == db && da.hasPrefix("sha256:"), "same manifest digest")
+        #expect(a.stderr.isEmpty, "--quiet prints nothing on stderr: \(a.stderr)")
+    }
+
+    @Test func outputsLoadElsewhere() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard let w = try prepared(who) else { return }
+        try write(w, "ctx/Dockerfile", "FROM busybox:local\nRUN echo out > /out\n")
+        let b = try build(w, ["-t", "o:1", "--output", "type=oci-archive,dest=\(w.dir)/img.tar",
+                              "--output", "type=docker-archive,dest=\(w.dir)/docker.tar", "\(w.dir)/ctx"])
+        expectOK(b)
+        for tar in ["img.tar", "docker.tar"] {
+            let other = "\(w.dir)/other-\(tar)"
+            expectOK(try w.ctrHome(["load", "-i", "\(w.dir)/\(tar)"], root: other))
+            let r = try w.ctrHome(["run", "--rm", "--network", "none", "o:1", "cat", "/out"], root: other)
+            #expect(r.stdout == "out\n", "\(tar): \(r)")
+        }
+        if TestEnv.have("skopeo") {
+            expectOK(try w.sh(["skopeo", "inspect", "docker-archive:\(w.dir)/docker.tar"]), "skopeo reads the docker-archive")
+        }
+    }
+
+    @Test(arguments: modes)
+    func errorsNameTheLine(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        try write(w, "bad/Dockerfile", "FROM busybox:local\nRUN true \\\n  && true\nFROBNICATE now\n")
+        let r = try build(w, ["-t", "bad:1", "\(w.dir)/bad"])
+        expectOneLineError(r, mentions: "Dockerfile:4: unknown instruction: FROBNICATE")
+        #expect(!r.stderr.contains("STEP"), "nothing runs before the file parses")
+        try write(w, "fails/Dockerfile", "FROM busybox:local\nRUN echo before\nRUN exit 7\nRUN echo after\n")
+        let f = try build(w, ["-t", "fails:1", "\(w.dir)/fails"])
+        #expect(f.status != 0)
+        #expect(f.stderr.contains("Dockerfile:3: RUN exit 7: exit status 7"), "\(f.stderr)")
+        #expect(!f.stderr.contains("echo after\n"))
+        try write(w, "missing/Dockerfile", "FROM busybox:local\nCOPY nope.txt /\n")
+        expectOneLineError(try build(w, ["-q", "-t", "m:1", "\(w.dir)/missing"]), mentions: "Dockerfile:2: COPY nope.txt")
+        let images = try w.ctrHome(["images"])
+        #expect(!images.stdout.contains("bad") && !images.stdout.contains("fails") && !images.stdout.contains(" m "), "\(images)")
+        // a COPY source cannot leave the context
+        try write(w, "escape/Dockerfile", "FROM busybox:local\nCOPY ../../../../etc/passwd /stolen\n")
+        let esc = try build(w, ["-t", "e:1", "\(w.dir)/escape"])
+        #expect(esc.status != 0, "\(esc)")
+    }
+}
