@@ -23,6 +23,7 @@ struct Build: ParsableCommand {
     @Option(name: .customLong("digest-file"), help: "Write the image's manifest digest here.") var digestFile: String?
     @Option(name: [.short, .customLong("output")], help: "type=oci-archive|docker-archive|oci-dir,dest=PATH") var outputs: [String] = []
     @Option(help: "Pull base images: missing (default), always, never.") var pull: String = "missing"
+    @Option(name: .customLong("image-archive"), help: "NAME=PATH: FROM NAME takes the image from this OCI archive, OCI layout dir or docker-archive.") var imageArchives: [String] = []
     @Option(help: "Progress: plain (default), tty, json (accepted; plain lines for now).") var progress: String = "plain"
     @OptionGroup var registry: RegistryFlags
     @Argument(help: "The build context directory.") var context: String = "."
@@ -52,7 +53,17 @@ struct Build: ParsableCommand {
         }
         o.network = network == "default" ? nil : network
         o.cacheDir = cacheDir
-        var outs: [(ArchiveFormat, String)] = []
+        var outs: [(ArchiveFormat?, String)] = []
+        // base images a CI job already has, by the name the Dockerfile uses
+        var archived: [String: ImageRecord] = [:]
+        for spec in imageArchives {
+            let kv = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, !kv[0].isEmpty else { throw ValidationError("--image-archive \(spec): expected NAME=PATH") }
+            let images: [CopiedImage]
+            do { images = try ImageArchive.load(kv[1], into: store, progress: nil).0 } catch { throw CLIError("--image-archive \(spec): \(error)") }
+            guard let first = images.first else { throw CLIError("--image-archive \(spec): the archive holds no image") }
+            archived[kv[0]] = ImageRecord(name: nil, descriptor: first.descriptor)
+        }
         for spec in outputs {
             var fields: [String: String] = [:]
             for part in spec.split(separator: ",") {
@@ -60,8 +71,9 @@ struct Build: ParsableCommand {
                 fields[kv[0]] = kv.count > 1 ? kv[1] : ""
             }
             guard let type = fields["type"], let dest = fields["dest"] else { throw ValidationError("--output \(spec): expected type=TYPE,dest=PATH") }
+            if type == "rootfs" { outs.append((nil, dest)); continue }
             guard let fmt = ArchiveFormat(rawValue: type) else {
-                throw ValidationError("--output \(spec): type \(type) is not supported (oci-archive, docker-archive, oci-dir)")
+                throw ValidationError("--output \(spec): type \(type) is not supported (oci-archive, docker-archive, oci-dir, rootfs)")
             }
             outs.append((fmt, dest))
         }
@@ -71,14 +83,21 @@ struct Build: ParsableCommand {
         let quiet = self.quiet
         let builder = Builder(store: store, runtime: runtime,
                               progress: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } },
-                              resolveImage: { name in try Run.image(name, store: store, policy: pull, platform: .current, registry: registry) })
+                              resolveImage: { name in
+                                  if let r = archived[name] { return r }
+                                  return try Run.image(name, store: store, policy: pull, platform: .current, registry: registry)
+                              })
         let result: BuildResult
         do { result = try builder.build(o) } catch let e as BuildError { throw CLIError(e.message) }
         if let digestFile {
             try Store.atomicWrite(path: digestFile, data: Data(result.manifest.digest.string.utf8))
         }
         for (fmt, dest) in outs {
-            try ImageArchive.save([result.imageID.encoded], from: store, format: fmt, output: dest)
+            if let fmt {
+                try ImageArchive.save([result.imageID.encoded], from: store, format: fmt, output: dest)
+            } else {
+                try Unpack.unpack(store: store, image: result.imageID.encoded, destination: dest)
+            }
         }
         if !quiet {
             FileHandle.standardError.write(Data("COMMIT \(tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)\n".utf8))

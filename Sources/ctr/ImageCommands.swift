@@ -308,7 +308,11 @@ struct Unpack: ParsableCommand {
     var destination: String
 
     func run() throws {
-        let store = try global.store()
+        try Self.unpack(store: try global.store(), image: image, destination: destination)
+    }
+
+    /// DIR/rootfs and DIR/metadata.json {env, user, …} (also `ctr build --output type=rootfs`).
+    static func unpack(store: Store, image: String, destination: String) throws {
         let r = try store.resolve(image)
         let info = try ImageInfo(r, store: store)
         let rootfs = "\(destination)/rootfs"

@@ -170,6 +170,20 @@ import Testing
         if TestEnv.have("skopeo") {
             expectOK(try w.sh(["skopeo", "inspect", "docker-archive:\(w.dir)/docker.tar"]), "skopeo reads the docker-archive")
         }
+        // a rootfs with metadata.json
+        expectOK(try build(w, ["-q", "--output", "type=rootfs,dest=\(w.dir)/rootfs-out", "\(w.dir)/ctx"]))
+        #expect((try? String(contentsOfFile: "\(w.dir)/rootfs-out/rootfs/out", encoding: .utf8)) == "out\n")
+        let meta = (try? String(contentsOfFile: "\(w.dir)/rootfs-out/metadata.json", encoding: .utf8)) ?? ""
+        #expect(meta.contains("\"env\"") && meta.contains("\"user\""), "\(meta)")
+        // FROM a base given as an archive, in a store that has no images and may not pull
+        expectOK(try w.ctrHome(["save", "-o", "\(w.dir)/base.tar", "busybox:local"]))
+        try write(w, "ctx2/Dockerfile", "FROM base\nRUN echo from-archive > /x\n")
+        let fresh = "\(w.dir)/fresh-store"
+        let fromArchive = try w.ctrHome(["build", "--network", "none", "--pull", "never", "-t", "fa:1",
+                                         "--image-archive", "base=\(w.dir)/base.tar", "\(w.dir)/ctx2"], root: fresh)
+        expectOK(fromArchive)
+        let r = try w.ctrHome(["run", "--rm", "--network", "none", "fa:1", "cat", "/x"], root: fresh)
+        #expect(r.stdout == "from-archive\n", "\(r)")
     }
 
     @Test(arguments: modes)
