@@ -17,10 +17,9 @@ let package = Package(
             name: "CSysShims",
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])],
             linkerSettings: [
-                .linkedLibrary("archive"),
                 .linkedLibrary("crypto"),
                 .linkedLibrary("isal"),
-                .linkedLibrary("curl"),
+                .linkedLibrary("dl"),
                 .linkedLibrary("zstd"),
                 .linkedLibrary("seccomp"),
                 .linkedLibrary("cap"),

@@ -374,10 +374,10 @@ static void set_identity(const csys_container_plan *p, int setgroups_ok, const g
         if (!(caps & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
             FAIL("capabilities", "cannot drop capability %d: %s", c, strerror(errno));
     }
-    if (setgroups_ok && setgroups((size_t)ngroups, groups) < 0)
+    if (setgroups_ok && syscall(SYS_setgroups, (size_t)ngroups, groups) < 0)
         FAIL("user", "setgroups: %s", strerror(errno));
-    if (setresgid(gid, gid, gid) < 0) FAIL("user", "cannot switch to gid %u: %s", gid, strerror(errno));
-    if (setresuid(uid, uid, uid) < 0) FAIL("user", "cannot switch to uid %u: %s", uid, strerror(errno));
+    if (syscall(SYS_setresgid, gid, gid, gid) < 0) FAIL("user", "cannot switch to gid %u: %s", gid, strerror(errno));
+    if (syscall(SYS_setresuid, uid, uid, uid) < 0) FAIL("user", "cannot switch to uid %u: %s", uid, strerror(errno));
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof data);
@@ -498,7 +498,9 @@ static int child_main(const csys_container_plan *p) {
     /* from here until exec nobody may ptrace us or open /proc/PID/exe (the ctr binary) */
     prctl(PR_SET_DUMPABLE, 0);
     if (p->userns) {
-        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+        /* raw syscalls: after a raw clone3 glibc's wrappers would wait for the parent's other
+         * threads (copied in its thread list, absent here) to acknowledge the id change */
+        if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
             FAIL("userns", "cannot become root in the user namespace: %s", strerror(errno));
     }
     if (p->cgroupns && unshare(CLONE_NEWCGROUP) < 0 && errno != EINVAL)
@@ -521,7 +523,7 @@ static int child_main(const csys_container_plan *p) {
     setup_stdio(p->stdio, p->tty, p->sync_fd, p);
 
     if (p->init) {
-        pid_t child = fork();
+        pid_t child = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL); /* raw: see above */
         if (child < 0) FAIL("init", "fork: %s", strerror(errno));
         if (child > 0) {
             /* pid 1: nothing of the command's confinement is needed to forward and reap, but

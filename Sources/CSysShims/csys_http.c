@@ -18,6 +18,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void global_init(void) { curl_global_init(CURL_GLOBAL_ALL); }
 
 csys_http *csys_http_new(void) {
+    if (csys_load_curl(NULL) != 0) return NULL;
     pthread_once(&once, global_init);
     csys_http *h = calloc(1, sizeof *h);
     if (!h) return NULL;

@@ -652,6 +652,6 @@ static int run_utf8(csys_apply *a, int extract) {
     return rc;
 }
 
-int csys_layer_apply(csys_apply *a) { return run_utf8(a, 1); }
-int csys_layer_scan(csys_apply *a) { return run_utf8(a, 0); }
+int csys_layer_apply(csys_apply *a) { return csys_load_archive(&a->error) != 0 ? -1 : run_utf8(a, 1); }
+int csys_layer_scan(csys_apply *a) { return csys_load_archive(&a->error) != 0 ? -1 : run_utf8(a, 0); }
 int csys_job_layer_apply(void *arg) { return csys_layer_apply(arg) == 0 ? 0 : 1; }

@@ -376,6 +376,7 @@ static int walk(creator *cr, int dfd, const char *prefix, int depth) {
 }
 
 int csys_layer_create(csys_create *c) {
+    if (csys_load_archive(&c->error) != 0) return -1;
     /* names are written as UTF-8 pax records, as docker and buildkit write them (in the C
      * locale libarchive would mark non-ASCII names hdrcharset=BINARY) */
     locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);

@@ -282,7 +282,7 @@ void csys_signals_forward_to(pid_t pid, int tty_master) {
 
 /* ---------------------------------------------------------------- helpers */
 
-int csys_spawn_wait(const char *const *argv, char *errbuf, size_t errlen) {
+pid_t csys_spawn_start(const char *const *argv, int *outfd, char *errbuf, size_t errlen) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) return -1;
     posix_spawn_file_actions_t fa;
@@ -307,10 +307,15 @@ int csys_spawn_wait(const char *const *argv, char *errbuf, size_t errlen) {
         errno = rc;
         return -1;
     }
+    *outfd = pipefd[0];
+    return pid;
+}
+
+int csys_spawn_finish(pid_t pid, int outfd, char *errbuf, size_t errlen) {
     size_t got = 0;
     for (;;) {
         char tmp[512];
-        ssize_t n = read(pipefd[0], tmp, sizeof tmp);
+        ssize_t n = read(outfd, tmp, sizeof tmp);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         if (errbuf && got + 1 < errlen) {
@@ -320,8 +325,15 @@ int csys_spawn_wait(const char *const *argv, char *errbuf, size_t errlen) {
         }
     }
     if (errbuf && errlen) errbuf[got < errlen ? got : errlen - 1] = 0;
-    close(pipefd[0]);
+    close(outfd);
     return csys_wait_exit(pid);
+}
+
+int csys_spawn_wait(const char *const *argv, char *errbuf, size_t errlen) {
+    int fd;
+    pid_t pid = csys_spawn_start(argv, &fd, errbuf, errlen);
+    if (pid < 0) return -1;
+    return csys_spawn_finish(pid, fd, errbuf, errlen);
 }
 
 /* ---------------------------------------------------------------- monitor */

@@ -33,6 +33,7 @@ static la_ssize_t tw_write(struct archive *ar, void *client, const void *buf, si
 }
 
 csys_tar_writer *csys_tar_writer_open(int fd, csys_error *err) {
+    if (csys_load_archive(err) != 0) return NULL;
     csys_tar_writer *w = calloc(1, sizeof *w);
     if (!w) { csys_set_error(err, ENOMEM, "memory", "out of memory"); return NULL; }
     w->fd = fd;
@@ -156,6 +157,7 @@ static int append(char **s, size_t *len, size_t *cap, const char *line) {
 }
 
 int csys_tar_extract_files(int in_fd, int dest_dirfd, char **listing, csys_error *err) {
+    if (csys_load_archive(err) != 0) return -1;
     tx t;
     memset(&t, 0, sizeof t);
     t.err = err;

@@ -11,8 +11,8 @@ public enum Command {
     public static func find(_ name: String) -> String? {
         // getenv, not ProcessInfo's dictionary of the whole environment: this is on ctr run's path
         let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
-        for dir in path.split(separator: ":") + ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
-            let p = "\(dir)/\(name)"
+        for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+            let p = dir + "/" + name
             if access(p, X_OK) == 0 { return p }
         }
         return nil

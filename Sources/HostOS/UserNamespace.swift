@@ -14,12 +14,28 @@ public enum UserNamespace {
             var err = csys_error()
             if csys_write_single_map(pid, uid, gid, &err) != 0 { throw SysError(err) }
         case .mapped(let uids, let gids):
-            try runMapper("newuidmap", pid: pid, ranges: uids, file: "/etc/subuid")
-            try runMapper("newgidmap", pid: pid, ranges: gids, file: "/etc/subgid")
+            // both at once: each is a setuid program that takes a millisecond or two to start
+            let u = try startMapper("newuidmap", pid: pid, ranges: uids, file: "/etc/subuid")
+            let g: Mapper
+            do { g = try startMapper("newgidmap", pid: pid, ranges: gids, file: "/etc/subgid") } catch { _ = u.finish(); throw error }
+            let eu = u.finish(), eg = g.finish()
+            if let eu { throw eu }
+            if let eg { throw eg }
         }
     }
 
-    private static func runMapper(_ tool: String, pid: pid_t, ranges: [IDRange], file: String) throws {
+    struct Mapper {
+        let tool: String, file: String, pid: pid_t, fd: Int32
+        func finish() -> SysError? {
+            var buf = [CChar](repeating: 0, count: 1024)
+            let status = csys_spawn_finish(pid, fd, &buf, buf.count)
+            if status == 0 { return nil }
+            let msg = String(cString: buf).trimmingCharacters(in: .whitespacesAndNewlines)
+            return SysError(stage: "idmap", message: "\(tool) failed: \(msg.isEmpty ? "exit \(status)" : msg) (check \(file))")
+        }
+    }
+
+    private static func startMapper(_ tool: String, pid: pid_t, ranges: [IDRange], file: String) throws -> Mapper {
         guard let path = Command.find(tool) else {
             throw SysError(stage: "idmap", message: "\(tool) not found: install the uidmap package (it maps the ranges in \(file))")
         }
@@ -28,16 +44,17 @@ public enum UserNamespace {
         // posix_spawn: cheaper than Foundation's Process on the `ctr run` path
         let cargs = args.map { strdup($0) } + [nil]
         defer { cargs.forEach { free($0) } }
-        var buf = [CChar](repeating: 0, count: 1024)
-        let status = cargs.withUnsafeBufferPointer { b in
+        var buf = [CChar](repeating: 0, count: 256)
+        var fd: Int32 = -1
+        let child = cargs.withUnsafeBufferPointer { b in
             b.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: b.count) {
-                csys_spawn_wait($0, &buf, buf.count)
+                csys_spawn_start($0, &fd, &buf, buf.count)
             }
         }
-        if status != 0 {
-            let msg = String(cString: buf).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw SysError(stage: "idmap", message: "\(tool) failed: \(msg.isEmpty ? "exit \(status)" : msg) (check \(file))")
+        if child < 0 {
+            throw SysError(stage: "idmap", message: "\(tool) failed: \(String(cString: buf)) (check \(file))")
         }
+        return Mapper(tool: tool, file: file, pid: child, fd: fd)
     }
 
     /// Fork a child that enters a new user namespace mapped by `mapping` and runs

@@ -72,7 +72,14 @@ public struct LayerOps: Sendable {
     }
 
     /// Run `fn` on the job struct in `box`; `errorField` locates its csys_error.
+    /// Load libarchive in this (parent) process before a job that uses it forks.
+    static func loadArchive() throws {
+        var err = csys_error()
+        if csys_load_archive(&err) != 0 { throw SysError(err) }
+    }
+
     private func runJob<T>(_ fn: csys_job_fn, _ box: SharedBox<T>, _ errorField: KeyPath<T, csys_error>, keep: [Int32]) throws -> Int32 {
+        try Self.loadArchive()
         let arg = UnsafeMutableRawPointer(box.pointer)
         let err = (arg + MemoryLayout<T>.offset(of: errorField)!).assumingMemoryBound(to: csys_error.self)
         switch mapping {
@@ -113,6 +120,7 @@ public struct LayerOps: Sendable {
     /// Start applying the layer that arrives on `inFD` (a pipe, say) to `root`; the job owns
     /// `inFD`. Writers feed the pipe, close it, and `wait()` for the report.
     public func startApply(inFD: Int32, to root: String, tree: TreeKind) throws -> ApplyJob {
+        try Self.loadArchive()
         let rootFD = try open(root, O_RDONLY | O_DIRECTORY)
         var a = csys_apply()
         a.in_fd = inFD
@@ -206,6 +214,12 @@ public struct LayerOps: Sendable {
             buf[bytes.count] = 0
         }
         let box = SharedBox(j)
+        // as ourselves first (a tree of our own files needs no user namespace, and starting
+        // one costs newuidmap and newgidmap); the namespace job for what we may not remove
+        if mapping != .root, csys_job_rmtree(box.pointer) == 0 {
+            return Int64(box.pointer.pointee.freed)
+        }
+        box.pointer.pointee.error = csys_error()
         let code = try runJob(csys_job_rmtree, box, \.error, keep: [dfd])
         if code != 0 { throw SysError(box.pointer.pointee.error, fallback: "cannot remove \(path)") }
         return Int64(box.pointer.pointee.freed)

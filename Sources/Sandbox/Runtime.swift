@@ -442,7 +442,9 @@ public struct Runtime: Sendable {
 
     /// `ctr run`: foreground (returns the exit code) or detached (returns 0 after printing the id).
     public func run(_ o: RunOptions, image: ImageRecord?) throws -> (code: Int32, record: ContainerRecord) {
+        Trace.point("image resolved")
         var p = try prepare(o, image: image)
+        Trace.point("prepared")
         var sv: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
             throw SysError.errno("socketpair", "cannot make the sync socket")
@@ -476,7 +478,9 @@ public struct Runtime: Sendable {
         let net: NetworkAttachment?
         do {
             csys_signals_forward_to(pid, master)
+            Trace.point("cloned")
             net = try start(&p, pid: pid, parentFD: sv[0])
+            Trace.point("released (maps written)")
         } catch {
             Glibc.kill(pid, SIGKILL)
             _ = csys_wait_status(pid)
@@ -488,6 +492,7 @@ public struct Runtime: Sendable {
         }
         close(sv[0])
         try? containers.save(record)
+        Trace.point("saved")
         if o.tty {
             let raw = isatty(0) != 0 && csys_tty_raw(0) == 0
             _ = csys_tty_relay(master, o.interactive ? 0 : -1, 1)
@@ -495,11 +500,13 @@ public struct Runtime: Sendable {
             close(master)
         }
         let code = csys_wait_status(pid)
+        Trace.point("exited")
         csys_signals_forward_to(0, -1)
         net?.stop()
         try? p.cgroup?.remove()
         if o.autoRemove {
             try? remove(record)
+            Trace.point("removed")
         } else {
             record.exitCode = code
             record.finished = ImageImport.rfc3339(Date(), fractional: true)

@@ -61,10 +61,6 @@ struct Run: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
 
     func run() throws {
-        let store = try global.store()
-        let notices = Notices()
-        let plat = try platform.map { try Platform(parsing: $0) } ?? .current
-        let record = try Run.image(image, store: store, policy: pull, platform: plat, registry: registry)
         var o = RunOptions(image: image)
         o.command = command.first == "--" ? Array(command.dropFirst()) : command
         o.entrypoint = entrypoint
@@ -91,11 +87,21 @@ struct Run: ParsableCommand {
         o.limits = try ResourceLimits.parse(memory: memory, memorySwap: memorySwap, pidsLimit: pidsLimit, cpus: cpus)
         o.ulimits = ulimit
         o.userns = userns
+        try Self.execute(o, store: try global.store(), pull: pull, platform: platform, registry: { try registry.options() })
+    }
+
+    /// `ctr run` after its flags are read (by ArgumentParser, or by FastRun for the common ones).
+    static func execute(_ opts: RunOptions, store: Store, pull: String, platform: String?,
+                        registry: () throws -> RegistryOptions) throws {
+        var o = opts
+        let notices = Notices()
+        let plat = try platform.map { try Platform(parsing: $0) } ?? .current
         o.platform = plat
+        let record = try Run.image(o.image, store: store, policy: pull, platform: plat, registry: registry)
         var runtime = Runtime(store: store, notice: { notices.say($0) })
         runtime.selfPath = Run.selfPath()
         let (code, rec) = try runtime.run(o, image: record)
-        if detach { Out.line(rec.id) }
+        if o.detach { Out.line(rec.id) }
         if code != 0 { throw ExitCode(code) }
     }
 
@@ -105,13 +111,17 @@ struct Run: ParsableCommand {
 
     /// The image from the store, pulled per policy.
     static func image(_ name: String, store: Store, policy: String, platform: Platform, registry: RegistryFlags) throws -> ImageRecord {
+        try image(name, store: store, policy: policy, platform: platform, registry: { try registry.options() })
+    }
+
+    static func image(_ name: String, store: Store, policy: String, platform: Platform, registry: () throws -> RegistryOptions) throws -> ImageRecord {
         switch policy {
         case "never":
             return try store.resolve(name)
         case "missing", "always":
             if policy == "missing", let r = try? store.resolve(name) { return r }
             let ref = try Reference(parsing: name)
-            let access = try RegistryAccess(registry.options())
+            let access = try RegistryAccess(registry())
             let view = ProgressView(verb: "pull")
             let result = try ImagePull.run(ref, store: store, access: access, platform: platform, progress: view)
             view.finish()

@@ -6,5 +6,7 @@ import Foundation
 // wants them on the subcommand, so move them behind the subcommand path.
 signal(SIGPIPE, SIG_IGN) // a layer child that stops reading must not kill ctr
 csys_signals_init()       // INT, TERM, … are forwarded to a running container, else act as usual
+let rawArgs = Array(CommandLine.arguments.dropFirst())
+if rawArgs.contains("run"), let fast = FastRun.parse(rawArgs) { FastRun.run(fast) }
 let argv = GlobalOptions.hoist(Array(CommandLine.arguments.dropFirst()), root: CTR.self)
 CTR.runMain(argv)

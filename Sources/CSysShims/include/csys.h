@@ -214,6 +214,11 @@ void csys_set_error(csys_error *e, int err, const char *stage, const char *fmt, 
 
 typedef struct csys_tar_writer csys_tar_writer;
 /* A tar stream on fd (uncompressed, pax). NULL with err set on failure. */
+/* libarchive and libcurl are loaded on first use (csys_lazy.c): call these in the parent
+ * before forking a child that uses them. 0, or -1 with err set. */
+int csys_load_archive(csys_error *err);
+int csys_load_curl(csys_error *err);
+
 csys_tar_writer *csys_tar_writer_open(int fd, csys_error *err);
 int csys_tar_add_dir(csys_tar_writer *w, const char *name, int64_t mtime);
 int csys_tar_add_bytes(csys_tar_writer *w, const char *name, const void *data, size_t len, int64_t mtime);

@@ -167,6 +167,9 @@ uint64_t csys_proc_starttime(pid_t pid);
 
 /* Spawn a program (PATH searched) with stdin /dev/null; wait; exit code or -1. For newuidmap. */
 int csys_spawn_wait(const char *const *argv, char *errbuf, size_t errlen);
+/* The same in two halves, so that two programs can run at once (newuidmap and newgidmap). */
+pid_t csys_spawn_start(const char *const *argv, int *outfd, char *errbuf, size_t errlen);
+int csys_spawn_finish(pid_t pid, int outfd, char *errbuf, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -79,6 +79,8 @@ public final class HTTPClient: @unchecked Sendable {
     public var connectTimeout = 20
 
     public init() {
+        var loadErr = csys_error()
+        if csys_load_curl(&loadErr) != 0 { FileHandle.standardError.write(Data("Error: \(SysError(loadErr).message)\n".utf8)); exit(125) }
         guard let h = csys_http_new() else { fatalError("libcurl initialisation failed") }
         handle = h
     }

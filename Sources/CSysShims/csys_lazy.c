@@ -1,0 +1,157 @@
+/*
+ * libarchive and libcurl, bound on first use instead of at start-up.
+ *
+ * Linking them pulls in some 35 more libraries (TLS stacks, Kerberos, LDAP, ICU via libxml2)
+ * that the dynamic linker would map and relocate on every ctr invocation — most of `ctr run`'s
+ * start-up. Instead each function used is a two-instruction stub jumping through a pointer;
+ * csys_load_archive() / csys_load_curl() dlopen the library and fill the pointers. They are
+ * called in the parent before any fork (dlopen after fork in a threaded process is unsafe):
+ * by the Swift wrappers before layer jobs, and by the C entry points that run in the parent.
+ * A stub called before its library is loaded aborts with a message, never jumps to nowhere.
+ */
+#include "csys_internal.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void csys_lazy_missing(void) {
+    static const char m[] = "ctr: internal error: a libarchive/libcurl function was called before its library was loaded\n";
+    (void)!write(2, m, sizeof m - 1);
+    abort();
+}
+
+#if defined(__x86_64__)
+#define CSYS_STUB_ASM(sym) \
+    __asm__(".text\n.globl " #sym "\n.type " #sym ",@function\n" #sym ":\n\tjmp *csys_lazy_p_" #sym "(%rip)\n.size " #sym ", .-" #sym "\n");
+#elif defined(__aarch64__)
+#define CSYS_STUB_ASM(sym) \
+    __asm__(".text\n.globl " #sym "\n.type " #sym ",%function\n" #sym ":\n\tadrp x16, csys_lazy_p_" #sym "\n\tldr x16, [x16, :lo12:csys_lazy_p_" #sym "]\n\tbr x16\n.size " #sym ", .-" #sym "\n");
+#else
+#error "csys_lazy.c: add the stub for this architecture"
+#endif
+
+#define CSYS_STUB(sym) \
+    __attribute__((used)) void *csys_lazy_p_##sym = (void *)csys_lazy_missing; \
+    CSYS_STUB_ASM(sym)
+
+#define CSYS_ARCHIVE_SYMS(X) \
+    X(archive_entry_clear) \
+    X(archive_entry_filetype) \
+    X(archive_entry_free) \
+    X(archive_entry_gid) \
+    X(archive_entry_hardlink) \
+    X(archive_entry_mtime) \
+    X(archive_entry_mtime_nsec) \
+    X(archive_entry_new) \
+    X(archive_entry_pathname) \
+    X(archive_entry_perm) \
+    X(archive_entry_rdev) \
+    X(archive_entry_set_filetype) \
+    X(archive_entry_set_gid) \
+    X(archive_entry_set_hardlink) \
+    X(archive_entry_set_mtime) \
+    X(archive_entry_set_pathname) \
+    X(archive_entry_set_perm) \
+    X(archive_entry_set_rdev) \
+    X(archive_entry_set_size) \
+    X(archive_entry_set_symlink) \
+    X(archive_entry_set_uid) \
+    X(archive_entry_size) \
+    X(archive_entry_symlink) \
+    X(archive_entry_uid) \
+    X(archive_entry_xattr_add_entry) \
+    X(archive_entry_xattr_next) \
+    X(archive_entry_xattr_reset) \
+    X(archive_errno) \
+    X(archive_error_string) \
+    X(archive_read_data_block) \
+    X(archive_read_data_skip) \
+    X(archive_read_free) \
+    X(archive_read_new) \
+    X(archive_read_next_header) \
+    X(archive_read_open) \
+    X(archive_read_support_format_tar) \
+    X(archive_set_error) \
+    X(archive_write_close) \
+    X(archive_write_data) \
+    X(archive_write_fail) \
+    X(archive_write_free) \
+    X(archive_write_header) \
+    X(archive_write_new) \
+    X(archive_write_open) \
+    X(archive_write_set_bytes_in_last_block) \
+    X(archive_write_set_bytes_per_block) \
+    X(archive_write_set_format_pax_restricted)
+
+#define CSYS_CURL_SYMS(X) \
+    X(curl_easy_cleanup) \
+    X(curl_easy_getinfo) \
+    X(curl_easy_init) \
+    X(curl_easy_perform) \
+    X(curl_easy_reset) \
+    X(curl_easy_setopt) \
+    X(curl_easy_strerror) \
+    X(curl_global_init) \
+    X(curl_slist_append) \
+    X(curl_slist_free_all)
+
+CSYS_ARCHIVE_SYMS(CSYS_STUB)
+CSYS_CURL_SYMS(CSYS_STUB)
+
+typedef struct lazy_lib {
+    pthread_once_t once;
+    int ok;
+    char why[200];
+} lazy_lib;
+
+static lazy_lib archive_lib = {PTHREAD_ONCE_INIT, 0, ""};
+static lazy_lib curl_lib = {PTHREAD_ONCE_INIT, 0, ""};
+
+#define CSYS_BIND(sym) \
+    if (ok) { \
+        void *p = dlsym(h, #sym); \
+        if (!p) { snprintf(L->why, sizeof L->why, "%s has no %s", name, #sym); ok = 0; } \
+        else csys_lazy_p_##sym = p; \
+    }
+
+static void load_archive(void) {
+    lazy_lib *L = &archive_lib;
+    const char *name = "libarchive.so.13";
+    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
+    int ok = 1;
+    CSYS_ARCHIVE_SYMS(CSYS_BIND)
+    L->ok = ok;
+}
+
+static void load_curl(void) {
+    lazy_lib *L = &curl_lib;
+    const char *name = "libcurl.so.4";
+    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
+    int ok = 1;
+    CSYS_CURL_SYMS(CSYS_BIND)
+    L->ok = ok;
+}
+
+int csys_load_archive(csys_error *err) {
+    pthread_once(&archive_lib.once, load_archive);
+    if (!archive_lib.ok) {
+        if (err) csys_set_error(err, 0, "dlopen", "%s (install libarchive13)", archive_lib.why);
+        return -1;
+    }
+    return 0;
+}
+
+int csys_load_curl(csys_error *err) {
+    pthread_once(&curl_lib.once, load_curl);
+    if (!curl_lib.ok) {
+        if (err) csys_set_error(err, 0, "dlopen", "%s (install libcurl4)", curl_lib.why);
+        return -1;
+    }
+    return 0;
+}
