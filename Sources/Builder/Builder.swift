@@ -19,6 +19,9 @@ public struct BuildOptions: Sendable {
     public var network: String?
     public var cacheDir: String?
     public var platform: Platform = .current
+    /// --secret id=ID,src=PATH (or env=VAR): for RUN --mount=type=secret, never in the image.
+    public var secrets: [String: String] = [:]
+    public var addHosts: [String] = []
 
     public init(context: String) { self.context = context }
 }
@@ -451,6 +454,7 @@ final class BuildRun {
         }
         if argv.isEmpty { throw fail(inst, "RUN needs a command") }
         var network = o.network
+        var mounts: [RunMount] = []
         for f in inst.flags {
             switch f.name {
             case "network":
@@ -459,7 +463,7 @@ final class BuildRun {
                 }
                 if v != "default" { network = v }
             case "mount":
-                throw fail(inst, "RUN --mount is not supported yet")
+                mounts.append(try parseMount(try expand(f.value ?? "", env, inst), inst, state: state))
             case "security":
                 throw fail(inst, "RUN --security=\(f.value ?? ""): not supported (ctr never runs build steps privileged)")
             default:
@@ -472,7 +476,8 @@ final class BuildRun {
             runEnv.append("\(k)=\(v)")
         }
         let key = sha([state.cacheKey, "RUN", argv.joined(separator: "\u{0}"), runEnv.joined(separator: "\u{0}"),
-                       state.config.config?.user ?? "", state.config.config?.workingDir ?? "", network ?? ""].joined(separator: "\n"))
+                       state.config.config?.user ?? "", state.config.config?.workingDir ?? "", network ?? "",
+                       mounts.map(\.cacheKey).joined(separator: "\u{0}")].joined(separator: "\n"))
         let createdBy = "RUN " + (c.isShell ? argv.last! : "[" + argv.map { "\"\($0)\"" }.joined(separator: ", ") + "]")
         if try useCache(key, &state, createdBy: createdBy) { return }
 
@@ -493,6 +498,21 @@ final class BuildRun {
         ro.stdoutFD = 2
         ro.network = network ?? defaultNetwork()
         ro.buildRoot = BuildRoot(lowers: lowers, upper: "\(tmp)/upper", work: "\(tmp)/work", config: cfg)
+        ro.addHosts = o.addHosts
+        var locks: [Int32] = []
+        defer { for fd in locks { close(fd) } }
+        for m in mounts {
+            switch m.kind {
+            case .tmpfs: ro.tmpfs.append(m.target)
+            case .bind(let src, let readonly): ro.volumes.append("\(src):\(m.target)\(readonly ? ":ro" : "")")
+            case .cache(let dir, let locked):
+                if locked {
+                    let fd = open("\(dir).lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+                    if fd >= 0 { flock(fd, LOCK_EX); locks.append(fd) }
+                }
+                ro.volumes.append("\(dir):\(m.target)")
+            }
+        }
         let code: Int32
         do {
             code = try b.runtime.run(ro, image: nil).code
@@ -503,7 +523,7 @@ final class BuildRun {
             throw fail(inst, "\(createdBy): exit status \(code)")
         }
         ranSteps += 1
-        try dropMountPoints(upper: "\(tmp)/upper", lowers: lowers)
+        try dropMountPoints(upper: "\(tmp)/upper", lowers: lowers, extra: mounts.map(\.target))
         try commitUpper("\(tmp)/upper", key: key, &state, createdBy: createdBy)
     }
 
@@ -521,9 +541,16 @@ final class BuildRun {
 
     /// The runtime creates mount points (/etc/hosts, /proc, …) an image may lack; they are not
     /// the step's output. Remove them from the upper dir when they are empty and new.
-    func dropMountPoints(upper: String, lowers: [String]) throws {
+    func dropMountPoints(upper: String, lowers: [String], extra: [String] = []) throws {
         let tree = LayeredTree(layers: lowers)
-        for p in ["etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/shm", "dev/mqueue", "dev/pts", "dev", "proc", "sys", "etc", "run"] {
+        // RUN --mount targets and the dirs made for them, deepest first
+        var targets: [String] = []
+        for t in extra {
+            var comps = t.split(separator: "/").map(String.init)
+            while !comps.isEmpty { targets.append(comps.joined(separator: "/")); comps.removeLast() }
+        }
+        targets.sort { $0.count > $1.count }
+        for p in targets + ["etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/shm", "dev/mqueue", "dev/pts", "dev", "proc", "sys", "etc", "run"] {
             let path = "\(upper)/\(p)"
             var st = stat()
             guard lstat(path, &st) == 0, tree.lookup(p) == nil else { continue }
@@ -593,6 +620,72 @@ final class BuildRun {
     }
 
     func layerTree(_ state: ImageState) throws -> LayeredTree { LayeredTree(layers: try unpackedLayers(state)) }
+
+    // MARK: RUN --mount
+
+    struct RunMount {
+        enum Kind { case bind(String, readonly: Bool), cache(String, locked: Bool), tmpfs }
+        var kind: Kind
+        var target: String
+        var cacheKey: String
+    }
+
+    func parseMount(_ spec: String, _ inst: Instruction, state: ImageState) throws -> RunMount {
+        var f: [String: String] = [:]
+        for part in spec.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            f[kv[0].lowercased()] = kv.count > 1 ? kv[1] : "true"
+        }
+        let type = f["type"] ?? "bind"
+        let wd = state.config.config?.workingDir ?? "/"
+        func absTarget(_ t: String?) throws -> String {
+            guard let t, !t.isEmpty else { throw fail(inst, "RUN --mount=\(spec): needs a target") }
+            return BuildRun.clean(t.hasPrefix("/") ? t : wd + "/" + t)
+        }
+        let target = f["target"] ?? f["dst"] ?? f["destination"]
+        switch type {
+        case "tmpfs":
+            let t = try absTarget(target)
+            return RunMount(kind: .tmpfs, target: t, cacheKey: "tmpfs \(t)")
+        case "cache":
+            let t = try absTarget(target)
+            let id = f["id"] ?? t
+            let sharing = f["sharing"] ?? "shared"
+            guard ["shared", "private", "locked"].contains(sharing) else { throw fail(inst, "RUN --mount=\(spec): sharing must be shared, private or locked") }
+            let dir = "\(cacheDir)/mounts/\(sha(id).prefix(24))"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            return RunMount(kind: .cache(dir, locked: sharing == "locked"), target: t, cacheKey: "cache \(id) \(t)")
+        case "bind":
+            if f["from"] != nil { throw fail(inst, "RUN --mount=type=bind,from=…: binding from a stage or image is not supported yet") }
+            let t = try absTarget(target)
+            let src = BuildRun.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
+            let tree = LayeredTree(plain: context)
+            guard let r = tree.resolve(String(src)), let e = tree.lookup(r) else {
+                throw fail(inst, "RUN --mount=\(spec): \(src.isEmpty ? "." : String(src)) is not in the build context")
+            }
+            // the bound content is part of the step's identity
+            var entries: [FileEntry] = []
+            if e.isDir { try walk(tree, r, into: "", fromContext: true, chown: nil, chmod: nil, &entries) }
+            else { entries.append(try entry(e, path: r, fromContext: true, chown: nil, chmod: nil)) }
+            var h = ""
+            for x in entries { if case .file(let p) = x.kind { h += "\(x.path) \(try fileDigest(p))\n" } else { h += "\(x.path)\n" } }
+            let rw = f["rw"] == "true" || f["readwrite"] == "true"
+            return RunMount(kind: .bind(e.hostPath, readonly: !rw), target: t, cacheKey: "bind \(t) \(sha(h))")
+        case "secret":
+            guard let id = f["id"] ?? target.map({ ($0 as NSString).lastPathComponent }) else {
+                throw fail(inst, "RUN --mount=\(spec): a secret needs an id")
+            }
+            let t = try absTarget(target ?? "/run/secrets/\(id)")
+            guard let src = o.secrets[id] else {
+                if f["required"] == "true" { throw fail(inst, "RUN --mount=\(spec): no secret \"\(id)\" given (--secret id=\(id),src=FILE)") }
+                return RunMount(kind: .tmpfs, target: "/run/ctr-missing-secret-\(id)", cacheKey: "nosecret \(id)")
+            }
+            // not its content: a secret must not change cache keys that end up in shared caches
+            return RunMount(kind: .bind(src, readonly: true), target: t, cacheKey: "secret \(id) \(t)")
+        default:
+            throw fail(inst, "RUN --mount=\(spec): type \(type) is not supported (bind, cache, tmpfs, secret)")
+        }
+    }
 
     // MARK: committing the image
 

@@ -23,6 +23,8 @@ struct Build: ParsableCommand {
     @Option(name: .customLong("digest-file"), help: "Write the image's manifest digest here.") var digestFile: String?
     @Option(name: [.short, .customLong("output")], help: "type=oci-archive|docker-archive|oci-dir,dest=PATH") var outputs: [String] = []
     @Option(help: "Pull base images: missing (default), always, never.") var pull: String = "missing"
+    @Option(name: .customLong("secret"), help: "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret; never stored in the image.") var secrets: [String] = []
+    @Option(name: .customLong("add-host"), help: "HOST:IP for /etc/hosts during RUN.") var addHosts: [String] = []
     @Option(name: .customLong("image-archive"), help: "NAME=PATH: FROM NAME takes the image from this OCI archive, OCI layout dir or docker-archive.") var imageArchives: [String] = []
     @Option(help: "Progress: plain (default), tty, json (accepted; plain lines for now).") var progress: String = "plain"
     @OptionGroup var registry: RegistryFlags
@@ -53,6 +55,31 @@ struct Build: ParsableCommand {
         }
         o.network = network == "default" ? nil : network
         o.cacheDir = cacheDir
+        o.addHosts = addHosts
+        var secretFiles: [String] = []
+        defer { for f in secretFiles { unlink(f) } }
+        for spec in secrets {
+            var f: [String: String] = [:]
+            for part in spec.split(separator: ",") {
+                let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+                f[kv[0]] = kv.count > 1 ? kv[1] : ""
+            }
+            guard let id = f["id"], !id.isEmpty else { throw ValidationError("--secret \(spec): expected id=ID,src=PATH or id=ID,env=VAR") }
+            if let src = f["src"] ?? f["source"] {
+                let path = URL(fileURLWithPath: src).standardizedFileURL.path
+                guard access(path, R_OK) == 0 else { throw CLIError("--secret \(spec): cannot read \(src)") }
+                o.secrets[id] = path
+            } else {
+                let name = f["env"] ?? id
+                guard let v = ProcessInfo.processInfo.environment[name] else { throw CLIError("--secret \(spec): $\(name) is not set") }
+                // an env secret goes through a private file that is removed after the build
+                let dir = (ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"].flatMap { access($0, W_OK) == 0 ? $0 : nil }) ?? NSTemporaryDirectory()
+                let path = "\(dir)/ctr-secret-\(getpid())-\(id)"
+                try Store.writeFile(path: path, data: Data(v.utf8), sync: false, mode: 0o600)
+                secretFiles.append(path)
+                o.secrets[id] = path
+            }
+        }
         var outs: [(ArchiveFormat?, String)] = []
         // base images a CI job already has, by the name the Dockerfile uses
         var archived: [String: ImageRecord] = [:]
