@@ -46,9 +46,12 @@ done
 # --- fixtures -------------------------------------------------------------------------------
 "${SUDO[@]}" mkdir -p "$FIXTURES"
 "${SUDO[@]}" chmod 0755 "$FIXTURES"
-if [ ! -s "$FIXTURES/busybox.tar" ] || [ /bin/busybox -nt "$FIXTURES/busybox.tar" ]; then
+# (an older fixture had the 0700 root of mktemp -d, which users other than root cannot enter)
+if [ ! -s "$FIXTURES/busybox.tar" ] || [ /bin/busybox -nt "$FIXTURES/busybox.tar" ] ||
+   tar -tvf "$FIXTURES/busybox.tar" 2>/dev/null | sed -n 1p | grep -q '^drwx------'; then
   # a busybox root filesystem from Debian's busybox-static: the base image of the demo and tests
   tmp=$(mktemp -d)
+  chmod 0755 "$tmp"
   mkdir -p "$tmp"/{bin,etc,tmp,root,home/user,var/tmp,proc,sys,dev}
   cp /bin/busybox "$tmp/bin/busybox"
   for a in $("$tmp/bin/busybox" --list); do
@@ -66,5 +69,19 @@ if [ ! -s "$FIXTURES/busybox.tar" ] || [ /bin/busybox -nt "$FIXTURES/busybox.tar
   "${SUDO[@]}" mv "$FIXTURES/busybox.tar.tmp" "$FIXTURES/busybox.tar"
   "${SUDO[@]}" rm -rf "$tmp"
   "${SUDO[@]}" chmod 0644 "$FIXTURES/busybox.tar"
+fi
+if [ ! -s "$FIXTURES/debian-bookworm.tar" ] && [ -z "${CTR_SKIP_DEBIAN:-}" ]; then
+  # a Debian bookworm root file system (debootstrap minbase, ~200 MB): the base of the builds
+  # that run apt-get and useradd. Needs Debian's mirror; without it those tests say why and skip.
+  tmp=$(mktemp -d)
+  if "${SUDO[@]}" debootstrap --variant=minbase bookworm "$tmp/root" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$tmp/log" 2>&1; then
+    "${SUDO[@]}" tar --numeric-owner --sort=name --mtime=@1700000000 -C "$tmp/root" -cf "$FIXTURES/debian-bookworm.tar.tmp" .
+    "${SUDO[@]}" mv "$FIXTURES/debian-bookworm.tar.tmp" "$FIXTURES/debian-bookworm.tar"
+    "${SUDO[@]}" chmod 0644 "$FIXTURES/debian-bookworm.tar"
+  else
+    echo "setup: debootstrap failed (no Debian mirror?): the Debian build tests will skip; last lines:" >&2
+    tail -3 "$tmp/log" >&2
+  fi
+  "${SUDO[@]}" rm -rf "$tmp"
 fi
 echo "setup: ready (fixtures in $FIXTURES)" >&2

@@ -115,6 +115,11 @@ final class BuildRun {
     var ranSteps = 0
     let cacheDir: String
     let tmpRoot: String
+    /// Reads stage files this user may not (rootless, files of subordinate ids).
+    lazy var opener: PrivilegedOpener? = {
+        if case .mapped = b.store.ops.mapping { return PrivilegedOpener(mapping: b.store.ops.mapping) }
+        return nil
+    }()
 
     init(builder: Builder, o: BuildOptions, df: Dockerfile, file: String, context: String) {
         self.b = builder
@@ -254,6 +259,11 @@ final class BuildRun {
         }
         state.args = [:]
         if state.config.config == nil { state.config.config = ContainerConfig() }
+        // every image gets a PATH (as BuildKit and buildah do when the base has none)
+        if !(state.config.config?.env ?? []).contains(where: { $0.hasPrefix("PATH=") }) {
+            let env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] + (state.config.config?.env ?? [])
+            state.config.config?.env = env
+        }
         var onbuild = state.config.config?.onBuild ?? []
         state.config.config?.onBuild = nil
         // ONBUILD triggers of the base run first
@@ -542,7 +552,7 @@ final class BuildRun {
     /// The runtime creates mount points (/etc/hosts, /proc, …) an image may lack; they are not
     /// the step's output. Remove them from the upper dir when they are empty and new.
     func dropMountPoints(upper: String, lowers: [String], extra: [String] = []) throws {
-        let tree = LayeredTree(layers: lowers)
+        let tree = LayeredTree(layers: lowers, opener: opener)
         // RUN --mount targets and the dirs made for them, deepest first
         var targets: [String] = []
         for t in extra {
@@ -619,7 +629,14 @@ final class BuildRun {
         return dirs.reversed()
     }
 
-    func layerTree(_ state: ImageState) throws -> LayeredTree { LayeredTree(layers: try unpackedLayers(state)) }
+    func layerTree(_ state: ImageState) throws -> LayeredTree { LayeredTree(layers: try unpackedLayers(state), opener: opener) }
+
+    /// Open a file to copy, through the opener when this user may not read it.
+    func openFile(_ path: String) -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if fd >= 0 || errno != EACCES { return fd }
+        return opener?.open(path, O_RDONLY) ?? -1
+    }
 
     // MARK: RUN --mount
 

@@ -41,7 +41,7 @@ extension BuildRun {
             case "from" where !isAdd:
                 let ref = try expand(f.value ?? "", env.merging(globalArgs) { a, _ in a }, inst)
                 if let i = stageIndex(ref.lowercased(), before: Int.max), let s = states[i] {
-                    fromTree = LayeredTree(layers: try unpackedLayers(s))
+                    fromTree = LayeredTree(layers: try unpackedLayers(s), opener: opener)
                 } else {
                     let rec: ImageRecord
                     do { rec = try b.resolveImage(ref) } catch { throw fail(inst, "\(name) --from=\(ref): \(error)") }
@@ -49,7 +49,7 @@ extension BuildRun {
                     let c = try b.store.config(m)
                     var dirs: [String] = []
                     for (l, d) in zip(m.layers, c.rootfs.diffIDs) { dirs.append(try b.store.unpackedLayer(l, diffID: d)) }
-                    fromTree = LayeredTree(layers: dirs.reversed())
+                    fromTree = LayeredTree(layers: dirs.reversed(), opener: opener)
                 }
             case "chown":
                 let spec = try expand(f.value ?? "", env, inst)
@@ -114,10 +114,6 @@ extension BuildRun {
             for m in matches {
                 guard let e = source.lookup(m) else { continue }
                 if e.isDir {
-                    // a new destination dir takes the source dir's metadata (as BuildKit)
-                    if !destRel.isEmpty && image.lookup(destRel) == nil && !entries.contains(where: { $0.path == destRel }) {
-                        entries.append(try entry(e, path: destRel, fromContext: fromContext, chown: chown, chmod: chmod))
-                    }
                     try walk(source, m, into: destRel, fromContext: fromContext, chown: chown, chmod: chmod, &entries)
                 } else {
                     let base = (m as NSString).lastPathComponent
@@ -147,7 +143,10 @@ extension BuildRun {
     }
 
     func fileDigest(_ path: String) throws -> String {
-        guard let h = try? FileHasher.sha256(path: path) else { throw BuildError("cannot read \(path)") }
+        let fd = openFile(path)
+        guard fd >= 0 else { throw BuildError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard let h = try? FileHasher.sha256(fd: fd) else { throw BuildError("cannot read \(path)") }
         return h
     }
 
@@ -184,7 +183,7 @@ extension BuildRun {
         let mtime = Int64(e.st.st_mtim.tv_sec)
         let clamped = epoch.map { min($0, mtime) } ?? mtime
         if e.isSymlink {
-            let t = (try? FileManager.default.destinationOfSymbolicLink(atPath: e.hostPath)) ?? ""
+            let t = (try? FileManager.default.destinationOfSymbolicLink(atPath: e.hostPath)) ?? opener?.readlink(e.hostPath) ?? ""
             return FileEntry(path: path, kind: .symlink(t), mode: 0o777, uid: chown?.0 ?? ids.0, gid: chown?.1 ?? ids.1, mtime: clamped, size: 0)
         }
         if e.isDir {
@@ -274,7 +273,7 @@ extension BuildRun {
             case .bytes(let d): te.type = CChar(UInt8(ascii: "f")); data = d
             case .file(let p):
                 te.type = CChar(UInt8(ascii: "f"))
-                src = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+                src = openFile(p)
                 if src < 0 { ok = false; message = "\(inst.keyword): cannot read \(p): \(String(cString: strerror(errno)))"; break }
             }
             if !ok { break }
@@ -309,16 +308,13 @@ extension BuildRun {
 }
 
 enum FileHasher {
-    static func sha256(path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw BuildError("cannot read \(path)") }
-        defer { close(fd) }
+    static func sha256(fd: Int32) throws -> String {
         let h = SHA256Hasher()
         var buf = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = read(fd, &buf, buf.count)
             if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw BuildError("cannot read \(path)") }
+            if n < 0 { throw BuildError("read: \(String(cString: strerror(errno)))") }
             if n == 0 { break }
             buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }

@@ -10,9 +10,23 @@ import enum HostOS.IDMapping
 struct LayeredTree {
     let dirs: [String]          // topmost first
     let overlayForm: Bool
+    /// For what this user may not read (layers of a rootless build); nil: plain access only.
+    var opener: PrivilegedOpener?
 
-    init(layers: [String]) { dirs = layers; overlayForm = true }
+    init(layers: [String], opener: PrivilegedOpener? = nil) { dirs = layers; overlayForm = true; self.opener = opener }
     init(plain dir: String) { dirs = [dir]; overlayForm = false }
+
+    /// lstat, through the opener when this user may not look.
+    func lst(_ path: String, _ st: inout stat) -> Bool {
+        if Glibc.lstat(path, &st) == 0 { return true }
+        if errno == EACCES, let opener { return opener.lstat(path, &st) }
+        return false
+    }
+
+    func readlink(_ path: String) -> String? {
+        if let t = try? FileManager.default.destinationOfSymbolicLink(atPath: path) { return t }
+        return opener?.readlink(path)
+    }
 
     struct Entry {
         var hostPath: String
@@ -26,10 +40,11 @@ struct LayeredTree {
         (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0
     }
 
-    static func isOpaque(_ path: String) -> Bool {
+    func isOpaque(_ path: String) -> Bool {
         var v = [UInt8](repeating: 0, count: 4)
         for name in ["user.overlay.opaque", "trusted.overlay.opaque"] {
             if csys_lgetxattr(path, name, &v, 4) > 0 && v[0] == UInt8(ascii: "y") { return true }
+            if errno == EACCES, let opener, opener.xattr(path, name)?.first == UInt8(ascii: "y") { return true }
         }
         return false
     }
@@ -39,7 +54,7 @@ struct LayeredTree {
         let comps = rel.split(separator: "/").map(String.init)
         if comps.isEmpty {
             var st = stat()
-            guard let d = dirs.first, lstat(d, &st) == 0 else { return nil }
+            guard let d = dirs.first, lst(d, &st) else { return nil }
             return Entry(hostPath: d, st: st)
         }
         layerLoop: for d in dirs {
@@ -50,7 +65,7 @@ struct LayeredTree {
             for (i, c) in comps.enumerated() {
                 path += "/" + c
                 var st = stat()
-                if lstat(path, &st) != 0 {
+                if !lst(path, &st) {
                     if opaque { return nil }
                     continue layerLoop
                 }
@@ -58,7 +73,7 @@ struct LayeredTree {
                 if i == comps.count - 1 { return Entry(hostPath: path, st: st) }
                 // a file (or symlink: callers resolve those first) here hides the lower layers' dir
                 if (st.st_mode & S_IFMT) != S_IFDIR { return nil }
-                if overlayForm && Self.isOpaque(path) { opaque = true }
+                if overlayForm && isOpaque(path) { opaque = true }
             }
         }
         return nil
@@ -79,7 +94,7 @@ struct LayeredTree {
             }
             let isLast = i == comps.count - 1
             if e.isSymlink && (!isLast || followFinal) {
-                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: e.hostPath) else { return nil }
+                guard let target = readlink(e.hostPath) else { return nil }
                 let base = target.hasPrefix("/") ? "" : done.joined(separator: "/")
                 let rest = comps[(i + 1)...].joined(separator: "/")
                 let joined = [base, target, rest].filter { !$0.isEmpty }.joined(separator: "/")
@@ -100,22 +115,22 @@ struct LayeredTree {
             for c in comps {
                 path += "/" + c
                 var st = stat()
-                if lstat(path, &st) != 0 || (st.st_mode & S_IFMT) != S_IFDIR { ok = false; break }
+                if !lst(path, &st) || (st.st_mode & S_IFMT) != S_IFDIR { ok = false; break }
             }
             guard ok else {
                 // a whiteout of the dir itself hides lower layers
                 var st = stat()
-                if overlayForm && lstat(path, &st) == 0 && Self.isWhiteout(st) { break }
+                if overlayForm && lst(path, &st) && Self.isWhiteout(st) { break }
                 continue
             }
-            guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { continue }
+            guard let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? opener?.list(path) else { continue }
             for n in names where !hidden.contains(n) && !seen.contains(n) {
                 var st = stat()
-                if overlayForm && lstat(path + "/" + n, &st) == 0 && Self.isWhiteout(st) { hidden.insert(n); continue }
+                if overlayForm && lst(path + "/" + n, &st) && Self.isWhiteout(st) { hidden.insert(n); continue }
                 if overlayForm && n.hasPrefix(".wh.") { continue }
                 seen.insert(n)
             }
-            if overlayForm && Self.isOpaque(path) { break }
+            if overlayForm && isOpaque(path) { break }
         }
         return seen.sorted()
     }

@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <grp.h>
 #include <sys/uio.h>
+#include <sys/socket.h>
+#include <sys/xattr.h>
+#include <linux/openat2.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
@@ -478,4 +481,84 @@ pid_t csys_monitor_start(const csys_container_plan *p, const csys_monitor_args *
         execvp(m->on_exit_argv[0], (char *const *)m->on_exit_argv);
     }
     _exit(0);
+}
+
+/* ---------------------------------------------------------------- fd server */
+
+/* Runs as root of the build's user namespace: opens host paths the parent may not (files of
+ * subordinate ids with modes that shut others out) and passes the fds back. A path with a
+ * symlink in it is refused (RESOLVE_NO_SYMLINKS): the parent walks layer dirs component by
+ * component and never asks through a link; a final symlink comes back as an O_PATH fd. */
+int csys_job_fd_server(void *arg) {
+    csys_fd_server *s = arg;
+    for (;;) {
+        struct { int32_t flags; char path[CSYS_MAX_PATH]; } req;
+        ssize_t n = recv(s->sock, &req, sizeof req, 0);
+        if (n <= 0) return 0; /* the parent is done */
+        if ((size_t)n < sizeof(int32_t) + 1) return 1;
+        ((char *)&req)[n < (ssize_t)sizeof req ? n : (ssize_t)sizeof req - 1] = 0;
+        struct open_how how;
+        memset(&how, 0, sizeof how);
+        how.flags = (uint64_t)(req.flags | O_CLOEXEC | O_NOFOLLOW);
+        how.resolve = RESOLVE_NO_SYMLINKS;
+        int fd = (int)syscall(SYS_openat2, AT_FDCWD, req.path, &how, sizeof how);
+        int32_t result = fd < 0 ? errno : 0;
+        struct iovec iov = {&result, sizeof result};
+        char cbuf[CMSG_SPACE(sizeof(int))];
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (fd >= 0) {
+            memset(cbuf, 0, sizeof cbuf);
+            msg.msg_control = cbuf;
+            msg.msg_controllen = sizeof cbuf;
+            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        }
+        ssize_t w = sendmsg(s->sock, &msg, MSG_NOSIGNAL);
+        if (fd >= 0) close(fd);
+        if (w < 0) return 0;
+    }
+}
+
+int csys_fd_request(int sock, const char *path, int flags) {
+    struct { int32_t flags; char path[CSYS_MAX_PATH]; } req;
+    memset(&req, 0, sizeof req);
+    req.flags = flags;
+    size_t len = strlen(path);
+    if (len >= sizeof req.path) { errno = ENAMETOOLONG; return -1; }
+    memcpy(req.path, path, len + 1);
+    if (send(sock, &req, sizeof(int32_t) + len + 1, MSG_NOSIGNAL) < 0) return -1;
+    int32_t result = 0;
+    struct iovec iov = {&result, sizeof result};
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (n <= 0) { errno = EPIPE; return -1; }
+    if (result != 0) { errno = result; return -1; }
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_type != SCM_RIGHTS) { errno = EPROTO; return -1; }
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
+
+int csys_fd_readlink(int fd, char *buf, size_t len) {
+    ssize_t n = readlinkat(fd, "", buf, len - 1);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    return (int)n;
+}
+
+long csys_fgetxattr(int fd, const char *name, void *value, size_t size) {
+    return (long)fgetxattr(fd, name, value, size);
 }

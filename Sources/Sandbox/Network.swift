@@ -93,14 +93,15 @@ public enum NetworkMode: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// What `ctr run` uses without --network: pasta if usable, else slirp4netns if usable,
+    /// What `ctr run` uses without --network: slirp4netns if usable (podman's default on
+    /// Debian 12; the pasta there, 2023-03, does not answer DNS for the container), else pasta,
     /// else `.none` with a one-line note for stderr saying why.
     public static func resolveDefault(rootless: Bool) -> (NetworkMode, note: String?) {
         resolveDefault(availability: availability())
     }
 
     static func resolveDefault(availability: [NetworkAvailability]) -> (NetworkMode, note: String?) {
-        for helper in [NetworkMode.pasta, .slirp4netns] {
+        for helper in [NetworkMode.slirp4netns, .pasta] {
             if availability.first(where: { $0.name == helper.description })?.available == true {
                 return (helper, nil)
             }

@@ -38,7 +38,7 @@ struct Run: ParsableCommand {
     @Option(name: [.short, .long], help: "Bind mount SOURCE:TARGET[:ro] (or a named volume).") var volume: [String] = []
     @Option(name: .long, help: "Mount a tmpfs at PATH[:OPTIONS].") var tmpfs: [String] = []
     @Flag(name: .customLong("read-only"), help: "Mount the root filesystem read-only.") var readOnly = false
-    @Option(name: [.customLong("network"), .customLong("net")], help: "none, host, pasta, slirp4netns (default: pasta or slirp4netns when usable, else none).") var network: String?
+    @Option(name: [.customLong("network"), .customLong("net")], help: "none, host, pasta, slirp4netns (default: slirp4netns or pasta when usable, else none).") var network: String?
     @Option(name: [.short, .customLong("publish")], help: "Publish a port: [IP:]HOSTPORT:CONTAINERPORT[/udp] (needs pasta or slirp4netns).") var publish: [String] = []
     @Option(name: .long, help: "Container host name.") var hostname: String?
     @Option(name: .customLong("add-host"), help: "Add HOST:IP to /etc/hosts.") var addHost: [String] = []

@@ -35,7 +35,7 @@ import Testing
     RUN <<EOF
     set -e
     echo "built $APP_VERSION: $GREETING" > /src/out.txt
-    mkdir -p /data && chown 1000:1000 /data
+    mkdir -p /data && chown 1000:1000 /data && chmod 0700 /data
     EOF
     USER 1000
     RUN id -u > /data/who && touch /data/by-user
@@ -84,7 +84,7 @@ import Testing
                                   "id -u; pwd; stat -c '%u:%g %a %n' /data /data/who /data/by-user /home/user/config.ini /opt/app/out.txt; cat /data/who /etc/motd"])
         #expect(look.status == 0, "\(look)")
         #expect(look.lines == ["1000", "/opt/app",
-                               "1000:1000 755 /data", "1000:1000 644 /data/who", "1000:1000 644 /data/by-user",
+                               "0:0 755 /data", "1000:1000 644 /data/who", "1000:1000 644 /data/by-user",
                                "1000:1000 600 /home/user/config.ini", "0:0 644 /opt/app/out.txt",
                                "1000", "welcome to nothing"], "\(look)")  // GREETING is the builder stage's ENV, not this one's
         let insp = try w.ctrHome(["inspect", "demo:1"])
@@ -236,5 +236,106 @@ import Testing
         try write(w, "escape/Dockerfile", "FROM busybox:local\nCOPY ../../../../etc/passwd /stolen\n")
         let esc = try build(w, ["-t", "e:1", "\(w.dir)/escape"])
         #expect(esc.status != 0, "\(esc)")
+    }
+
+    /// apt-get and useradd in RUN, rootless, on a debootstrap'd bookworm.
+    @Test(arguments: modes)
+    func debianAptGetAndUseradd(_ who: Who) throws {
+        guard TestEnv.haveDebian else { print("skip: no \(TestEnv.debianTar) (scripts/setup.sh makes it with debootstrap; it needs Debian's mirror)"); return }
+        guard let w = try prepared(who) else { return }
+        expectOK(try w.ctrHome(["import", "-q", "--tag", "debian:bookworm", TestEnv.debianTar]))
+        try write(w, "deb/Dockerfile", """
+            FROM debian:bookworm
+            RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*
+            RUN useradd -m -u 1500 -s /bin/bash app
+            USER app
+            WORKDIR /home/app
+            CMD ["python3", "-c", "import os; print('python', os.getuid(), os.getcwd())"]
+            """)
+        // RUN needs the network for apt-get: the host's where no private network can run
+        let b = try w.ctrHome(["build", "-t", "py:1", "\(w.dir)/deb"])
+        if b.status != 0 && (b.stderr.contains("Temporary failure resolving") || b.stderr.contains("Could not resolve")) {
+            print("skip: Debian's mirror is not reachable from here: \(b.stderr.suffix(300))")
+            return
+        }
+        expectOK(b, "build")
+        let r = try w.ctrHome(["run", "--rm", "--network", "none", "py:1"])
+        #expect(r.stdout == "python 1500 /home/app\n", "\(r)")
+        let who2 = try w.ctrHome(["run", "--rm", "--network", "none", "py:1", "sh", "-c", "id -un; stat -c '%U %G %a' /home/app; getent passwd app | cut -d: -f6,7"])
+        #expect(who2.lines == ["app", "app app 755", "/home/app:/bin/bash"], "\(who2)")
+    }
+
+    /// The same Dockerfile through buildah (rootless): the same files with the same owners and
+    /// modes, and the same config. (buildah 1.28 has no heredocs, so this one has none.)
+    @Test func sameResultAsBuildah() throws {
+        guard TestEnv.have("buildah"), TestEnv.have("runc") else { print("skip: buildah or runc not installed"); return }
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard let w = try prepared(who) else { return }
+        try write(w, "ctx/Dockerfile", """
+            ARG BASE=busybox:local
+            FROM ${BASE} AS builder
+            WORKDIR /src
+            COPY app/ ./
+            RUN mkdir -p /data && chown 1000:1000 /data && chmod 0750 /data && echo built > /src/out.txt
+            USER 1000
+            RUN id -u > /data/who
+
+            FROM ${BASE}
+            LABEL org.example.name=demo
+            ENV A=1 B="two words"
+            COPY --from=builder /src/ /opt/app/
+            COPY --from=builder /data /data
+            COPY --chown=1000:1000 --chmod=0600 app/config.ini /home/user/config.ini
+            COPY app/tree /srv/tree
+            EXPOSE 8080/tcp
+            WORKDIR /opt/app
+            USER user
+            ENTRYPOINT ["cat"]
+            CMD ["/opt/app/out.txt"]
+            """)
+        try write(w, "ctx/app/main.sh", "echo main\n")
+        try write(w, "ctx/app/config.ini", "[x]\ny=1\n")
+        try write(w, "ctx/app/tree/a/b.txt", "b\n")
+        expectOK(try w.sh(["chmod", "0751", "\(w.dir)/ctx/app/tree/a"]))
+        expectOK(try w.sh(["chmod", "0755", "\(w.dir)/ctx/app/main.sh"]))
+        expectOK(try build(w, ["-q", "-t", "cmp:ctr", "\(w.dir)/ctx"]))
+
+        // buildah, in its own storage, on the same base image
+        let bh = "\(w.dir)/buildah"
+        let xdg = "\(w.dir)/xdg"
+        expectOK(try w.sh(["mkdir", "-m", "700", "-p", xdg]))
+        let env = ["XDG_RUNTIME_DIR": xdg, "HOME": w.home]
+        let B = ["buildah", "--root", "\(bh)/root", "--runroot", "\(bh)/run", "--storage-driver", "vfs"]
+        expectOK(try w.ctrHome(["save", "-o", "\(w.dir)/base.tar", "busybox:local"]))
+        expectOK(try w.sh(B + ["pull", "-q", "oci-archive:\(w.dir)/base.tar"], env: env), "buildah pull")
+        let bb = try w.sh(B + ["bud", "-q", "--layers", "--runtime", "runc", "--isolation", "oci", "--network", "host",
+                               "--build-arg", "BASE=docker.io/library/busybox:local", "-t", "cmp:buildah", "\(w.dir)/ctx"], env: env)
+        if bb.status != 0 {
+            Issue.record("buildah bud failed here: \(bb)")
+            return
+        }
+        expectOK(try w.sh(B + ["push", "cmp:buildah", "oci-archive:\(w.dir)/buildah.tar:cmp:buildah"], env: env), "buildah push")
+        expectOK(try w.ctrHome(["load", "-q", "-i", "\(w.dir)/buildah.tar"]))
+
+        // the files, as seen inside
+        let list = "find /opt /data /home/user /srv | sort | xargs stat -c '%n %u:%g %a %F %s'"
+        let mine = try w.ctrHome(["run", "--rm", "--network", "none", "--entrypoint", "sh", "cmp:ctr", "-c", list])
+        let theirs = try w.ctrHome(["run", "--rm", "--network", "none", "--entrypoint", "sh", "cmp:buildah", "-c", list])
+        expectOK(mine)
+        #expect(!mine.stdout.isEmpty && mine.stdout == theirs.stdout, "ctr:\n\(mine.stdout)\nbuildah:\n\(theirs.stdout)")
+
+        // the config
+        func config(_ name: String) throws -> [String: Any] {
+            let r = try w.ctrHome(["inspect", name])
+            let j = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
+            return j?.first?["Config"] as? [String: Any] ?? [:]
+        }
+        let a = try config("cmp:ctr"), b2 = try config("cmp:buildah")
+        for k in ["Env", "Cmd", "Entrypoint", "User", "WorkingDir", "ExposedPorts"] {
+            #expect(String(describing: a[k] ?? "none") == String(describing: b2[k] ?? "none"), "\(k): ctr \(a[k] ?? "none") buildah \(b2[k] ?? "none")")
+        }
+        var lb = (b2["Labels"] as? [String: String]) ?? [:]
+        lb.removeValue(forKey: "io.buildah.version")  // buildah stamps its version
+        #expect((a["Labels"] as? [String: String]) == lb, "labels: \(a["Labels"] ?? "") vs \(lb)")
     }
 }

@@ -43,6 +43,8 @@ enum TestEnv {
     static let fixtures = ProcessInfo.processInfo.environment["CTR_FIXTURES"] ?? "/var/tmp/ctr-fixtures"
     static let busyboxTar = "\(fixtures)/busybox.tar"
     static var haveBusybox: Bool { access(busyboxTar, R_OK) == 0 }
+    static let debianTar = "\(fixtures)/debian-bookworm.tar"
+    static var haveDebian: Bool { access(debianTar, R_OK) == 0 }
     static let setupHint = "run scripts/setup.sh (it installs packages, test users and fixtures)"
 
     static var currentUserName: String { String(cString: getpwuid(getuid())!.pointee.pw_name) }

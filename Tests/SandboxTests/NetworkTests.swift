@@ -16,7 +16,7 @@ import Testing
     @Test(arguments: ["private", "default", "bridge"])
     func privateAliasesMeanBestAvailable(_ value: String) throws {
         #expect(try NetworkMode.parseName(value) == nil)
-        #expect(try NetworkMode.resolve(value, availability: Self.table(pasta: true, slirp: true)) == .pasta)
+        #expect(try NetworkMode.resolve(value, availability: Self.table(pasta: true, slirp: true)) == .slirp4netns)
         #expect(try NetworkMode.resolve(value, availability: Self.table(pasta: false, slirp: true)) == .slirp4netns)
         let e = #expect(throws: NetworkError.self) {
             try NetworkMode.resolve(value, availability: Self.table(pasta: false, slirp: false))
@@ -43,8 +43,9 @@ import Testing
     }
 
     @Test func defaultResolution() {
-        #expect(NetworkMode.resolveDefault(availability: Self.table(pasta: true, slirp: true)) == (.pasta, nil))
+        #expect(NetworkMode.resolveDefault(availability: Self.table(pasta: true, slirp: true)) == (.slirp4netns, nil))
         #expect(NetworkMode.resolveDefault(availability: Self.table(pasta: false, slirp: true)) == (.slirp4netns, nil))
+        #expect(NetworkMode.resolveDefault(availability: Self.table(pasta: true, slirp: false)) == (.pasta, nil))
         let (m, note) = NetworkMode.resolveDefault(availability: Self.table(pasta: false, slirp: false))
         #expect(m == .none)
         #expect(note == "no network: pasta and slirp4netns need /dev/net/tun, which this user cannot open; use --network host for the host's network")
