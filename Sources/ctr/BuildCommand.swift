@@ -23,6 +23,7 @@ struct Build: ParsableCommand {
     @Option(name: .customLong("digest-file"), help: "Write the image's manifest digest here.") var digestFile: String?
     @Option(name: [.short, .customLong("output")], help: "type=oci-archive|docker-archive|oci-dir,dest=PATH") var outputs: [String] = []
     @Option(help: "Pull base images: missing (default), always, never.") var pull: String = "missing"
+    @Flag(name: .customLong("push"), help: "Push every -t name to its registry after the build.") var push = false
     @Option(name: .customLong("secret"), help: "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret; never stored in the image.") var secrets: [String] = []
     @Option(name: .customLong("add-host"), help: "HOST:IP for /etc/hosts during RUN.") var addHosts: [String] = []
     @Option(name: .customLong("image-archive"), help: "NAME=PATH: FROM NAME takes the image from this OCI archive, OCI layout dir or docker-archive.") var imageArchives: [String] = []
@@ -31,6 +32,7 @@ struct Build: ParsableCommand {
     @Argument(help: "The build context directory.") var context: String = "."
 
     func run() throws {
+        if push && tags.isEmpty { throw CLIError("--push needs a name to push to: -t REGISTRY/REPO:TAG") }
         let store = try global.store()
         var o = BuildOptions(context: context)
         o.file = file
@@ -124,6 +126,16 @@ struct Build: ParsableCommand {
                 try ImageArchive.save([result.imageID.encoded], from: store, format: fmt, output: dest)
             } else {
                 try Unpack.unpack(store: store, image: result.imageID.encoded, destination: dest)
+            }
+        }
+        if push {
+            let access = try RegistryAccess(registry.options())
+            let record = try store.resolve(result.imageID.encoded)
+            for t in o.tags {
+                let view = quiet ? nil : ProgressView(verb: "push")
+                let pushed = try ImagePush.run(record, to: t, store: store, access: access, progress: view, chunkSize: nil)
+                view?.finish()
+                if !quiet { FileHandle.standardError.write(Data("pushed \(t.string): \(pushed.digest)\n".utf8)) }
             }
         }
         if !quiet {

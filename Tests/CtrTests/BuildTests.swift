@@ -167,6 +167,23 @@ import Testing
         expectOneLineError(try build(w, ["-q", "\(w.dir)/ctx2"]), mentions: "Dockerfile:2")
     }
 
+    @Test func pushAfterBuild() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard let w = try prepared(who), let reg = TestRegistry.plain else { return }
+        try write(w, "ctx/Dockerfile", "FROM busybox:local\nRUN echo pushed > /p\n")
+        let ref = "\(reg.addr)/build/\(UUID().uuidString.prefix(8).lowercased()):1"
+        let b = try build(w, ["--push", "-t", ref, "--digest-file", "\(w.dir)/d", "\(w.dir)/ctx"])
+        expectOK(b)
+        let digest = try String(contentsOfFile: "\(w.dir)/d", encoding: .utf8)
+        #expect(b.stderr.contains("pushed \(ref)") || b.stderr.contains("pushed docker.io"), "\(b.stderr)")
+        let fresh = "\(w.dir)/fresh"
+        let r = try w.ctrHome(["run", "--rm", "--network", "none", ref, "cat", "/p"], root: fresh)
+        #expect(r.stdout == "pushed\n", "\(r)")
+        let insp = try w.ctrHome(["inspect", ref], root: fresh)
+        #expect(insp.stdout.contains(digest), "the pushed manifest is the built one")
+        expectOneLineError(try build(w, ["-q", "--push", "\(w.dir)/ctx"]), mentions: "--push")
+    }
+
     @Test func reproducibleWithSourceDateEpoch() throws {
         let who: Who = Who.rootless.available ? .rootless : .root
         guard let w = try prepared(who) else { return }
