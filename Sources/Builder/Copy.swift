@@ -35,6 +35,7 @@ extension BuildRun {
         let env = environment(state)
         var chown: (Int64, Int64)?
         var chmod: UInt32?
+        var checksum: Digest?
         var fromTree: LayeredTree?
         for f in inst.flags {
             switch f.name {
@@ -70,7 +71,9 @@ extension BuildRun {
             case "link":
                 continue  // every COPY layer here is independent of what is below it anyway
             case "checksum" where isAdd:
-                throw fail(inst, "ADD --checksum applies to URLs, which are not supported yet")
+                let v = try expand(f.value ?? "", env, inst)
+                guard let d = try? Digest(parsing: v) else { throw fail(inst, "ADD --checksum=\(v): expected sha256:HEX") }
+                checksum = d
             default:
                 throw fail(inst, "\(name) --\(f.name) is not supported")
             }
@@ -90,6 +93,8 @@ extension BuildRun {
         var hashInput = ""
         let docs = Dictionary(heredocs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var matchedAny = 0
+        var extracted: [String] = []
+        defer { for d in extracted { _ = try? b.store.ops.removeTree(d) } }
         for raw in sources {
             if let h = docs[raw] {
                 let content = h.expand ? try expand(h.content, env, inst) : h.content
@@ -101,10 +106,18 @@ extension BuildRun {
                 matchedAny += 1
                 continue
             }
-            if isAdd && (raw.hasPrefix("http://") || raw.hasPrefix("https://") || raw.hasPrefix("git@")) {
-                throw fail(inst, "ADD \(raw): URLs are not supported yet")
-            }
             let expanded = try expand(raw, env, inst)
+            if isAdd && (expanded.hasPrefix("http://") || expanded.hasPrefix("https://")) {
+                // a download: its content (checked against --checksum) is the source; 0600 as Docker
+                let (data, name) = try download(expanded, checksum: checksum, inst)
+                let path = destIsDir ? (destRel.isEmpty ? name : destRel + "/" + name) : destRel
+                entries.append(FileEntry(path: path, kind: .bytes(data), mode: chmod ?? 0o600, uid: chown?.0 ?? 0, gid: chown?.1 ?? 0,
+                                         mtime: epoch ?? Int64(Date().timeIntervalSince1970), size: UInt64(data.count)))
+                hashInput += "url \(path) \(Digest.sha256(data))\n"
+                matchedAny += 1
+                continue
+            }
+            if isAdd && expanded.hasPrefix("git@") { throw fail(inst, "ADD \(expanded): git sources are not supported") }
             let matches = try glob(source, expanded, fromContext: fromContext, inst: inst)
             if matches.isEmpty {
                 throw fail(inst, "\(name) \(expanded): no such file or directory in \(fromContext ? "the build context" : "the source image")")
@@ -113,6 +126,19 @@ extension BuildRun {
             let many = matches.count > 1 || destIsDir
             for m in matches {
                 guard let e = source.lookup(m) else { continue }
+                if isAdd && fromContext && e.isRegular && (try? LayerOps.scan(blob: e.hostPath)) != nil {
+                    // a local tar (any compression) is unpacked at the destination, owners kept
+                    let dir = "\(tmpRoot)/add-\(UUID().uuidString.lowercased())"
+                    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                    extracted.append(dir)
+                    do { _ = try b.store.ops.apply(blob: e.hostPath, to: dir, tree: .plain) } catch {
+                        throw fail(inst, "ADD \(m): cannot unpack it: \(error)")
+                    }
+                    let tree = LayeredTree(plain: dir, opener: opener)
+                    try walk(tree, "", into: destRel, fromContext: false, chown: chown, chmod: chmod, &entries)
+                    hashInput += "archive \(m) \(try fileDigest(e.hostPath))\n"
+                    continue
+                }
                 if e.isDir {
                     try walk(source, m, into: destRel, fromContext: fromContext, chown: chown, chmod: chmod, &entries)
                 } else {
@@ -319,5 +345,25 @@ enum FileHasher {
             buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
         return h.finalize().encoded
+    }
+}
+
+extension BuildRun {
+    /// ADD https://…: the body (bounded to 1 GiB in memory) and the file name from the URL.
+    func download(_ url: String, checksum: Digest?, _ inst: Instruction) throws -> (Data, String) {
+        let client = HTTPClient()
+        let resp: HTTPResponse
+        do {
+            resp = try client.perform(HTTPRequest(url: url), tls: TLSSettings(), sink: BodySink(maxMemory: 1 << 30))
+        } catch {
+            throw fail(inst, "ADD \(url): \(error)")
+        }
+        guard (200..<300).contains(resp.status) else { throw fail(inst, "ADD \(url): HTTP \(resp.status)") }
+        if let checksum, Digest.sha256(resp.body) != checksum {
+            throw fail(inst, "ADD \(url): checksum mismatch: got \(Digest.sha256(resp.body)), --checksum says \(checksum)")
+        }
+        var name = URL(string: url)?.lastPathComponent ?? ""
+        if name.isEmpty || name == "/" { name = "index.html" }
+        return (resp.body, name)
     }
 }

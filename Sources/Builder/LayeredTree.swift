@@ -14,7 +14,7 @@ struct LayeredTree {
     var opener: PrivilegedOpener?
 
     init(layers: [String], opener: PrivilegedOpener? = nil) { dirs = layers; overlayForm = true; self.opener = opener }
-    init(plain dir: String) { dirs = [dir]; overlayForm = false }
+    init(plain dir: String, opener: PrivilegedOpener? = nil) { dirs = [dir]; overlayForm = false; self.opener = opener }
 
     /// lstat, through the opener when this user may not look.
     func lst(_ path: String, _ st: inout stat) -> Bool {

@@ -167,6 +167,32 @@ import Testing
         expectOneLineError(try build(w, ["-q", "\(w.dir)/ctx2"]), mentions: "Dockerfile:2")
     }
 
+    @Test(arguments: modes)
+    func addUnpacksLocalTarsAndFetchesURLs(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        try write(w, "src/pkg/bin/tool", "#!/bin/sh\necho tool\n")
+        try write(w, "src/pkg/share/doc.txt", "doc\n")
+        try write(w, "ctx/plain.txt", "not an archive\n")
+        expectOK(try w.sh(["tar", "--owner=1000", "--group=1000", "--mode=u+rwX,go+rX", "-czf", "\(w.dir)/ctx/pkg.tar.gz", "-C", "\(w.dir)/src", "pkg"]))
+        let body = Data("fetched over http\n".utf8)
+        let server = try FaultServer { _ in .respond(status: 200, headers: [:], body: body) }
+        let sum = "sha256:" + Digest256.hex(body)
+        try write(w, "ctx/Dockerfile", """
+            FROM busybox:local
+            ADD pkg.tar.gz /opt/
+            ADD plain.txt /plain.txt
+            ADD --checksum=\(sum) http://\(server.addr)/files/notes.txt /downloads/
+            """)
+        expectOK(try build(w, ["-q", "-t", "add:1", "\(w.dir)/ctx"]))
+        let r = try w.ctrHome(["run", "--rm", "--network", "none", "add:1", "sh", "-c",
+                               "stat -c '%n %u:%g %a' /opt/pkg/share/doc.txt /downloads/notes.txt; cat /plain.txt /downloads/notes.txt /opt/pkg/share/doc.txt"])
+        #expect(r.lines == ["/opt/pkg/share/doc.txt 1000:1000 644", "/downloads/notes.txt 0:0 600",
+                            "not an archive", "fetched over http", "doc"], "\(r)")
+        // a wrong checksum stops the build, naming the line
+        try write(w, "bad/Dockerfile", "FROM busybox:local\nADD --checksum=sha256:\(String(repeating: "0", count: 64)) http://\(server.addr)/x /x\n")
+        expectOneLineError(try build(w, ["-q", "\(w.dir)/bad"]), mentions: "Dockerfile:2: ADD")
+    }
+
     @Test func pushAfterBuild() throws {
         let who: Who = Who.rootless.available ? .rootless : .root
         guard let w = try prepared(who), let reg = TestRegistry.plain else { return }
@@ -354,5 +380,21 @@ import Testing
         var lb = (b2["Labels"] as? [String: String]) ?? [:]
         lb.removeValue(forKey: "io.buildah.version")  // buildah stamps its version
         #expect((a["Labels"] as? [String: String]) == lb, "labels: \(a["Labels"] ?? "") vs \(lb)")
+    }
+}
+
+enum Digest256 {
+    static func hex(_ d: Data) -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        let inp = Pipe(), out = Pipe()
+        p.standardInput = inp
+        p.standardOutput = out
+        try? p.run()
+        inp.fileHandleForWriting.write(d)
+        try? inp.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: o, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
     }
 }
