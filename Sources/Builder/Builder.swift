@@ -37,6 +37,56 @@ public struct BuildResult: Sendable {
     public var manifest: Descriptor
     public var steps: Int
     public var cached: Int
+    /// Every layer step of this build (run or cached): what --cache-to exports.
+    public var cacheEntries: [BuildCacheEntry]
+}
+
+/// One step of the cache: its key and the layer it made.
+public struct BuildCacheEntry: Codable, Sendable, Hashable {
+    public var key: String
+    public var layer: Descriptor
+    public var diffID: Digest
+}
+
+/// The build cache as an image (for --cache-to / --cache-from a registry): the layers of the
+/// steps, and the keys in a label, so any registry stores it and any pull brings it back.
+public enum BuildCacheImage {
+    public static let label = "io.github.ctr.build-cache.v1"
+
+    public static func make(_ entries: [BuildCacheEntry], store: Store, name: Reference, platform: Platform) throws {
+        var seen = Set<Digest>()
+        var layers: [Descriptor] = [], diffIDs: [Digest] = []
+        for e in entries where seen.insert(e.layer.digest).inserted {
+            layers.append(e.layer)
+            diffIDs.append(e.diffID)
+        }
+        let keys = String(decoding: try JSONEncoder().encode(entries), as: UTF8.self)
+        var cc = ContainerConfig()
+        cc.labels = [label: keys]
+        let config = ImageConfig(architecture: platform.architecture, os: platform.os, config: cc, rootfs: RootFS(diffIDs: diffIDs))
+        let configData = try CanonicalJSON.encode(config)
+        try store.writing {
+            let configDesc = try store.putBlob(configData, mediaType: .ociConfig)
+            let manifest = Manifest(mediaType: .ociManifest, config: configDesc, layers: layers)
+            let desc = try store.putBlob(try CanonicalJSON.encode(manifest), mediaType: .ociManifest)
+            try store.setName(name, to: desc)
+        }
+    }
+
+    /// The entries of a pulled cache image, written into the cache dir. Returns how many.
+    public static func importEntries(_ image: ImageRecord, store: Store, cacheDir: String?) throws -> Int {
+        let manifest = try store.manifest(image.descriptor)
+        let config = try store.config(manifest)
+        guard let text = config.config?.labels?[label],
+              let entries = try? JSONDecoder().decode([BuildCacheEntry].self, from: Data(text.utf8)) else { return 0 }
+        let dir = cacheDir ?? "\(store.root)/build-cache"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for e in entries {
+            let data = try JSONEncoder().encode(BuildRun.CacheEntry(layer: e.layer, diffID: e.diffID))
+            try Store.atomicWrite(path: "\(dir)/\(e.key).json", data: data)
+        }
+        return entries.count
+    }
 }
 
 /// One stage's image as the build goes.
@@ -113,6 +163,7 @@ final class BuildRun {
     var totalSteps = 0
     var cachedSteps = 0
     var ranSteps = 0
+    var cacheEntries: [BuildCacheEntry] = []
     let cacheDir: String
     let tmpRoot: String
     /// Reads stage files this user may not (rootless, files of subordinate ids).
@@ -223,7 +274,8 @@ final class BuildRun {
         if !unused.isEmpty {
             b.progress("[Warning] one or more build args were not consumed: \(unused.sorted().joined(separator: ", "))")
         }
-        return BuildResult(imageID: imageID, manifest: manifestDesc, steps: stepNumber, cached: cachedSteps)
+        return BuildResult(imageID: imageID, manifest: manifestDesc, steps: stepNumber, cached: cachedSteps,
+                           cacheEntries: cacheEntries)
     }
 
     func stageIndex(_ name: String, before i: Int) -> Int? {
@@ -597,6 +649,7 @@ final class BuildRun {
         state.config.rootfs.diffIDs = state.diffIDs
         state.cacheKey = key
         addHistory(&state, createdBy, empty: false)
+        cacheEntries.append(BuildCacheEntry(key: key, layer: layer, diffID: diffID))
         let entry = CacheEntry(layer: layer, diffID: diffID)
         if let data = try? JSONEncoder().encode(entry) {
             try? Store.atomicWrite(path: "\(cacheDir)/\(key).json", data: data)
@@ -615,6 +668,7 @@ final class BuildRun {
               b.store.hasBlob(e.layer.digest) else { return false }
         b.progress("--> CACHED")
         cachedSteps += 1
+        cacheEntries.append(BuildCacheEntry(key: key, layer: e.layer, diffID: e.diffID))
         state.layers.append(e.layer)
         state.diffIDs.append(e.diffID)
         state.config.rootfs.diffIDs = state.diffIDs

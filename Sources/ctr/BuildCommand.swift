@@ -23,6 +23,8 @@ struct Build: ParsableCommand {
     @Option(name: .customLong("digest-file"), help: "Write the image's manifest digest here.") var digestFile: String?
     @Option(name: [.short, .customLong("output")], help: "type=oci-archive|docker-archive|oci-dir,dest=PATH") var outputs: [String] = []
     @Option(help: "Pull base images: missing (default), always, never.") var pull: String = "missing"
+    @Option(name: .customLong("cache-from"), help: "A registry repository (REGISTRY/REPO[:TAG] or type=registry,ref=…) to take cached steps from.") var cacheFrom: [String] = []
+    @Option(name: .customLong("cache-to"), help: "A registry repository to push this build's cached steps to.") var cacheTo: String?
     @Flag(name: .customLong("push"), help: "Push every -t name to its registry after the build.") var push = false
     @Option(name: .customLong("secret"), help: "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret; never stored in the image.") var secrets: [String] = []
     @Option(name: .customLong("add-host"), help: "HOST:IP for /etc/hosts during RUN.") var addHosts: [String] = []
@@ -116,8 +118,28 @@ struct Build: ParsableCommand {
                                   if let r = archived[name] { return r }
                                   return try Run.image(name, store: store, policy: pull, platform: .current, registry: registry)
                               })
+        for spec in cacheFrom {
+            let ref = Self.cacheRef(spec)
+            do {
+                let rec = try Run.image(ref, store: store, policy: "always", platform: .current, registry: registry)
+                let n = try BuildCacheImage.importEntries(rec, store: store, cacheDir: cacheDir)
+                if !quiet { FileHandle.standardError.write(Data("cache: \(n) steps from \(ref)\n".utf8)) }
+            } catch {
+                // a first build has nothing there yet: say so and build
+                FileHandle.standardError.write(Data("warning: --cache-from \(ref): \(error)\n".utf8))
+            }
+        }
         let result: BuildResult
         do { result = try builder.build(o) } catch let e as BuildError { throw CLIError(e.message) }
+        if let cacheTo {
+            let ref = try Reference(parsing: Self.cacheRef(cacheTo))
+            try BuildCacheImage.make(result.cacheEntries, store: store, name: ref, platform: o.platform)
+            let access = try RegistryAccess(registry.options())
+            let view = quiet ? nil : ProgressView(verb: "push")
+            _ = try ImagePush.run(try store.resolve(ref.string), to: ref, store: store, access: access, progress: view, chunkSize: nil)
+            view?.finish()
+            if !quiet { FileHandle.standardError.write(Data("cache: \(result.cacheEntries.count) steps to \(ref.string)\n".utf8)) }
+        }
         if let digestFile {
             try Store.atomicWrite(path: digestFile, data: Data(result.manifest.digest.string.utf8))
         }
@@ -142,6 +164,13 @@ struct Build: ParsableCommand {
             FileHandle.standardError.write(Data("COMMIT \(tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)\n".utf8))
         }
         Out.line(result.imageID.encoded)
+    }
+
+    /// REGISTRY/REPO[:TAG], or BuildKit's type=registry,ref=REGISTRY/REPO[:TAG]
+    static func cacheRef(_ spec: String) -> String {
+        guard spec.contains("=") else { return spec }
+        for part in spec.split(separator: ",") where part.hasPrefix("ref=") { return String(part.dropFirst(4)) }
+        return spec
     }
 
     static func addArg(_ a: String, to args: inout [String: String], flag: String) throws {

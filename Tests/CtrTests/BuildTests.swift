@@ -193,6 +193,32 @@ import Testing
         expectOneLineError(try build(w, ["-q", "\(w.dir)/bad"]), mentions: "Dockerfile:2: ADD")
     }
 
+    /// Two throwaway runners share the cache through a registry repository.
+    @Test func cacheThroughARegistry() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard let w = try prepared(who), let reg = TestRegistry.plain else { return }
+        try write(w, "ctx/Dockerfile", "FROM busybox:local\nCOPY f /f\nRUN cat /proc/sys/kernel/random/uuid > /made\n")
+        try write(w, "ctx/f", "content\n")
+        let cache = "\(reg.addr)/build/cache-\(UUID().uuidString.prefix(8).lowercased())"
+        let a = try build(w, ["-t", "c:a", "--cache-to", cache, "\(w.dir)/ctx"])
+        expectOK(a)
+        #expect(!a.stderr.contains("CACHED"))
+        let made = try w.ctrHome(["run", "--rm", "--network", "none", "c:a", "cat", "/made"]).stdout
+        // runner two: a fresh store and cache dir, the base from an archive
+        expectOK(try w.ctrHome(["save", "-o", "\(w.dir)/base.tar", "busybox:local"]))
+        let fresh = "\(w.dir)/runner2"
+        expectOK(try w.ctrHome(["load", "-q", "-i", "\(w.dir)/base.tar"], root: fresh))
+        let b = try w.ctrHome(["build", "--network", "none", "-t", "c:b", "--cache-from", "type=registry,ref=\(cache)", "\(w.dir)/ctx"], root: fresh)
+        expectOK(b)
+        #expect(b.stderr.components(separatedBy: "--> CACHED").count - 1 == 2, "both layer steps from the registry's cache: \(b.stderr)")
+        let again = try w.ctrHome(["run", "--rm", "--network", "none", "c:b", "cat", "/made"], root: fresh)
+        #expect(again.stdout == made && !made.isEmpty, "the RUN did not run again")
+        // a cache that is not there yet: a warning, and the build goes on
+        let c = try w.ctrHome(["build", "--network", "none", "-q", "--cache-from", "\(reg.addr)/build/nothing-here", "\(w.dir)/ctx"], root: fresh)
+        expectOK(c)
+        #expect(c.stderr.contains("warning: --cache-from"), "\(c.stderr)")
+    }
+
     @Test func pushAfterBuild() throws {
         let who: Who = Who.rootless.available ? .rootless : .root
         guard let w = try prepared(who), let reg = TestRegistry.plain else { return }
