@@ -22,9 +22,14 @@ public struct BuildOptions: Sendable {
     /// --secret id=ID,src=PATH (or env=VAR): for RUN --mount=type=secret, never in the image.
     public var secrets: [String: String] = [:]
     public var addHosts: [String] = []
+    public var progress: ProgressMode = .plain
 
     public init(context: String) { self.context = context }
 }
+
+/// How steps are shown on stderr: plain lines, the same with emphasis for a terminal, or one
+/// JSON object per event (step, cached, done) for tools.
+public enum ProgressMode: String, Sendable { case plain, tty, json }
 
 public struct BuildError: Error, CustomStringConvertible, Sendable {
     public let message: String
@@ -164,6 +169,8 @@ final class BuildRun {
     var cachedSteps = 0
     var ranSteps = 0
     var cacheEntries: [BuildCacheEntry] = []
+    var stepCached = false
+    var stepStart = Date()
     let cacheDir: String
     let tmpRoot: String
     /// Reads stage files this user may not (rootless, files of subordinate ids).
@@ -286,7 +293,29 @@ final class BuildRun {
 
     func step(_ inst: Instruction, stage: Stage) {
         stepNumber += 1
-        b.progress("STEP \(stepNumber)/\(totalSteps): \(inst.original)")
+        stepCached = false
+        stepStart = Date()
+        switch o.progress {
+        case .plain: b.progress("STEP \(stepNumber)/\(totalSteps): \(inst.original)")
+        case .tty: b.progress("\u{1b}[1mSTEP \(stepNumber)/\(totalSteps):\u{1b}[0m \(inst.original)")
+        case .json: event(["event": "step", "step": stepNumber, "total": totalSteps, "line": inst.line, "instruction": inst.original])
+        }
+    }
+
+    /// After a step that did work: its time.
+    func stepDone(_ inst: Instruction) {
+        guard ["RUN", "COPY", "ADD"].contains(inst.keyword), !stepCached else { return }
+        let t = Date().timeIntervalSince(stepStart)
+        switch o.progress {
+        case .plain, .tty: b.progress(String(format: "--> %.2fs", t))
+        case .json: event(["event": "done", "step": stepNumber, "seconds": (t * 1000).rounded() / 1000])
+        }
+    }
+
+    func event(_ fields: [String: Any]) {
+        if let d = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) {
+            b.progress(String(decoding: d, as: UTF8.self))
+        }
     }
 
     func buildStage(_ stage: Stage) throws -> ImageState {
@@ -331,6 +360,7 @@ final class BuildRun {
         for inst in stage.instructions {
             step(inst, stage: stage)
             try apply(inst, stage: stage, state: &state)
+            stepDone(inst)
         }
         return state
     }
@@ -666,7 +696,8 @@ final class BuildRun {
               let data = FileManager.default.contents(atPath: "\(cacheDir)/\(key).json"),
               let e = try? JSONDecoder().decode(CacheEntry.self, from: data),
               b.store.hasBlob(e.layer.digest) else { return false }
-        b.progress("--> CACHED")
+        stepCached = true
+        if o.progress == .json { event(["event": "cached", "step": stepNumber]) } else { b.progress("--> CACHED") }
         cachedSteps += 1
         cacheEntries.append(BuildCacheEntry(key: key, layer: e.layer, diffID: e.diffID))
         state.layers.append(e.layer)

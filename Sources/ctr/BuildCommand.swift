@@ -29,7 +29,7 @@ struct Build: ParsableCommand {
     @Option(name: .customLong("secret"), help: "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret; never stored in the image.") var secrets: [String] = []
     @Option(name: .customLong("add-host"), help: "HOST:IP for /etc/hosts during RUN.") var addHosts: [String] = []
     @Option(name: .customLong("image-archive"), help: "NAME=PATH: FROM NAME takes the image from this OCI archive, OCI layout dir or docker-archive.") var imageArchives: [String] = []
-    @Option(help: "Progress: plain (default), tty, json (accepted; plain lines for now).") var progress: String = "plain"
+    @Option(help: "Progress on stderr: plain (default), tty (emphasised step lines; the default on a terminal), json (one object per event).") var progress: String?
     @OptionGroup var registry: RegistryFlags
     @Argument(help: "The build context directory.") var context: String = "."
 
@@ -60,6 +60,12 @@ struct Build: ParsableCommand {
         o.network = network == "default" ? nil : network
         o.cacheDir = cacheDir
         o.addHosts = addHosts
+        if let progress {
+            guard let m = ProgressMode(rawValue: progress) else { throw ValidationError("--progress \(progress): expected plain, tty or json") }
+            o.progress = m
+        } else {
+            o.progress = isatty(2) != 0 ? .tty : .plain
+        }
         var secretFiles: [String] = []
         defer { for f in secretFiles { unlink(f) } }
         for spec in secrets {

@@ -193,6 +193,48 @@ import Testing
         expectOneLineError(try build(w, ["-q", "\(w.dir)/bad"]), mentions: "Dockerfile:2: ADD")
     }
 
+    @Test func configInstructionsScratchOnbuildAndPlatformArgs() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard let w = try prepared(who) else { return }
+        // a base with an ONBUILD trigger
+        try write(w, "base/Dockerfile", "FROM busybox:local\nONBUILD RUN echo triggered > /onbuild\n")
+        expectOK(try build(w, ["-q", "-t", "withtrigger:1", "\(w.dir)/base"]))
+        try write(w, "ctx/Dockerfile", """
+            FROM busybox:local AS tools
+            FROM scratch AS bare
+            COPY --from=tools /bin/busybox /bin/busybox
+            FROM withtrigger:1
+            ARG TARGETOS
+            ARG TARGETARCH
+            RUN echo "$TARGETOS/$TARGETARCH" > /platform
+            SHELL ["/bin/sh", "-e", "-c"]
+            RUN echo "through SHELL" > /shell
+            COPY --from=bare /bin/busybox /from-scratch-busybox
+            EXPOSE 80 53/udp
+            VOLUME /data
+            STOPSIGNAL SIGINT
+            HEALTHCHECK --interval=5s --retries=2 CMD true
+            """)
+        let b = try build(w, ["--progress", "json", "-t", "cfg:1", "\(w.dir)/ctx"])
+        expectOK(b)
+        // json progress: one object per line
+        let events = b.stderr.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(events.contains { $0["event"] as? String == "step" && $0["total"] as? Int == 14 }, "\(b.stderr)")
+        #expect(events.contains { $0["event"] as? String == "done" })
+        let r = try w.ctrHome(["run", "--rm", "--network", "none", "cfg:1", "sh", "-c", "cat /onbuild /platform /shell; ls -l /from-scratch-busybox | wc -l"])
+        let arch: String = { var u = utsname(); uname(&u); let m = withUnsafeBytes(of: u.machine) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }; return m == "x86_64" ? "amd64" : (m == "aarch64" ? "arm64" : m) }()
+        #expect(r.lines == ["triggered", "linux/\(arch)", "through SHELL", "1"], "\(r)")
+        let insp = try w.ctrHome(["inspect", "cfg:1"])
+        let cfg = ((try JSONSerialization.jsonObject(with: Data(insp.stdout.utf8)) as? [[String: Any]])?.first?["Config"] as? [String: Any]) ?? [:]
+        #expect((cfg["ExposedPorts"] as? [String: Any]).map { Set($0.keys) } == ["80/tcp", "53/udp"], "\(cfg)")
+        #expect((cfg["Volumes"] as? [String: Any]).map { Set($0.keys) } == ["/data"])
+        #expect(cfg["StopSignal"] as? String == "SIGINT")
+        #expect(cfg["Shell"] as? [String] == ["/bin/sh", "-e", "-c"])
+        let hc = cfg["Healthcheck"] as? [String: Any]
+        #expect(hc?["Test"] as? [String] == ["CMD-SHELL", "true"] && hc?["Interval"] as? Int == 5_000_000_000 && hc?["Retries"] as? Int == 2, "\(hc ?? [:])")
+        #expect(cfg["OnBuild"] == nil, "triggers do not pass on")
+    }
+
     /// Two throwaway runners share the cache through a registry repository.
     @Test func cacheThroughARegistry() throws {
         let who: Who = Who.rootless.available ? .rootless : .root
