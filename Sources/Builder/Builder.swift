@@ -596,6 +596,7 @@ final class BuildRun {
         for m in mounts {
             switch m.kind {
             case .tmpfs: ro.tmpfs.append(m.target)
+            case .layers(let dirs): ro.layerMounts.append(LayerMount(lowers: dirs, target: m.target))
             case .bind(let src, let readonly): ro.volumes.append("\(src):\(m.target)\(readonly ? ":ro" : "")")
             case .cache(let dir, let locked):
                 if locked {
@@ -726,7 +727,7 @@ final class BuildRun {
     // MARK: RUN --mount
 
     struct RunMount {
-        enum Kind { case bind(String, readonly: Bool), cache(String, locked: Bool), tmpfs }
+        enum Kind { case bind(String, readonly: Bool), cache(String, locked: Bool), tmpfs, layers([String]) }
         var kind: Kind
         var target: String
         var cacheKey: String
@@ -758,8 +759,38 @@ final class BuildRun {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             return RunMount(kind: .cache(dir, locked: sharing == "locked"), target: t, cacheKey: "cache \(id) \(t)")
         case "bind":
-            if f["from"] != nil { throw fail(inst, "RUN --mount=type=bind,from=…: binding from a stage or image is not supported yet") }
             let t = try absTarget(target)
+            if let from = f["from"] {
+                // a stage's (or an image's) files, read-only: its layers overlaid at the target
+                var dirs: [String]
+                var identity: String
+                if let i = stageIndex(from.lowercased(), before: Int.max), let st = states[i] {
+                    dirs = try unpackedLayers(st)
+                    identity = st.cacheKey
+                } else {
+                    let rec: ImageRecord
+                    do { rec = try b.resolveImage(from) } catch { throw fail(inst, "RUN --mount from=\(from): \(error)") }
+                    let m = try b.store.manifest(rec.descriptor)
+                    let c = try b.store.config(m)
+                    dirs = []
+                    for (l, d) in zip(m.layers, c.rootfs.diffIDs) { dirs.append(try b.store.unpackedLayer(l, diffID: d)) }
+                    dirs.reverse()
+                    identity = rec.descriptor.digest.string
+                }
+                let tree = LayeredTree(layers: dirs, opener: opener)
+                let srcRel = BuildRun.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
+                guard let r = tree.resolve(String(srcRel)), let e = tree.lookup(r), e.isDir else {
+                    throw fail(inst, "RUN --mount=\(spec): \(srcRel.isEmpty ? "/" : String(srcRel)) is not a directory in \(from)")
+                }
+                if !r.isEmpty {
+                    dirs = dirs.compactMap { d in
+                        var st = stat()
+                        return tree.lst("\(d)/\(r)", &st) && (st.st_mode & S_IFMT) == S_IFDIR ? "\(d)/\(r)" : nil
+                    }
+                }
+                if dirs.isEmpty { dirs = [tree.dirs[0]] }
+                return RunMount(kind: .layers(dirs), target: t, cacheKey: "bindfrom \(identity) \(r) \(t)")
+            }
             let src = BuildRun.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
             let tree = LayeredTree(plain: context)
             guard let r = tree.resolve(String(src)), let e = tree.lookup(r) else {

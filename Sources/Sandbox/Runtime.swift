@@ -37,8 +37,16 @@ public struct RunOptions: Sendable {
     public var buildRoot: BuildRoot?
     /// Where the container's stdout goes (default: ours). ctr build sends RUN output to stderr.
     public var stdoutFD: Int32?
+    /// Read-only views of layer dirs (topmost first) at targets: RUN --mount=type=bind,from=STAGE.
+    public var layerMounts: [LayerMount] = []
 
     public init(image: String) { self.image = image }
+}
+
+public struct LayerMount: Sendable {
+    public var lowers: [String]
+    public var target: String
+    public init(lowers: [String], target: String) { self.lowers = lowers; self.target = target }
 }
 
 /// The root of a build step's container.
@@ -326,6 +334,22 @@ public struct Runtime: Sendable {
             m.readonly = opts.contains("ro") ? 1 : 0
             m.recursive = 1
             m.is_file = isDir.boolValue ? 0 : 1
+            mounts.append(m)
+        }
+        for lm in o.layerMounts {
+            guard lm.target.hasPrefix("/"), !lm.lowers.isEmpty else { throw ContainerError("a layer mount needs an absolute target and a layer") }
+            var m = csys_mount()
+            m.target = arena.string(lm.target)
+            if lm.lowers.count == 1 {
+                // overlay wants two lower dirs when there is no upper one
+                m.kind = Int32(CSYS_MNT_BIND)
+                m.source = arena.string(lm.lowers[0])
+                m.readonly = 1
+                m.recursive = 1
+            } else {
+                m.kind = Int32(CSYS_MNT_OVERLAY)
+                m.data = arena.string("lowerdir=\(lm.lowers.joined(separator: ":"))\(useUserns ? ",userxattr" : "")")
+            }
             mounts.append(m)
         }
         for t in o.tmpfs {

@@ -22,6 +22,7 @@ extern "C" {
 enum {
     CSYS_MNT_BIND = 1,   /* source (host path) onto target */
     CSYS_MNT_TMPFS = 2,  /* data: tmpfs options */
+    CSYS_MNT_OVERLAY = 3, /* data: "lowerdir=A:B[,userxattr]", read-only (ctr build's RUN --mount from a stage) */
 };
 
 typedef struct csys_mount {
