@@ -280,6 +280,11 @@ import Testing
         let insp = try w.ctrHome(["inspect", ref], root: fresh)
         #expect(insp.stdout.contains(digest), "the pushed manifest is the built one")
         expectOneLineError(try build(w, ["-q", "--push", "\(w.dir)/ctx"]), mentions: "--push")
+        // FROM an image in a registry, pulled as ctr pull does
+        try write(w, "ctx2/Dockerfile", "FROM \(ref)\nRUN cat /p > /p2\n")
+        let other = "\(w.dir)/other"
+        expectOK(try w.ctrHome(["build", "--network", "none", "-q", "-t", "from-reg:1", "\(w.dir)/ctx2"], root: other))
+        #expect(try w.ctrHome(["run", "--rm", "--network", "none", "from-reg:1", "cat", "/p2"], root: other).stdout == "pushed\n")
     }
 
     @Test func reproducibleWithSourceDateEpoch() throws {
@@ -315,6 +320,27 @@ import Testing
         if TestEnv.have("skopeo") {
             expectOK(try w.sh(["skopeo", "inspect", "docker-archive:\(w.dir)/docker.tar"]), "skopeo reads the docker-archive")
         }
+        // an OCI layout dir that umoci reads
+        expectOK(try build(w, ["-q", "--output", "type=oci-dir,dest=\(w.dir)/layout-out", "\(w.dir)/ctx"]))
+        #expect(FileManager.default.fileExists(atPath: "\(w.dir)/layout-out/index.json"))
+        if TestEnv.have("skopeo") {
+            expectOK(try w.sh(["skopeo", "inspect", "oci:\(w.dir)/layout-out"]), "skopeo reads the oci-dir")
+        }
+        // -f elsewhere, --build-arg-file, --label, --cache-dir
+        try write(w, "df/Dockerfile.prod", "FROM busybox:local\nARG A\nARG B\nRUN echo \"$A-$B\" > /args\n")
+        try write(w, "args.env", "# comment\nA=from-file\nB=file-b\n")
+        let f = try build(w, ["-q", "-f", "\(w.dir)/df/Dockerfile.prod", "--build-arg-file", "\(w.dir)/args.env", "--build-arg", "B=flag-b",
+                              "--label", "org.opencontainers.image.source=https://example.com/app", "--cache-dir", "\(w.dir)/ci-cache",
+                              "-t", "f:1", "-t", "f:2", "\(w.dir)/ctx"])
+        expectOK(f)
+        #expect(try w.ctrHome(["run", "--rm", "--network", "none", "f:2", "cat", "/args"]).stdout == "from-file-flag-b\n")
+        #expect(try w.ctrHome(["inspect", "f:1"]).stdout.contains("\"org.opencontainers.image.source\" : \"https:\\/\\/example.com\\/app\"")
+                || (try w.ctrHome(["inspect", "f:1"]).stdout.contains("https://example.com/app")))
+        let cached = ((try? FileManager.default.contentsOfDirectory(atPath: "\(w.dir)/ci-cache")) ?? []).filter { $0.hasSuffix(".json") }
+        #expect(!cached.isEmpty, "--cache-dir holds the step cache")
+        let again = try build(w, ["-f", "\(w.dir)/df/Dockerfile.prod", "--build-arg-file", "\(w.dir)/args.env", "--build-arg", "B=flag-b",
+                                  "--cache-dir", "\(w.dir)/ci-cache", "--progress", "plain", "\(w.dir)/ctx"])
+        #expect(again.stderr.contains("--> CACHED"), "\(again.stderr)")
         // a rootfs with metadata.json
         expectOK(try build(w, ["-q", "--output", "type=rootfs,dest=\(w.dir)/rootfs-out", "\(w.dir)/ctx"]))
         #expect((try? String(contentsOfFile: "\(w.dir)/rootfs-out/rootfs/out", encoding: .utf8)) == "out\n")
