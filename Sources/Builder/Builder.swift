@@ -110,11 +110,11 @@ public final class Builder {
     let store: Store
     let runtime: Runtime
     let progress: (String) -> Void
-    let resolveImage: (String) throws -> ImageRecord
+    let resolveImage: (String, Platform?) throws -> ImageRecord
     var networkNoted = false
 
     public init(store: Store, runtime: Runtime, progress: @escaping (String) -> Void,
-                resolveImage: @escaping (String) throws -> ImageRecord) {
+                resolveImage: @escaping (String, Platform?) throws -> ImageRecord) {
         self.store = store
         self.runtime = runtime
         self.progress = progress
@@ -332,7 +332,13 @@ final class BuildRun {
             state.config.history = s.config.history
         } else {
             let rec: ImageRecord
-            do { rec = try b.resolveImage(base) } catch { throw fail(stage.from, "FROM \(base): \(error)") }
+            // FROM --platform=…: that platform's image when it has to be pulled
+            var plat: Platform?
+            if let p = stage.platform {
+                let v = try expand(p, globalArgs, stage.from)
+                do { plat = try Platform(parsing: v) } catch { throw fail(stage.from, "FROM --platform=\(v): \(error)") }
+            }
+            do { rec = try b.resolveImage(base, plat) } catch { throw fail(stage.from, "FROM \(base): \(error)") }
             let manifest = try b.store.manifest(rec.descriptor)
             let config = try b.store.config(manifest)
             state = ImageState(layers: manifest.layers, diffIDs: config.rootfs.diffIDs, config: config,
@@ -769,7 +775,7 @@ final class BuildRun {
                     identity = st.cacheKey
                 } else {
                     let rec: ImageRecord
-                    do { rec = try b.resolveImage(from) } catch { throw fail(inst, "RUN --mount from=\(from): \(error)") }
+                    do { rec = try b.resolveImage(from, nil) } catch { throw fail(inst, "RUN --mount from=\(from): \(error)") }
                     let m = try b.store.manifest(rec.descriptor)
                     let c = try b.store.config(m)
                     dirs = []

@@ -45,7 +45,7 @@ extension BuildRun {
                     fromTree = LayeredTree(layers: try unpackedLayers(s), opener: opener)
                 } else {
                     let rec: ImageRecord
-                    do { rec = try b.resolveImage(ref) } catch { throw fail(inst, "\(name) --from=\(ref): \(error)") }
+                    do { rec = try b.resolveImage(ref, nil) } catch { throw fail(inst, "\(name) --from=\(ref): \(error)") }
                     let m = try b.store.manifest(rec.descriptor)
                     let c = try b.store.config(m)
                     var dirs: [String] = []

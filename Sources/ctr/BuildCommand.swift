@@ -120,9 +120,9 @@ struct Build: ParsableCommand {
         let quiet = self.quiet
         let builder = Builder(store: store, runtime: runtime,
                               progress: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } },
-                              resolveImage: { name in
+                              resolveImage: { name, plat in
                                   if let r = archived[name] { return r }
-                                  return try Run.image(name, store: store, policy: pull, platform: .current, registry: registry)
+                                  return try Run.image(name, store: store, policy: pull, platform: plat ?? .current, registry: registry)
                               })
         for spec in cacheFrom {
             let ref = Self.cacheRef(spec)
