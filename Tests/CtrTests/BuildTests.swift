@@ -372,7 +372,8 @@ import Testing
         try write(w, "missing/Dockerfile", "FROM busybox:local\nCOPY nope.txt /\n")
         expectOneLineError(try build(w, ["-q", "-t", "m:1", "\(w.dir)/missing"]), mentions: "Dockerfile:2: COPY nope.txt")
         let images = try w.ctrHome(["images"])
-        #expect(!images.stdout.contains("bad") && !images.stdout.contains("fails") && !images.stdout.contains(" m "), "\(images)")
+        let names = Set(images.lines.dropFirst().compactMap { $0.split(separator: " ").first.map(String.init) })
+        #expect(names == ["busybox"], "a failed build names nothing: \(images)")
         // a COPY source cannot leave the context
         try write(w, "escape/Dockerfile", "FROM busybox:local\nCOPY ../../../../etc/passwd /stolen\n")
         let esc = try build(w, ["-t", "e:1", "\(w.dir)/escape"])
