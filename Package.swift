@@ -17,11 +17,7 @@ let package = Package(
             name: "CSysShims",
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])],
             linkerSettings: [
-                .linkedLibrary("crypto"),
-                .linkedLibrary("isal"),
                 .linkedLibrary("dl"),
-                .linkedLibrary("zstd"),
-                .linkedLibrary("seccomp"),
                 .linkedLibrary("cap"),
             ]
         ),

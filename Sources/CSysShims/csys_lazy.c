@@ -101,6 +101,49 @@ static void csys_lazy_missing(void) {
 
 CSYS_ARCHIVE_SYMS(CSYS_STUB)
 CSYS_CURL_SYMS(CSYS_STUB)
+#define CSYS_CRYPTO_SYMS(X) \
+    X(SHA256) \
+    X(SHA256_Final) \
+    X(SHA256_Init) \
+    X(SHA256_Update)
+
+CSYS_CRYPTO_SYMS(CSYS_STUB)
+
+#define CSYS_ZSTD_SYMS(X) \
+    X(ZSTD_CCtx_setParameter) \
+    X(ZSTD_compressStream2) \
+    X(ZSTD_createCStream) \
+    X(ZSTD_createDStream) \
+    X(ZSTD_decompressStream) \
+    X(ZSTD_freeCStream) \
+    X(ZSTD_freeDStream) \
+    X(ZSTD_getErrorName) \
+    X(ZSTD_initDStream) \
+    X(ZSTD_isError)
+
+CSYS_ZSTD_SYMS(CSYS_STUB)
+
+#define CSYS_ISAL_SYMS(X) \
+    X(isal_deflate) \
+    X(isal_deflate_init) \
+    X(isal_inflate) \
+    X(isal_inflate_init) \
+    X(isal_inflate_reset)
+
+CSYS_ISAL_SYMS(CSYS_STUB)
+
+#define CSYS_SECCOMP_SYMS(X) \
+    X(seccomp_arch_add) \
+    X(seccomp_arch_native) \
+    X(seccomp_attr_set) \
+    X(seccomp_export_bpf) \
+    X(seccomp_init) \
+    X(seccomp_release) \
+    X(seccomp_rule_add_array) \
+    X(seccomp_syscall_resolve_name) \
+    X(seccomp_version)
+
+CSYS_SECCOMP_SYMS(CSYS_STUB)
 
 typedef struct lazy_lib {
     pthread_once_t once;
@@ -139,6 +182,7 @@ static void load_curl(void) {
 }
 
 int csys_load_archive(csys_error *err) {
+    if (csys_load_codecs(err) != 0) return -1;
     pthread_once(&archive_lib.once, load_archive);
     if (!archive_lib.ok) {
         if (err) csys_set_error(err, 0, "dlopen", "%s (install libarchive13)", archive_lib.why);
@@ -154,4 +198,74 @@ int csys_load_curl(csys_error *err) {
         return -1;
     }
     return 0;
+}
+
+/* OpenSSL's SHA-256, zstd, ISA-L and libseccomp: also bound on first use (`ctr run` with a
+ * cached seccomp program needs none of them). */
+static lazy_lib crypto_lib = {PTHREAD_ONCE_INIT, 0, ""};
+static lazy_lib zstd_lib = {PTHREAD_ONCE_INIT, 0, ""};
+static lazy_lib isal_lib = {PTHREAD_ONCE_INIT, 0, ""};
+static lazy_lib seccomp_lib = {PTHREAD_ONCE_INIT, 0, ""};
+
+static void load_crypto(void) {
+    lazy_lib *L = &crypto_lib;
+    const char *name = "libcrypto.so.3";
+    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
+    int ok = 1;
+    CSYS_CRYPTO_SYMS(CSYS_BIND)
+    L->ok = ok;
+}
+
+static void load_zstd(void) {
+    lazy_lib *L = &zstd_lib;
+    const char *name = "libzstd.so.1";
+    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
+    int ok = 1;
+    CSYS_ZSTD_SYMS(CSYS_BIND)
+    L->ok = ok;
+}
+
+static void load_isal(void) {
+    lazy_lib *L = &isal_lib;
+    const char *name = "libisal.so.2";
+    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
+    int ok = 1;
+    CSYS_ISAL_SYMS(CSYS_BIND)
+    L->ok = ok;
+}
+
+static void load_seccomp(void) {
+    lazy_lib *L = &seccomp_lib;
+    const char *name = "libseccomp.so.2";
+    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
+    int ok = 1;
+    CSYS_SECCOMP_SYMS(CSYS_BIND)
+    L->ok = ok;
+}
+
+static int load_one(lazy_lib *L, void (*fn)(void), const char *pkg, csys_error *err) {
+    pthread_once(&L->once, fn);
+    if (!L->ok) {
+        if (err) csys_set_error(err, 0, "dlopen", "%s (install %s)", L->why, pkg);
+        else {
+            char m[300];
+            int n = snprintf(m, sizeof m, "ctr: %s (install %s)\n", L->why, pkg);
+            (void)!write(2, m, (size_t)n);
+            abort();
+        }
+        return -1;
+    }
+    return 0;
+}
+
+int csys_load_crypto(csys_error *err) { return load_one(&crypto_lib, load_crypto, "libssl3", err); }
+int csys_load_seccomp(csys_error *err) { return load_one(&seccomp_lib, load_seccomp, "libseccomp2", err); }
+int csys_load_codecs(csys_error *err) {
+    if (load_one(&zstd_lib, load_zstd, "libzstd1", err) != 0) return -1;
+    if (load_one(&isal_lib, load_isal, "libisal2", err) != 0) return -1;
+    return csys_load_crypto(err);
 }

@@ -45,6 +45,7 @@ static const char *op_name(int op) {
 
 int csys_seccomp_compile(uint32_t default_action, const csys_seccomp_rule *rules, int nrules,
                          unsigned char **bpf, size_t *len, csys_error *err) {
+    if (csys_load_seccomp(err) != 0) return -1;
     *bpf = NULL;
     *len = 0;
     if (nrules < 0 || (nrules > 0 && !rules)) {
@@ -331,6 +332,7 @@ static void probe_child(const unsigned char *bpf, size_t len, const int *ids, in
 
 int csys_seccomp_probe(const unsigned char *bpf, size_t len, const char *const *syscalls_to_try,
                        int n, int *errnos_out) {
+    csys_load_seccomp(NULL);
     if (n < 0 || (n > 0 && (!syscalls_to_try || !errnos_out))) {
         errno = EINVAL;
         return -1;
@@ -386,6 +388,7 @@ int csys_seccomp_probe(const unsigned char *bpf, size_t len, const char *const *
 }
 
 const char *csys_seccomp_library_version(void) {
+    csys_load_seccomp(NULL);
     static char v[48];
     const struct scmp_version *sv = seccomp_version();
     snprintf(v, sizeof v, "%u.%u.%u", sv->major, sv->minor, sv->micro);

@@ -40,6 +40,7 @@ static int fill(csys_instream *s) {
 }
 
 int csys_instream_open(csys_instream *s, int fd, csys_error *err) {
+    if (csys_load_codecs(err) != 0) return -1;
     memset(s, 0, sizeof *s);
     s->fd = fd;
     s->err = err;
@@ -214,6 +215,7 @@ void csys_instream_close(csys_instream *s) {
 /* ---------------- output ---------------- */
 
 int csys_outstream_open(csys_outstream *s, int fd, int compression, int level, csys_error *err) {
+    if (csys_load_codecs(err) != 0) return -1;
     memset(s, 0, sizeof *s);
     s->fd = fd;
     s->err = err;

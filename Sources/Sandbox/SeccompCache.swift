@@ -19,8 +19,8 @@ struct SeccompCache {
         #else
         let arch = "other"
         #endif
-        let ident = "\(key)|\(capabilities.sorted().joined(separator: ","))|\(String(cString: csys_seccomp_library_version()))|\(arch)"
-        let path = "\(dir)/\(Digest.sha256(Data(ident.utf8)).encoded).bpf"
+        let ident = "\(key)|\(capabilities.sorted().joined(separator: ","))|\(Self.libraryIdentity())|\(arch)"
+        let path = "\(dir)/\(Self.fnv128(ident)).bpf"
         // a BPF program is a whole number of 8-byte instructions
         if let data = FileManager.default.contents(atPath: path), !data.isEmpty, data.count % 8 == 0 {
             return [UInt8](data)
@@ -30,4 +30,34 @@ struct SeccompCache {
         try? Store.atomicWrite(path: path, data: Data(bpf))
         return bpf
     }
+
+    /// libseccomp's file (the versioned name and its size and mtime), found without loading
+    /// it: a cached program must come from the same compiler. Loads it only as a last resort.
+    static func libraryIdentity() -> String {
+        for dir in ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu",
+                    "/usr/lib64", "/lib64", "/usr/lib", "/lib"] {
+            let link = "\(dir)/libseccomp.so.2"
+            guard let real = realpath(link, nil) else { continue }
+            defer { free(real) }
+            var st = stat()
+            if stat(real, &st) == 0 {
+                return "\(String(cString: real)):\(st.st_size):\(st.st_mtim.tv_sec)"
+            }
+        }
+        return String(cString: csys_seccomp_library_version())
+    }
+
+    /// A file name for the key (not a security boundary: the cache is the user's own).
+    static func fnv128(_ s: String) -> String {
+        var a: UInt64 = 0xcbf29ce484222325, b: UInt64 = 0x84222325cbf29ce4
+        for byte in s.utf8 {
+            a = (a ^ UInt64(byte)) &* 0x100000001b3
+            b = (b ^ UInt64(byte)) &* 0x100000001b3 &+ 0x9e3779b97f4a7c15
+        }
+        return String(a, radix: 16).leftPadded(16) + String(b, radix: 16).leftPadded(16)
+    }
+}
+
+extension String {
+    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

@@ -34,6 +34,7 @@ void csys_sha256_final(csys_sha256 *h, unsigned char out[32]);
 void csys_sha256_reset(csys_sha256 *h);
 void csys_sha256_free(csys_sha256 *h);
 void csys_sha256_oneshot(const void *data, size_t len, unsigned char out[32]);
+void csys_sha256_small(const void *data, size_t len, unsigned char out[32]);
 /* Hash a whole file from its current offset; returns 0 or -1 with errno. */
 int csys_sha256_fd(int fd, unsigned char out[32], uint64_t *size);
 
@@ -218,6 +219,10 @@ typedef struct csys_tar_writer csys_tar_writer;
  * before forking a child that uses them. 0, or -1 with err set. */
 int csys_load_archive(csys_error *err);
 int csys_load_curl(csys_error *err);
+/* zstd, ISA-L and OpenSSL's SHA-256 / libseccomp, likewise (err NULL: a failure aborts). */
+int csys_load_codecs(csys_error *err);
+int csys_load_crypto(csys_error *err);
+int csys_load_seccomp(csys_error *err);
 
 csys_tar_writer *csys_tar_writer_open(int fd, csys_error *err);
 int csys_tar_add_dir(csys_tar_writer *w, const char *name, int64_t mtime);
