@@ -8,6 +8,10 @@
 # controllers from cgroupv2") even with --cgroup-manager=disabled; as root this script hides
 # the cgroup2 controller list from it in a private mount namespace (bind-mounting an empty
 # file over /sys/fs/cgroup/unified/cgroup.controllers). ctr needs no such help.
+#
+# Measure ctr as it ships: swift build -c release --static-swift-stdlib \
+#   -Xswiftc -Xclang-linker -Xswiftc -no-pie --scratch-path .build-static
+# then CTR=$PWD/.build-static/release/ctr bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO_DIR=$PWD
