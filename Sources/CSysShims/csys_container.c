@@ -200,8 +200,8 @@ static void mount_overlay(const csys_container_plan *p) {
     if (fs >= 0) close(fs);
     /* older kernels: the whole option string at once */
     if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) < 0)
-        FAIL("overlay", "cannot mount the overlay root filesystem: %s (the kernel refuses overlayfs here%s)",
-             strerror(errno), p->userns ? " in a user namespace" : "");
+        FAIL("overlay", "cannot mount the overlay root filesystem: %s (the kernel refuses overlayfs here%s; ctr has no fuse-overlayfs fallback yet)",
+             strerror(errno), p->userns ? " in a user namespace, as kernels before 5.11 do" : "");
 }
 
 static const struct { const char *name; unsigned maj, min; } devices[] = {
