@@ -448,7 +448,7 @@ final class BuildRun {
         case .workdir(let raw):
             let w = try expand(raw, env, inst)
             let cur = state.config.config?.workingDir ?? "/"
-            let path = Self.clean(w.hasPrefix("/") ? w : cur + "/" + w)
+            let path = IgnorePatterns.clean(w.hasPrefix("/") ? w : cur + "/" + w)
             state.config.config?.workingDir = path
             keyText = "WORKDIR \(path)"
             // the directory exists in the image afterwards (as Docker makes it)
@@ -749,7 +749,7 @@ final class BuildRun {
         let wd = state.config.config?.workingDir ?? "/"
         func absTarget(_ t: String?) throws -> String {
             guard let t, !t.isEmpty else { throw fail(inst, "RUN --mount=\(spec): needs a target") }
-            return BuildRun.clean(t.hasPrefix("/") ? t : wd + "/" + t)
+            return IgnorePatterns.clean(t.hasPrefix("/") ? t : wd + "/" + t)
         }
         let target = f["target"] ?? f["dst"] ?? f["destination"]
         switch type {
@@ -777,14 +777,11 @@ final class BuildRun {
                     let rec: ImageRecord
                     do { rec = try b.resolveImage(from, nil) } catch { throw fail(inst, "RUN --mount from=\(from): \(error)") }
                     let m = try b.store.manifest(rec.descriptor)
-                    let c = try b.store.config(m)
-                    dirs = []
-                    for (l, d) in zip(m.layers, c.rootfs.diffIDs) { dirs.append(try b.store.unpackedLayer(l, diffID: d)) }
-                    dirs.reverse()
+                    dirs = try b.store.unpackedLayers(m, try b.store.config(m))
                     identity = rec.descriptor.digest.string
                 }
                 let tree = LayeredTree(layers: dirs, opener: opener)
-                let srcRel = BuildRun.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
+                let srcRel = IgnorePatterns.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
                 guard let r = tree.resolve(String(srcRel)), let e = tree.lookup(r), e.isDir else {
                     throw fail(inst, "RUN --mount=\(spec): \(srcRel.isEmpty ? "/" : String(srcRel)) is not a directory in \(from)")
                 }
@@ -797,7 +794,7 @@ final class BuildRun {
                 if dirs.isEmpty { dirs = [tree.dirs[0]] }
                 return RunMount(kind: .layers(dirs), target: t, cacheKey: "bindfrom \(identity) \(r) \(t)")
             }
-            let src = BuildRun.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
+            let src = IgnorePatterns.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
             let tree = LayeredTree(plain: context)
             guard let r = tree.resolve(String(src)), let e = tree.lookup(r) else {
                 throw fail(inst, "RUN --mount=\(spec): \(src.isEmpty ? "." : String(src)) is not in the build context")
@@ -878,15 +875,6 @@ final class BuildRun {
 
     // MARK: helpers
 
-    static func clean(_ p: String) -> String {
-        var out: [Substring] = []
-        for c in p.split(separator: "/") {
-            if c == "." { continue }
-            if c == ".." { if !out.isEmpty { out.removeLast() }; continue }
-            out.append(c)
-        }
-        return "/" + out.joined(separator: "/")
-    }
 }
 
 func sha(_ s: String) -> String { Digest.sha256(Data(s.utf8)).encoded }

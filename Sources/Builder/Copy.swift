@@ -47,10 +47,7 @@ extension BuildRun {
                     let rec: ImageRecord
                     do { rec = try b.resolveImage(ref, nil) } catch { throw fail(inst, "\(name) --from=\(ref): \(error)") }
                     let m = try b.store.manifest(rec.descriptor)
-                    let c = try b.store.config(m)
-                    var dirs: [String] = []
-                    for (l, d) in zip(m.layers, c.rootfs.diffIDs) { dirs.append(try b.store.unpackedLayer(l, diffID: d)) }
-                    fromTree = LayeredTree(layers: dirs.reversed(), opener: opener)
+                    fromTree = LayeredTree(layers: try b.store.unpackedLayers(m, try b.store.config(m)), opener: opener)
                 }
             case "chown":
                 let spec = try expand(f.value ?? "", env, inst)
@@ -84,7 +81,7 @@ extension BuildRun {
         var destPath = try expand(dest, env, inst)
         let destIsDir = destPath.hasSuffix("/") || sources.count > 1 || destPath == "." || destPath.hasSuffix("/.")
         if !destPath.hasPrefix("/") { destPath = workdir + "/" + destPath }
-        destPath = BuildRun.clean(destPath)
+        destPath = IgnorePatterns.clean(destPath)
         // the destination inside the image, symlinks resolved inside it
         let image = try layerTree(state)
         let destRel = image.resolve(String(destPath.dropFirst())) ?? String(destPath.dropFirst())
@@ -172,13 +169,13 @@ extension BuildRun {
         let fd = openFile(path)
         guard fd >= 0 else { throw BuildError("cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        guard let h = try? FileHasher.sha256(fd: fd) else { throw BuildError("cannot read \(path)") }
-        return h
+        guard let h = Digest.sha256(fd: fd) else { throw BuildError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        return h.digest.encoded
     }
 
     /// Paths (relative, cleaned) in the source that a COPY source names, globs expanded.
     func glob(_ tree: LayeredTree, _ pattern: String, fromContext: Bool, inst: Instruction) throws -> [String] {
-        let cleaned = BuildRun.clean("/" + pattern).dropFirst()
+        let cleaned = IgnorePatterns.clean("/" + pattern).dropFirst()
         let comps = cleaned.split(separator: "/").map(String.init)
         var current: [String] = [""]
         for (i, c) in comps.enumerated() {
@@ -309,8 +306,7 @@ extension BuildRun {
                     te.linkname = ln
                     if case .bytes = e.kind {
                         return data.withUnsafeBytes { raw in
-                            te.data = raw.baseAddress
-                            if te.data == nil { te.data = UnsafeRawPointer(name) }  // empty content
+                            te.data = raw.baseAddress  // nil for empty content: nothing is read
                             return csys_tar_add_entry(w, &te, -1)
                         }
                     }
@@ -333,20 +329,6 @@ extension BuildRun {
     }
 }
 
-enum FileHasher {
-    static func sha256(fd: Int32) throws -> String {
-        let h = SHA256Hasher()
-        var buf = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = read(fd, &buf, buf.count)
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw BuildError("read: \(String(cString: strerror(errno)))") }
-            if n == 0 { break }
-            buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        }
-        return h.finalize().encoded
-    }
-}
 
 extension BuildRun {
     /// ADD https://…: the body (bounded to 1 GiB in memory) and the file name from the URL.

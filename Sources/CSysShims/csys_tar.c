@@ -59,52 +59,21 @@ csys_tar_writer *csys_tar_writer_open(int fd, csys_error *err) {
 
 const csys_error *csys_tar_writer_error(csys_tar_writer *w) { return &w->err; }
 
-static int header(csys_tar_writer *w, const char *name, mode_t type, mode_t perm, int64_t size, int64_t mtime) {
-    archive_entry_clear(w->e);
-    archive_entry_set_pathname(w->e, name);
-    archive_entry_set_filetype(w->e, type);
-    archive_entry_set_perm(w->e, perm);
-    archive_entry_set_size(w->e, size);
-    archive_entry_set_mtime(w->e, mtime, 0);
-    if (archive_write_header(w->ar, w->e) != ARCHIVE_OK) {
-        csys_set_error(&w->err, archive_errno(w->ar), "archive", "cannot add %s: %s", name, archive_error_string(w->ar));
-        return -1;
-    }
-    return 0;
-}
-
+/* The plain entries of archives ctr writes (0755 dirs, 0644 files, owner 0): one entry each. */
 int csys_tar_add_dir(csys_tar_writer *w, const char *name, int64_t mtime) {
-    return header(w, name, AE_IFDIR, 0755, 0, mtime);
+    csys_tar_entry e = {.name = name, .type = 'd', .mode = 0755, .mtime = mtime};
+    return csys_tar_add_entry(w, &e, -1);
 }
 
 int csys_tar_add_bytes(csys_tar_writer *w, const char *name, const void *data, size_t len, int64_t mtime) {
-    if (header(w, name, AE_IFREG, 0644, (int64_t)len, mtime) < 0) return -1;
-    if (len && archive_write_data(w->ar, data, len) != (la_ssize_t)len) {
-        csys_set_error(&w->err, archive_errno(w->ar), "archive", "cannot add %s: %s", name, archive_error_string(w->ar));
-        return -1;
-    }
-    return 0;
+    static const char none = 0;
+    csys_tar_entry e = {.name = name, .type = 'f', .mode = 0644, .mtime = mtime, .size = len, .data = data ? data : &none};
+    return csys_tar_add_entry(w, &e, -1);
 }
 
 int csys_tar_add_fd(csys_tar_writer *w, const char *name, int src_fd, uint64_t size, int64_t mtime) {
-    if (header(w, name, AE_IFREG, 0644, (int64_t)size, mtime) < 0) return -1;
-    uint64_t left = size;
-    while (left) {
-        size_t want = left < w->cap ? (size_t)left : w->cap;
-        ssize_t n = read(src_fd, w->buf, want);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            csys_set_error(&w->err, n < 0 ? errno : EIO, "read", "%s: short read (%s)", name,
-                           n < 0 ? strerror(errno) : "the file is shorter than its descriptor says");
-            return -1;
-        }
-        if (archive_write_data(w->ar, w->buf, (size_t)n) != n) {
-            csys_set_error(&w->err, archive_errno(w->ar), "archive", "cannot add %s: %s", name, archive_error_string(w->ar));
-            return -1;
-        }
-        left -= (uint64_t)n;
-    }
-    return 0;
+    csys_tar_entry e = {.name = name, .type = 'f', .mode = 0644, .mtime = mtime, .size = size};
+    return csys_tar_add_entry(w, &e, src_fd);
 }
 
 int csys_tar_writer_close(csys_tar_writer *w, int finish) {
@@ -295,7 +264,7 @@ int csys_tar_add_entry(csys_tar_writer *w, const csys_tar_entry *te, int src_fd)
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             csys_set_error(&w->err, n < 0 ? errno : EIO, "read", "%s: short read (%s)", te->name,
-                           n < 0 ? strerror(errno) : "the file changed while it was copied");
+                           n < 0 ? strerror(errno) : "the file is shorter than expected");
             return -1;
         }
         if (archive_write_data(w->ar, w->buf, (size_t)n) != n) {

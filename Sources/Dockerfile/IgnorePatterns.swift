@@ -212,8 +212,8 @@ public struct IgnorePatterns: Sendable {
         String(s.drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
     }
 
-    /// Go's path.Clean.
-    static func clean(_ path: String) -> String {
+    /// Go's path.Clean (also how ctr build cleans paths in the context and the image).
+    public static func clean(_ path: String) -> String {
         if path.isEmpty { return "." }
         let rooted = path.hasPrefix("/")
         var out: [Substring] = []

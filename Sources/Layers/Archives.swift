@@ -282,11 +282,8 @@ public final class DockerArchiveSink: ImageSink {
         let fd = try valueOrErrno("open", "cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { close(fd) }
         // the diff-id names the file, as podman's docker-archive writer does
-        var out = [UInt8](repeating: 0, count: 32)
-        var size: UInt64 = 0
-        csys_sha256_fd(fd, &out, &size)
+        guard let diffID = Digest.sha256(fd: fd)?.digest else { throw SysError.errno("read", "cannot read \(path)") }
         lseek(fd, 0, SEEK_SET)
-        let diffID = Digest(sha256Bytes: out)
         let name = "\(diffID.encoded).tar"
         layerNames[d.digest] = name
         if written.insert(name).inserted {

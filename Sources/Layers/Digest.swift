@@ -52,6 +52,14 @@ public struct Digest: Hashable, Sendable, Comparable, Codable, CustomStringConve
         self.init(unchecked: "sha256", encoded: sha256Hex)
     }
 
+    /// The sha256 digest and byte count of what is left to read on `fd`; nil on a read error.
+    public static func sha256(fd: Int32) -> (digest: Digest, size: UInt64)? {
+        var out = [UInt8](repeating: 0, count: 32)
+        var size: UInt64 = 0
+        guard csys_sha256_fd(fd, &out, &size) == 0 else { return nil }
+        return (Digest(sha256Bytes: out), size)
+    }
+
     /// A sha256 digest from 32 raw bytes. Traps on any other count.
     public init(sha256Bytes: [UInt8]) {
         precondition(sha256Bytes.count == 32, "Digest(sha256Bytes:) needs 32 bytes, got \(sha256Bytes.count)")

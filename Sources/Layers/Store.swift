@@ -116,12 +116,9 @@ public final class Store: @unchecked Sendable {
     /// Hash a file and check it against a descriptor (digest and size).
     public static func verifyFile(_ path: String, _ expected: Descriptor) throws {
         let fd = try valueOrErrno("open", "cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
-        var out = [UInt8](repeating: 0, count: 32)
-        var size: UInt64 = 0
-        let rc = csys_sha256_fd(fd, &out, &size)
+        let hashed = Digest.sha256(fd: fd)
         close(fd)
-        if rc != 0 { throw SysError.errno("read", "cannot read \(path)") }
-        let d = Digest(sha256Bytes: out)
+        guard let (d, size) = hashed else { throw SysError.errno("read", "cannot read \(path)") }
         if d != expected.digest {
             throw StoreError("blob \(expected.digest) failed verification: its content hashes to \(d)")
         }
@@ -256,6 +253,13 @@ public final class Store: @unchecked Sendable {
 
     /// Unpack a layer blob into a new layers/.tmp-* directory, checking the blob's digest and
     /// size and its diff-id. The caller installs it with `installLayer` or removes it.
+    /// An image's layers, unpacked, topmost first (overlay lowerdir order).
+    public func unpackedLayers(_ manifest: Manifest, _ config: ImageConfig) throws -> [String] {
+        var dirs: [String] = []
+        for (layer, diffID) in zip(manifest.layers, config.rootfs.diffIDs) { dirs.append(try unpackedLayer(layer, diffID: diffID)) }
+        return dirs.reversed()
+    }
+
     public func unpackLayer(blob: String, layer: Descriptor, diffID: Digest) throws -> (path: String, report: ApplyReport) {
         let tmp = "\(root)/layers/.tmp-\(UUID().uuidString.lowercased())"
         try valueOrErrno("mkdir", "cannot create \(tmp)") { mkdir(tmp, 0o755) }

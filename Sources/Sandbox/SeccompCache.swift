@@ -54,10 +54,6 @@ struct SeccompCache {
             a = (a ^ UInt64(byte)) &* 0x100000001b3
             b = (b ^ UInt64(byte)) &* 0x100000001b3 &+ 0x9e3779b97f4a7c15
         }
-        return String(a, radix: 16).leftPadded(16) + String(b, radix: 16).leftPadded(16)
+        return String(a, radix: 16).leftPad(16) + String(b, radix: 16).leftPad(16)
     }
-}
-
-extension String {
-    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }
