@@ -91,6 +91,8 @@ public struct Runtime: Sendable {
         var useUserns: Bool
         var nsMapping: IDMapping
         var stateDir: String
+        var extraHosts: [(String, String)] = []
+        var hostResolv = ""
     }
 
     static func randomID() -> String {
@@ -162,11 +164,7 @@ public struct Runtime: Sendable {
             let manifest = try store.manifest(image.descriptor)
             let config = try store.config(manifest)
             cfg = config.config ?? ContainerConfig()
-            // the layers, unpacked once, topmost first
-            for (layer, diffID) in zip(manifest.layers, config.rootfs.diffIDs) {
-                lowers.append(try store.unpackedLayer(layer, diffID: diffID))
-            }
-            lowers.reverse()
+            lowers = try store.unpackedLayers(manifest, config)
             imageID = manifest.config.digest.string
             manifestDigest = image.descriptor.digest.string
         }
@@ -205,7 +203,7 @@ public struct Runtime: Sendable {
 
         let id = Self.randomID()
         let name = o.name ?? String(id.prefix(12))
-        if containers.all().contains(where: { $0.name == name }) {
+        if o.name != nil, containers.all().contains(where: { $0.name == name }) {  // a generated name is unique
             throw ContainerError("the container name \"\(name)\" is already in use; remove it (ctr rm \(name)) or choose another name")
         }
         let hostname = o.hostname ?? String(id.prefix(12))
@@ -427,7 +425,8 @@ public struct Runtime: Sendable {
             pid: nil, pidStart: nil, monitorPid: nil, exitCode: nil, finished: nil, rootless: useUserns)
         try containers.save(record)
         return Prepared(record: record, plan: plan, arena: arena, network: mode, ports: ports, cgroup: cgroup,
-                        useUserns: useUserns, nsMapping: nsMapping, stateDir: stateDir)
+                        useUserns: useUserns, nsMapping: nsMapping, stateDir: stateDir,
+                        extraHosts: extraHosts, hostResolv: hostResolv)
     }
 
     // MARK: starting
@@ -439,9 +438,8 @@ public struct Runtime: Sendable {
         let net = try NetworkAttachment.attach(mode: p.network, pid: pid, ports: p.ports, rootless: p.useUserns)
         if let net {
             // the resolver the helper provides
-            let hostResolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
-            try? Store.writeFile(path: "\(p.stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: p.network, attachment: net, hostResolvConf: hostResolv).utf8), sync: false)
-            try? Store.writeFile(path: "\(p.stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: String(cString: p.plan.hostname), extraHosts: [], containerAddress: net.containerAddress).utf8), sync: false)
+            try? Store.writeFile(path: "\(p.stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: p.network, attachment: net, hostResolvConf: p.hostResolv).utf8), sync: false)
+            try? Store.writeFile(path: "\(p.stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: String(cString: p.plan.hostname), extraHosts: p.extraHosts, containerAddress: net.containerAddress).utf8), sync: false)
         }
         var err = csys_error()
         if csys_container_release(parentFD, &err) != 0 {
