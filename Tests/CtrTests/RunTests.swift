@@ -171,6 +171,17 @@ import Testing
         #expect(after.status != 0, "\(after)")
     }
 
+    /// --add-host reaches /etc/hosts, also when a network helper rewrites the file with its
+    /// address (the default network where slirp4netns or pasta can run).
+    @Test(arguments: modes)
+    func addHostWithEveryNetwork(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        for net in [["--network", "none"], []] {
+            let r = try w.ctrHome(["run", "--rm"] + net + ["--add-host", "db:10.0.0.5", "busybox:local", "grep", "-c", "10.0.0.5.*db", "/etc/hosts"])
+            #expect(r.stdout == "1\n", "\(net): \(r)")
+        }
+    }
+
     /// --memory and --pids-limit bite where a cgroup is writable (root; a delegated cgroup v2
     /// subtree); elsewhere a one-line error, never a silent no-op.
     @Test(arguments: modes)
