@@ -43,6 +43,14 @@ for f in /etc/subuid /etc/subgid; do
   if grep -q '^ctrnosub:' "$f"; then "${SUDO[@]}" sed -i '/^ctrnosub:/d' "$f"; fi
 done
 
+# --- /dev/fuse ---------------------------------------------------------------------------
+# Debian's udev rule (fuse3) makes /dev/fuse 0666; some VMs and container hosts leave it 0600,
+# which keeps unprivileged users from fuse-overlayfs, ctr's root filesystem fallback
+if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+  echo "setup: /dev/fuse was $(stat -c %a /dev/fuse); making it 0666 as Debian's udev rule does" >&2
+  "${SUDO[@]}" chmod 0666 /dev/fuse
+fi
+
 # --- fixtures -------------------------------------------------------------------------------
 "${SUDO[@]}" mkdir -p "$FIXTURES"
 "${SUDO[@]}" chmod 0755 "$FIXTURES"

@@ -613,8 +613,11 @@ final class BuildRun {
             }
         }
         let code: Int32
+        let fuseRoot: Bool
         do {
-            code = try b.runtime.run(ro, image: nil).code
+            let r = try b.runtime.run(ro, image: nil)
+            code = r.code
+            fuseRoot = r.record.rootFS != nil
         } catch {
             throw fail(inst, "\(createdBy): \(error)")
         }
@@ -623,7 +626,9 @@ final class BuildRun {
         }
         ranSteps += 1
         try dropMountPoints(upper: "\(tmp)/upper", lowers: lowers, extra: mounts.map(\.target))
-        try commitUpper("\(tmp)/upper", key: key, &state, createdBy: createdBy)
+        // fuse-overlayfs's upper dir marks opaque dirs its own way: the layer is unpacked
+        // from its blob when needed instead
+        try commitUpper("\(tmp)/upper", key: key, &state, createdBy: createdBy, adopt: !fuseRoot)
     }
 
     func defaultNetwork() -> String {
@@ -658,7 +663,7 @@ final class BuildRun {
         }
     }
 
-    func commitUpper(_ upper: String, key: String, _ state: inout ImageState, createdBy: String) throws {
+    func commitUpper(_ upper: String, key: String, _ state: inout ImageState, createdBy: String, adopt: Bool = true) throws {
         let blob = b.store.ingestPath()
         let d: LayerDigests
         do {
@@ -670,7 +675,7 @@ final class BuildRun {
         let layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
         try b.store.writing {
             if !b.store.hasBlob(d.digest) { try b.store.commit(file: blob, as: d.digest) } else { unlink(blob) }
-            if access(b.store.layerPath(d.diffID), F_OK) != 0 {
+            if adopt && access(b.store.layerPath(d.diffID), F_OK) != 0 {
                 // the upper dir is already in the store's overlay form: it becomes the unpacked layer
                 let dest = "\(b.store.root)/layers/.tmp-\(UUID().uuidString.lowercased())"
                 try FileManager.default.createDirectory(atPath: (dest as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

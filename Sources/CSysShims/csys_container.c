@@ -179,7 +179,57 @@ static int fs_onto(const char *type, const char *data, unsigned long flags, int 
     return mount(type, fdpath(target, tp, sizeof tp), type, flags, data);
 }
 
+/* The kernel refuses overlayfs (or CTR_OVERLAY=fuse): mount a FUSE connection on the root
+ * ourselves, inside our namespaces, and hand it to the parent, which starts fuse-overlayfs on
+ * it in our user namespace (outside our pid and mount namespaces: pivot_root and the end of
+ * the container leave it alone, and it exits when the last user of the mount is gone). */
+static void mount_fuse(const csys_container_plan *p, int kernel_errno) {
+    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        FAIL("overlay", "cannot open /dev/fuse for fuse-overlayfs: %s%s", strerror(errno),
+             kernel_errno ? " (and the kernel refuses overlayfs here)" : "");
+    char opts[160];
+    snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions", fd);
+    if (mount("fuse-overlayfs", p->rootfs, "fuse.fuse-overlayfs", MS_NODEV, opts) < 0)
+        FAIL("overlay", "cannot mount a fuse filesystem on the root: %s", strerror(errno));
+    /* "need-fuse" with the connection: the parent answers 'g' once the daemon runs */
+    csys_error req;
+    memset(&req, 0, sizeof req);
+    req.err = 0;
+    strcpy(req.stage, "need-fuse");
+    struct iovec iov = {&req, sizeof req};
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    ssize_t n;
+    do n = sendmsg(p->sync_fd, &msg, 0);
+    while (n < 0 && errno == EINTR);
+    close(fd); /* the daemon holds the connection now: if it dies, the mount says so */
+    if (n < 0) _exit(125);
+    char go;
+    do n = read(p->sync_fd, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) _exit(125);
+    struct stat st;
+    if (stat(p->rootfs, &st) < 0 || !S_ISDIR(st.st_mode))
+        FAIL("overlay", "fuse-overlayfs does not serve the root filesystem: %s", strerror(errno));
+}
+
 static void mount_overlay(const csys_container_plan *p) {
+    if (p->fuse == 2) {
+        mount_fuse(p, 0);
+        return;
+    }
     int fs = fsopen("overlay", FSOPEN_CLOEXEC);
     int ok = fs >= 0;
     for (int i = 0; ok && i < p->nlowers; i++)
@@ -197,11 +247,21 @@ static void mount_overlay(const csys_container_plan *p) {
         }
         if (m >= 0) close(m);
     }
+    int e = errno; /* the new API's answer says more than the legacy one (truncated options) */
+    int tried_new = fs >= 0;
     if (fs >= 0) close(fs);
     /* older kernels: the whole option string at once */
-    if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) < 0)
-        FAIL("overlay", "cannot mount the overlay root filesystem: %s (the kernel refuses overlayfs here%s; ctr has no fuse-overlayfs fallback yet)",
-             strerror(errno), p->userns ? " in a user namespace, as kernels before 5.11 do" : "");
+    if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) == 0) return;
+    if (!tried_new) e = errno;
+    if (p->fuse == 1) {
+        mount_fuse(p, e);
+        return;
+    }
+    errno = e;
+    FAIL("overlay", "cannot mount the overlay root filesystem: %s (the kernel refuses overlayfs here%s, and there is no fuse-overlayfs fallback: %s)",
+         strerror(e),
+         p->nlowers > 500 ? ": it stacks at most 500 layers" : p->userns ? " in a user namespace, as kernels before 5.11 do" : "",
+         p->fuse_missing ? p->fuse_missing : "not enabled");
 }
 
 static const struct { const char *name; unsigned maj, min; } devices[] = {
@@ -578,7 +638,7 @@ pid_t csys_container_clone(const csys_container_plan *p, csys_error *err) {
     return (pid_t)pid;
 }
 
-int csys_container_release(int fd, csys_error *err) {
+int csys_container_release(int fd, csys_error *err, int *fuse_fd) {
     char go = 'g';
     ssize_t n;
     do n = write(fd, &go, 1);
@@ -587,15 +647,71 @@ int csys_container_release(int fd, csys_error *err) {
         /* the child is gone already: its report may be waiting */
     }
     csys_error e;
-    do n = read(fd, &e, sizeof e);
+    struct iovec iov = {&e, sizeof e};
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     if (n == 0) return 0; /* exec closed the socket */
+    int passed = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&passed, CMSG_DATA(c), sizeof passed);
+    if (n == (ssize_t)sizeof e && !strcmp(e.stage, "need-fuse") && passed >= 0) {
+        if (fuse_fd) {
+            *fuse_fd = passed;
+            return 1;
+        }
+        close(passed);
+        csys_set_error(err, EINVAL, "start", "the container asked for fuse-overlayfs unexpectedly");
+        return -1;
+    }
+    if (passed >= 0) close(passed);
     if (n == (ssize_t)sizeof e) {
         *err = e;
         return -1;
     }
     csys_set_error(err, errno, "start", "the container process died before it started");
     return -1;
+}
+
+pid_t csys_fuse_daemon_start(int userns_fd, int fuse_fd, const char *const *argv, const char *log_path, csys_error *err) {
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (null < 0 || log < 0) {
+        csys_set_error(err, errno, "fuse", "cannot open %s: %s", null < 0 ? "/dev/null" : log_path, strerror(errno));
+        if (null >= 0) close(null);
+        if (log >= 0) close(log);
+        return -1;
+    }
+    /* raw: the parent has threads (see child_main) */
+    long pid = syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        setsid();
+        if (userns_fd >= 0 && setns(userns_fd, CLONE_NEWUSER) < 0) {
+            dprintf(log, "ctr: cannot join the container's user namespace: %s\n", strerror(errno));
+            _exit(125);
+        }
+        if (dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0) _exit(125);
+        if (fuse_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(fuse_fd, 3) < 0) _exit(125);
+        syscall(SYS_close_range, 4U, ~0U, 0U);
+        csys_signals_reset_child();
+        execv(argv[0], (char *const *)argv);
+        dprintf(2, "ctr: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int e = errno;
+    close(null);
+    close(log);
+    if (pid < 0) {
+        csys_set_error(err, e, "fuse", "cannot start fuse-overlayfs: %s", strerror(e));
+        return -1;
+    }
+    return (pid_t)pid;
 }
 
 int csys_wait_status(pid_t pid) { return csys_wait_exit(pid); }

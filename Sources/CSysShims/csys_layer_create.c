@@ -103,6 +103,7 @@ static int add_xattrs(creator *cr, int fd, const char *procpath, const char *pat
     size_t count = 0;
     for (char *p = list; p < list + n && count < 512; p += strlen(p) + 1) {
         if (strncmp(p, "trusted.overlay.", 16) == 0 || strncmp(p, "user.overlay.", 13) == 0 ||
+            strncmp(p, "user.fuseoverlayfs.", 19) == 0 ||
             strcmp(p, "user.rootlesscontainers") == 0 || strncmp(p, "security.selinux", 16) == 0)
             continue;
         names[count++] = p;
@@ -145,6 +146,8 @@ static int is_opaque(int dfd) {
     ssize_t n = fgetxattr(dfd, "trusted.overlay.opaque", v, sizeof v);
     if (n == 1 && v[0] == 'y') return 1;
     n = fgetxattr(dfd, "user.overlay.opaque", v, sizeof v);
+    if (n == 1 && v[0] == 'y') return 1;
+    n = fgetxattr(dfd, "user.fuseoverlayfs.opaque", v, sizeof v); /* fuse-overlayfs, rootless */
     return n == 1 && v[0] == 'y';
 }
 
@@ -348,6 +351,10 @@ static int walk(creator *cr, int dfd, const char *prefix, int depth) {
     struct dirent *de;
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        /* fuse-overlayfs marks an opaque upper dir with these besides its xattr; the
+         * directory's own entry says it (is_opaque) */
+        if (cr->c->tree == CSYS_TREE_OVERLAY && (!strcmp(de->d_name, ".wh..wh..opq") || !strcmp(de->d_name, ".wh..opq")))
+            continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
             char **nn = realloc(names, cap * sizeof *nn);

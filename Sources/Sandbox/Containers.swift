@@ -24,6 +24,8 @@ public struct ContainerRecord: Codable, Sendable {
     public var exitCode: Int32?
     public var finished: String?
     public var rootless: Bool
+    /// "fuse-overlayfs" when the root is served by it (the kernel refused overlayfs)
+    public var rootFS: String? = nil
 
     public var shortID: String { String(id.prefix(12)) }
 }

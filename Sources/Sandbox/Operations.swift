@@ -105,7 +105,11 @@ extension Runtime {
         let config = try store.config(manifest)
         let cfg = config.config ?? ContainerConfig()
         let root = "/proc/\(pid)/root"
-        let user = try UserDB.resolve(user ?? cfg.user ?? "", read: { try? String(contentsOfFile: root + $0, encoding: .utf8) })
+        // a fuse-overlayfs root answers only its user namespace: read from the layers then
+        let layers = access(root + "/", X_OK) == 0 ? [] : ["\(containers.path(r.id))/upper"] + ((try? store.unpackedLayers(manifest, config)) ?? [])
+        let user = try UserDB.resolve(user ?? cfg.user ?? "", read: {
+            layers.isEmpty ? try? String(contentsOfFile: root + $0, encoding: .utf8) : UserDB.readFromLayers(layers, $0)
+        })
         let arena = CArena()
         var env = Self.mergeEnv([["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], cfg.env ?? [], env])
         if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
@@ -127,7 +131,8 @@ extension Runtime {
         }
         defer { fds.filter { $0 >= 0 }.forEach { close($0) } }
         plan.ns_fds = (fds[0], fds[1], fds[2], fds[3], fds[4], fds[5], fds[6])
-        let rootFD = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        // O_PATH: nothing is looked up in the root until the helper has joined the namespaces
+        let rootFD = open(root, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
         guard rootFD >= 0 else { throw ContainerError("cannot open the root of \(r.name): \(String(cString: strerror(errno)))") }
         defer { close(rootFD) }
         plan.root_fd = rootFD

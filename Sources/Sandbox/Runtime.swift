@@ -93,6 +93,9 @@ public struct Runtime: Sendable {
         var stateDir: String
         var extraHosts: [(String, String)] = []
         var hostResolv = ""
+        /// fuse-overlayfs's command line, when the root may need it; the daemon once started
+        var fuseArguments: [String]? = nil
+        var fuseDaemon: pid_t? = nil
     }
 
     static func randomID() -> String {
@@ -373,6 +376,10 @@ public struct Runtime: Sendable {
         plan.upper = arena.string(upperDir)
         plan.work = arena.string(workDir)
         plan.userxattr = useUserns ? 1 : 0
+        let fuse = try FuseOverlay.current()
+        plan.fuse = fuse.mode.rawValue
+        if let missing = fuse.missing { plan.fuse_missing = arena.string(missing) }
+        let fuseArguments = fuse.program.map { FuseOverlay.arguments(program: $0, lowers: lowers, upper: upperDir, work: workDir) }
         plan.overlay_data = arena.string("lowerdir=\(lowers.joined(separator: ":")),upperdir=\(upperDir),workdir=\(workDir)\(useUserns ? ",userxattr" : "")")
         plan.readonly_rootfs = o.readOnly ? 1 : 0
         plan.mknod = useUserns ? 0 : 1
@@ -426,13 +433,18 @@ public struct Runtime: Sendable {
         try containers.save(record)
         return Prepared(record: record, plan: plan, arena: arena, network: mode, ports: ports, cgroup: cgroup,
                         useUserns: useUserns, nsMapping: nsMapping, stateDir: stateDir,
-                        extraHosts: extraHosts, hostResolv: hostResolv)
+                        extraHosts: extraHosts, hostResolv: hostResolv, fuseArguments: fuseArguments)
     }
 
     // MARK: starting
 
     /// After clone: maps, cgroup, network; then let the child run to exec.
     func start(_ p: inout Prepared, pid: pid_t, parentFD: Int32) throws -> NetworkAttachment? {
+        // fuse-overlayfs joins the container's user namespace: open it while the child is
+        // still dumpable (it stops being so once released)
+        var userNS: Int32 = -1
+        if p.fuseArguments != nil && p.useUserns { userNS = open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC) }
+        defer { if userNS >= 0 { close(userNS) } }
         if p.useUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.nsMapping) }
         try p.cgroup?.add(pid: pid)
         let net = try NetworkAttachment.attach(mode: p.network, pid: pid, ports: p.ports, rootless: p.useUserns)
@@ -442,7 +454,25 @@ public struct Runtime: Sendable {
             try? Store.writeFile(path: "\(p.stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: String(cString: p.plan.hostname), extraHosts: p.extraHosts, containerAddress: net.containerAddress).utf8), sync: false)
         }
         var err = csys_error()
-        if csys_container_release(parentFD, &err) != 0 {
+        var fuseFD: Int32 = -1
+        var rc = csys_container_release(parentFD, &err, &fuseFD)
+        if rc == 1, let args = p.fuseArguments {
+            Trace.point("fuse requested")
+            let arena = CArena()
+            let daemon = csys_fuse_daemon_start(userNS, fuseFD, arena.strings(args), "\(p.stateDir)/fuse-overlayfs.log", &err)
+            close(fuseFD)
+            if daemon > 0 {
+                p.fuseDaemon = daemon
+                rc = csys_container_release(parentFD, &err, &fuseFD)
+            } else {
+                rc = -1
+            }
+        } else if rc == 1 {
+            close(fuseFD)
+            rc = -1
+        }
+        if rc != 0 {
+            if let d = p.fuseDaemon { FuseOverlay.reap(d) }
             net?.stop()
             let e = SysError(err)
             let code: Int32 = e.stage == "exec" ? (e.errno == EACCES ? 126 : 127) : 125
@@ -503,6 +533,7 @@ public struct Runtime: Sendable {
             Trace.point("cloned")
             net = try start(&p, pid: pid, parentFD: sv[0])
             Trace.point("released (maps written)")
+            if p.fuseDaemon != nil { record.rootFS = "fuse-overlayfs" }
         } catch {
             Glibc.kill(pid, SIGKILL)
             _ = csys_wait_status(pid)
@@ -523,6 +554,7 @@ public struct Runtime: Sendable {
         }
         let code = csys_wait_status(pid)
         Trace.point("exited")
+        if let d = p.fuseDaemon { FuseOverlay.reap(d) }
         csys_signals_forward_to(0, -1)
         net?.stop()
         try? p.cgroup?.remove()
@@ -594,6 +626,7 @@ public struct Runtime: Sendable {
         do {
             let net = try start(&p, pid: pid, parentFD: sv[0])
             if let net { try? net.detachRecord(into: "\(p.stateDir)/network.json") }
+            if p.fuseDaemon != nil { record.rootFS = "fuse-overlayfs" }
         } catch {
             Glibc.kill(pid, SIGKILL)
             close(sv[0])

@@ -305,6 +305,16 @@ struct Info: ParsableCommand {
         case .single(let uid, _):
             Out.line("user: rootless without subordinate ids (uid \(uid)): single mapping, setgroups denied")
         }
+        do {
+            let f = try FuseOverlay.current()
+            switch f.mode {
+            case .always: Out.line("root filesystem: fuse-overlayfs (\(f.program ?? "")), as CTR_OVERLAY=fuse asks")
+            case .fallback: Out.line("root filesystem: kernel overlayfs; fuse-overlayfs (\(f.program ?? "")) where the kernel refuses it")
+            case .off: Out.line("root filesystem: kernel overlayfs only; no fuse-overlayfs fallback: \(f.missing ?? "off")")
+            }
+        } catch {
+            Out.line("root filesystem: \(error)")
+        }
         for a in NetworkMode.availability() {
             Out.line("network \(a.name): \(a.available ? "available" : "unavailable") (\(a.detail))")
         }

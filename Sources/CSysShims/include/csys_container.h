@@ -55,6 +55,9 @@ typedef struct csys_container_plan {
     int nlowers;
     const char *upper, *work;
     int userxattr;             /* overlay option for user namespaces */
+    int fuse;                  /* 0: kernel overlayfs only; 1: fuse-overlayfs where the kernel
+                                * refuses; 2: fuse-overlayfs always (CTR_OVERLAY=fuse) */
+    const char *fuse_missing;  /* with fuse 0: why there is no fallback (for the error) */
     const char *overlay_data;  /* legacy mount(2) option string, if the new API is refused */
     int readonly_rootfs;
     int mknod;                 /* device nodes can be created (root, no user namespace) */
@@ -96,8 +99,16 @@ typedef struct csys_container_plan {
 pid_t csys_container_clone(const csys_container_plan *p, csys_error *err);
 
 /* Parent side of the sync socket: let the child go on, then wait until it has exec'd (the
- * socket closes: 0) or failed (-1, err filled from the child's report). */
-int csys_container_release(int parent_fd, csys_error *err);
+ * socket closes: 0) or failed (-1, err filled from the child's report). With the fuse
+ * fallback the child stops once more, after mounting /dev/fuse on its root: 1, *fuse_fd is
+ * that connection (CLOEXEC; the caller starts fuse-overlayfs on it, closes it and releases
+ * again). fuse_fd may be NULL when the plan has no fuse fallback. */
+int csys_container_release(int parent_fd, csys_error *err, int *fuse_fd);
+
+/* Start fuse-overlayfs serving `fuse_fd` (a mounted /dev/fuse connection): a new session,
+ * in the user namespace `userns_fd` (-1: stay in ours), stdin /dev/null, output appended to
+ * log_path, only the connection (as fd 3) open. argv ends with "/dev/fd/3". Returns its pid. */
+pid_t csys_fuse_daemon_start(int userns_fd, int fuse_fd, const char *const *argv, const char *log_path, csys_error *err);
 
 /* Wait for a child; exit code, or 128+signal; -1 on error. */
 int csys_wait_status(pid_t pid);

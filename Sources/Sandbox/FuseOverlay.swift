@@ -1,0 +1,71 @@
+import CSysShims
+import Foundation
+
+/// fuse-overlayfs, for hosts whose kernel refuses overlayfs (in a user namespace before 5.11).
+///
+/// The container's first process tries the kernel first; when that fails (or `CTR_OVERLAY=fuse`
+/// asks for it) it mounts a /dev/fuse connection on its root itself and passes it back over
+/// the sync socket. ctr then starts fuse-overlayfs on that connection (`/dev/fd/3`), in the
+/// container's user namespace but outside its mount and pid namespaces, so pivot_root and the
+/// end of the container do not touch it: it exits once the last user of the mount is gone.
+/// This is podman's arrangement (the mount program runs beside the container, not in it).
+public struct FuseOverlay: Sendable {
+    public enum Mode: Int32, Sendable { case off = 0, fallback = 1, always = 2 }
+
+    public let mode: Mode
+    /// The program, when the fallback is usable.
+    public let program: String?
+    /// Why there is no fallback (for the kernel's refusal message, and `ctr info`).
+    public let missing: String?
+
+    /// From `CTR_OVERLAY` (`kernel`, `fuse`, unset: kernel with the fuse fallback) and the host.
+    public static func current() throws -> FuseOverlay {
+        let want = getenv("CTR_OVERLAY").map { String(cString: $0) } ?? ""
+        guard ["", "kernel", "fuse"].contains(want) else {
+            throw ContainerError("CTR_OVERLAY=\(want): use kernel or fuse")
+        }
+        if want == "kernel" { return FuseOverlay(mode: .off, program: nil, missing: "CTR_OVERLAY=kernel") }
+        let program = findProgram("fuse-overlayfs")
+        var missing: String?
+        if program == nil {
+            missing = "fuse-overlayfs is not installed (apt-get install fuse-overlayfs)"
+        } else if access("/dev/fuse", R_OK | W_OK) != 0 {
+            missing = access("/dev/fuse", F_OK) != 0 ? "there is no /dev/fuse" : "/dev/fuse is not readable and writable by this user"
+        }
+        if want == "fuse", let missing {
+            throw ContainerError("CTR_OVERLAY=fuse: \(missing)")
+        }
+        if let missing { return FuseOverlay(mode: .off, program: nil, missing: missing) }
+        return FuseOverlay(mode: want == "fuse" ? .always : .fallback, program: program, missing: nil)
+    }
+
+    static func findProgram(_ name: String) -> String? {
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") where dir.hasPrefix("/") {
+            let p = "\(dir)/\(name)"
+            if access(p, X_OK) == 0 { return p }
+        }
+        for dir in ["/usr/bin", "/usr/local/bin"] where access("\(dir)/\(name)", X_OK) == 0 {
+            return "\(dir)/\(name)"
+        }
+        return nil
+    }
+
+    /// The daemon's command line for one root: lower dirs topmost first, as overlayfs takes them.
+    public static func arguments(program: String, lowers: [String], upper: String, work: String) -> [String] {
+        // fuse-overlayfs splits its options on ',' and lower dirs on ':'; store paths have neither
+        [program, "-f", "-o", "lowerdir=\(lowers.joined(separator: ":")),upperdir=\(upper),workdir=\(work)", "/dev/fd/3"]
+    }
+
+    /// After the container is gone: give the daemon a moment to see its mount go, then make sure.
+    public static func reap(_ pid: pid_t) {
+        var status: Int32 = 0
+        for _ in 0..<400 {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r < 0 && errno == ECHILD) { return }
+            usleep(5_000)
+        }
+        kill(pid, SIGKILL)
+        _ = waitpid(pid, &status, 0)
+    }
+}
