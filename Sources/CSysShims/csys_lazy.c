@@ -145,127 +145,77 @@ CSYS_ISAL_SYMS(CSYS_STUB)
 
 CSYS_SECCOMP_SYMS(CSYS_STUB)
 
+/* One table per library: its soname, the package to install, and the stubs' pointers. */
+typedef struct lazy_sym {
+    const char *name;
+    void **slot;
+} lazy_sym;
+
 typedef struct lazy_lib {
     pthread_once_t once;
+    const char *soname, *package;
+    const lazy_sym *syms;
+    size_t nsyms;
     int ok;
     char why[200];
 } lazy_lib;
 
-static lazy_lib archive_lib = {PTHREAD_ONCE_INIT, 0, ""};
-static lazy_lib curl_lib = {PTHREAD_ONCE_INIT, 0, ""};
-
-#define CSYS_BIND(sym) \
-    if (ok) { \
-        void *p = dlsym(h, #sym); \
-        if (!p) { snprintf(L->why, sizeof L->why, "%s has no %s", name, #sym); ok = 0; } \
-        else csys_lazy_p_##sym = p; \
+static void bind_lib(lazy_lib *L) {
+    void *h = dlopen(L->soname, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) {
+        snprintf(L->why, sizeof L->why, "cannot load %s: %s", L->soname, dlerror());
+        return;
     }
-
-static void load_archive(void) {
-    lazy_lib *L = &archive_lib;
-    const char *name = "libarchive.so.13";
-    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
-    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
-    int ok = 1;
-    CSYS_ARCHIVE_SYMS(CSYS_BIND)
-    L->ok = ok;
+    for (size_t i = 0; i < L->nsyms; i++) {
+        void *p = dlsym(h, L->syms[i].name);
+        if (!p) {
+            snprintf(L->why, sizeof L->why, "%s has no %s", L->soname, L->syms[i].name);
+            return;
+        }
+        *L->syms[i].slot = p;
+    }
+    L->ok = 1;
 }
 
-static void load_curl(void) {
-    lazy_lib *L = &curl_lib;
-    const char *name = "libcurl.so.4";
-    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
-    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
-    int ok = 1;
-    CSYS_CURL_SYMS(CSYS_BIND)
-    L->ok = ok;
+#define CSYS_SYM_ENTRY(sym) {#sym, &csys_lazy_p_##sym},
+#define CSYS_LIB(var, so, pkg, SYMS)                                                                    \
+    static const lazy_sym var##_syms[] = {SYMS(CSYS_SYM_ENTRY)};                                        \
+    static lazy_lib var = {PTHREAD_ONCE_INIT, so, pkg, var##_syms, sizeof var##_syms / sizeof var##_syms[0], 0, ""}; \
+    static void var##_bind(void) { bind_lib(&var); }
+
+CSYS_LIB(archive_lib, "libarchive.so.13", "libarchive13", CSYS_ARCHIVE_SYMS)
+CSYS_LIB(curl_lib, "libcurl.so.4", "libcurl4", CSYS_CURL_SYMS)
+CSYS_LIB(crypto_lib, "libcrypto.so.3", "libssl3", CSYS_CRYPTO_SYMS)
+CSYS_LIB(zstd_lib, "libzstd.so.1", "libzstd1", CSYS_ZSTD_SYMS)
+CSYS_LIB(isal_lib, "libisal.so.2", "libisal2", CSYS_ISAL_SYMS)
+CSYS_LIB(seccomp_lib, "libseccomp.so.2", "libseccomp2", CSYS_SECCOMP_SYMS)
+
+/* Bind once; on failure fill err, or (no err: a caller with no way to report) abort with the
+ * reason. */
+static int load_one(lazy_lib *L, void (*bind)(void), csys_error *err) {
+    pthread_once(&L->once, bind);
+    if (L->ok) return 0;
+    if (err) {
+        csys_set_error(err, 0, "dlopen", "%s (install %s)", L->why, L->package);
+        return -1;
+    }
+    char m[300];
+    int n = snprintf(m, sizeof m, "ctr: %s (install %s)\n", L->why, L->package);
+    (void)!write(2, m, (size_t)n);
+    abort();
 }
 
+/* OpenSSL's SHA-256, zstd, ISA-L and libseccomp are bound on first use too (`ctr run` with a
+ * cached seccomp program needs none of them). */
+int csys_load_curl(csys_error *err) { return load_one(&curl_lib, curl_lib_bind, err); }
+int csys_load_crypto(csys_error *err) { return load_one(&crypto_lib, crypto_lib_bind, err); }
+int csys_load_seccomp(csys_error *err) { return load_one(&seccomp_lib, seccomp_lib_bind, err); }
+int csys_load_codecs(csys_error *err) {
+    if (load_one(&zstd_lib, zstd_lib_bind, err) != 0) return -1;
+    if (load_one(&isal_lib, isal_lib_bind, err) != 0) return -1;
+    return csys_load_crypto(err);
+}
 int csys_load_archive(csys_error *err) {
     if (csys_load_codecs(err) != 0) return -1;
-    pthread_once(&archive_lib.once, load_archive);
-    if (!archive_lib.ok) {
-        if (err) csys_set_error(err, 0, "dlopen", "%s (install libarchive13)", archive_lib.why);
-        return -1;
-    }
-    return 0;
-}
-
-int csys_load_curl(csys_error *err) {
-    pthread_once(&curl_lib.once, load_curl);
-    if (!curl_lib.ok) {
-        if (err) csys_set_error(err, 0, "dlopen", "%s (install libcurl4)", curl_lib.why);
-        return -1;
-    }
-    return 0;
-}
-
-/* OpenSSL's SHA-256, zstd, ISA-L and libseccomp: also bound on first use (`ctr run` with a
- * cached seccomp program needs none of them). */
-static lazy_lib crypto_lib = {PTHREAD_ONCE_INIT, 0, ""};
-static lazy_lib zstd_lib = {PTHREAD_ONCE_INIT, 0, ""};
-static lazy_lib isal_lib = {PTHREAD_ONCE_INIT, 0, ""};
-static lazy_lib seccomp_lib = {PTHREAD_ONCE_INIT, 0, ""};
-
-static void load_crypto(void) {
-    lazy_lib *L = &crypto_lib;
-    const char *name = "libcrypto.so.3";
-    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
-    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
-    int ok = 1;
-    CSYS_CRYPTO_SYMS(CSYS_BIND)
-    L->ok = ok;
-}
-
-static void load_zstd(void) {
-    lazy_lib *L = &zstd_lib;
-    const char *name = "libzstd.so.1";
-    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
-    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
-    int ok = 1;
-    CSYS_ZSTD_SYMS(CSYS_BIND)
-    L->ok = ok;
-}
-
-static void load_isal(void) {
-    lazy_lib *L = &isal_lib;
-    const char *name = "libisal.so.2";
-    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
-    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
-    int ok = 1;
-    CSYS_ISAL_SYMS(CSYS_BIND)
-    L->ok = ok;
-}
-
-static void load_seccomp(void) {
-    lazy_lib *L = &seccomp_lib;
-    const char *name = "libseccomp.so.2";
-    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
-    if (!h) { snprintf(L->why, sizeof L->why, "cannot load %s: %s", name, dlerror()); return; }
-    int ok = 1;
-    CSYS_SECCOMP_SYMS(CSYS_BIND)
-    L->ok = ok;
-}
-
-static int load_one(lazy_lib *L, void (*fn)(void), const char *pkg, csys_error *err) {
-    pthread_once(&L->once, fn);
-    if (!L->ok) {
-        if (err) csys_set_error(err, 0, "dlopen", "%s (install %s)", L->why, pkg);
-        else {
-            char m[300];
-            int n = snprintf(m, sizeof m, "ctr: %s (install %s)\n", L->why, pkg);
-            (void)!write(2, m, (size_t)n);
-            abort();
-        }
-        return -1;
-    }
-    return 0;
-}
-
-int csys_load_crypto(csys_error *err) { return load_one(&crypto_lib, load_crypto, "libssl3", err); }
-int csys_load_seccomp(csys_error *err) { return load_one(&seccomp_lib, load_seccomp, "libseccomp2", err); }
-int csys_load_codecs(csys_error *err) {
-    if (load_one(&zstd_lib, load_zstd, "libzstd1", err) != 0) return -1;
-    if (load_one(&isal_lib, load_isal, "libisal2", err) != 0) return -1;
-    return csys_load_crypto(err);
+    return load_one(&archive_lib, archive_lib_bind, err);
 }

@@ -395,15 +395,19 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Write a file so readers see the old or the new content, never a mix.
-    public static func atomicWrite(path: String, data: Data) throws {
+    /// Replace `path` at once (readers see the old or the new file). `durable`: also survive a
+    /// crash (fsync the file and its directory); state that dies with a crash anyway (a
+    /// container's record) skips that, which is milliseconds per write on a disk.
+    public static func atomicWrite(path: String, data: Data, durable: Bool = true) throws {
         let tmp = "\(path).tmp-\(getpid())-\(UUID().uuidString.prefix(8))"
         do {
-            try writeFile(path: tmp, data: data, sync: true)
+            try writeFile(path: tmp, data: data, sync: durable)
             try valueOrErrno("rename", "cannot replace \(path)") { rename(tmp, path) }
         } catch {
             unlink(tmp)
             throw error
         }
+        guard durable else { return }
         let dir = (path as NSString).deletingLastPathComponent
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }

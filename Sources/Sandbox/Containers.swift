@@ -82,7 +82,8 @@ public struct ContainerStore: Sendable {
     }
 
     public func save(_ r: ContainerRecord) throws {
-        try Store.atomicWrite(path: "\(path(r.id))/container.json", data: CanonicalJSON.encode(r))
+        // a container does not outlive a crash of the machine: no fsync
+        try Store.atomicWrite(path: "\(path(r.id))/container.json", data: CanonicalJSON.encode(r), durable: false)
     }
 
     /// By name, full id or unique id prefix.
