@@ -258,7 +258,7 @@ final class BuildRun {
                 if inst.keyword == "COPY", let f = inst.flagValue("from") { refs.append(f) }
                 if inst.keyword == "RUN" {
                     for m in inst.flagValues("mount") {
-                        for part in m.split(separator: ",") where part.hasPrefix("from=") { refs.append(String(part.dropFirst(5))) }
+                        if let from = OptionList.parse(m, bare: "true", lowercaseKeys: true)["from"] { refs.append(from) }
                     }
                 }
                 for r in refs {
@@ -745,11 +745,7 @@ final class BuildRun {
     }
 
     func parseMount(_ spec: String, _ inst: Instruction, state: ImageState) throws -> RunMount {
-        var f: [String: String] = [:]
-        for part in spec.split(separator: ",") {
-            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
-            f[kv[0].lowercased()] = kv.count > 1 ? kv[1] : "true"
-        }
+        let f = OptionList.parse(spec, bare: "true", lowercaseKeys: true)
         let type = f["type"] ?? "bind"
         let wd = state.config.config?.workingDir ?? "/"
         func absTarget(_ t: String?) throws -> String {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Builder
+import enum Dockerfile.OptionList
 import Foundation
 import Layers
 import Sandbox
@@ -69,11 +70,7 @@ struct Build: ParsableCommand {
         var secretFiles: [String] = []
         defer { for f in secretFiles { unlink(f) } }
         for spec in secrets {
-            var f: [String: String] = [:]
-            for part in spec.split(separator: ",") {
-                let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
-                f[kv[0]] = kv.count > 1 ? kv[1] : ""
-            }
+            let f = OptionList.parse(spec)
             guard let id = f["id"], !id.isEmpty else { throw ValidationError("--secret \(spec): expected id=ID,src=PATH or id=ID,env=VAR") }
             if let src = f["src"] ?? f["source"] {
                 let path = URL(fileURLWithPath: src).standardizedFileURL.path
@@ -102,11 +99,7 @@ struct Build: ParsableCommand {
             archived[kv[0]] = ImageRecord(name: nil, descriptor: first.descriptor)
         }
         for spec in outputs {
-            var fields: [String: String] = [:]
-            for part in spec.split(separator: ",") {
-                let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
-                fields[kv[0]] = kv.count > 1 ? kv[1] : ""
-            }
+            let fields = OptionList.parse(spec)
             guard let type = fields["type"], let dest = fields["dest"] else { throw ValidationError("--output \(spec): expected type=TYPE,dest=PATH") }
             if type == "rootfs" { outs.append((nil, dest)); continue }
             guard let fmt = ArchiveFormat(rawValue: type) else {
@@ -175,8 +168,7 @@ struct Build: ParsableCommand {
     /// REGISTRY/REPO[:TAG], or BuildKit's type=registry,ref=REGISTRY/REPO[:TAG]
     static func cacheRef(_ spec: String) -> String {
         guard spec.contains("=") else { return spec }
-        for part in spec.split(separator: ",") where part.hasPrefix("ref=") { return String(part.dropFirst(4)) }
-        return spec
+        return OptionList.parse(spec)["ref"] ?? spec
     }
 
     static func addArg(_ a: String, to args: inout [String: String], flag: String) throws {
