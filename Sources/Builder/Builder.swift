@@ -803,7 +803,7 @@ final class BuildRun {
             // the bound content is part of the step's identity
             var entries: [FileEntry] = []
             if e.isDir { try walk(tree, r, into: "", fromContext: true, chown: nil, chmod: nil, &entries) }
-            else { entries.append(try entry(e, path: r, fromContext: true, chown: nil, chmod: nil)) }
+            else { entries.append(try entry(e, in: tree, path: r, fromContext: true, chown: nil, chmod: nil)) }
             var h = ""
             for x in entries { if case .file(let p) = x.kind { h += "\(x.path) \(try fileDigest(p))\n" } else { h += "\(x.path)\n" } }
             let rw = f["rw"] == "true" || f["readwrite"] == "true"

@@ -22,12 +22,8 @@ struct FileEntry {
 extension BuildRun {
     /// Container ids of a file in an unpacked layer (the store keeps them mapped to host ids).
     func containerIDs(_ st: stat) -> (Int64, Int64) {
-        func back(_ host: UInt32, _ ranges: [IDRange]) -> Int64 {
-            for r in ranges where host >= r.hostID && host - r.hostID < r.count { return Int64(r.containerID + (host - r.hostID)) }
-            return 0
-        }
         let m = b.store.ops.mapping
-        return (back(st.st_uid, m.uidRanges), back(st.st_gid, m.gidRanges))
+        return (Int64(m.containerUID(st.st_uid) ?? 0), Int64(m.containerGID(st.st_gid) ?? 0))
     }
 
     func copyStep(_ inst: Instruction, sources: [String], dest: String, heredocs: [Heredoc], isAdd: Bool, state: inout ImageState) throws {
@@ -141,7 +137,7 @@ extension BuildRun {
                 } else {
                     let base = (m as NSString).lastPathComponent
                     let target = many ? (destRel.isEmpty ? base : destRel + "/" + base) : destRel
-                    entries.append(try entry(e, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
+                    entries.append(try entry(e, in: source, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
                 }
             }
         }
@@ -201,12 +197,12 @@ extension BuildRun {
         return current.sorted()
     }
 
-    func entry(_ e: LayeredTree.Entry, path: String, fromContext: Bool, chown: (Int64, Int64)?, chmod: UInt32?) throws -> FileEntry {
+    func entry(_ e: LayeredTree.Entry, in tree: LayeredTree, path: String, fromContext: Bool, chown: (Int64, Int64)?, chmod: UInt32?) throws -> FileEntry {
         let ids = fromContext ? (Int64(0), Int64(0)) : containerIDs(e.st)
         let mtime = Int64(e.st.st_mtim.tv_sec)
         let clamped = epoch.map { min($0, mtime) } ?? mtime
         if e.isSymlink {
-            let t = (try? FileManager.default.destinationOfSymbolicLink(atPath: e.hostPath)) ?? opener?.readlink(e.hostPath) ?? ""
+            let t = tree.readlink(e.hostPath) ?? ""
             return FileEntry(path: path, kind: .symlink(t), mode: 0o777, uid: chown?.0 ?? ids.0, gid: chown?.1 ?? ids.1, mtime: clamped, size: 0)
         }
         if e.isDir {
@@ -229,12 +225,12 @@ extension BuildRun {
             let target = dest.isEmpty ? n : dest + "/" + n
             if e.isDir {
                 if !(fromContext && ignore.isExcluded(src)) {
-                    out.append(try entry(e, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
+                    out.append(try entry(e, in: tree, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
                 }
                 try walk(tree, src, into: target, fromContext: fromContext, chown: chown, chmod: chmod, &out)
             } else {
                 if fromContext && ignore.isExcluded(src) { continue }
-                out.append(try entry(e, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
+                out.append(try entry(e, in: tree, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
             }
         }
     }

@@ -49,6 +49,14 @@ public enum IDMapping: Sendable, Equatable {
     /// The host id of container id `id`, if mapped.
     public func hostUID(_ id: UInt32) -> UInt32? { Self.lookup(id, in: uidRanges) }
     public func hostGID(_ id: UInt32) -> UInt32? { Self.lookup(id, in: gidRanges) }
+    /// The other way: the container id of a host id (nil: not mapped).
+    public func containerUID(_ host: UInt32) -> UInt32? { Self.reverse(host, in: uidRanges) }
+    public func containerGID(_ host: UInt32) -> UInt32? { Self.reverse(host, in: gidRanges) }
+
+    static func reverse(_ host: UInt32, in ranges: [IDRange]) -> UInt32? {
+        for r in ranges where host >= r.hostID && host - r.hostID < r.count { return r.containerID + (host - r.hostID) }
+        return nil
+    }
 
     public var uidRanges: [IDRange] {
         switch self {
