@@ -13,6 +13,7 @@
 #include <linux/openat2.h>
 #include <linux/sched.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -185,9 +186,13 @@ static int fs_onto(const char *type, const char *data, unsigned long flags, int 
  * the container leave it alone, and it exits when the last user of the mount is gone). */
 static void mount_fuse(const csys_container_plan *p, int kernel_errno) {
     int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        FAIL("overlay", "cannot open /dev/fuse for fuse-overlayfs: %s%s", strerror(errno),
-             kernel_errno ? " (and the kernel refuses overlayfs here)" : "");
+    if (fd < 0) {
+        int e = errno;
+        if (kernel_errno)
+            FAIL("overlay", "the kernel refuses overlayfs here (%s), and /dev/fuse cannot be opened for fuse-overlayfs: %s",
+                 strerror(kernel_errno), strerror(e));
+        FAIL("overlay", "cannot open /dev/fuse for fuse-overlayfs: %s", strerror(e));
+    }
     char opts[160];
     snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions", fd);
     if (mount("fuse-overlayfs", p->rootfs, "fuse.fuse-overlayfs", MS_NODEV, opts) < 0)
@@ -215,14 +220,17 @@ static void mount_fuse(const csys_container_plan *p, int kernel_errno) {
     do n = sendmsg(p->sync_fd, &msg, 0);
     while (n < 0 && errno == EINTR);
     close(fd); /* the daemon holds the connection now: if it dies, the mount says so */
-    if (n < 0) _exit(125);
+    if (n < 0) FAIL("overlay", "cannot pass the fuse connection to ctr: %s", strerror(errno));
     char go;
     do n = read(p->sync_fd, &go, 1);
     while (n < 0 && errno == EINTR);
     if (n != 1) _exit(125);
     struct stat st;
-    if (stat(p->rootfs, &st) < 0 || !S_ISDIR(st.st_mode))
-        FAIL("overlay", "fuse-overlayfs does not serve the root filesystem: %s", strerror(errno));
+    if (stat(p->rootfs, &st) < 0) FAIL("overlay", "fuse-overlayfs does not serve the root filesystem: %s", strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        FAIL("overlay", "fuse-overlayfs serves a root that is not a directory");
+    }
 }
 
 static void mount_overlay(const csys_container_plan *p) {
@@ -253,11 +261,16 @@ static void mount_overlay(const csys_container_plan *p) {
     /* older kernels: the whole option string at once */
     if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) == 0) return;
     if (!tried_new) e = errno;
-    if (p->fuse == 1) {
+    /* the refusals fuse-overlayfs is for: not allowed (a user namespace before 5.11), not
+     * supported (no overlay module, an upper fs it cannot use), too many layers. Anything
+     * else (a missing layer dir) is a problem of ours that fuse would only hide. */
+    int refused = e == EPERM || e == EINVAL || e == ENODEV || e == EOPNOTSUPP || p->nlowers > 500;
+    if (p->fuse == 1 && refused) {
         mount_fuse(p, e);
         return;
     }
     errno = e;
+    if (!refused) FAIL("overlay", "cannot mount the overlay root filesystem: %s", strerror(e));
     FAIL("overlay", "cannot mount the overlay root filesystem: %s (the kernel refuses overlayfs here%s, and there is no fuse-overlayfs fallback: %s)",
          strerror(e),
          p->nlowers > 500 ? ": it stacks at most 500 layers" : p->userns ? " in a user namespace, as kernels before 5.11 do" : "",
@@ -638,13 +651,23 @@ pid_t csys_container_clone(const csys_container_plan *p, csys_error *err) {
     return (pid_t)pid;
 }
 
-int csys_container_release(int fd, csys_error *err, int *fuse_fd) {
+int csys_container_release(int fd, csys_error *err, int *fuse_fd, int timeout_ms) {
     char go = 'g';
     ssize_t n;
     do n = write(fd, &go, 1);
     while (n < 0 && errno == EINTR);
     if (n != 1) {
         /* the child is gone already: its report may be waiting */
+    }
+    if (timeout_ms > 0) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int r;
+        do r = poll(&pfd, 1, timeout_ms);
+        while (r < 0 && errno == EINTR);
+        if (r == 0) {
+            csys_set_error(err, ETIMEDOUT, "timeout", "no answer within %d s", timeout_ms / 1000);
+            return -1;
+        }
     }
     csys_error e;
     struct iovec iov = {&e, sizeof e};
@@ -679,30 +702,57 @@ int csys_container_release(int fd, csys_error *err, int *fuse_fd) {
     return -1;
 }
 
+/* After the raw clone below only write(2) and syscalls: no stdio, no strerror. */
+static void daemon_fail(const char *what) {
+    char m[160];
+    size_t n = 0;
+    const char *pre = "ctr: ";
+    for (const char *q = pre; *q && n < sizeof m - 16; q++) m[n++] = *q;
+    for (const char *q = what; *q && n < sizeof m - 16; q++) m[n++] = *q;
+    const char *mid = " (errno ";
+    for (const char *q = mid; *q; q++) m[n++] = *q;
+    char digits[12];
+    int d = 0, e = errno;
+    do { digits[d++] = (char)('0' + e % 10); e /= 10; } while (e && d < 11);
+    while (d) m[n++] = digits[--d];
+    m[n++] = ')';
+    m[n++] = '\n';
+    (void)!write(2, m, n);
+    _exit(125);
+}
+
 pid_t csys_fuse_daemon_start(int userns_fd, int fuse_fd, const char *const *argv, const char *log_path, csys_error *err) {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (null < 0 || log < 0) {
-        csys_set_error(err, errno, "fuse", "cannot open %s: %s", null < 0 ? "/dev/null" : log_path, strerror(errno));
-        if (null >= 0) close(null);
-        if (log >= 0) close(log);
+    if (null < 0) {
+        csys_set_error(err, errno, "fuse", "cannot open /dev/null: %s", strerror(errno));
         return -1;
     }
+    int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log < 0) {
+        csys_set_error(err, errno, "fuse", "cannot open %s: %s", log_path, strerror(errno));
+        close(null);
+        return -1;
+    }
+    int open_max = (int)sysconf(_SC_OPEN_MAX);
+    if (open_max < 0 || open_max > 65536) open_max = 65536;
     /* raw: the parent has threads (see child_main) */
     long pid = syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid == 0) {
         setsid();
-        if (userns_fd >= 0 && setns(userns_fd, CLONE_NEWUSER) < 0) {
-            dprintf(log, "ctr: cannot join the container's user namespace: %s\n", strerror(errno));
-            _exit(125);
-        }
         if (dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0) _exit(125);
-        if (fuse_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(fuse_fd, 3) < 0) _exit(125);
-        syscall(SYS_close_range, 4U, ~0U, 0U);
+        if (fuse_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(fuse_fd, 3) < 0) daemon_fail("cannot pass the fuse connection");
+        if (userns_fd >= 0) {
+            if (setns(userns_fd, CLONE_NEWUSER) < 0) daemon_fail("cannot join the container's user namespace");
+            /* root of that namespace (already so rootless; as root with --userns, our host
+             * uid 0 is not mapped there) */
+            if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
+                daemon_fail("cannot become root in the container's user namespace");
+        }
+        if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
+            for (int fd = 4; fd < open_max; fd++) close(fd); /* before 5.9 */
         csys_signals_reset_child();
         execv(argv[0], (char *const *)argv);
-        dprintf(2, "ctr: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
+        daemon_fail("cannot run fuse-overlayfs");
     }
     int e = errno;
     close(null);

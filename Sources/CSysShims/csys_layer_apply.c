@@ -217,7 +217,7 @@ static int set_owner(applier *ap, int fd, int pfd, const char *base, int is_link
 
 static int is_overlay_xattr(const char *name) {
     return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0 ||
-           strcmp(name, "user.rootlesscontainers") == 0;
+           strncmp(name, "user.fuseoverlayfs.", 19) == 0 || strcmp(name, "user.rootlesscontainers") == 0;
 }
 
 static int set_xattrs(applier *ap, struct archive_entry *e, int fd, const char *path) {

@@ -148,7 +148,9 @@ static int is_opaque(int dfd) {
     n = fgetxattr(dfd, "user.overlay.opaque", v, sizeof v);
     if (n == 1 && v[0] == 'y') return 1;
     n = fgetxattr(dfd, "user.fuseoverlayfs.opaque", v, sizeof v); /* fuse-overlayfs, rootless */
-    return n == 1 && v[0] == 'y';
+    if (n == 1 && v[0] == 'y') return 1;
+    /* fuse-overlayfs where user xattrs are refused (NFS): only its marker file */
+    return faccessat(dfd, ".wh..wh..opq", F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 static int walk(creator *cr, int dfd, const char *prefix, int depth);

@@ -57,6 +57,41 @@ public struct FuseOverlay: Sendable {
         [program, "-f", "-o", "lowerdir=\(lowers.joined(separator: ":")),upperdir=\(upper),workdir=\(work)", "/dev/fd/3"]
     }
 
+    /// fuse-overlayfs before 1.8 reads opaque directories only from its own xattr and
+    /// trusted.overlay.opaque, not from user.overlay.opaque, which is what rootless layers carry.
+    /// Asked only when the fallback is taken (it costs a process).
+    public static func oldVersionWarning(program: String) -> String? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: program)
+        p.arguments = ["--version"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        // a program that does not answer in 2 s is not worth waiting for
+        let pid = p.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + 2) { if p.isRunning { kill(pid, SIGKILL) } }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard let line = String(decoding: data, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("fuse-overlayfs: version ") }) else { return nil }
+        let v = line.dropFirst("fuse-overlayfs: version ".count).split(separator: ".").compactMap { Int($0) }
+        guard v.count >= 2, (v[0], v[1]) < (1, 8) else { return nil }
+        return "fuse-overlayfs \(v.map(String.init).joined(separator: ".")) is older than 1.8 and ignores the opaque directories of rootless layers: a directory that a later layer replaced may show files of the layers below it"
+    }
+
+    /// How long the container waits for the daemon to serve its root (CTR_FUSE_TIMEOUT, s).
+    public static var answerTimeout: Int {
+        getenv("CTR_FUSE_TIMEOUT").flatMap { Int(String(cString: $0)) }.map { max(1, $0) } ?? 30
+    }
+
+    /// The daemon's last line of complaint in its log, if any (its harmless notices skipped).
+    public static func lastWords(log: String) -> String? {
+        guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .last { !$0.isEmpty && !$0.hasPrefix("unknown argument ignored") }
+    }
+
     /// After the container is gone: give the daemon a moment to see its mount go, then make sure.
     public static func reap(_ pid: pid_t) {
         var status: Int32 = 0

@@ -172,6 +172,7 @@ public struct Runtime: Sendable {
             manifestDigest = image.descriptor.digest.string
         }
 
+        let fuse = try FuseOverlay.current()
         let argv = Self.argv(imageEntrypoint: cfg.entrypoint, imageCmd: cfg.cmd, entrypoint: o.entrypoint, args: o.command)
         guard !argv.isEmpty else { throw ContainerError("no command: the image has none, give one after the image name") }
 
@@ -376,7 +377,6 @@ public struct Runtime: Sendable {
         plan.upper = arena.string(upperDir)
         plan.work = arena.string(workDir)
         plan.userxattr = useUserns ? 1 : 0
-        let fuse = try FuseOverlay.current()
         plan.fuse = fuse.mode.rawValue
         if let missing = fuse.missing { plan.fuse_missing = arena.string(missing) }
         let fuseArguments = fuse.program.map { FuseOverlay.arguments(program: $0, lowers: lowers, upper: upperDir, work: workDir) }
@@ -443,7 +443,10 @@ public struct Runtime: Sendable {
         // fuse-overlayfs joins the container's user namespace: open it while the child is
         // still dumpable (it stops being so once released)
         var userNS: Int32 = -1
-        if p.fuseArguments != nil && p.useUserns { userNS = open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC) }
+        if p.fuseArguments != nil && p.useUserns {
+            userNS = open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC)
+            if userNS < 0 { throw SysError.errno("open", "cannot open the container's user namespace for fuse-overlayfs") }
+        }
         defer { if userNS >= 0 { close(userNS) } }
         if p.useUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.nsMapping) }
         try p.cgroup?.add(pid: pid)
@@ -455,15 +458,17 @@ public struct Runtime: Sendable {
         }
         var err = csys_error()
         var fuseFD: Int32 = -1
-        var rc = csys_container_release(parentFD, &err, &fuseFD)
+        var rc = csys_container_release(parentFD, &err, &fuseFD, 0)
         if rc == 1, let args = p.fuseArguments {
             Trace.point("fuse requested")
+            if p.useUserns, let w = FuseOverlay.oldVersionWarning(program: args[0]) { notice(w) }
             let arena = CArena()
             let daemon = csys_fuse_daemon_start(userNS, fuseFD, arena.strings(args), "\(p.stateDir)/fuse-overlayfs.log", &err)
             close(fuseFD)
             if daemon > 0 {
                 p.fuseDaemon = daemon
-                rc = csys_container_release(parentFD, &err, &fuseFD)
+                // a daemon that lives but never answers would leave the child waiting for ever
+                rc = csys_container_release(parentFD, &err, &fuseFD, Int32(FuseOverlay.answerTimeout * 1000))
             } else {
                 rc = -1
             }
@@ -471,8 +476,18 @@ public struct Runtime: Sendable {
             close(fuseFD)
             rc = -1
         }
+        if rc != 0, let d = p.fuseDaemon {
+            Glibc.kill(pid, SIGKILL)
+            Glibc.kill(d, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(d, &status, 0)
+            net?.stop()
+            let e = SysError(err)
+            let said = FuseOverlay.lastWords(log: "\(p.stateDir)/fuse-overlayfs.log")
+            let what = e.stage == "timeout" ? "fuse-overlayfs did not answer within \(FuseOverlay.answerTimeout) s" : e.message
+            throw ContainerError(what + (said.map { " (fuse-overlayfs said: \($0))" } ?? ""))
+        }
         if rc != 0 {
-            if let d = p.fuseDaemon { FuseOverlay.reap(d) }
             net?.stop()
             let e = SysError(err)
             let code: Int32 = e.stage == "exec" ? (e.errno == EACCES ? 126 : 127) : 125

@@ -458,6 +458,27 @@ struct LayerRoundTripTests {
 
     // MARK: overlay upper dirs
 
+    /// fuse-overlayfs marks an opaque upper dir with user.fuseoverlayfs.opaque, a
+    /// `.wh..wh..opq` file and a `.wh..opq` whiteout device; where user xattrs are refused
+    /// (NFS) with the file alone. Either way the layer gets one opaque marker.
+    @Test("fuse-overlayfs's opaque markers become one opaque entry", arguments: [true, false])
+    func fuseOverlayUpperToLayer(_ withXattr: Bool) throws {
+        try withScratch { s in
+            let upper = s.dir("upper")
+            FS.mkdir("\(upper)/subdir")
+            if withXattr {
+                #expect(FS.setxattr("\(upper)/subdir", "user.fuseoverlayfs.opaque", Array("y".utf8)))
+                #expect(FS.mknod("\(upper)/subdir/.wh..opq", type: S_IFCHR, mode: 0, major: 0, minor: 0))
+            }
+            FS.write("\(upper)/subdir/.wh..wh..opq", "")
+            FS.write("\(upper)/subdir/new", "new")
+            let blob = s.sub("upper.tar")
+            _ = try rootOps.create(from: upper, to: blob, tree: .overlay, compression: .none)
+            #expect(try Tools.tarList(blob) == ["subdir/", "subdir/.wh..wh..opq", "subdir/new"])
+            #expect(!contains(try untar(blob, s), "fuseoverlayfs"), "fuse-overlayfs's xattr is not archived")
+        }
+    }
+
     @Test("an overlay upper dir becomes whiteout entries", arguments: ["user.overlay.opaque", "trusted.overlay.opaque"])
     func overlayUpperToLayer(_ opaqueXattr: String) throws {
         try withScratch { s in

@@ -102,8 +102,9 @@ pid_t csys_container_clone(const csys_container_plan *p, csys_error *err);
  * socket closes: 0) or failed (-1, err filled from the child's report). With the fuse
  * fallback the child stops once more, after mounting /dev/fuse on its root: 1, *fuse_fd is
  * that connection (CLOEXEC; the caller starts fuse-overlayfs on it, closes it and releases
- * again). fuse_fd may be NULL when the plan has no fuse fallback. */
-int csys_container_release(int parent_fd, csys_error *err, int *fuse_fd);
+ * again). fuse_fd may be NULL when the plan has no fuse fallback. timeout_ms > 0: give up
+ * after that long without an answer (stage "timeout"); the caller kills the child. */
+int csys_container_release(int parent_fd, csys_error *err, int *fuse_fd, int timeout_ms);
 
 /* Start fuse-overlayfs serving `fuse_fd` (a mounted /dev/fuse connection): a new session,
  * in the user namespace `userns_fd` (-1: stay in ours), stdin /dev/null, output appended to
