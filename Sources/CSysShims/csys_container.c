@@ -626,7 +626,7 @@ static int child_main(const csys_container_plan *p) {
     }
     csys_signals_reset_child();
     /* nothing but stdio and the sync socket (CLOEXEC) crosses exec */
-    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    csys_cloexec_from(3);
     exec_path(p, p->argv, p->envp, p->path_env);
     return 127;
 }

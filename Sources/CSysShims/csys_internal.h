@@ -66,4 +66,8 @@ int csys_strset_add(csys_strset *s, const char *str);
 int csys_strset_has(const csys_strset *s, const char *str);
 void csys_strset_free(csys_strset *s);
 
+/* Mark every fd from `first` up close-on-exec: close_range(CLOSE_RANGE_CLOEXEC) (5.11), else
+ * one fcntl per possible fd. Safe after fork (syscalls only). */
+void csys_cloexec_from(unsigned first);
+
 #endif

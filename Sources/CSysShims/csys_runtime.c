@@ -79,7 +79,7 @@ static void exec_inner(const csys_exec_plan *p) {
         }
     }
     csys_signals_reset_child();
-    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    csys_cloexec_from(3);
     const char *cmd = p->argv[0];
     if (strchr(cmd, '/')) {
         execve(cmd, (char *const *)p->argv, (char *const *)p->envp);
@@ -477,7 +477,7 @@ pid_t csys_monitor_start(const csys_container_plan *p, const csys_monitor_args *
     }
     if (logfd >= 0) close(logfd);
     if (m->on_exit_argv) {
-        syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+        csys_cloexec_from(3);
         execvp(m->on_exit_argv[0], (char *const *)m->on_exit_argv);
     }
     _exit(0);

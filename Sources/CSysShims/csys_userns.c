@@ -162,7 +162,7 @@ int csys_write_single_map(pid_t pid, uid_t uid, gid_t gid, csys_error *err) {
 
 int csys_job_exec(void *arg) {
     csys_exec_job *j = arg;
-    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    csys_cloexec_from(3);
     execvp(j->argv[0], j->argv);
     csys_set_error(&j->error, errno, "exec", "cannot run %s: %s", j->argv[0], strerror(errno));
     return 127;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -253,4 +254,16 @@ int csys_pipe_cloexec(int fds[2]) {
     if (pipe2(fds, O_CLOEXEC) < 0) return -1;
     fcntl(fds[1], F_SETPIPE_SZ, 1 << 20); /* fewer wakeups for streamed layers; best effort */
     return 0;
+}
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+void csys_cloexec_from(unsigned first) {
+    if (syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+    struct rlimit rl;
+    unsigned max = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < max) max = (unsigned)rl.rlim_cur;
+    for (unsigned fd = first; fd < max; fd++) fcntl((int)fd, F_SETFD, FD_CLOEXEC); /* EBADF: not open */
 }
