@@ -1,7 +1,8 @@
 import CSysShims
 import Foundation
 
-/// fuse-overlayfs, for hosts whose kernel refuses overlayfs (in a user namespace before 5.11).
+/// fuse-overlayfs, where the kernel refuses overlayfs (more than 500 layers, an upper dir on a
+/// filesystem it cannot use, no overlay module, a user namespace before 5.11).
 ///
 /// The container's first process tries the kernel first; when that fails (or `CTR_OVERLAY=fuse`
 /// asks for it) it mounts a /dev/fuse connection on its root itself and passes it back over
