@@ -41,6 +41,8 @@ for f in /etc/subuid /etc/subgid; do
   "${SUDO[@]}" touch "$f"
   grep -q '^ctrtest:' "$f" || echo "ctrtest:200000:65536" | "${SUDO[@]}" tee -a "$f" >/dev/null
   if grep -q '^ctrnosub:' "$f"; then "${SUDO[@]}" sed -i '/^ctrnosub:/d' "$f"; fi
+  # root's own range, for `ctr run --userns auto` as root (podman's --userns=auto wants one too)
+  grep -q '^root:' "$f" || echo "root:1000000:65536" | "${SUDO[@]}" tee -a "$f" >/dev/null
 done
 
 # --- /dev/fuse ---------------------------------------------------------------------------

@@ -233,7 +233,24 @@ static void mount_fuse(const csys_container_plan *p, int kernel_errno) {
     }
 }
 
+/* fds that came with the parent's go (idmapped lower trees); the child's own memory */
+static int passed[CSYS_MAX_PASSED_FDS];
+static int npassed;
+static char passed_buf[CMSG_SPACE(sizeof(int) * CSYS_MAX_PASSED_FDS)];
+
 static void mount_overlay(const csys_container_plan *p) {
+    if (p->idmapped_lowers) {
+        /* each layer, ids shifted, over its own path (in our mount namespace only) */
+        if (npassed != p->nlowers) {
+            errno = EINVAL;
+            FAIL("overlay", "expected %d idmapped layers from ctr, got %d", p->nlowers, npassed);
+        }
+        for (int i = 0; i < p->nlowers; i++) {
+            if (move_mount(passed[i], "", AT_FDCWD, p->lowers[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                FAIL("overlay", "cannot attach the idmapped layer %s: %s", p->lowers[i], strerror(errno));
+            close(passed[i]);
+        }
+    }
     if (p->fuse == 2) {
         mount_fuse(p, 0);
         return;
@@ -565,12 +582,27 @@ static void run_init(pid_t child) {
 
 static int child_main(const csys_container_plan *p) {
     if (p->pdeathsig) prctl(PR_SET_PDEATHSIG, p->pdeathsig);
-    /* wait for the parent: id maps, cgroup, network (newuidmap needs us dumpable until then) */
+    /* wait for the parent: id maps, cgroup, network (newuidmap needs us dumpable until then);
+     * with idmapped lowers the go brings them */
     char go;
     ssize_t n;
-    do n = read(p->sync_fd, &go, 1);
-    while (n < 0 && errno == EINTR);
-    if (n != 1) _exit(125);
+    {
+        struct iovec iov = {&go, 1};
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = passed_buf;
+        msg.msg_controllen = sizeof passed_buf;
+        do n = recvmsg(p->sync_fd, &msg, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n != 1) _exit(125);
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            npassed = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            memcpy(passed, CMSG_DATA(c), (size_t)npassed * sizeof(int));
+        }
+    }
     /* from here until exec nobody may ptrace us or open /proc/PID/exe (the ctr binary) */
     prctl(PR_SET_DUMPABLE, 0);
     if (p->userns) {
@@ -652,10 +684,56 @@ pid_t csys_container_clone(const csys_container_plan *p, csys_error *err) {
 }
 
 int csys_container_release(int fd, csys_error *err, int *fuse_fd, int timeout_ms) {
+    return csys_container_release_with(fd, NULL, 0, err, fuse_fd, timeout_ms);
+}
+
+int csys_idmapped_tree(const char *path, int userns_fd, csys_error *err) {
+    int t = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (t < 0) {
+        csys_set_error(err, errno, "idmap", "cannot clone the mount of %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct mount_attr a;
+    memset(&a, 0, sizeof a);
+    a.attr_set = MOUNT_ATTR_IDMAP;
+    a.userns_fd = (uint64_t)userns_fd;
+    if (mount_setattr(t, "", AT_EMPTY_PATH, &a, sizeof a) < 0) {
+        int e = errno;
+        close(t);
+        csys_set_error(err, e, "idmap", "cannot make an idmapped mount of %s: %s%s", path, strerror(e),
+                       e == EINVAL ? " (its filesystem does not support idmapped mounts)" : "");
+        return -1;
+    }
+    return t;
+}
+
+int csys_container_release_with(int fd, const int *fds, int nfds, csys_error *err, int *fuse_fd, int timeout_ms) {
     char go = 'g';
     ssize_t n;
-    do n = write(fd, &go, 1);
-    while (n < 0 && errno == EINTR);
+    if (nfds > CSYS_MAX_PASSED_FDS) {
+        csys_set_error(err, E2BIG, "start", "too many fds to pass (%d)", nfds);
+        return -1;
+    }
+    {
+        struct iovec iov = {&go, 1};
+        char cbuf[CMSG_SPACE(sizeof(int) * CSYS_MAX_PASSED_FDS)];
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (nfds > 0) {
+            memset(cbuf, 0, sizeof cbuf);
+            msg.msg_control = cbuf;
+            msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+            memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+        }
+        do n = sendmsg(fd, &msg, 0);
+        while (n < 0 && errno == EINTR);
+    }
     if (n != 1) {
         /* the child is gone already: its report may be waiting */
     }

@@ -160,6 +160,14 @@ int csys_write_single_map(pid_t pid, uid_t uid, gid_t gid, csys_error *err) {
     return write_file(path, buf, err);
 }
 
+int csys_write_maps(pid_t pid, const char *uid_map, const char *gid_map, csys_error *err) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+    if (write_file(path, uid_map, err) < 0) return -1;
+    snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+    return write_file(path, gid_map, err);
+}
+
 int csys_job_exec(void *arg) {
     csys_exec_job *j = arg;
     csys_cloexec_from(3);

@@ -13,6 +13,12 @@ public enum UserNamespace {
         case .single(let uid, let gid):
             var err = csys_error()
             if csys_write_single_map(pid, uid, gid, &err) != 0 { throw SysError(err) }
+        case .mapped(let uids, let gids) where getuid() == 0:
+            // root needs no newuidmap (nor an /etc/subuid entry checked by it)
+            var err = csys_error()
+            let u = uids.map { "\($0.containerID) \($0.hostID) \($0.count)\n" }.joined()
+            let g = gids.map { "\($0.containerID) \($0.hostID) \($0.count)\n" }.joined()
+            if csys_write_maps(pid, u, g, &err) != 0 { throw SysError(err) }
         case .mapped(let uids, let gids):
             // both at once: each is a setuid program that takes a millisecond or two to start
             let u = try startMapper("newuidmap", pid: pid, ranges: uids, file: "/etc/subuid")

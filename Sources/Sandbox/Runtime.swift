@@ -184,10 +184,16 @@ public struct Runtime: Sendable {
             useUserns = false
             if let u = o.userns, u != "host" {
                 useUserns = true
-                let subs = IDMapping.subordinateRanges(file: "/etc/subuid", name: "root", id: 0)
-                let (start, count) = subs.first ?? (100000, 65536)
-                nsMapping = .mapped(uid: [IDRange(containerID: 0, hostID: start, count: count)],
-                                    gid: [IDRange(containerID: 0, hostID: start, count: count)])
+                // root's range, or podman's "containers" user's: never one that may be a user's
+                func range(_ file: String) -> (UInt32, UInt32)? {
+                    IDMapping.subordinateRanges(file: file, name: "root", id: 0).first
+                        ?? getpwnam("containers").flatMap { IDMapping.subordinateRanges(file: file, name: "containers", id: $0.pointee.pw_uid).first }
+                }
+                guard let (ustart, ucount) = range("/etc/subuid"), let (gstart, gcount) = range("/etc/subgid") else {
+                    throw ContainerError("--userns \(u): root has no subordinate id range in /etc/subuid and /etc/subgid (add one, e.g. root:1000000:65536, as podman's --userns=auto wants for its containers user)")
+                }
+                nsMapping = .mapped(uid: [IDRange(containerID: 0, hostID: ustart, count: ucount)],
+                                    gid: [IDRange(containerID: 0, hostID: gstart, count: gcount)])
             }
         case .mapped, .single:
             useUserns = true
@@ -301,6 +307,28 @@ public struct Runtime: Sendable {
         try Store.writeFile(path: "\(stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: hostname, extraHosts: extraHosts, containerAddress: nil).utf8), sync: false)
         try Store.writeFile(path: "\(stateDir)/hostname", data: Data((hostname + "\n").utf8), sync: false)
         try Store.writeFile(path: "\(stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: mode, attachment: nil, hostResolvConf: hostResolv).utf8), sync: false)
+        // root with a user namespace: the layers are root's; the container sees them through
+        // idmapped mounts, and its root (a subordinate id) gets a way through root's store
+        // (search permission for that id's group only) and owns its upper dir
+        let idmapped = mapping == .root && useUserns
+        if idmapped {
+            guard lowers.count <= Int(CSYS_MAX_PASSED_FDS) else {
+                throw ContainerError("--userns: images of more than \(CSYS_MAX_PASSED_FDS) layers need a user namespace of their own (run as a user)")
+            }
+            guard let hu = nsMapping.hostUID(0), let hg = nsMapping.hostGID(0) else { throw ContainerError("--userns: no mapping for root") }
+            for d in ["\(stateDir)/upper", "\(stateDir)/work", "\(stateDir)/hosts", "\(stateDir)/hostname", "\(stateDir)/resolv.conf"] {
+                try valueOrErrno("chown", "cannot give \(d) to the container's root") { chown(d, hu, hg) }
+            }
+            let traverse = [store.root, "\(store.root)/containers", stateDir, "\(store.root)/layers", "\(store.root)/layers/sha256"]
+                + lowers.map { ($0 as NSString).deletingLastPathComponent }
+            for d in Set(traverse) {
+                var st = stat()
+                guard fstatat(AT_FDCWD, d, &st, 0) == 0, st.st_uid == 0 else { continue }
+                if st.st_mode & 0o001 != 0 { continue }  // searchable by everyone already
+                if st.st_gid != hg { chown(d, UInt32.max, hg) }
+                chmod(d, (st.st_mode & 0o7777) | 0o010)
+            }
+        }
 
         // volumes and tmpfs
         var mounts: [csys_mount] = []
@@ -377,6 +405,7 @@ public struct Runtime: Sendable {
         plan.upper = arena.string(upperDir)
         plan.work = arena.string(workDir)
         plan.userxattr = useUserns ? 1 : 0
+        plan.idmapped_lowers = idmapped ? 1 : 0
         plan.fuse = fuse.mode.rawValue
         if let missing = fuse.missing { plan.fuse_missing = arena.string(missing) }
         let fuseArguments = fuse.program.map { FuseOverlay.arguments(program: $0, lowers: lowers, upper: upperDir, work: workDir) }
@@ -449,6 +478,19 @@ public struct Runtime: Sendable {
         }
         defer { if userNS >= 0 { close(userNS) } }
         if p.useUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.nsMapping) }
+        var passFDs: [Int32] = []
+        defer { passFDs.forEach { close($0) } }
+        if p.plan.idmapped_lowers != 0 {
+            let ns = open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC)
+            guard ns >= 0 else { throw SysError.errno("open", "cannot open the container's user namespace") }
+            defer { close(ns) }
+            for i in 0..<Int(p.plan.nlowers) {
+                var e = csys_error()
+                let t = csys_idmapped_tree(p.plan.lowers[i], ns, &e)
+                if t < 0 { throw SysError(e) }
+                passFDs.append(t)
+            }
+        }
         try p.cgroup?.add(pid: pid)
         let net = try NetworkAttachment.attach(mode: p.network, pid: pid, ports: p.ports, rootless: p.useUserns)
         if let net {
@@ -458,7 +500,9 @@ public struct Runtime: Sendable {
         }
         var err = csys_error()
         var fuseFD: Int32 = -1
-        var rc = csys_container_release(parentFD, &err, &fuseFD, 0)
+        var rc = csys_container_release_with(parentFD, passFDs, Int32(passFDs.count), &err, &fuseFD, 0)
+        passFDs.forEach { close($0) }
+        passFDs.removeAll()
         if rc == 1, let args = p.fuseArguments {
             Trace.point("fuse requested")
             if p.useUserns, let w = FuseOverlay.oldVersionWarning(program: args[0]) { notice(w) }

@@ -59,6 +59,35 @@ import Testing
         #expect(host.stdout == "box1\nbox1\n", "\(host)")
     }
 
+    /// As root there is no user namespace unless asked for; with one, root's subordinate range
+    /// maps the container and the layers (root's own) are seen through idmapped mounts.
+    @Test func rootWithUserNamespace() throws {
+        guard let w = try prepared(.root) else { return }
+        let plain = try run(w, ["busybox:local", "cat", "/proc/self/uid_map"])
+        #expect(plain.stdout.split(separator: " ", omittingEmptySubsequences: true).map(String.init) == ["0", "0", "4294967295\n"], "\(plain)")
+        guard let (start, _) = TestEnv.subRange(file: "/etc/subuid", user: "root") else {
+            print("skip rootWithUserNamespace: root has no range in /etc/subuid; \(TestEnv.setupHint)")
+            return
+        }
+        let r = try run(w, ["--userns", "auto", "busybox:local", "sh", "-c", """
+            cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'
+            id -u; stat -c %u:%g / /home/user/owned-by-1000 /etc/hosts
+            ls /root >/dev/null && echo root-dir-readable
+            mkdir /data && chown 1000:1000 /data && stat -c %u /data
+            exit 5
+            """])
+        #expect(r.status == 5, "\(r)")
+        #expect(r.lines == ["0 \(start) 65536", "0", "0:0", "1000:1000", "0:0", "root-dir-readable", "1000"], "\(r)")
+        // detached: exec joins the namespace, and users resolve from the image
+        expectOK(try w.ctrHome(["run", "-d", "--name", "un", "--network", "none", "--userns", "auto", "busybox:local", "sleep", "60"]))
+        let ex = try w.ctrHome(["exec", "-u", "user", "un", "sh", "-c", "id -u; stat -c %u /home/user/owned-by-1000"])
+        #expect(ex.lines == ["1000", "1000"], "\(ex)")
+        // on the host the container's files belong to the range
+        let upper = try w.bash("stat -c %u \(w.store)/containers/*/upper")
+        #expect(upper.stdout == "\(start)\n", "\(upper)")
+        expectOK(try w.ctrHome(["rm", "-f", "un"]))
+    }
+
     @Test(arguments: modes)
     func confinement(_ who: Who) throws {
         guard let w = try prepared(who) else { return }

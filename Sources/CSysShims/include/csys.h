@@ -180,6 +180,8 @@ int csys_wait_exit(pid_t pid);
 
 /* write "0 id 1" maps (and setgroups deny) for a child; for a user without subordinate ids */
 int csys_write_single_map(pid_t pid, uid_t uid, gid_t gid, csys_error *err);
+/* As root: write the maps ("0 100000 65536\n" lines) directly, without newuidmap. */
+int csys_write_maps(pid_t pid, const char *uid_map, const char *gid_map, csys_error *err);
 
 /* job wrappers usable as csys_job_fn */
 int csys_job_layer_apply(void *arg);   /* arg: csys_apply* */

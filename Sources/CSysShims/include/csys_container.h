@@ -55,6 +55,8 @@ typedef struct csys_container_plan {
     int nlowers;
     const char *upper, *work;
     int userxattr;             /* overlay option for user namespaces */
+    int idmapped_lowers;       /* root with a user namespace: the release brings one idmapped
+                                * tree per lower dir (csys_idmapped_tree), attached over it */
     int fuse;                  /* 0: kernel overlayfs only; 1: fuse-overlayfs where the kernel
                                 * refuses; 2: fuse-overlayfs always (CTR_OVERLAY=fuse) */
     const char *fuse_missing;  /* with fuse 0: why there is no fallback (for the error) */
@@ -105,6 +107,13 @@ pid_t csys_container_clone(const csys_container_plan *p, csys_error *err);
  * again). fuse_fd may be NULL when the plan has no fuse fallback. timeout_ms > 0: give up
  * after that long without an answer (stage "timeout"); the caller kills the child. */
 int csys_container_release(int parent_fd, csys_error *err, int *fuse_fd, int timeout_ms);
+/* The same, the first 'g' carrying fds (SCM_RIGHTS, at most CSYS_MAX_PASSED_FDS). */
+#define CSYS_MAX_PASSED_FDS 250
+int csys_container_release_with(int parent_fd, const int *fds, int nfds, csys_error *err, int *fuse_fd, int timeout_ms);
+
+/* A detached copy of the tree at `path` whose ids are shifted through the user namespace
+ * `userns_fd` (an idmapped mount: host 0 shows as that namespace's root). Returns its fd. */
+int csys_idmapped_tree(const char *path, int userns_fd, csys_error *err);
 
 /* Start fuse-overlayfs serving `fuse_fd` (a mounted /dev/fuse connection): a new session,
  * in the user namespace `userns_fd` (-1: stay in ours), stdin /dev/null, output appended to
