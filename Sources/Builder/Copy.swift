@@ -260,10 +260,22 @@ extension BuildRun {
                 }
             }
         }
-        for d in ensureDirs where d != "/" { addParents(String(d.dropFirst()), includingSelf: true) }
-        for e in entries { addParents(e.path, includingSelf: false) }
-        var all = entries
-        let explicit = Set(entries.map(\.path))
+        // symlinks in the image on the way to a destination are followed (inside the root), as
+        // Docker does: `WORKDIR /link/dir` or `COPY f /link/` must not replace the link
+        func resolvedParent(_ path: String) -> String {
+            guard let slash = path.lastIndex(of: "/") else { return path }
+            let parent = String(path[..<slash]), base = String(path[path.index(after: slash)...])
+            guard !parent.isEmpty, let r = image.resolve(parent), r != parent else { return path }
+            return r.isEmpty ? base : r + "/" + base
+        }
+        var placed = entries
+        for i in placed.indices { placed[i].path = resolvedParent(placed[i].path) }
+        for d in ensureDirs where d != "/" {
+            addParents(image.resolve(String(d.dropFirst())) ?? String(d.dropFirst()), includingSelf: true)
+        }
+        for e in placed { addParents(e.path, includingSelf: false) }
+        var all = placed
+        let explicit = Set(placed.map(\.path))
         all += dirs.values.filter { !explicit.contains($0.path) }
         all.sort { $0.path < $1.path }
 

@@ -400,6 +400,13 @@ static void setup_mounts(const csys_container_plan *p) {
         close(t);
     }
 
+    /* the working directory, created inside the root if missing (a symlink on the way, even a
+     * dangling one, resolves inside it, as runc does) */
+    if (p->cwd) {
+        int wd = open_in_root(rootfd, p->cwd, 0, 1);
+        if (wd >= 0) close(wd);
+    }
+
     /* the root moves */
     if (fchdir(rootfd) < 0) FAIL("pivot_root", "cannot enter the root: %s", strerror(errno));
     if (syscall(SYS_pivot_root, ".", ".") < 0) FAIL("pivot_root", "pivot_root: %s", strerror(errno));

@@ -38,9 +38,18 @@ public enum Capabilities {
         let adds = try add.map(normalise), drops = try drop.map(normalise)
         if drops.contains("ALL") { set = [] }
         for d in drops where d != "ALL" { set.remove(d) }
-        if adds.contains("ALL") { set = Set(names.prefix(lastCap + 1)) }
+        // ALL is what this process may still hand on (its bounding set), as podman takes it
+        if adds.contains("ALL") { set = Set(names.prefix(lastCap + 1).enumerated().filter { boundingSet & (1 << UInt64($0.offset)) != 0 }.map(\.element)) }
         for a in adds where a != "ALL" { set.insert(a) }
         return set
+    }
+
+    /// CapBnd of this process (all ones if it cannot be read).
+    static var boundingSet: UInt64 {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapBnd:") }),
+              let v = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return ~0 }
+        return v
     }
 
     public static func mask(_ set: Set<String>) -> UInt64 {

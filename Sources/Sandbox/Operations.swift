@@ -100,6 +100,9 @@ extension Runtime {
     public func exec(_ r: ContainerRecord, command: [String], env: [String], workdir: String?, user: String?,
                      tty: Bool, interactive: Bool) throws -> Int32 {
         let pid = try requireRunning(r)
+        if tty && interactive && isatty(0) == 0 {
+            throw ContainerError("the input device is not a TTY: use -i without -t to pipe input")
+        }
         let image = try store.resolve(r.manifest)
         let manifest = try store.manifest(image.descriptor)
         let config = try store.config(manifest)

@@ -554,6 +554,10 @@ public struct Runtime: Sendable {
     /// `ctr run`: foreground (returns the exit code) or detached (returns 0 after printing the id).
     public func run(_ o: RunOptions, image: ImageRecord?) throws -> (code: Int32, record: ContainerRecord) {
         Trace.point("image resolved")
+        if o.tty && o.interactive && !o.detach && isatty(0) == 0 {
+            // docker's answer: a terminal relay would wait on it for ever
+            throw ContainerError("the input device is not a TTY: use -i without -t to pipe input")
+        }
         var p = try prepare(o, image: image)
         Trace.point("prepared")
         var sv: [Int32] = [0, 0]
