@@ -338,6 +338,19 @@ static void setup_dev(const csys_container_plan *p, int rootfd) {
     if (shm < 0 || fs_onto("tmpfs", "mode=1777,size=65536k", MS_NOSUID | MS_NODEV | MS_NOEXEC, shm) < 0)
         FAIL("mount", "cannot mount /dev/shm: %s", strerror(errno));
     close(shm);
+    /* with -t: the terminal (a pty of the host's devpts, absent from ours) is bound on
+     * /dev/console, as runc does, so that ttyname() finds it inside */
+    if (p->tty && p->stdio[0] >= 0) {
+        int con = open_in_root(rootfd, "/dev/console", 1, 0);
+        if (con < 0) FAIL("mount", "cannot create /dev/console: %s", strerror(errno));
+        /* by its path in our copy of the host's mounts (the fd's own mount is the host's) */
+        char fdp[64], name[CSYS_MAX_PATH];
+        ssize_t n = readlink(fdpath(p->stdio[0], fdp, sizeof fdp), name, sizeof name - 1);
+        if (n <= 0) FAIL("mount", "cannot name the terminal: %s", strerror(errno));
+        name[n] = 0;
+        if (bind_onto(name, con, 0, 0) < 0) FAIL("mount", "cannot bind the terminal %s on /dev/console: %s", name, strerror(errno));
+        close(con);
+    }
     int mq = open_in_root(rootfd, "/dev/mqueue", 0, 1);
     if (mq >= 0) {
         fs_onto("mqueue", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, mq); /* best effort */

@@ -250,8 +250,8 @@ import Testing
         expectOneLineError(try run(w, ["--memory", "lots", "busybox:local", "true"]), mentions: "lots")
     }
 
-    @Test func initReapsZombiesAndForwardsSignals() throws {
-        let who: Who = Who.rootless.available ? .rootless : .root
+    @Test(arguments: modes)
+    func initReapsZombiesAndForwardsSignals(_ who: Who) throws {
         guard let w = try prepared(who) else { return }
         // an orphan: the inner sh exits at once, its sleep is reparented to pid 1. pid 1 is the
         // command (sh exec'ing sleep, which never waits) or, with --init, the init.
@@ -317,8 +317,8 @@ import Testing
         #expect(gone, "a detached --rm container removes itself")
     }
 
-    @Test func aKilledMonitorIsReportedAndCleaned() throws {
-        let who: Who = Who.rootless.available ? .rootless : .root
+    @Test(arguments: modes)
+    func aKilledMonitorIsReportedAndCleaned(_ who: Who) throws {
         guard let w = try prepared(who) else { return }
         expectOK(try w.ctrHome(["run", "-d", "--name", "orphan", "--network", "none", "busybox:local", "sleep", "100"]))
         let json = try w.ctrHome(["ps", "--format", "json"])
@@ -336,11 +336,13 @@ import Testing
         #expect(csys_proc_starttime(pid_t(pid)) == 0 || kill(pid_t(pid), 0) != 0, "the container process is gone")
     }
 
-    @Test func terminalAndResize() throws {
-        guard TestEnv.have("script"), let w = try prepared(Who.rootless.available ? .rootless : .root) else { return }
-        let cmd = "stty cols 91 rows 33; CTR_ROOT=\(w.store) HOME=\(w.home) \(TestEnv.binary) run --rm -it --network none busybox:local sh -c '[ -t 0 ] && echo is-a-tty; stty size'"
+    @Test(arguments: modes)
+    func terminalAndResize(_ who: Who) throws {
+        guard TestEnv.have("script"), let w = try prepared(who) else { return }
+        let cmd = "stty cols 91 rows 33; CTR_ROOT=\(w.store) HOME=\(w.home) \(TestEnv.binary) run --rm -it --network none busybox:local sh -c '[ -t 0 ] && echo is-a-tty; tty; stty size'"
         let r = try w.sh(["script", "-qec", cmd, "/dev/null"])
         #expect(r.stdout.contains("is-a-tty"), "\(r)")
+        #expect(r.stdout.contains("/dev/console"), "the terminal has a name inside (ttyname): \(r.stdout.debugDescription)")
         #expect(r.stdout.contains("33 91"), "the window size reaches the container: \(r.stdout.debugDescription)")
     }
 
