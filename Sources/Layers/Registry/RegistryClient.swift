@@ -105,6 +105,8 @@ public final class RegistryClient: @unchecked Sendable {
     private var challenge: AuthChallenge?
     private var pinged = false
     private var tokens: [String: String] = [:]
+    /// One token request at a time: parallel blob transfers for one scope share the first's.
+    private let tokenFetch = NSLock()
     /// Seconds to wait before retry n (0-based); tests shorten it.
     public var backoff: (Int) -> Double = { n in min(0.5 * pow(2, Double(n)), 8) }
     public var maxAttempts = 5
@@ -228,12 +230,16 @@ public final class RegistryClient: @unchecked Sendable {
         }
         guard ch.scheme == "bearer", let realm = ch.params["realm"] else { return nil }
         let key = scopes.sorted().joined(separator: " ")
-        if !refresh {
+        func cached() -> String? {
             lock.lock()
-            let t = tokens[key]
-            lock.unlock()
-            if let t { return "Bearer " + t }
+            defer { lock.unlock() }
+            return tokens[key]
         }
+        if !refresh, let t = cached() { return "Bearer " + t }
+        tokenFetch.lock()
+        defer { tokenFetch.unlock() }
+        // another transfer may have fetched it while this one waited
+        if !refresh, let t = cached() { return "Bearer " + t }
         var comps = URLComponents(string: realm)
         var items = comps?.queryItems ?? []
         if let service = ch.params["service"] { items.append(URLQueryItem(name: "service", value: service)) }
