@@ -208,6 +208,48 @@ import Testing
         expectOneLineError(bad, mentions: "authentication failed for tester")
     }
 
+    /// A push uploads its blobs in parallel; they share one token for the push scope (the
+    /// token server is slow, so the uploads ask at the same time).
+    @Test func parallelUploadsShareOneToken() throws {
+        guard let (w, img) = try prepared() else { return }
+        let tokens = TokenLog()
+        let fake = Fake(img) { r, _, _ in
+            if r.path.hasPrefix("/token") {
+                tokens.add(r.path)
+                usleep(300_000)
+                return .respond(status: 200, headers: ["Content-Type": "application/json"], body: Data(#"{"token":"tok"}"#.utf8))
+            }
+            if r.path == "/v2/" { return nil }
+            if r.headers["authorization"] != "Bearer tok" {
+                return .respond(status: 401, headers: ["WWW-Authenticate": #"Bearer realm="http://\#(r.headers["host"] ?? "")/token",service="fake""#],
+                                body: Data(#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.utf8))
+            }
+            let p = r.path.split(separator: "?").first.map(String.init) ?? r.path
+            if r.method == "HEAD" && p.hasPrefix("/v2/test/pushed/blobs/") { return .respond(status: 404, headers: [:], body: Data()) }
+            if r.method == "POST" && p == "/v2/test/pushed/blobs/uploads/" {
+                return .respond(status: 202, headers: ["Location": "/v2/test/pushed/blobs/uploads/\(UUID().uuidString)", "Range": "0-0"], body: Data())
+            }
+            if r.method == "PATCH" && p.hasPrefix("/v2/test/pushed/blobs/uploads/") {
+                return .respond(status: 202, headers: ["Location": p, "Range": "0-\(max(r.body.count - 1, 0))"], body: Data())
+            }
+            if r.method == "PUT" && p.hasPrefix("/v2/test/pushed/blobs/uploads/") {
+                let d = r.path.components(separatedBy: "digest=").last?.removingPercentEncoding ?? ""
+                return .respond(status: 201, headers: ["Docker-Content-Digest": d, "Location": "/v2/test/pushed/blobs/\(d)"], body: Data())
+            }
+            if r.method == "PUT" && p.hasPrefix("/v2/test/pushed/manifests/") {
+                return .respond(status: 201, headers: ["Docker-Content-Digest": RegistryFaultTests.digest(r.body)], body: Data())
+            }
+            return nil
+        }
+        let s = try serve(fake)
+        let r = try w.ctrHome(["push", "bb", "\(s.addr)/test/pushed:1"])
+        expectOK(r)
+        let puts = s.log.filter { $0.method == "PUT" && $0.path.contains("/blobs/uploads/") }
+        #expect(puts.count == 2, "config and layer uploaded: \(s.log.map { "\($0.method) \($0.path)" })")
+        let push = tokens.all.filter { $0.contains("push") }
+        #expect(push.count == 1, "one token request for the push scope: \(tokens.all)")
+    }
+
     final class TokenLog: @unchecked Sendable {
         private let lock = NSLock()
         private var paths: [String] = []
