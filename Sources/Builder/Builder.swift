@@ -69,12 +69,8 @@ public enum BuildCacheImage {
         var cc = ContainerConfig()
         cc.labels = [label: keys]
         let config = ImageConfig(architecture: platform.architecture, os: platform.os, config: cc, rootfs: RootFS(diffIDs: diffIDs))
-        let configData = try CanonicalJSON.encode(config)
         try store.writing {
-            let configDesc = try store.putBlob(configData, mediaType: .ociConfig)
-            let manifest = Manifest(mediaType: .ociManifest, config: configDesc, layers: layers)
-            let desc = try store.putBlob(try CanonicalJSON.encode(manifest), mediaType: .ociManifest)
-            try store.setName(name, to: desc)
+            try store.setName(name, to: try store.putImage(config: config, layers: layers).manifest)
         }
     }
 
@@ -216,10 +212,9 @@ final class BuildRun {
         try FileManager.default.createDirectory(atPath: tmpRoot, withIntermediateDirectories: true)
         // global ARGs (before the first FROM) and the predefined platform ones
         let p = o.platform, host = Platform.current
-        let platformString = [p.os, p.architecture, p.variant].compactMap { $0 }.joined(separator: "/")
-        var predefined = ["TARGETPLATFORM": platformString, "TARGETOS": p.os, "TARGETARCH": p.architecture,
+        var predefined = ["TARGETPLATFORM": p.description, "TARGETOS": p.os, "TARGETARCH": p.architecture,
                           "TARGETVARIANT": p.variant ?? "",
-                          "BUILDPLATFORM": [host.os, host.architecture, host.variant].compactMap { $0 }.joined(separator: "/"),
+                          "BUILDPLATFORM": host.description,
                           "BUILDOS": host.os, "BUILDARCH": host.architecture, "BUILDVARIANT": host.variant ?? ""]
         for (k, v) in o.buildArgs where Dockerfile.platformArgNames.contains(k) { predefined[k] = v }
         globalArgs = predefined
@@ -231,8 +226,6 @@ final class BuildRun {
                     usedBuildArgs.insert(d.name)
                 } else if let def = d.defaultValue {
                     globalArgs[d.name] = try expand(def, globalArgs, inst)
-                } else if globalArgs[d.name] == nil {
-                    globalArgs[d.name] = nil
                 }
             }
         }
@@ -291,7 +284,7 @@ final class BuildRun {
         return nil
     }
 
-    func step(_ inst: Instruction, stage: Stage) {
+    func step(_ inst: Instruction) {
         stepNumber += 1
         stepCached = false
         stepStart = Date()
@@ -319,7 +312,7 @@ final class BuildRun {
     }
 
     func buildStage(_ stage: Stage) throws -> ImageState {
-        step(stage.from, stage: stage)
+        step(stage.from)
         let base = try expand(stage.base, globalArgs, stage.from)
         var state: ImageState
         if base.lowercased() == "scratch" {
@@ -329,7 +322,6 @@ final class BuildRun {
                                cacheKey: sha("scratch|\(o.platform.architecture)"))
         } else if let dep = stageIndex(base.lowercased(), before: stage.index), let s = states[dep] {
             state = s
-            state.config.history = s.config.history
         } else {
             let rec: ImageRecord
             // FROM --platform=…: that platform's image when it has to be pulled
@@ -351,7 +343,7 @@ final class BuildRun {
             let env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] + (state.config.config?.env ?? [])
             state.config.config?.env = env
         }
-        var onbuild = state.config.config?.onBuild ?? []
+        let onbuild = state.config.config?.onBuild ?? []
         state.config.config?.onBuild = nil
         // ONBUILD triggers of the base run first
         if !onbuild.isEmpty && base.lowercased() != "scratch" && stageIndex(base.lowercased(), before: stage.index) == nil {
@@ -362,9 +354,8 @@ final class BuildRun {
                 try apply(inst, stage: stage, state: &state)
             }
         }
-        onbuild = []
         for inst in stage.instructions {
-            step(inst, stage: stage)
+            step(inst)
             try apply(inst, stage: stage, state: &state)
             stepDone(inst)
         }
@@ -407,7 +398,6 @@ final class BuildRun {
     func apply(_ inst: Instruction, stage: Stage, state: inout ImageState) throws {
         let env = environment(state)
         var keyText = inst.original
-        var emptyLayer = true
         switch inst.kind {
         case .from:
             throw fail(inst, "FROM inside a stage")
@@ -522,8 +512,7 @@ final class BuildRun {
             return
         }
         state.cacheKey = sha(state.cacheKey + "\n" + keyText)
-        if emptyLayer { addHistory(&state, keyText, empty: true) }
-        emptyLayer = false
+        addHistory(&state, keyText, empty: true)
     }
 
     // MARK: RUN
@@ -685,13 +674,19 @@ final class BuildRun {
         try append(layer, diffID: d.diffID, key: key, &state, createdBy: createdBy)
     }
 
-    func append(_ layer: Descriptor, diffID: Digest, key: String, _ state: inout ImageState, createdBy: String) throws {
+    /// The step's layer joins the image, whether built now or found in the cache.
+    func addLayer(_ layer: Descriptor, diffID: Digest, key: String, _ state: inout ImageState, createdBy: String) {
         state.layers.append(layer)
         state.diffIDs.append(diffID)
         state.config.rootfs.diffIDs = state.diffIDs
         state.cacheKey = key
         addHistory(&state, createdBy, empty: false)
         cacheEntries.append(BuildCacheEntry(key: key, layer: layer, diffID: diffID))
+    }
+
+    /// A layer built now: it joins the image and the local cache.
+    func append(_ layer: Descriptor, diffID: Digest, key: String, _ state: inout ImageState, createdBy: String) throws {
+        addLayer(layer, diffID: diffID, key: key, &state, createdBy: createdBy)
         let entry = CacheEntry(layer: layer, diffID: diffID)
         if let data = try? JSONEncoder().encode(entry) {
             try? Store.atomicWrite(path: "\(cacheDir)/\(key).json", data: data)
@@ -711,19 +706,12 @@ final class BuildRun {
         stepCached = true
         if o.progress == .json { event(["event": "cached", "step": stepNumber]) } else { b.progress("--> CACHED") }
         cachedSteps += 1
-        cacheEntries.append(BuildCacheEntry(key: key, layer: e.layer, diffID: e.diffID))
-        state.layers.append(e.layer)
-        state.diffIDs.append(e.diffID)
-        state.config.rootfs.diffIDs = state.diffIDs
-        state.cacheKey = key
-        addHistory(&state, createdBy, empty: false)
+        addLayer(e.layer, diffID: e.diffID, key: key, &state, createdBy: createdBy)
         return true
     }
 
     func unpackedLayers(_ state: ImageState) throws -> [String] {
-        var dirs: [String] = []
-        for (l, d) in zip(state.layers, state.diffIDs) { dirs.append(try b.store.unpackedLayer(l, diffID: d)) }
-        return dirs.reversed()
+        try b.store.unpackedLayers(state.layers, diffIDs: state.diffIDs)
     }
 
     func layerTree(_ state: ImageState) throws -> LayeredTree { LayeredTree(layers: try unpackedLayers(state), opener: opener) }
@@ -855,12 +843,8 @@ final class BuildRun {
             config.config?.labels = l
         }
         config.rootfs = RootFS(diffIDs: state.diffIDs)
-        let configData = try CanonicalJSON.encode(config)
-        let manifestDesc: Descriptor = try b.store.writing {
-            let configDesc = try b.store.putBlob(configData, mediaType: .ociConfig)
-            let manifest = Manifest(mediaType: .ociManifest, config: configDesc, layers: state.layers)
-            let manifestData = try CanonicalJSON.encode(manifest)
-            let desc = try b.store.putBlob(manifestData, mediaType: .ociManifest)
+        return try b.store.writing {
+            let (desc, configDesc) = try b.store.putImage(config: config, layers: state.layers)
             if o.tags.isEmpty {
                 try b.store.updateIndex { records in
                     if !records.contains(where: { $0.descriptor.digest == desc.digest }) {
@@ -869,9 +853,8 @@ final class BuildRun {
                 }
             }
             for t in o.tags { try b.store.setName(t, to: desc) }
-            return desc
+            return (desc, configDesc.digest)
         }
-        return (manifestDesc, Digest.sha256(configData))
     }
 
     // MARK: helpers

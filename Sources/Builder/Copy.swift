@@ -85,7 +85,6 @@ extension BuildRun {
         var entries: [FileEntry] = []
         var hashInput = ""
         let docs = Dictionary(heredocs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var matchedAny = 0
         var extracted: [String] = []
         defer { for d in extracted { _ = try? b.store.ops.removeTree(d) } }
         for raw in sources {
@@ -96,7 +95,6 @@ extension BuildRun {
                 entries.append(FileEntry(path: path, kind: .bytes(data), mode: chmod ?? 0o644, uid: chown?.0 ?? 0, gid: chown?.1 ?? 0,
                                          mtime: epoch ?? Int64(Date().timeIntervalSince1970), size: UInt64(data.count)))
                 hashInput += "heredoc \(path) \(Digest.sha256(data))\n"
-                matchedAny += 1
                 continue
             }
             let expanded = try expand(raw, env, inst)
@@ -107,7 +105,6 @@ extension BuildRun {
                 entries.append(FileEntry(path: path, kind: .bytes(data), mode: chmod ?? 0o600, uid: chown?.0 ?? 0, gid: chown?.1 ?? 0,
                                          mtime: epoch ?? Int64(Date().timeIntervalSince1970), size: UInt64(data.count)))
                 hashInput += "url \(path) \(Digest.sha256(data))\n"
-                matchedAny += 1
                 continue
             }
             if isAdd && expanded.hasPrefix("git@") { throw fail(inst, "ADD \(expanded): git sources are not supported") }
@@ -115,7 +112,6 @@ extension BuildRun {
             if matches.isEmpty {
                 throw fail(inst, "\(name) \(expanded): no such file or directory in \(fromContext ? "the build context" : "the source image")")
             }
-            matchedAny += matches.count
             let many = matches.count > 1 || destIsDir
             for m in matches {
                 guard let e = source.lookup(m) else { continue }

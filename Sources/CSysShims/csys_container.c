@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
-#include <linux/close_range.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
 #include <net/if.h>
@@ -200,25 +199,8 @@ static void mount_fuse(const csys_container_plan *p, int kernel_errno) {
     /* "need-fuse" with the connection: the parent answers 'g' once the daemon runs */
     csys_error req;
     memset(&req, 0, sizeof req);
-    req.err = 0;
     strcpy(req.stage, "need-fuse");
-    struct iovec iov = {&req, sizeof req};
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    memset(cbuf, 0, sizeof cbuf);
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    ssize_t n;
-    do n = sendmsg(p->sync_fd, &msg, 0);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = csys_send_with_fds(p->sync_fd, &req, sizeof req, &fd, 1, 0);
     close(fd); /* the daemon holds the connection now: if it dies, the mount says so */
     if (n < 0) FAIL("overlay", "cannot pass the fuse connection to ctr: %s", strerror(errno));
     char go;
@@ -236,7 +218,6 @@ static void mount_fuse(const csys_container_plan *p, int kernel_errno) {
 /* fds that came with the parent's go (idmapped lower trees); the child's own memory */
 static int passed[CSYS_MAX_PASSED_FDS];
 static int npassed;
-static char passed_buf[CMSG_SPACE(sizeof(int) * CSYS_MAX_PASSED_FDS)];
 
 static void mount_overlay(const csys_container_plan *p) {
     if (p->idmapped_lowers) {
@@ -605,24 +586,8 @@ static int child_main(const csys_container_plan *p) {
     /* wait for the parent: id maps, cgroup, network (newuidmap needs us dumpable until then);
      * with idmapped lowers the go brings them */
     char go;
-    ssize_t n;
-    {
-        struct iovec iov = {&go, 1};
-        struct msghdr msg;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = passed_buf;
-        msg.msg_controllen = sizeof passed_buf;
-        do n = recvmsg(p->sync_fd, &msg, MSG_CMSG_CLOEXEC);
-        while (n < 0 && errno == EINTR);
-        if (n != 1) _exit(125);
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            npassed = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            memcpy(passed, CMSG_DATA(c), (size_t)npassed * sizeof(int));
-        }
-    }
+    ssize_t n = csys_recv_with_fds(p->sync_fd, &go, 1, passed, CSYS_MAX_PASSED_FDS, &npassed);
+    if (n != 1) _exit(125);
     /* from here until exec nobody may ptrace us or open /proc/PID/exe (the ctr binary) */
     prctl(PR_SET_DUMPABLE, 0);
     if (p->userns) {
@@ -734,26 +699,7 @@ int csys_container_release_with(int fd, const int *fds, int nfds, csys_error *er
         csys_set_error(err, E2BIG, "start", "too many fds to pass (%d)", nfds);
         return -1;
     }
-    {
-        struct iovec iov = {&go, 1};
-        char cbuf[CMSG_SPACE(sizeof(int) * CSYS_MAX_PASSED_FDS)];
-        struct msghdr msg;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        if (nfds > 0) {
-            memset(cbuf, 0, sizeof cbuf);
-            msg.msg_control = cbuf;
-            msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-            memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-        }
-        do n = sendmsg(fd, &msg, 0);
-        while (n < 0 && errno == EINTR);
-    }
+    n = csys_send_with_fds(fd, &go, 1, fds, nfds, 0);
     if (n != 1) {
         /* the child is gone already: its report may be waiting */
     }
@@ -768,20 +714,9 @@ int csys_container_release_with(int fd, const int *fds, int nfds, csys_error *er
         }
     }
     csys_error e;
-    struct iovec iov = {&e, sizeof e};
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
+    int passed = -1, npassed = 0;
+    n = csys_recv_with_fds(fd, &e, sizeof e, &passed, 1, &npassed);
     if (n == 0) return 0; /* exec closed the socket */
-    int passed = -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&passed, CMSG_DATA(c), sizeof passed);
     if (n == (ssize_t)sizeof e && !strcmp(e.stage, "need-fuse") && passed >= 0) {
         if (fuse_fd) {
             *fuse_fd = passed;
@@ -831,8 +766,6 @@ pid_t csys_fuse_daemon_start(int userns_fd, int fuse_fd, const char *const *argv
         close(null);
         return -1;
     }
-    int open_max = (int)sysconf(_SC_OPEN_MAX);
-    if (open_max < 0 || open_max > 65536) open_max = 65536;
     /* raw: the parent has threads (see child_main) */
     long pid = syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid == 0) {
@@ -846,8 +779,8 @@ pid_t csys_fuse_daemon_start(int userns_fd, int fuse_fd, const char *const *argv
             if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
                 daemon_fail("cannot become root in the container's user namespace");
         }
-        if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
-            for (int fd = 4; fd < open_max; fd++) close(fd); /* before 5.9 */
+        static const int keep[1] = {3};
+        csys_close_fds_except(keep, 1);
         csys_signals_reset_child();
         execv(argv[0], (char *const *)argv);
         daemon_fail("cannot run fuse-overlayfs");

@@ -38,8 +38,6 @@ void csys_sha256_free(csys_sha256 *h) {
     free(h);
 }
 
-void csys_sha256_small(const void *data, size_t len, unsigned char out[32]);
-
 void csys_sha256_oneshot(const void *data, size_t len, unsigned char out[32]) {
     /* small inputs without loading libcrypto; large ones with OpenSSL (SHA-NI) */
     if (len <= 65536) { csys_sha256_small(data, len, out); return; }

@@ -70,4 +70,11 @@ void csys_strset_free(csys_strset *s);
  * one fcntl per possible fd. Safe after fork (syscalls only). */
 void csys_cloexec_from(unsigned first);
 
+/* One message of `len` bytes carrying nfds fds (SCM_RIGHTS, at most CSYS_SCM_MAX_FDS), and its
+ * receiving side: the fds land CLOEXEC in fds[0..*nfds) (any beyond maxfds are closed). No
+ * allocation (usable after clone); EINTR retried. Return what sendmsg/recvmsg return. */
+#define CSYS_SCM_MAX_FDS 253
+ssize_t csys_send_with_fds(int sock, const void *data, size_t len, const int *fds, int nfds, int flags);
+ssize_t csys_recv_with_fds(int sock, void *data, size_t len, int *fds, int maxfds, int *nfds);
+
 #endif

@@ -11,7 +11,6 @@
 #include <linux/openat2.h>
 #include <fcntl.h>
 #include <linux/capability.h>
-#include <linux/close_range.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -332,13 +331,6 @@ int csys_spawn_finish(pid_t pid, int outfd, char *errbuf, size_t errlen) {
     return csys_wait_exit(pid);
 }
 
-int csys_spawn_wait(const char *const *argv, char *errbuf, size_t errlen) {
-    int fd;
-    pid_t pid = csys_spawn_start(argv, &fd, errbuf, errlen);
-    if (pid < 0) return -1;
-    return csys_spawn_finish(pid, fd, errbuf, errlen);
-}
-
 /* ---------------------------------------------------------------- monitor */
 
 static void log_line(int logfd, const char *stream, const char *data, size_t len, int partial) {
@@ -420,16 +412,7 @@ pid_t csys_monitor_start(const csys_container_plan *p, const csys_monitor_args *
      * make `ctr run -d | ...` wait for the container's end) stays open in the monitor */
     {
         int keep[4] = {logfd, m->tty_master, m->out_fd, m->err_fd};
-        for (int i = 0; i < 4; i++)
-            for (int j = i + 1; j < 4; j++)
-                if (keep[j] < keep[i]) { int t = keep[i]; keep[i] = keep[j]; keep[j] = t; }
-        unsigned int from = 3;
-        for (int i = 0; i < 4; i++) {
-            if (keep[i] < (int)from) continue;
-            if ((unsigned int)keep[i] > from) syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0U);
-            from = (unsigned int)keep[i] + 1;
-        }
-        syscall(SYS_close_range, from, ~0U, 0U);
+        csys_close_fds_except(keep, 4);
     }
     lbuf ob, eb;
     ob.len = eb.len = 0;
@@ -503,23 +486,7 @@ int csys_job_fd_server(void *arg) {
         how.resolve = RESOLVE_NO_SYMLINKS;
         int fd = (int)syscall(SYS_openat2, AT_FDCWD, req.path, &how, sizeof how);
         int32_t result = fd < 0 ? errno : 0;
-        struct iovec iov = {&result, sizeof result};
-        char cbuf[CMSG_SPACE(sizeof(int))];
-        struct msghdr msg;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        if (fd >= 0) {
-            memset(cbuf, 0, sizeof cbuf);
-            msg.msg_control = cbuf;
-            msg.msg_controllen = sizeof cbuf;
-            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(c), &fd, sizeof fd);
-        }
-        ssize_t w = sendmsg(s->sock, &msg, MSG_NOSIGNAL);
+        ssize_t w = csys_send_with_fds(s->sock, &result, sizeof result, &fd, fd >= 0 ? 1 : 0, MSG_NOSIGNAL);
         if (fd >= 0) close(fd);
         if (w < 0) return 0;
     }
@@ -534,21 +501,15 @@ int csys_fd_request(int sock, const char *path, int flags) {
     memcpy(req.path, path, len + 1);
     if (send(sock, &req, sizeof(int32_t) + len + 1, MSG_NOSIGNAL) < 0) return -1;
     int32_t result = 0;
-    struct iovec iov = {&result, sizeof result};
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    int fd = -1, nfd = 0;
+    ssize_t n = csys_recv_with_fds(sock, &result, sizeof result, &fd, 1, &nfd);
     if (n <= 0) { errno = EPIPE; return -1; }
-    if (result != 0) { errno = result; return -1; }
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    if (!c || c->cmsg_type != SCM_RIGHTS) { errno = EPROTO; return -1; }
-    int fd;
-    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    if (result != 0) {
+        if (nfd) close(fd);
+        errno = result;
+        return -1;
+    }
+    if (!nfd) { errno = EPROTO; return -1; }
     return fd;
 }
 

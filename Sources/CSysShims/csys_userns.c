@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <linux/close_range.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +37,15 @@ static int cmp_int(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* close_range (5.9), else one close per possible fd */
+static void close_between(unsigned int first, unsigned int last) {
+    if (syscall(SYS_close_range, first, last, 0U) == 0) return;
+    struct rlimit rl;
+    unsigned int max = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < max) max = (unsigned int)rl.rlim_cur;
+    for (unsigned int fd = first; fd <= last && fd < max; fd++) close((int)fd);
+}
+
 void csys_close_fds_except(const int *keep, int nkeep) {
     int sorted[64];
     int n = 0;
@@ -44,10 +54,10 @@ void csys_close_fds_except(const int *keep, int nkeep) {
     qsort(sorted, (size_t)n, sizeof sorted[0], cmp_int);
     unsigned int from = 3;
     for (int i = 0; i < n; i++) {
-        if ((unsigned int)sorted[i] > from) syscall(SYS_close_range, from, (unsigned int)sorted[i] - 1, 0U);
+        if ((unsigned int)sorted[i] > from) close_between(from, (unsigned int)sorted[i] - 1);
         from = (unsigned int)sorted[i] + 1;
     }
-    syscall(SYS_close_range, from, ~0U, 0U);
+    close_between(from, ~0U);
 }
 
 int csys_userns_fork(csys_job_fn fn, void *arg, const int *keep, int nkeep, csys_error *err_out,

@@ -71,15 +71,14 @@ public struct LayerOps: Sendable {
         self.mapping = mapping
     }
 
-    /// Run `fn` on the job struct in `box`; `errorField` locates its csys_error.
     /// Load libarchive in this (parent) process before a job that uses it forks.
     static func loadArchive() throws {
         var err = csys_error()
         if csys_load_archive(&err) != 0 { throw SysError(err) }
     }
 
+    /// Run `fn` on the job struct in `box`; `errorField` locates its csys_error.
     private func runJob<T>(_ fn: csys_job_fn, _ box: SharedBox<T>, _ errorField: KeyPath<T, csys_error>, keep: [Int32]) throws -> Int32 {
-        try Self.loadArchive()
         let arg = UnsafeMutableRawPointer(box.pointer)
         let err = (arg + MemoryLayout<T>.offset(of: errorField)!).assumingMemoryBound(to: csys_error.self)
         switch mapping {
@@ -106,6 +105,7 @@ public struct LayerOps: Sendable {
         a.tree = tree.c
         a.owners = mapping.isSingle ? Int32(CSYS_OWNERS_XATTR) : Int32(CSYS_OWNERS_CHOWN)
         let box = SharedBox(a)
+        try Self.loadArchive()
         let code = try runJob(csys_job_layer_apply, box, \.error, keep: [inFD, rootFD])
         var r = box.pointer.pointee
         if code != 0 { throw SysError(r.error, fallback: "applying the layer failed (exit \(code))") }
@@ -190,6 +190,7 @@ public struct LayerOps: Sendable {
             c.host_gid = gid
         }
         let box = SharedBox(c)
+        try Self.loadArchive()
         let code = try runJob(csys_job_layer_create, box, \.error, keep: [rootFD, outFD])
         var r = box.pointer.pointee
         if code != 0 { throw SysError(r.error, fallback: "creating the layer failed (exit \(code))") }

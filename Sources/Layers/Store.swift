@@ -145,6 +145,13 @@ public final class Store: @unchecked Sendable {
         try putBlob(CanonicalJSON.encode(value), mediaType: mediaType)
     }
 
+    /// Store an image's config and its OCI manifest over `layers` (blobs already stored).
+    public func putImage(config: ImageConfig, layers: [Descriptor]) throws -> (manifest: Descriptor, config: Descriptor) {
+        let configDesc = try putJSON(config, mediaType: .ociConfig)
+        let manifest = try putJSON(Manifest(mediaType: .ociManifest, config: configDesc, layers: layers), mediaType: .ociManifest)
+        return (manifest, configDesc)
+    }
+
     // MARK: index
 
     private var indexPath: String { "\(root)/index.json" }
@@ -251,15 +258,20 @@ public final class Store: @unchecked Sendable {
         return final
     }
 
-    /// Unpack a layer blob into a new layers/.tmp-* directory, checking the blob's digest and
-    /// size and its diff-id. The caller installs it with `installLayer` or removes it.
     /// An image's layers, unpacked, topmost first (overlay lowerdir order).
     public func unpackedLayers(_ manifest: Manifest, _ config: ImageConfig) throws -> [String] {
+        try unpackedLayers(manifest.layers, diffIDs: config.rootfs.diffIDs)
+    }
+
+    /// Layers (bottom first, as a manifest lists them), unpacked, topmost first.
+    public func unpackedLayers(_ layers: [Descriptor], diffIDs: [Digest]) throws -> [String] {
         var dirs: [String] = []
-        for (layer, diffID) in zip(manifest.layers, config.rootfs.diffIDs) { dirs.append(try unpackedLayer(layer, diffID: diffID)) }
+        for (layer, diffID) in zip(layers, diffIDs) { dirs.append(try unpackedLayer(layer, diffID: diffID)) }
         return dirs.reversed()
     }
 
+    /// Unpack a layer blob into a new layers/.tmp-* directory, checking the blob's digest and
+    /// size and its diff-id. The caller installs it with `installLayer` or removes it.
     public func unpackLayer(blob: String, layer: Descriptor, diffID: Digest) throws -> (path: String, report: ApplyReport) {
         let tmp = "\(root)/layers/.tmp-\(UUID().uuidString.lowercased())"
         try valueOrErrno("mkdir", "cannot create \(tmp)") { mkdir(tmp, 0o755) }

@@ -1,5 +1,6 @@
 import CSysShims
 import Foundation
+import HostOS
 
 /// fuse-overlayfs, where the kernel refuses overlayfs (more than 500 layers, an upper dir on a
 /// filesystem it cannot use, no overlay module, a user namespace before 5.11).
@@ -26,7 +27,7 @@ public struct FuseOverlay: Sendable {
             throw ContainerError("CTR_OVERLAY=\(want): use kernel or fuse")
         }
         if want == "kernel" { return FuseOverlay(mode: .off, program: nil, missing: "CTR_OVERLAY=kernel") }
-        let program = findProgram("fuse-overlayfs")
+        let program = Command.find("fuse-overlayfs")
         var missing: String?
         if program == nil {
             missing = "fuse-overlayfs is not installed (apt-get install fuse-overlayfs)"
@@ -38,18 +39,6 @@ public struct FuseOverlay: Sendable {
         }
         if let missing { return FuseOverlay(mode: .off, program: nil, missing: missing) }
         return FuseOverlay(mode: want == "fuse" ? .always : .fallback, program: program, missing: nil)
-    }
-
-    static func findProgram(_ name: String) -> String? {
-        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
-        for dir in path.split(separator: ":") where dir.hasPrefix("/") {
-            let p = "\(dir)/\(name)"
-            if access(p, X_OK) == 0 { return p }
-        }
-        for dir in ["/usr/bin", "/usr/local/bin"] where access("\(dir)/\(name)", X_OK) == 0 {
-            return "\(dir)/\(name)"
-        }
-        return nil
     }
 
     /// The daemon's command line for one root: lower dirs topmost first, as overlayfs takes them.

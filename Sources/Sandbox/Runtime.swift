@@ -469,24 +469,21 @@ public struct Runtime: Sendable {
 
     /// After clone: maps, cgroup, network; then let the child run to exec.
     func start(_ p: inout Prepared, pid: pid_t, parentFD: Int32) throws -> NetworkAttachment? {
-        // fuse-overlayfs joins the container's user namespace: open it while the child is
-        // still dumpable (it stops being so once released)
+        // the container's user namespace, for fuse-overlayfs to join and for idmapped layers:
+        // opened while the child is still dumpable (it stops being so once released)
         var userNS: Int32 = -1
-        if p.fuseArguments != nil && p.useUserns {
+        if p.useUserns && (p.fuseArguments != nil || p.plan.idmapped_lowers != 0) {
             userNS = open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC)
-            if userNS < 0 { throw SysError.errno("open", "cannot open the container's user namespace for fuse-overlayfs") }
+            if userNS < 0 { throw SysError.errno("open", "cannot open the container's user namespace") }
         }
         defer { if userNS >= 0 { close(userNS) } }
         if p.useUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.nsMapping) }
         var passFDs: [Int32] = []
         defer { passFDs.forEach { close($0) } }
         if p.plan.idmapped_lowers != 0 {
-            let ns = open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC)
-            guard ns >= 0 else { throw SysError.errno("open", "cannot open the container's user namespace") }
-            defer { close(ns) }
             for i in 0..<Int(p.plan.nlowers) {
                 var e = csys_error()
-                let t = csys_idmapped_tree(p.plan.lowers[i], ns, &e)
+                let t = csys_idmapped_tree(p.plan.lowers[i], userNS, &e)
                 if t < 0 { throw SysError(e) }
                 passFDs.append(t)
             }
@@ -520,20 +517,18 @@ public struct Runtime: Sendable {
             close(fuseFD)
             rc = -1
         }
-        if rc != 0, let d = p.fuseDaemon {
-            Glibc.kill(pid, SIGKILL)
-            Glibc.kill(d, SIGKILL)
-            var status: Int32 = 0
-            _ = waitpid(d, &status, 0)
-            net?.stop()
-            let e = SysError(err)
-            let said = FuseOverlay.lastWords(log: "\(p.stateDir)/fuse-overlayfs.log")
-            let what = e.stage == "timeout" ? "fuse-overlayfs did not answer within \(FuseOverlay.answerTimeout) s" : e.message
-            throw ContainerError(what + (said.map { " (fuse-overlayfs said: \($0))" } ?? ""))
-        }
         if rc != 0 {
             net?.stop()
             let e = SysError(err)
+            if let d = p.fuseDaemon {
+                Glibc.kill(pid, SIGKILL)
+                Glibc.kill(d, SIGKILL)
+                var status: Int32 = 0
+                _ = waitpid(d, &status, 0)
+                let said = FuseOverlay.lastWords(log: "\(p.stateDir)/fuse-overlayfs.log")
+                let what = e.stage == "timeout" ? "fuse-overlayfs did not answer within \(FuseOverlay.answerTimeout) s" : e.message
+                throw ContainerError(what + (said.map { " (fuse-overlayfs said: \($0))" } ?? ""))
+            }
             let code: Int32 = e.stage == "exec" ? (e.errno == EACCES ? 126 : 127) : 125
             throw ContainerError(e.message, exitCode: code)
         }

@@ -20,7 +20,7 @@ struct SeccompCache {
         let arch = "other"
         #endif
         let ident = "\(key)|\(capabilities.sorted().joined(separator: ","))|\(Self.libraryIdentity())|\(arch)"
-        let path = "\(dir)/\(Self.fnv128(ident)).bpf"
+        let path = "\(dir)/\(Digest.sha256(Data(ident.utf8)).encoded).bpf"
         // a BPF program is a whole number of 8-byte instructions
         if let data = FileManager.default.contents(atPath: path), !data.isEmpty, data.count % 8 == 0 {
             return [UInt8](data)
@@ -45,15 +45,5 @@ struct SeccompCache {
             }
         }
         return String(cString: csys_seccomp_library_version())
-    }
-
-    /// A file name for the key (not a security boundary: the cache is the user's own).
-    static func fnv128(_ s: String) -> String {
-        var a: UInt64 = 0xcbf29ce484222325, b: UInt64 = 0x84222325cbf29ce4
-        for byte in s.utf8 {
-            a = (a ^ UInt64(byte)) &* 0x100000001b3
-            b = (b ^ UInt64(byte)) &* 0x100000001b3 &+ 0x9e3779b97f4a7c15
-        }
-        return String(a, radix: 16).leftPad(16) + String(b, radix: 16).leftPad(16)
     }
 }

@@ -187,9 +187,6 @@ pid_t csys_monitor_start(const csys_container_plan *p, const csys_monitor_args *
 /* /proc/PID/stat field 22 (start time in clock ticks), 0 if gone */
 uint64_t csys_proc_starttime(pid_t pid);
 
-/* Spawn a program (PATH searched) with stdin /dev/null; wait; exit code or -1. For newuidmap. */
-int csys_spawn_wait(const char *const *argv, char *errbuf, size_t errlen);
-/* The same in two halves, so that two programs can run at once (newuidmap and newgidmap). */
 /* ctr build: a user-namespace helper that opens paths for the parent (SCM_RIGHTS). */
 typedef struct csys_fd_server {
     int sock;
@@ -201,6 +198,8 @@ int csys_fd_request(int sock, const char *path, int flags);
 int csys_fd_readlink(int fd, char *buf, size_t len);
 long csys_fgetxattr(int fd, const char *name, void *value, size_t size);
 
+/* Spawn a program (PATH searched) with stdin /dev/null, and wait for it: two halves, so that
+ * two programs can run at once (newuidmap and newgidmap). finish: exit code or -1. */
 pid_t csys_spawn_start(const char *const *argv, int *outfd, char *errbuf, size_t errlen);
 int csys_spawn_finish(pid_t pid, int outfd, char *errbuf, size_t errlen);
 
