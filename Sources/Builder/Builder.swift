@@ -190,7 +190,8 @@ final class BuildRun {
         created = c
         epoch = e
         cacheDir = o.cacheDir ?? "\(builder.store.root)/build-cache"
-        tmpRoot = "\(builder.store.root)/build-tmp"
+        // this build's own: removing it at the end leaves other builds' steps alone
+        tmpRoot = "\(builder.store.root)/build-tmp/\(UUID().uuidString.lowercased())"
     }
 
     func fail(_ inst: Instruction, _ message: String) -> BuildError {
