@@ -3,12 +3,14 @@
 # unpack`, and `podman pull`; `ctr push` against `skopeo copy`. One four-layer image of
 # ~350 MB (gzip) from Debian's docker-registry on 127.0.0.1. Run it as the user you want to
 # measure (rootless: `sudo -u ctrtest bench/registry.sh`). Prints means and peer/ctr ratios.
+# bench/pull-floor.sh runs alongside: the hashing and inflating a pull cannot skip, by the
+# fastest stand-alone tools, with nothing written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO_DIR=$PWD
 CTR=${CTR:-$PWD/.build/release/ctr}
 [ -x "$CTR" ] || { echo "build first: swift build -c release" >&2; exit 1; }
-for t in hyperfine umoci skopeo podman docker-registry; do command -v $t >/dev/null || { echo "missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
+for t in hyperfine umoci skopeo podman docker-registry igzip; do command -v $t >/dev/null || { echo "missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
 RUNS=${RUNS:-5}
 W=${BENCH_DIR:-/dev/shm/ctr-bench-$(id -un)}   # tmpfs: see bench/layers.sh
 mkdir -p "$W"
@@ -59,7 +61,8 @@ hyperfine -S bash --runs "$RUNS" --warmup 1 --export-json pull.json \
   -n "ctr pull" "CTR_ROOT=$W/pull-store $CTR pull -q $REG/bench/multi:1" \
   -n "skopeo copy (copy only)" "skopeo copy -q --src-tls-verify=false docker://$REG/bench/multi:1 oci:$W/sk-layout:1" \
   -n "skopeo copy + umoci unpack" "skopeo copy -q --src-tls-verify=false docker://$REG/bench/multi:1 oci:$W/sk-layout:1 && umoci unpack --rootless --image $W/sk-layout:1 $W/sk-bundle >/dev/null" \
-  -n "podman pull" "$PODMAN pull -q --tls-verify=false $REG/bench/multi:1" >&2
+  -n "podman pull" "$PODMAN pull -q --tls-verify=false $REG/bench/multi:1" \
+  -n "floor (hash, inflate, hash; no files)" "$REPO_DIR/bench/pull-floor.sh $REG bench/multi 1" >&2
 
 # pushes: a fresh registry each run, and ctr forgets where its blobs came from (no mounts)
 "$CTR" load -i multi >/dev/null
@@ -72,11 +75,12 @@ python3 - <<'PY'
 import json
 pull = {r["command"]: r["mean"] for r in json.load(open("pull.json"))["results"]}
 push = {r["command"]: r["mean"] for r in json.load(open("push.json"))["results"]}
-print(f"{'ctr vs peer':<52}{'ctr (s)':>9}{'peer (s)':>9}{'peer/ctr':>10}")
+print(f"{'ctr vs peer':<56}{'ctr (s)':>9}{'peer (s)':>9}{'peer/ctr':>10}")
 c = pull["ctr pull"]
-for k in ["skopeo copy (copy only)", "skopeo copy + umoci unpack", "podman pull"]:
-    print(f"{'ctr pull vs ' + k:<52}{c:>9.3f}{pull[k]:>9.3f}{pull[k]/c:>9.2f}x")
+for k in ["skopeo copy (copy only)", "skopeo copy + umoci unpack", "podman pull",
+          "floor (hash, inflate, hash; no files)"]:
+    print(f"{'ctr pull vs ' + k:<56}{c:>9.3f}{pull[k]:>9.3f}{pull[k]/c:>9.2f}x")
 c = push["ctr push"]
 k = "skopeo copy oci: docker://"
-print(f"{'ctr push vs ' + k:<52}{c:>9.3f}{push[k]:>9.3f}{push[k]/c:>9.2f}x")
+print(f"{'ctr push vs ' + k:<56}{c:>9.3f}{push[k]:>9.3f}{push[k]/c:>9.2f}x")
 PY

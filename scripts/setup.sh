@@ -11,7 +11,7 @@ FIXTURES=${CTR_FIXTURES:-/var/tmp/ctr-fixtures}
 PACKAGES=(
   build-essential pkg-config libseccomp-dev libcap-dev libarchive-dev libssl-dev libzstd-dev libisal-dev libcurl4-openssl-dev
   uidmap busybox-static docker-registry apache2-utils debootstrap
-  skopeo umoci crun runc podman buildah slirp4netns passt fuse-overlayfs hyperfine
+  skopeo umoci crun runc podman buildah slirp4netns passt fuse-overlayfs hyperfine isal
 )
 
 SUDO=()
