@@ -45,6 +45,19 @@ public struct ApplyReport: Sendable {
     public var skippedDevices: Int
     public var firstSkipped: String?
     public var ignoredXattrs: Int
+
+    /// What an apply job left in its shared `csys_apply`, or its error when it failed.
+    init(_ result: csys_apply, exitCode: Int32) throws {
+        var r = result
+        if exitCode != 0 { throw SysError(r.error, fallback: "applying the layer failed (exit \(exitCode))") }
+        let skipped = cString(&r.first_skipped)
+        digests = LayerDigests(digest: digest32(&r.digest), diffID: digest32(&r.diff_id), size: Int64(r.size),
+                               tarSize: Int64(r.tar_size), compression: Compression(c: r.compression))
+        entries = Int(r.entries)
+        skippedDevices = Int(r.skipped_devices)
+        firstSkipped = skipped.isEmpty ? nil : skipped
+        ignoredXattrs = Int(r.ignored_xattrs)
+    }
 }
 
 /// Errors about layer content, each naming the layer.
@@ -107,14 +120,7 @@ public struct LayerOps: Sendable {
         let box = SharedBox(a)
         try Self.loadArchive()
         let code = try runJob(csys_job_layer_apply, box, \.error, keep: [inFD, rootFD])
-        var r = box.pointer.pointee
-        if code != 0 { throw SysError(r.error, fallback: "applying the layer failed (exit \(code))") }
-        let skipped = cString(&r.first_skipped)
-        return ApplyReport(
-            digests: LayerDigests(digest: digest32(&r.digest), diffID: digest32(&r.diff_id), size: Int64(r.size),
-                                  tarSize: Int64(r.tar_size), compression: Compression(c: r.compression)),
-            entries: Int(r.entries), skippedDevices: Int(r.skipped_devices),
-            firstSkipped: skipped.isEmpty ? nil : skipped, ignoredXattrs: Int(r.ignored_xattrs))
+        return try ApplyReport(box.pointer.pointee, exitCode: code)
     }
 
     /// Start applying the layer that arrives on `inFD` (a pipe, say) to `root`; the job owns
@@ -276,14 +282,7 @@ public final class ApplyJob: @unchecked Sendable {
     public func wait() throws -> ApplyReport {
         if let child { code = try child.wait() }
         if let thread { thread.wait() }
-        var r = box.pointer.pointee
-        if code != 0 { throw SysError(r.error, fallback: "applying the layer failed (exit \(code))") }
-        let skipped = cString(&r.first_skipped)
-        return ApplyReport(
-            digests: LayerDigests(digest: digest32(&r.digest), diffID: digest32(&r.diff_id), size: Int64(r.size),
-                                  tarSize: Int64(r.tar_size), compression: Compression(c: r.compression)),
-            entries: Int(r.entries), skippedDevices: Int(r.skipped_devices),
-            firstSkipped: skipped.isEmpty ? nil : skipped, ignoredXattrs: Int(r.ignored_xattrs))
+        return try ApplyReport(box.pointer.pointee, exitCode: code)
     }
 
     /// Stop a child early (its input will not come).

@@ -81,32 +81,9 @@ public enum ImageCopy {
                             platform: Platform, progress: ((String) -> Void)?) throws -> [CopiedImage] {
         var done: [CopiedImage] = []
         for image in images {
-            var desc = image.descriptor
-            var data = try source.read(desc)
-            if desc.mediaType.isIndex || isIndexJSON(data, desc) {
-                let index = try CanonicalJSON.decode(Index.self, from: data, what: "image index \(desc.digest)")
-                guard let chosen = pick(index, platform: platform) else {
-                    let have = index.manifests.compactMap { $0.platform?.description }.joined(separator: ", ")
-                    throw TransferError("image index \(desc.digest) has no manifest for \(platform) (it has: \(have.isEmpty ? "none" : have))")
-                }
-                desc = chosen
-                data = try source.read(desc)
-            }
-            guard desc.mediaType.isManifest else {
-                throw TransferError("\(desc.digest): unsupported manifest media type \(desc.mediaType)")
-            }
-            let manifest = try CanonicalJSON.decode(Manifest.self, from: data, what: "manifest \(desc.digest)")
-            guard manifest.config.mediaType.isConfig else {
-                throw TransferError("manifest \(desc.digest): unsupported config media type \(manifest.config.mediaType)")
-            }
-            for layer in manifest.layers where !layer.mediaType.isLayer {
-                throw TransferError("manifest \(desc.digest): layer \(layer.digest) has unsupported media type \(layer.mediaType)")
-            }
-            let configData = try source.read(manifest.config)
-            let config = try CanonicalJSON.decode(ImageConfig.self, from: configData, what: "image config \(manifest.config.digest)")
-            if config.rootfs.diffIDs.count != manifest.layers.count {
-                throw TransferError("image \(manifest.config.digest): the config lists \(config.rootfs.diffIDs.count) layers, the manifest \(manifest.layers.count)")
-            }
+            let (desc, data, manifest, _, config) = try checkedImage(
+                "image \(image.descriptor.digest)", image.descriptor, try source.read(image.descriptor), platform: platform,
+                readManifest: { d in (try source.read(d), d) }, readConfig: { try source.read($0) }, fail: { TransferError($0) })
             for blob in [manifest.config] + manifest.layers where !sink.hasBlob(blob) {
                 progress?("copying blob \(blob.digest.short)")
                 try sink.putBlob(blob, from: source.blob(blob))
@@ -123,6 +100,41 @@ public enum ImageCopy {
         guard !desc.mediaType.isManifest,
               let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
         return obj["manifests"] != nil && obj["layers"] == nil
+    }
+
+    /// The image a manifest or index names, checked as an image before anything is copied:
+    /// an index gives its manifest for `platform` (read with `readManifest`), the media types
+    /// must be an image's, and the config (read with `readConfig`) must list a diff-id per
+    /// layer. Errors are made by `fail` from a message that starts with `what`.
+    static func checkedImage(_ what: String, _ named: Descriptor, _ namedData: Data, platform: Platform,
+                             platformHint: String = "",
+                             readManifest: (Descriptor) throws -> (Data, Descriptor),
+                             readConfig: (Descriptor) throws -> Data,
+                             fail: (String) -> any Error) throws -> (Descriptor, Data, Manifest, Data, ImageConfig) {
+        var desc = named, data = namedData
+        if desc.mediaType.isIndex || isIndexJSON(data, desc) {
+            let index = try CanonicalJSON.decode(Index.self, from: data, what: "image index \(desc.digest)")
+            guard let chosen = pick(index, platform: platform) else {
+                let have = index.manifests.compactMap { $0.platform?.description }.joined(separator: ", ")
+                throw fail("\(what) has no image for \(platform) (it has: \(have.isEmpty ? "none" : have))\(platformHint)")
+            }
+            (data, desc) = try readManifest(chosen)
+            if !desc.mediaType.isManifest { desc.mediaType = chosen.mediaType }
+        }
+        guard desc.mediaType.isManifest else { throw fail("\(what): unsupported manifest media type \(desc.mediaType)") }
+        let manifest = try CanonicalJSON.decode(Manifest.self, from: data, what: "manifest \(desc.digest)")
+        guard manifest.config.mediaType.isConfig else {
+            throw fail("\(what): unsupported config media type \(manifest.config.mediaType) (not a container image)")
+        }
+        for l in manifest.layers where !l.mediaType.isLayer {
+            throw fail("\(what): layer \(l.digest) has unsupported media type \(l.mediaType)")
+        }
+        let configData = try readConfig(manifest.config)
+        let config = try CanonicalJSON.decode(ImageConfig.self, from: configData, what: "image config \(manifest.config.digest)")
+        if config.rootfs.diffIDs.count != manifest.layers.count {
+            throw fail("\(what): the config lists \(config.rootfs.diffIDs.count) layers, the manifest \(manifest.layers.count)")
+        }
+        return (desc, data, manifest, configData, config)
     }
 
     public static func pick(_ index: Index, platform: Platform) -> Descriptor? {

@@ -38,32 +38,12 @@ public enum ImagePull {
                      progress: TransferProgress?, parallel: Int) throws -> Result {
         let repo = ref.repository
         let tagOrDigest = ref.digest?.string ?? ref.tag ?? "latest"
-        var (data, desc) = try client.manifest(repo: repo, reference: tagOrDigest, expected: ref.digest)
-        let resolved = desc.digest
-        if desc.mediaType.isIndex {
-            let index = try CanonicalJSON.decode(Index.self, from: data, what: "image index \(desc.digest)")
-            guard let chosen = ImageCopy.pick(index, platform: platform) else {
-                let have = index.manifests.compactMap { $0.platform?.description }.joined(separator: ", ")
-                throw RegistryError("\(name.string) has no image for \(platform) (it has: \(have.isEmpty ? "none" : have)); use --platform")
-            }
-            (data, desc) = try client.manifest(repo: repo, reference: chosen.digest.string, expected: chosen.digest)
-            if !desc.mediaType.isManifest { desc.mediaType = chosen.mediaType }
-        }
-        guard desc.mediaType.isManifest else {
-            throw RegistryError("\(name.string): unsupported manifest media type \(desc.mediaType)")
-        }
-        let manifest = try CanonicalJSON.decode(Manifest.self, from: data, what: "manifest \(desc.digest)")
-        guard manifest.config.mediaType.isConfig else {
-            throw RegistryError("\(name.string): unsupported config media type \(manifest.config.mediaType) (not a container image)")
-        }
-        for l in manifest.layers where !l.mediaType.isLayer {
-            throw RegistryError("\(name.string): layer \(l.digest) has unsupported media type \(l.mediaType)")
-        }
-        let configData = try client.smallBlob(repo: repo, manifest.config)
-        let config = try CanonicalJSON.decode(ImageConfig.self, from: configData, what: "image config \(manifest.config.digest)")
-        if config.rootfs.diffIDs.count != manifest.layers.count {
-            throw RegistryError("\(name.string): the config lists \(config.rootfs.diffIDs.count) layers, the manifest \(manifest.layers.count)")
-        }
+        let (namedData, named) = try client.manifest(repo: repo, reference: tagOrDigest, expected: ref.digest)
+        let resolved = named.digest
+        let (desc, data, manifest, configData, config) = try ImageCopy.checkedImage(
+            name.string, named, namedData, platform: platform, platformHint: "; use --platform",
+            readManifest: { try client.manifest(repo: repo, reference: $0.digest.string, expected: $0.digest) },
+            readConfig: { try client.smallBlob(repo: repo, $0) }, fail: { RegistryError($0) })
 
         return try store.writing {
             let staging = PullStaging(store: store)
