@@ -717,6 +717,18 @@ final class BuildRun {
 
     func layerTree(_ state: ImageState) throws -> LayeredTree { LayeredTree(layers: try unpackedLayers(state), opener: opener) }
 
+    /// The unpacked layers a `--from` names (a stage of this build, else an image) and what
+    /// identifies that content in a cache key.
+    func fromLayers(_ ref: String, _ inst: Instruction, what: String) throws -> (dirs: [String], identity: String) {
+        if let i = stageIndex(ref.lowercased(), before: Int.max), let st = states[i] {
+            return (try unpackedLayers(st), st.cacheKey)
+        }
+        let rec: ImageRecord
+        do { rec = try b.resolveImage(ref, nil) } catch { throw fail(inst, "\(what): \(error)") }
+        let m = try b.store.manifest(rec.descriptor)
+        return (try b.store.unpackedLayers(m, try b.store.config(m)), rec.descriptor.digest.string)
+    }
+
     /// Open a file to copy, through the opener when this user may not read it.
     func openFile(_ path: String) -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
@@ -758,18 +770,7 @@ final class BuildRun {
             let t = try absTarget(target)
             if let from = f["from"] {
                 // a stage's (or an image's) files, read-only: its layers overlaid at the target
-                var dirs: [String]
-                var identity: String
-                if let i = stageIndex(from.lowercased(), before: Int.max), let st = states[i] {
-                    dirs = try unpackedLayers(st)
-                    identity = st.cacheKey
-                } else {
-                    let rec: ImageRecord
-                    do { rec = try b.resolveImage(from, nil) } catch { throw fail(inst, "RUN --mount from=\(from): \(error)") }
-                    let m = try b.store.manifest(rec.descriptor)
-                    dirs = try b.store.unpackedLayers(m, try b.store.config(m))
-                    identity = rec.descriptor.digest.string
-                }
+                var (dirs, identity) = try fromLayers(from, inst, what: "RUN --mount from=\(from)")
                 let tree = LayeredTree(layers: dirs, opener: opener)
                 let srcRel = IgnorePatterns.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
                 guard let r = tree.resolve(String(srcRel)), let e = tree.lookup(r), e.isDir else {

@@ -37,14 +37,7 @@ extension BuildRun {
             switch f.name {
             case "from" where !isAdd:
                 let ref = try expand(f.value ?? "", env.merging(globalArgs) { a, _ in a }, inst)
-                if let i = stageIndex(ref.lowercased(), before: Int.max), let s = states[i] {
-                    fromTree = LayeredTree(layers: try unpackedLayers(s), opener: opener)
-                } else {
-                    let rec: ImageRecord
-                    do { rec = try b.resolveImage(ref, nil) } catch { throw fail(inst, "\(name) --from=\(ref): \(error)") }
-                    let m = try b.store.manifest(rec.descriptor)
-                    fromTree = LayeredTree(layers: try b.store.unpackedLayers(m, try b.store.config(m)), opener: opener)
-                }
+                fromTree = LayeredTree(layers: try fromLayers(ref, inst, what: "\(name) --from=\(ref)").dirs, opener: opener)
             case "chown":
                 let spec = try expand(f.value ?? "", env, inst)
                 let tree = try layerTree(state)
