@@ -20,13 +20,18 @@ struct CTR: ParsableCommand {
             var command = try parseAsRoot(args)
             try command.run()
         } catch {
-            if let u = error as? UserFacing {
-                FileHandle.standardError.write(Data("Error: \(u.message)\n".utf8))
-                Glibc.exit(u.exitCode)
-            }
-            // ArgumentParser's own errors, help, and ExitCode
-            exit(withError: error)
+            exit(after: error)
         }
+    }
+
+    /// End the process for an error: one line on stderr for ours, ArgumentParser's handling
+    /// for its own errors, help and `ExitCode`.
+    static func exit(after error: any Error) -> Never {
+        if let u = error as? UserFacing {
+            FileHandle.standardError.write(Data("Error: \(u.message)\n".utf8))
+            Glibc.exit(u.exitCode)
+        }
+        exit(withError: error)
     }
 }
 
@@ -50,7 +55,9 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Print more detail on errors.")
     var debug = false
 
-    func store() throws -> Store {
+    func store() throws -> Store { try Self.store(root: root) }
+
+    static func store(root: String?) throws -> Store {
         let path = root ?? Store.defaultRoot()
         do {
             return try Store(root: path)

@@ -16,12 +16,28 @@ enum FastRun {
         var memory: String?, memorySwap: String?, pidsLimit: String?, cpus: String?
     }
 
-    static let bools: Set<String> = ["-d", "--detach", "--rm", "-i", "--interactive", "-t", "--tty", "--read-only", "--init"]
-    static let values: Set<String> = [
-        "--name", "-w", "--workdir", "-u", "--user", "--network", "--net", "--hostname", "-m", "--memory", "--memory-swap",
-        "--pids-limit", "--cpus", "--userns", "--pull", "--platform", "--entrypoint", "--root",
-        "-e", "--env", "--env-file", "-v", "--volume", "--tmpfs", "-p", "--publish", "--add-host", "--cap-add",
-        "--cap-drop", "--security-opt", "--ulimit",
+    /// The value flags it knows, and where each value goes.
+    static let values: [String: @Sendable (inout Parsed, String) -> Void] = [
+        "--name": { $0.options.name = $1 }, "-w": { $0.options.workdir = $1 }, "--workdir": { $0.options.workdir = $1 },
+        "-u": { $0.options.user = $1 }, "--user": { $0.options.user = $1 },
+        "--network": { $0.options.network = $1 }, "--net": { $0.options.network = $1 },
+        "--hostname": { $0.options.hostname = $1 }, "-m": { $0.memory = $1 }, "--memory": { $0.memory = $1 },
+        "--memory-swap": { $0.memorySwap = $1 }, "--pids-limit": { $0.pidsLimit = $1 }, "--cpus": { $0.cpus = $1 },
+        "--userns": { $0.options.userns = $1 }, "--pull": { $0.pull = $1 }, "--platform": { $0.platform = $1 },
+        "--entrypoint": { $0.options.entrypoint = $1 }, "--root": { $0.root = $1 },
+        "-e": { $0.options.env.append($1) }, "--env": { $0.options.env.append($1) },
+        "--env-file": { $0.options.envFiles.append($1) },
+        "-v": { $0.options.volumes.append($1) }, "--volume": { $0.options.volumes.append($1) },
+        "--tmpfs": { $0.options.tmpfs.append($1) },
+        "-p": { $0.options.ports.append($1) }, "--publish": { $0.options.ports.append($1) },
+        "--add-host": { $0.options.addHosts.append($1) }, "--cap-add": { $0.options.capAdd.append($1) },
+        "--cap-drop": { $0.options.capDrop.append($1) }, "--security-opt": { $0.options.securityOpts.append($1) },
+        "--ulimit": { $0.options.ulimits.append($1) },
+    ]
+    /// The boolean flags it knows (the short ones also combine: -it, -dit).
+    static let bools: [String: WritableKeyPath<RunOptions, Bool> & Sendable] = [
+        "-d": \.detach, "--detach": \.detach, "--rm": \.autoRemove, "-i": \.interactive, "--interactive": \.interactive,
+        "-t": \.tty, "--tty": \.tty, "--read-only": \.readOnly, "--init": \.initProcess,
     ]
 
     static func parse(_ args: [String]) -> Parsed? {
@@ -36,67 +52,26 @@ enum FastRun {
         guard i < args.count else { return nil }
         i += 1
         var p = Parsed(root: root, options: RunOptions(image: ""))
-        func set(_ flag: String, _ v: String) {
-            switch flag {
-            case "--name": p.options.name = v
-            case "-w", "--workdir": p.options.workdir = v
-            case "-u", "--user": p.options.user = v
-            case "--network", "--net": p.options.network = v
-            case "--hostname": p.options.hostname = v
-            case "-m", "--memory": p.memory = v
-            case "--memory-swap": p.memorySwap = v
-            case "--pids-limit": p.pidsLimit = v
-            case "--cpus": p.cpus = v
-            case "--userns": p.options.userns = v
-            case "--pull": p.pull = v
-            case "--platform": p.platform = v
-            case "--entrypoint": p.options.entrypoint = v
-            case "--root": p.root = v
-            case "-e", "--env": p.options.env.append(v)
-            case "--env-file": p.options.envFiles.append(v)
-            case "-v", "--volume": p.options.volumes.append(v)
-            case "--tmpfs": p.options.tmpfs.append(v)
-            case "-p", "--publish": p.options.ports.append(v)
-            case "--add-host": p.options.addHosts.append(v)
-            case "--cap-add": p.options.capAdd.append(v)
-            case "--cap-drop": p.options.capDrop.append(v)
-            case "--security-opt": p.options.securityOpts.append(v)
-            case "--ulimit": p.options.ulimits.append(v)
-            default: break
-            }
-        }
-        func flag(_ f: String) {
-            switch f {
-            case "-d", "--detach": p.options.detach = true
-            case "--rm": p.options.autoRemove = true
-            case "-i", "--interactive": p.options.interactive = true
-            case "-t", "--tty": p.options.tty = true
-            case "--read-only": p.options.readOnly = true
-            case "--init": p.options.initProcess = true
-            default: break
-            }
-        }
         while i < args.count {
             let a = args[i]
             guard a.hasPrefix("-"), a != "-" else { break }  // the image
             if a == "--" { i += 1; break }
-            if bools.contains(a) { flag(a); i += 1; continue }
+            if let k = bools[a] { p.options[keyPath: k] = true; i += 1; continue }
             if a.hasPrefix("--"), let eq = a.firstIndex(of: "=") {
-                let name = String(a[..<eq])
-                guard values.contains(name) else { return nil }
-                set(name, String(a[a.index(after: eq)...]))
+                guard let set = values[String(a[..<eq])] else { return nil }
+                set(&p, String(a[a.index(after: eq)...]))
                 i += 1
                 continue
             }
-            if values.contains(a) {
+            if let set = values[a] {
                 guard i + 1 < args.count else { return nil }
-                set(a, args[i + 1])
+                set(&p, args[i + 1])
                 i += 2
                 continue
             }
             // -it, -dit, …
             if !a.hasPrefix("--"), a.count > 2, a.dropFirst().allSatisfy({ "dit".contains($0) }) {
-                for c in a.dropFirst() { flag("-\(c)") }
+                for c in a.dropFirst() { p.options[keyPath: bools["-\(c)"]!] = true }
                 i += 1
                 continue
             }
@@ -116,19 +91,11 @@ enum FastRun {
         do {
             var o = p.options
             o.limits = try ResourceLimits.parse(memory: p.memory, memorySwap: p.memorySwap, pidsLimit: p.pidsLimit, cpus: p.cpus)
-            let path = p.root ?? Store.defaultRoot()
-            let store: Store
-            do { store = try Store(root: path) } catch { throw CLIError("cannot open the store at \(path): \(error)") }
-            try Run.execute(o, store: store, pull: p.pull, platform: p.platform, registry: { RegistryOptions() })
+            try Run.execute(o, store: try GlobalOptions.store(root: p.root), pull: p.pull, platform: p.platform,
+                            registry: { RegistryOptions() })
             exit(0)
-        } catch let e as ExitCode {
-            exit(e.rawValue)
         } catch {
-            if let u = error as? UserFacing {
-                FileHandle.standardError.write(Data("Error: \(u.message)\n".utf8))
-                exit(u.exitCode)
-            }
-            CTR.exit(withError: error)
+            CTR.exit(after: error)
         }
     }
 }
