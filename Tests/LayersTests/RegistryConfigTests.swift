@@ -314,6 +314,8 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
         ("registry = 5", 1, "expected an array of tables"),
         ("[[registry]]\nlocation = \"a.com\"\n[[registry.mirror]]\ninsecure = true", 3, "mirror location is unset"),
         ("unqualified-search-registries = \"docker.io\"", 1, "expected an array of strings"),
+        ("unqualified-search-registries = [\"docker.io\", 5]", 1, "expected an array of strings, found an element that is an integer"),
+        ("registry = [5]", 1, "expected an array of tables, found an element that is an integer"),
         ("[registries.search]\nregistries = [\"https://docker.io\"]", 2, "URI schemes are not supported"),
     ]
 

@@ -746,14 +746,22 @@ struct TOMLFieldReader {
     }
 
     func stringArray(_ t: TOMLTable, _ key: String, context: String) throws -> [String]? {
+        try array(t, key, context: context, expected: "an array of strings", of: "strings") {
+            if case .string(let s) = $0 { return s } else { return nil }
+        }
+    }
+
+    /// An array whose elements `element` accepts; `expected` names the array, `of` its elements.
+    private func array<T>(_ t: TOMLTable, _ key: String, context: String, expected: String, of: String,
+                          _ element: (TOMLValue) -> T?) throws -> [T]? {
         guard let v = t[key] else { return nil }
-        guard case .array(let items) = v else { throw mismatch(t, key, context, "an array of strings") }
+        guard case .array(let items) = v else { throw mismatch(t, key, context, expected) }
         return try items.map {
-            guard case .string(let s) = $0 else {
+            guard let x = element($0) else {
                 throw RegistriesConfError(file: file, line: t.line(of: key) ?? t.line,
-                                          message: "\(context)\(TOML.quoteKey(key)): expected an array of strings, found an element of type \($0.typeName)")
+                                          message: "\(context)\(TOML.quoteKey(key)): expected an array of \(of), found an element that is \($0.typeName)")
             }
-            return s
+            return x
         }
     }
 
@@ -765,14 +773,8 @@ struct TOMLFieldReader {
 
     /// `[[key]]` tables, or `key = [{...}, ...]`.
     func tableArray(_ t: TOMLTable, _ key: String, context: String) throws -> [TOMLTable]? {
-        guard let v = t[key] else { return nil }
-        guard case .array(let items) = v else { throw mismatch(t, key, context, "an array of tables ([[\(context)\(key)]])") }
-        return try items.map {
-            guard case .table(let sub) = $0 else {
-                throw RegistriesConfError(file: file, line: t.line(of: key) ?? t.line,
-                                          message: "\(context)\(TOML.quoteKey(key)): expected an array of tables, found an element of type \($0.typeName)")
-            }
-            return sub
+        try array(t, key, context: context, expected: "an array of tables ([[\(context)\(key)]])", of: "tables") {
+            if case .table(let sub) = $0 { return sub } else { return nil }
         }
     }
 }
