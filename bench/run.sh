@@ -9,8 +9,7 @@
 # the cgroup2 controller list from it in a private mount namespace (bind-mounting an empty
 # file over /sys/fs/cgroup/unified/cgroup.controllers). ctr needs no such help.
 #
-# Measure ctr as it ships: swift build -c release --static-swift-stdlib \
-#   -Xswiftc -Xclang-linker -Xswiftc -no-pie --scratch-path .build-static
+# Measure ctr as it ships: scripts/build.sh,
 # then CTR=$PWD/.build-static/release/ctr bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

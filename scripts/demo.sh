@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-swift build -c release
-CTR="$PWD/.build/release/ctr"
+bash scripts/build.sh
+CTR="$PWD/.build-static/release/ctr"
 FIXTURES=${CTR_FIXTURES:-/var/tmp/ctr-fixtures}
 
 echo "+ ctr import --tag busybox:local --change 'CMD [\"sh\"]' $FIXTURES/busybox.tar" >&2

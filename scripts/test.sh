@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 swift build --build-tests
-export CTR_BIN="$PWD/.build/debug/ctr"
+# the integration tests drive ctr as it ships (CTR_BIN=.build/debug/ctr for a quicker loop)
+bash scripts/build.sh
+export CTR_BIN="${CTR_BIN:-$PWD/.build-static/release/ctr}"
 export CTR_FIXTURES="${CTR_FIXTURES:-/var/tmp/ctr-fixtures}"
 if [ "$(id -u)" -ne 0 ]; then
   echo "test: running as $(id -un): root-mode and other-user tests are skipped (they print why)" >&2

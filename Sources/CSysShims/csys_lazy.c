@@ -8,6 +8,11 @@
  * called in the parent before any fork (dlopen after fork in a threaded process is unsafe):
  * by the Swift wrappers before layer jobs, and by the C entry points that run in the parent.
  * A stub called before its library is loaded aborts with a message, never jumps to nowhere.
+ *
+ * The stubs are hidden: they serve ctr's own calls only. An exported stub (a static-stdlib
+ * build links with --export-dynamic) would interpose the library's symbol for every other
+ * library too: libssl's TLS handshake called libcrypto's SHA256_Init through ctr's stub, which
+ * aborted when nothing had hashed yet.
  */
 #include "csys_internal.h"
 
@@ -26,16 +31,16 @@ static void csys_lazy_missing(void) {
 
 #if defined(__x86_64__)
 #define CSYS_STUB_ASM(sym) \
-    __asm__(".text\n.globl " #sym "\n.type " #sym ",@function\n" #sym ":\n\tjmp *csys_lazy_p_" #sym "(%rip)\n.size " #sym ", .-" #sym "\n");
+    __asm__(".text\n.globl " #sym "\n.hidden " #sym "\n.type " #sym ",@function\n" #sym ":\n\tjmp *csys_lazy_p_" #sym "(%rip)\n.size " #sym ", .-" #sym "\n");
 #elif defined(__aarch64__)
 #define CSYS_STUB_ASM(sym) \
-    __asm__(".text\n.globl " #sym "\n.type " #sym ",%function\n" #sym ":\n\tadrp x16, csys_lazy_p_" #sym "\n\tldr x16, [x16, :lo12:csys_lazy_p_" #sym "]\n\tbr x16\n.size " #sym ", .-" #sym "\n");
+    __asm__(".text\n.globl " #sym "\n.hidden " #sym "\n.type " #sym ",%function\n" #sym ":\n\tadrp x16, csys_lazy_p_" #sym "\n\tldr x16, [x16, :lo12:csys_lazy_p_" #sym "]\n\tbr x16\n.size " #sym ", .-" #sym "\n");
 #else
 #error "csys_lazy.c: add the stub for this architecture"
 #endif
 
 #define CSYS_STUB(sym) \
-    __attribute__((used)) void *csys_lazy_p_##sym = (void *)csys_lazy_missing; \
+    __attribute__((used, visibility("hidden"))) void *csys_lazy_p_##sym = (void *)csys_lazy_missing; \
     CSYS_STUB_ASM(sym)
 
 #define CSYS_ARCHIVE_SYMS(X) \
