@@ -52,6 +52,7 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
             items[id] = Item(total: 0, counter: nil, state: state)
         }
         var line: String?
+        defer { lock.unlock() }
         if var it = items[id] {
             if (state == "downloading" || state == "uploading") && it.started == nil { it.started = Date() }
             if state == "done" || state == "exists" || state == "mounted" || state == "failed" { it.finished = Date() }
@@ -63,8 +64,14 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
         } else if id == "mirror" {
             line = state
         }
-        lock.unlock()
-        if let line { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        guard let line else { return }
+        if tty && drawn > 0 {
+            // above the item lines, which the next redraw puts back below it
+            FileHandle.standardError.write(Data("\u{1B}[\(drawn)A\u{1B}[J\(line)\n".utf8))
+            drawn = 0
+        } else {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
     }
 
     private func render(_ id: String, _ it: Item) -> String {
@@ -72,7 +79,7 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
         var s = "\(id): \(it.state)"
         if it.total > 0 {
             switch it.state {
-            case "downloading", "uploading" where !tty:
+            case "downloading" where !tty, "uploading" where !tty:
                 s += "  \(Self.size(it.total))"
             case "downloading", "uploading":
                 s += "  \(Self.size(done)) / \(Self.size(it.total))"
@@ -93,8 +100,12 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
         return s
     }
 
-    private func redraw() {
+    /// Draw the item lines over the previous drawing. Only `finish` draws once it has begun:
+    /// a timer tick that comes later would draw over what the command prints next.
+    private func redraw(final: Bool = false) {
         lock.lock()
+        defer { lock.unlock() }
+        if !running && !final { return }
         var out = ""
         if drawn > 0 { out += "\u{1B}[\(drawn)A" }
         for id in order {
@@ -102,15 +113,17 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
             out += "\u{1B}[2K" + render(id, it) + "\n"
         }
         drawn = order.count
-        lock.unlock()
         FileHandle.standardError.write(Data(out.utf8))
     }
 
+    /// The last drawing; later calls do nothing (the command calls it before printing its
+    /// result, and again on the way out).
     func finish() {
         lock.lock()
+        let wasRunning = running
         running = false
         lock.unlock()
-        if tty { redraw() }
+        if tty && wasRunning { redraw(final: true) }
     }
 
     static func size(_ b: Int64) -> String {

@@ -14,6 +14,8 @@ final class FaultServer: @unchecked Sendable {
         case respond(status: Int, headers: [String: String], body: Data)
         /// Send the headers (with the full Content-Length) and the first `bytes` of body, then close.
         case cut(status: Int, headers: [String: String], body: Data, after: Int)
+        /// Send the first `bytes` of body, wait `seconds`, then send the rest: a slow transfer.
+        case pause(status: Int, headers: [String: String], body: Data, after: Int, seconds: Double)
     }
 
     let port: Int
@@ -111,6 +113,10 @@ final class FaultServer: @unchecked Sendable {
             case .cut(let status, let h, let b, let after):
                 _ = send(fd, status: status, headers: h, body: b, count: after, length: b.count)
                 return
+            case .pause(let status, let h, let b, let after, let seconds):
+                guard send(fd, status: status, headers: h, body: b, count: after, length: b.count) else { return }
+                Thread.sleep(forTimeInterval: seconds)
+                if !write(fd, b.subdata(in: after..<b.count)) { return }
             }
         }
     }
@@ -123,10 +129,14 @@ final class FaultServer: @unchecked Sendable {
         head += "\r\n"
         var out = Data(head.utf8)
         out.append(body.prefix(count))
-        return out.withUnsafeBytes { p -> Bool in
+        return write(fd, out)
+    }
+
+    private func write(_ fd: Int32, _ out: Data) -> Bool {
+        out.withUnsafeBytes { p -> Bool in
             var off = 0
             while off < p.count {
-                let n = write(fd, p.baseAddress! + off, p.count - off)
+                let n = Glibc.write(fd, p.baseAddress! + off, p.count - off)
                 if n <= 0 { return false }
                 off += n
             }

@@ -124,6 +124,32 @@ import Testing
         #expect(w.stat("\(w.dir)/u/rootfs/bin/busybox")?.st_size ?? 0 > 500_000)
     }
 
+    /// On a terminal a layer's line shows the bytes so far, the total and the rate while it
+    /// downloads, and the result lines stay below the last drawing.
+    @Test func terminalProgressWhileDownloading() throws {
+        guard TestEnv.have("script"), let (w, img) = try prepared() else { return }
+        let fake = Fake(img) { r, _, f in
+            guard r.path.hasSuffix(f.img.layerDigest), r.method == "GET" else { return nil }
+            return .pause(status: 200, headers: [:], body: f.img.layer, after: f.img.layer.count / 2, seconds: 0.6)
+        }
+        let s = try serve(fake)
+        let cmd = "CTR_ROOT=\(w.dir)/tty TERM=xterm \(TestEnv.binary) pull \(s.addr)/test/bb:1"
+        let tty = try w.sh(["script", "-qec", cmd, "/dev/null"], env: ["HOME": w.home])
+        expectOK(tty)
+        let short = String(img.layerDigest.dropFirst(7).prefix(12))
+        // sizes as docker prints them: 1000-based, one decimal
+        func size(_ n: Int) -> String {
+            n < 1000 ? "\(n)B" : n < 1_000_000 ? String(format: "%.1fkB", Double(n) / 1e3) : String(format: "%.1fMB", Double(n) / 1e6)
+        }
+        let half = size(img.layer.count / 2), total = size(img.layer.count)
+        #expect(tty.stdout.contains("\(short): downloading  \(half) / \(total)  "), "bytes so far and total: \(tty.stdout.debugDescription)")
+        #expect(tty.stdout.range(of: #"downloading  [0-9.]+[kM]?B / [0-9.]+[kM]?B  [0-9.]+[kM]?B/s"#, options: .regularExpression) != nil,
+                "a rate: \(tty.stdout.debugDescription)")
+        // after the last drawing come the result lines, and nothing draws over them
+        let tail = tty.stdout.components(separatedBy: "\u{1B}[").last ?? ""
+        #expect(tail.contains("Digest: sha256:") && tail.contains("Status: Downloaded newer image"), "\(tty.stdout.debugDescription)")
+    }
+
     @Test func serverErrorsAndRateLimitsAreRetried() throws {
         guard let (w, img) = try prepared() else { return }
         let fake = Fake(img) { r, n, f in

@@ -207,6 +207,11 @@ import Testing
         #expect(tty.stdout.contains("\u{1B}[2K"), "redraws lines: \(tty.stdout.debugDescription.prefix(300))")
         #expect(tty.stdout.contains("/s"), "shows a rate")
         #expect(tty.stdout.contains("done"))
+        #expect((tty.stdout.components(separatedBy: "\u{1B}[").last ?? "").contains("Status: "), "the result stays below the drawing")
+        let push = try w.sh(["script", "-qec", "CTR_ROOT=\(w.dir)/tty HOME=\(w.home) TERM=xterm \(TestEnv.binary) push \(ref) \(ref)-again", "/dev/null"])
+        expectOK(push)
+        #expect((push.stdout.components(separatedBy: "\u{1B}[").last ?? "").contains("-again: digest: sha256:"),
+                "the digest line stays below the drawing: \(push.stdout.debugDescription)")
         // not a terminal: plain lines, one per state change, no escapes
         let plain = try w.ctrHome(["pull", ref], root: "\(w.dir)/plain")
         expectOK(plain)
