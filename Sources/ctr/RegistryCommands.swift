@@ -147,14 +147,22 @@ struct Login: ParsableCommand {
             Out.line(c.username)
             return
         }
-        guard let user = username, !user.isEmpty else { throw ValidationError("give a user name with -u") }
+        // on a terminal, what is not given is asked for, as docker and podman do
+        let terminal = isatty(0) != 0
+        var user = username ?? ""
+        if user.isEmpty {
+            guard terminal, !passwordStdin else { throw ValidationError("give a user name with -u") }
+            user = try Prompt.ask("Username: ", echo: true)
+            if user.isEmpty { throw ValidationError("no user name given") }
+        }
         var pw = password ?? ""
         if passwordStdin {
             let data = FileHandle.standardInput.readDataToEndOfFile()
             pw = String(decoding: data, as: UTF8.self)
             while pw.hasSuffix("\n") || pw.hasSuffix("\r") { pw.removeLast() }
         } else if password == nil {
-            throw ValidationError("give the password with --password-stdin (or -p)")
+            guard terminal else { throw ValidationError("give the password with --password-stdin (or -p)") }
+            pw = try Prompt.ask("Password: ", echo: false)
         }
         var o = opts
         o.credentials = Credentials(username: user, password: pw, identityToken: nil)
@@ -172,6 +180,29 @@ struct Login: ParsableCommand {
         if let slash = h.firstIndex(of: "/") { h = String(h[..<slash]) }
         if h == "index.docker.io" || h == "registry-1.docker.io" { h = "docker.io" }
         return h
+    }
+}
+
+/// A line read from the terminal on stdin, after a prompt on stderr; without echo for secrets.
+enum Prompt {
+    static func ask(_ prompt: String, echo: Bool) throws -> String {
+        FileHandle.standardError.write(Data(prompt.utf8))
+        var saved = termios()
+        let quiet = !echo && tcgetattr(0, &saved) == 0
+        if quiet {
+            var t = saved
+            t.c_lflag &= ~tcflag_t(ECHO)
+            tcsetattr(0, TCSANOW, &t)
+        }
+        defer {
+            if quiet {
+                tcsetattr(0, TCSANOW, &saved)
+                FileHandle.standardError.write(Data("\n".utf8))
+            }
+        }
+        guard var line = readLine(strippingNewline: true) else { throw CLIError("no answer on standard input") }
+        if line.hasSuffix("\r") { line.removeLast() }
+        return line
     }
 }
 

@@ -95,12 +95,12 @@ import Testing
         // a wrong password
         let bad = try w.ctrHome(["login", v, reg.addr, "-u", TestRegistry.user, "--password-stdin"], stdin: Data("wrong\n".utf8))
         expectOneLineError(bad, mentions: "authentication failed")
-        #expect(!FileManager.default.fileExists(atPath: "\(w.home)/.config/containers/auth.json"))
-        // the right one, stored where podman stores it
+        let authPath = "\(w.dir)/run/containers/auth.json"
+        #expect(!FileManager.default.fileExists(atPath: authPath))
+        // the right one, stored where podman stores it ($XDG_RUNTIME_DIR/containers/auth.json)
         let ok = try w.ctrHome(["login", v, reg.addr, "-u", TestRegistry.user, "--password-stdin"], stdin: Data("\(TestRegistry.password)\n".utf8))
         expectOK(ok)
         #expect(ok.stdout.contains("Login Succeeded"))
-        let authPath = "\(w.home)/.config/containers/auth.json"
         let auth = try #require(FileManager.default.contents(atPath: authPath))
         let entry = ((try JSONSerialization.jsonObject(with: auth) as? [String: Any])?["auths"] as? [String: Any])?[reg.addr] as? [String: Any]
         #expect(entry?["auth"] as? String == Data("\(TestRegistry.user):\(TestRegistry.password)".utf8).base64EncodedString())
@@ -111,6 +111,38 @@ import Testing
         let out = try w.ctrHome(["logout", reg.addr])
         expectOK(out)
         expectOneLineError(try w.ctrHome(["pull", v, ref], root: "\(w.dir)/p2"), mentions: "ctr login")
+        // on a terminal, login asks for the user and the password, and does not echo the password
+        do {
+            // a pty, with each answer typed when its prompt shows (python's pty, as a user would)
+            let driver = """
+            import os, pty, sys
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.execvp(sys.argv[1], sys.argv[1:-2])
+            out = b""
+            for prompt, answer in ((b"Username: ", sys.argv[-2]), (b"Password: ", sys.argv[-1])):
+                while prompt not in out:
+                    out += os.read(fd, 1024)
+                os.write(fd, answer.encode() + b"\\n")
+            while True:
+                try:
+                    b = os.read(fd, 1024)
+                except OSError:
+                    break
+                if not b:
+                    break
+                out += b
+            sys.stdout.write(out.decode())
+            sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            """
+            let asked = try w.sh(["python3", "-c", driver, TestEnv.binary, "login", v, reg.addr, TestRegistry.user, TestRegistry.password],
+                                 env: ["HOME": w.home, "XDG_RUNTIME_DIR": "\(w.dir)/run"])
+            expectOK(asked)
+            #expect(asked.stdout.contains("Username: \(TestRegistry.user)") && asked.stdout.contains("Password: "), "\(asked)")
+            #expect(asked.stdout.contains("Login Succeeded") && !asked.stdout.contains(TestRegistry.password), "\(asked)")
+            expectOK(try w.ctrHome(["pull", v, ref], root: "\(w.dir)/p2b"))
+            expectOK(try w.ctrHome(["logout", reg.addr]))
+        }
         // Docker's config.json is read too
         let dockerCfg = #"{"auths":{"\#(reg.addr)":{"auth":"\#(Data("\(TestRegistry.user):\(TestRegistry.password)".utf8).base64EncodedString())"}}}"#
         expectOK(try w.bash("mkdir -p home/.docker && cat > home/.docker/config.json <<'X'\n\(dockerCfg)\nX"))

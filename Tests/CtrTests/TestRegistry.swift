@@ -116,7 +116,7 @@ extension Workspace {
     var home: String { "\(dir)/home" }
 
     func makeHome() throws {
-        try bash("mkdir -p home/.config/containers && chmod 700 home")
+        try bash("mkdir -p home/.config/containers run && chmod 700 home run")
     }
 
     /// Trust the TLS test registry's CA through ~/.config/containers/certs.d.
@@ -126,11 +126,13 @@ extension Workspace {
         #expect(r.status == 0, "\(r)")
     }
 
-    /// ctr with this workspace's HOME (and no XDG_RUNTIME_DIR, so auth goes to HOME).
+    /// ctr with this workspace's HOME and runtime dir (`run`, where `login` writes), so no test
+    /// reads or writes the machine's auth files (root's is /run/containers/0/auth.json).
     @discardableResult
     func ctrHome(_ args: [String], env: [String: String] = [:], stdin: Data? = nil, root: String? = nil) throws -> RunResult {
         var e = env
         e["HOME"] = home
+        e["XDG_RUNTIME_DIR"] = e["XDG_RUNTIME_DIR"] ?? "\(dir)/run"
         return try ctr(args, env: e, stdin: stdin, root: root)
     }
 }

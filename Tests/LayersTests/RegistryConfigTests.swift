@@ -1063,6 +1063,18 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
         #expect(AuthFile.defaultWritePath(env: env(t, vars)) == t.path(expected))
     }
 
+    /// root with no runtime dir writes where `podman login` does, which is also read first
+    @Test func rootWithoutRuntimeDirWritesUnderRunContainers() {
+        let t = TempDir()
+        defer { t.cleanup() }
+        let root = AuthEnvironment(environment: [:], home: t.path("home"), uid: 0)
+        #expect(AuthFile.defaultWritePath(env: root) == "/run/containers/0/auth.json")
+        #expect(AuthFile.searchPaths(env: root).first?.path == "/run/containers/0/auth.json")
+        let withRuntime = AuthEnvironment(environment: ["XDG_RUNTIME_DIR": t.path("run")], home: t.path("home"), uid: 0)
+        t.dir("run")
+        #expect(AuthFile.defaultWritePath(env: withRuntime) == t.path("run/containers/auth.json"))
+    }
+
     // MARK: credential helpers
 
     private static let fakeHelper = """

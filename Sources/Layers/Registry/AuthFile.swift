@@ -353,12 +353,15 @@ public enum AuthFile {
     // MARK: Writing (ctr login / logout)
 
     /// Where `login` writes (as podman): $REGISTRY_AUTH_FILE; else `$XDG_RUNTIME_DIR/containers/auth.json`
-    /// when that directory exists; else `$XDG_CONFIG_HOME/containers/auth.json`
-    /// (`~/.config/containers/auth.json`), which is also on the read path.
+    /// when that directory exists; root without $XDG_RUNTIME_DIR: `/run/containers/0/auth.json`;
+    /// else `$XDG_CONFIG_HOME/containers/auth.json` (`~/.config/containers/auth.json`). Each is
+    /// also on the read path.
     public static func defaultWritePath(env: AuthEnvironment) -> String {
         if let explicit = env.value("REGISTRY_AUTH_FILE") { return explicit }
-        if let runtime = env.value("XDG_RUNTIME_DIR"), isDirectory(runtime) {
-            return joinPath(runtime, "containers/auth.json")
+        if let runtime = env.value("XDG_RUNTIME_DIR") {
+            if isDirectory(runtime) { return joinPath(runtime, "containers/auth.json") }
+        } else if env.uid == 0 {
+            return "/run/containers/0/auth.json"
         }
         return joinPath(configHome(env), "containers/auth.json")
     }
