@@ -147,6 +147,9 @@ import Testing
         let dockerCfg = #"{"auths":{"\#(reg.addr)":{"auth":"\#(Data("\(TestRegistry.user):\(TestRegistry.password)".utf8).base64EncodedString())"}}}"#
         expectOK(try w.bash("mkdir -p home/.docker && cat > home/.docker/config.json <<'X'\n\(dockerCfg)\nX"))
         expectOK(try w.ctrHome(["pull", v, ref], root: "\(w.dir)/p3"))
+        // a credsStore that is not installed: anonymous access, and the error names the helper
+        expectOK(try w.bash(#"echo '{"credsStore":"nosuch"}' > home/.docker/config.json"#))
+        expectOneLineError(try w.ctrHome(["pull", v, ref], root: "\(w.dir)/p3b"), mentions: "install docker-credential-nosuch (credsStore in ")
         expectOK(try w.bash("rm home/.docker/config.json"))
         // REGISTRY_AUTH_FILE
         expectOK(try w.bash("cat > authfile.json <<'X'\n\(dockerCfg)\nX"))

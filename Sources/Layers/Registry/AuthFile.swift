@@ -155,6 +155,24 @@ public enum AuthFile {
         return nil
     }
 
+    /// The credential helper an auth file names for `registry` (its `credHelpers` entry, or
+    /// `credsStore`) when that helper is not installed, said for an error message:
+    /// "docker-credential-NAME (credsStore in PATH)". Lookups pass such a helper by, as if the
+    /// entry were not there, so anonymous pulls still work.
+    public static func missingHelper(for registry: String, env: AuthEnvironment) -> String? {
+        let registry = normalizedRegistry(registry)
+        for location in searchPaths(env: env) {
+            guard let contents = try? readFile(location) else { continue }
+            var named: [(String, String)] = []
+            if let (_, h) = match(contents.credHelpers, registry: registry, legacyFormat: false) { named.append((h, "credHelpers")) }
+            if let h = contents.credsStore, !h.isEmpty { named.append((h, "credsStore")) }
+            for (h, field) in named where CredentialHelper.find("docker-credential-" + h, path: env.environment["PATH"]) == nil {
+                return "docker-credential-\(h) (\(field) in \(location.path))"
+            }
+        }
+        return nil
+    }
+
     /// Looks `key` (a registry, or "registry/namespace.../repo") up in one file.
     public static func credentials(inFile location: AuthFileLocation, key: String, registry: String,
                                    env: AuthEnvironment) throws -> Credentials? {

@@ -86,7 +86,9 @@ public final class RegistryAccess: @unchecked Sendable {
                 throw RegistryError("\(error)")
             }
         }
-        let client = RegistryClient(RegistryEndpoint(registry: registry, insecure: insecure, tls: tls, credentials: creds))
+        var endpoint = RegistryEndpoint(registry: registry, insecure: insecure, tls: tls, credentials: creds)
+        if creds == nil { endpoint.missingHelper = AuthFile.missingHelper(for: registry, env: options.authEnvironment) }
+        let client = RegistryClient(endpoint)
         lock.lock()
         defer { lock.unlock() }
         if let c = clients[registry] { return c }
