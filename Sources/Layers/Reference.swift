@@ -25,6 +25,12 @@ public struct Reference: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses and normalises a reference. With `defaultTag` and neither a tag nor a digest,
     /// the tag becomes "latest".
+    /// A reference that may carry containers-transports' `docker://` in front, as podman and
+    /// skopeo take it (`ctr pull docker://quay.io/x`).
+    public init(parsingRegistryReference s: String) throws(ReferenceError) {
+        try self.init(parsing: s.hasPrefix("docker://") ? String(s.dropFirst("docker://".count)) : s)
+    }
+
     public init(parsing s: String, defaultTag: Bool = true) throws(ReferenceError) {
         func fail(_ reason: String) -> ReferenceError { ReferenceError(input: s, reason: reason) }
 
@@ -34,6 +40,9 @@ public struct Reference: Hashable, Sendable, CustomStringConvertible {
         }
         if let bad = s.unicodeScalars.first(where: { $0.value <= 0x20 || $0.value >= 0x7f }) {
             throw fail("contains invalid character \(Self.describe(bad))")
+        }
+        if let scheme = s.range(of: "://") {
+            throw fail("\(s[..<scheme.upperBound]) is not part of an image name: write HOST[:PORT]/REPO[:TAG]")
         }
 
         // name[:tag][@digest]; neither the name nor the tag can contain '@'.

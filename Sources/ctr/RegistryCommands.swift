@@ -47,14 +47,14 @@ struct Pull: ParsableCommand {
 
     func run() throws {
         let store = try global.store()
-        let ref = try Reference(parsing: reference)
+        let ref = try Reference(parsingRegistryReference: reference)
         let plat = try platform.map { try Platform(parsing: $0) } ?? .current
         let access = try RegistryAccess(registry.options())
         let view = quiet ? nil : ProgressView(verb: "pull")
         defer { view?.finish() }
         let result = try ImagePull.run(ref, store: store, access: access, platform: plat, progress: view)
         view?.finish()
-        RootlessNotes.reports(result.reports)
+        if !quiet { RootlessNotes.reports(result.reports) }
         if quiet {
             Out.line(result.digest.string)
         } else {
@@ -93,7 +93,7 @@ struct Push: ParsableCommand {
         let record = try store.resolve(image)
         let destRef: Reference
         if let destination {
-            destRef = try Reference(parsing: destination)
+            destRef = try Reference(parsingRegistryReference: destination)
         } else if let n = try? Reference(parsing: image) {
             destRef = n
         } else {
@@ -109,7 +109,8 @@ struct Push: ParsableCommand {
             try Store.writeFile(path: digestFile, data: Data(result.digest.string.utf8), sync: false)
         }
         if !quiet {
-            Out.progress("\(destRef.tag ?? "latest"): digest: \(result.digest) size: \(result.size)")
+            let label = destRef.tag.map { "\($0): " } ?? (destRef.digest == nil ? "latest: " : "")
+            Out.progress("\(label)digest: \(result.digest) size: \(result.size)")
         }
         Out.line(result.digest.string)
     }

@@ -54,6 +54,14 @@ import Testing
         // a digest that is not there: the registry's error code, one line
         let missing = try w.ctrHome(["pull", "\(base)@sha256:\(String(repeating: "ab", count: 32))"], root: other)
         expectOneLineError(missing, mentions: "MANIFEST_UNKNOWN")
+        #expect(missing.stderr.contains("@sha256:abab"), "a digest is written with @: \(missing)")
+        // podman's docker:// transport is taken; a push by digest has no tag to name
+        let viaTransport = try w.ctrHome(["pull", "-q", "docker://\(ref)"], root: "\(w.dir)/fourth")
+        expectOK(viaTransport)
+        #expect(viaTransport.stdout == digest + "\n" && viaTransport.stderr.isEmpty, "\(viaTransport)")
+        let pushByDigest = try w.ctrHome(["push", "busybox:local", "\(base)@\(digest)"])
+        expectOK(pushByDigest)
+        #expect(pushByDigest.stderr.contains("\ndigest: \(digest) size: ") && !pushByDigest.stderr.contains("latest:"), "\(pushByDigest)")
         let noRepo = try w.ctrHome(["pull", "\(reg.addr)/nothing/here:1"], root: other)
         expectOneLineError(noRepo, mentions: "nothing/here:1")
         #expect(noRepo.stderr.contains("MANIFEST_UNKNOWN") || noRepo.stderr.contains("NAME_UNKNOWN"), "\(noRepo)")

@@ -257,7 +257,17 @@ private let dg = "sha256:" + abcSHA
         ("[zz]:5000/a", "invalid IPv6"),
         ("example.com/", "empty repository path"),
         (String(repeating: "a", count: 256), "longer than 255 characters"),
+        ("http://127.0.0.1:5000/team/app:1", "http:// is not part of an image name"),
+        ("docker://busybox", "docker:// is not part of an image name"),
     ]
+
+    /// pull and push take containers-transports' docker:// in front, as podman and skopeo do
+    @Test func registryReferenceMayCarryDockerTransport() throws {
+        let r = try Reference(parsingRegistryReference: "docker://127.0.0.1:5000/team/app:1")
+        #expect(r.string == "127.0.0.1:5000/team/app:1")
+        #expect(try Reference(parsingRegistryReference: "busybox").string == "docker.io/library/busybox:latest")
+        #expect(throws: ReferenceError.self) { try Reference(parsingRegistryReference: "oci://x") }
+    }
 
     @Test(arguments: invalid)
     func rejects(input: String, reason: String) {

@@ -345,6 +345,11 @@ public final class RegistryClient: @unchecked Sendable {
     public func pullScope(_ repo: String) -> String { "repository:\(repo):pull" }
     public func pushScope(_ repo: String) -> String { "repository:\(repo):pull,push" }
 
+    /// "team/app:1.0", or "team/app@sha256:…" for a digest, as references are written.
+    static func named(_ repo: String, _ reference: String) -> String {
+        "\(repo)\(reference.contains(":") ? "@" : ":")\(reference)"
+    }
+
     /// GET a manifest or index by tag or digest, checked against `Docker-Content-Digest` and,
     /// for a digest reference, against the digest asked for.
     public func manifest(repo: String, reference: String, expected: Digest? = nil) throws -> (Data, Descriptor) {
@@ -352,14 +357,14 @@ public final class RegistryClient: @unchecked Sendable {
         do {
             resp = try send("GET", "/v2/\(repo)/manifests/\(reference)", scopes: [pullScope(repo)],
                             headers: ["Accept": Self.manifestAccept], sink: BodySink(maxMemory: Self.maxManifestSize),
-                            doing: "getting manifest \(repo):\(reference)")
+                            doing: "getting manifest \(Self.named(repo, reference))")
         } catch let e as RegistryError where e.message.contains("larger than") {
-            throw RegistryError("\(endpoint.registry): the manifest of \(repo):\(reference) is larger than 4 MiB; refusing it")
+            throw RegistryError("\(endpoint.registry): the manifest of \(Self.named(repo, reference)) is larger than 4 MiB; refusing it")
         }
         let data = resp.body
         let actual = Digest.sha256(data)
         if let header = resp.header("Docker-Content-Digest"), let d = try? Digest(parsing: header), d.algorithm == "sha256", d != actual {
-            throw RegistryError("\(endpoint.registry): manifest \(repo):\(reference) does not match its Docker-Content-Digest \(d) (its content hashes to \(actual))")
+            throw RegistryError("\(endpoint.registry): manifest \(Self.named(repo, reference)) does not match its Docker-Content-Digest \(d) (its content hashes to \(actual))")
         }
         if let expected, expected != actual {
             throw RegistryError("\(endpoint.registry): manifest \(repo)@\(expected) failed verification: its content hashes to \(actual)")

@@ -86,9 +86,9 @@ extension RegistryClient {
         let digest = Digest.sha256(data)
         let resp = try send("PUT", "/v2/\(repo)/manifests/\(reference)", scopes: [pushScope(repo)],
                             headers: ["Content-Type": mediaType.rawValue], body: .data(data),
-                            doing: "putting manifest \(repo):\(reference)")
+                            doing: "putting manifest \(Self.named(repo, reference))")
         guard resp.status == 201 || resp.status == 200 else {
-            throw RegistryError("\(endpoint.registry): putting manifest \(repo):\(reference) answered HTTP \(resp.status)")
+            throw RegistryError("\(endpoint.registry): putting manifest \(Self.named(repo, reference)) answered HTTP \(resp.status)")
         }
         if let h = resp.header("Docker-Content-Digest"), let got = try? Digest(parsing: h), got != digest {
             throw RegistryError("\(endpoint.registry): the registry stored manifest \(got), ctr sent \(digest)")
