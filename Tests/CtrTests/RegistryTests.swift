@@ -225,6 +225,17 @@ import Testing
         prefix = "blocked.example.invalid"
         location = "blocked.example.invalid"
         blocked = true
+
+        [[registry]]
+        prefix = "\(reg.addr)/blockedns"
+        location = "\(reg.addr)/blockedns"
+        blocked = true
+
+        [[registry]]
+        prefix = "mirrorfails.example.invalid"
+        location = "\(reg.addr)"
+        [[registry.mirror]]
+        location = "127.0.0.1:9/mirror1"
         """
         expectOK(try w.bash("cat > home/.config/containers/registries.conf <<'X'\n\(conf)\nX"))
         let rewritten = try w.ctrHome(["pull", "registry.example.invalid/\(repo)"], root: "\(w.dir)/a")
@@ -234,7 +245,14 @@ import Testing
         let mirrored = try w.ctrHome(["pull", "mirrored.example.invalid/\(repo)"], root: "\(w.dir)/b")
         expectOK(mirrored)
         let blocked = try w.ctrHome(["pull", "blocked.example.invalid/x:1"], root: "\(w.dir)/c")
-        expectOneLineError(blocked, mentions: "blocked")
+        expectOneLineError(blocked, mentions: "blocked.example.invalid is blocked in \(w.home)/.config/containers/registries.conf:")
+        // a blocked namespace is named as the entry names it
+        let blockedNS = try w.ctrHome(["pull", "\(reg.addr)/blockedns/x:1"], root: "\(w.dir)/c")
+        expectOneLineError(blockedNS, mentions: "\(reg.addr)/blockedns is blocked in ")
+        // a mirror that fails is named with its path, and the location serves
+        let viaLocation = try w.ctrHome(["pull", "mirrorfails.example.invalid/\(repo)"], root: "\(w.dir)/e")
+        expectOK(viaLocation)
+        #expect(viaLocation.stderr.contains("mirror 127.0.0.1:9/mirror1/\(repo) failed"), "\(viaLocation)")
         expectOK(try w.bash("printf 'this is = not toml [' > home/.config/containers/registries.conf"))
         expectOneLineError(try w.ctrHome(["pull", "x.example.invalid/y:1"], root: "\(w.dir)/d"), mentions: "registries.conf")
     }

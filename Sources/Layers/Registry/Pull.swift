@@ -27,7 +27,7 @@ public enum ImagePull {
             } catch {
                 lastError = error
                 if i + 1 < sources.count {
-                    progress?.state("mirror", "\(src.ref.registry) failed (\(error)); trying the next source")
+                    progress?.state("mirror", "\(src.mirror ? "mirror " : "")\(src.ref.string) failed (\(error)); trying the next source")
                 }
             }
         }

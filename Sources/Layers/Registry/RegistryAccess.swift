@@ -96,6 +96,13 @@ public final class RegistryAccess: @unchecked Sendable {
         return client
     }
 
+    /// "PREFIX is blocked in FILE:LINE", naming the registries.conf entry that blocks.
+    func blockedBy(_ entry: RegistryEntry?, _ fallback: String) -> String {
+        guard let entry else { return "\(fallback) is blocked in registries.conf" }
+        let at = entry.file.map { f in entry.line.map { "\(f):\($0)" } ?? f } ?? "registries.conf"
+        return "\(entry.prefix.isEmpty ? fallback : entry.prefix) is blocked in \(at)"
+    }
+
     /// Where to pull `ref` from: mirrors first, then the registry itself (registries.conf).
     public func pullSources(_ ref: Reference) throws -> [(client: RegistryClient, ref: Reference, mirror: Bool)] {
         let sources: [PullSource]
@@ -108,7 +115,7 @@ public final class RegistryAccess: @unchecked Sendable {
         for s in sources {
             if s.blocked {
                 if s.isMirror { continue }
-                throw RegistryError("\(s.reference.registry) is blocked in registries.conf (pulling \(ref.string))")
+                throw RegistryError("\(blockedBy(conf.registry(for: s.reference) ?? conf.registry(for: ref), s.location)) (pulling \(ref.string))")
             }
             out.append((try client(for: s.reference.registry, insecure: s.insecure), s.reference, s.isMirror))
         }
@@ -117,7 +124,7 @@ public final class RegistryAccess: @unchecked Sendable {
 
     /// Where to push `ref`: the registry's location from registries.conf (no mirrors).
     public func pushTarget(_ ref: Reference) throws -> (client: RegistryClient, ref: Reference) {
-        if conf.isBlocked(ref) { throw RegistryError("\(ref.registry) is blocked in registries.conf (pushing \(ref.string))") }
+        if conf.isBlocked(ref) { throw RegistryError("\(blockedBy(conf.registry(for: ref), ref.registry)) (pushing \(ref.string))") }
         var target = ref
         if let entry = conf.registry(for: ref), !entry.location.isEmpty {
             target = (try? entry.rewrite(ref, toLocation: entry.location)) ?? ref
