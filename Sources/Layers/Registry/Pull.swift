@@ -95,6 +95,30 @@ public enum ImagePull {
         var counter: Counter
     }
 
+    /// The error for a layer that could not be unpacked (bad gzip, a broken tar). Most often the
+    /// registry sent other bytes than the digest names, so the rest of the blob is fetched and
+    /// the whole is hashed: a mismatch is reported as such; a blob that matches its digest was
+    /// published broken, and the unpack error says how.
+    static func contentError(_ e: SysError, _ w: LayerWork, blobFD: Int32, blobPath: String, client: RegistryClient,
+                             repo: String) -> Error {
+        let unpackError = LayerError("layer \(w.layer.digest): \(e.message)")
+        let have = lseek(blobFD, 0, SEEK_END)
+        guard have >= 0, Int64(have) <= w.layer.size else { return unpackError }
+        if Int64(have) < w.layer.size {
+            do { try client.downloadBlob(repo: repo, w.layer, to: [blobFD], verifyDigest: false, from: UInt64(have)) } catch {
+                return unpackError
+            }
+        }
+        let fd = open(blobPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return unpackError }
+        defer { close(fd) }
+        guard let (actual, size) = Digest.sha256(fd: fd) else { return unpackError }
+        if actual != w.layer.digest || size != UInt64(w.layer.size) {
+            return RegistryError("\(client.endpoint.registry): blob \(w.layer.digest) failed verification: what the registry sent hashes to \(actual) (\(size) bytes); nothing was stored")
+        }
+        return LayerError("layer \(w.layer.digest): \(e.message) (the blob matches its digest: the image was published with this layer broken)")
+    }
+
     /// Download one layer into ingest while a layer job unpacks it from a pipe.
     static func fetchLayer(_ w: LayerWork, client: RegistryClient, repo: String, store: Store, staging: PullStaging,
                            progress: TransferProgress?) throws {
@@ -135,7 +159,7 @@ public enum ImagePull {
                     }
                     report = try job.wait()
                 } catch let e as SysError {
-                    throw LayerError("layer \(w.layer.digest): \(e.message)")
+                    throw contentError(e, w, blobFD: blobFD, blobPath: blobTmp, client: client, repo: repo)
                 }
                 if let downloadError { throw downloadError }
                 try Store.check(report.digests, layer: w.layer, diffID: w.diffID)

@@ -400,11 +400,12 @@ public final class RegistryClient: @unchecked Sendable {
     /// digest and size.
     /// `verifyDigest: false` when the reader of `fds` hashes the bytes itself (a layer job).
     public func downloadBlob(repo: String, _ d: Descriptor, to fds: [Int32], progress: UnsafeMutablePointer<UInt64>? = nil,
-                             verifyDigest: Bool = true) throws {
+                             verifyDigest: Bool = true, from offset: UInt64 = 0) throws {
+        precondition(offset == 0 || !verifyDigest, "a digest is checked over the whole blob")
         try ping()
         guard let hasher = csys_sha256_new() else { throw RegistryError("out of memory") }
         defer { csys_sha256_free(hasher) }
-        var received: UInt64 = 0
+        var received: UInt64 = offset
         var attempt = 0
         var refreshed = false
         let url = base + "/v2/\(repo)/blobs/\(d.digest)"
