@@ -115,6 +115,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
         resp->body_len += len;
         resp->body[resp->body_len] = 0;
     }
+    if (csys_stop_signal()) return 0;
     if (r->out_fd1 >= 0 && csys_write_all(r->out_fd1, data, len) < 0) goto wfail;
     if (r->out_fd2 >= 0 && csys_write_all(r->out_fd2, data, len) < 0) goto wfail;
     if (r->hash) csys_sha256_update(r->hash, data, len);
@@ -125,6 +126,13 @@ wfail:
     resp->write_failed = 1;
     resp->os_errno = errno;
     return 0;
+}
+
+/* curl calls this about once a second even while nothing arrives: a stop signal ends the
+ * transfer (CURLE_ABORTED_BY_CALLBACK) */
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+    (void)userp; (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
+    return csys_stop_signal() ? 1 : 0;
 }
 
 static size_t on_read(char *buf, size_t size, size_t n, void *userp) {
@@ -168,6 +176,8 @@ int csys_http_perform(csys_http *h, const csys_http_request *r, csys_http_respon
     curl_easy_setopt(cu, CURLOPT_HEADERDATA, &c);
     curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(cu, CURLOPT_WRITEDATA, &c);
+    curl_easy_setopt(cu, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(cu, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(cu, CURLOPT_FOLLOWLOCATION, r->follow_redirects ? 1L : 0L);
     curl_easy_setopt(cu, CURLOPT_MAXREDIRS, 10L);
     curl_easy_setopt(cu, CURLOPT_CONNECTTIMEOUT, r->connect_timeout_s > 0 ? r->connect_timeout_s : 30L);

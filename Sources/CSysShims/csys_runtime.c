@@ -228,6 +228,11 @@ int csys_tty_relay(int master, int in, int out) {
 
 static volatile pid_t forward_pid = 0;
 static volatile int forward_tty = -1;
+static volatile int stop_cooperative = 0;
+static volatile sig_atomic_t stop_signal = 0;
+
+void csys_catch_stop_signals(void) { stop_cooperative = 1; }
+int csys_stop_signal(void) { return stop_signal; }
 
 static void *signal_thread(void *arg) {
     (void)arg;
@@ -246,6 +251,11 @@ static void *signal_thread(void *arg) {
         }
         if (pid > 0) {
             kill(pid, sig);
+            continue;
+        }
+        /* a command that removes its partial writes: the first stop signal only asks it to */
+        if (stop_cooperative && !stop_signal && (sig == SIGINT || sig == SIGTERM || sig == SIGHUP)) {
+            stop_signal = sig;
             continue;
         }
         /* nothing to forward to: what the signal would have done */

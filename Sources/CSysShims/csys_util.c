@@ -319,3 +319,4 @@ ssize_t csys_recv_with_fds(int sock, void *data, size_t len, int *fds, int maxfd
     }
     return n;
 }
+

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSysShims
 import Foundation
 import HostOS
 import Layers
@@ -27,6 +28,9 @@ struct CTR: ParsableCommand {
     /// End the process for an error: one line on stderr for ours, ArgumentParser's handling
     /// for its own errors, help and `ExitCode`.
     static func exit(after error: any Error) -> Never {
+        // stopped by a signal (see Interrupts): its partial writes are gone; end as it asked
+        let sig = csys_stop_signal()
+        if sig != 0 { Glibc.exit(128 + sig) }
         if let u = error as? UserFacing {
             FileHandle.standardError.write(Data("Error: \(u.message)\n".utf8))
             Glibc.exit(u.exitCode)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSysShims
 import Foundation
 import HostOS
 import Layers
@@ -50,6 +51,8 @@ struct Pull: ParsableCommand {
         let ref = try Reference(parsingRegistryReference: reference)
         let plat = try platform.map { try Platform(parsing: $0) } ?? .current
         let access = try RegistryAccess(registry.options())
+        // Ctrl-C stops the transfers, and the pull's own error path removes what it wrote
+        csys_catch_stop_signals()
         let view = quiet ? nil : ProgressView(verb: "pull")
         defer { view?.finish() }
         let result = try ImagePull.run(ref, store: store, access: access, platform: plat, progress: view)

@@ -173,6 +173,33 @@ import Testing
         #expect(tail.contains("Digest: sha256:") && tail.contains("Status: Downloaded newer image"), "\(tty.stdout.debugDescription)")
     }
 
+    /// A pull stopped by a signal (SIGTERM here; Ctrl-C's SIGINT is ignored by a background
+    /// job of a script) ends at once and leaves nothing in the store.
+    @Test func stoppedPullLeavesNothing() throws {
+        guard let (w, img) = try prepared() else { return }
+        let fake = Fake(img) { r, _, f in
+            guard r.path.hasSuffix(f.img.layerDigest), r.method == "GET" else { return nil }
+            return .pause(status: 200, headers: [:], body: f.img.layer, after: f.img.layer.count / 2, seconds: 20)
+        }
+        let s = try serve(fake)
+        let root = "\(w.dir)/s"
+        let r = try w.bash("""
+            start=$(date +%s%N)
+            HOME=\(w.home) XDG_RUNTIME_DIR=\(w.dir)/run CTR_ROOT=\(root) \(TestEnv.binary) pull \(s.addr)/test/bb:1 2>err & pid=$!
+            # wait until half the layer is in
+            for i in $(seq 1 100); do grep -q downloading err 2>/dev/null && ls -a \(root)/layers 2>/dev/null | grep -q tmp && break; sleep 0.1; done
+            sleep 0.3
+            kill -TERM $pid
+            wait $pid; echo "status=$?"
+            echo "ms=$(( ($(date +%s%N) - start) / 1000000 ))"
+            """)
+        #expect(r.stdout.contains("status=143"), "ends as SIGTERM asks: \(r)")
+        let ms = Int(r.stdout.split(separator: "=").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 99999
+        #expect(ms < 10_000, "does not wait for the stalled transfer: \(r)")
+        expectNothingStored(w, root)
+        if !r.stdout.contains("status=143") || ms >= 10_000 { print(try w.bash("cat err; find \(root) | head -30").stdout) }
+    }
+
     @Test func serverErrorsAndRateLimitsAreRetried() throws {
         guard let (w, img) = try prepared() else { return }
         let fake = Fake(img) { r, n, f in

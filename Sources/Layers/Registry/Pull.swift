@@ -26,6 +26,7 @@ public enum ImagePull {
                                 progress: progress, parallel: parallel)
             } catch {
                 lastError = error
+                if csys_stop_signal() != 0 { break }
                 if i + 1 < sources.count {
                     progress?.state("mirror", "\(src.mirror ? "mirror " : "")\(src.ref.string) failed (\(error)); trying the next source")
                 }
@@ -102,6 +103,7 @@ public enum ImagePull {
     static func contentError(_ e: SysError, _ w: LayerWork, blobFD: Int32, blobPath: String, client: RegistryClient,
                              repo: String) -> Error {
         let unpackError = LayerError("layer \(w.layer.digest): \(e.message)")
+        if csys_stop_signal() != 0 { return unpackError }
         let have = lseek(blobFD, 0, SEEK_END)
         guard have >= 0, Int64(have) <= w.layer.size else { return unpackError }
         if Int64(have) < w.layer.size {

@@ -121,6 +121,17 @@ public final class RegistryClient: @unchecked Sendable {
 
     // MARK: errors
 
+    /// The wait before a retry; a stop signal (Ctrl-C) ends it and the command.
+    func pause(_ seconds: Double) throws {
+        let end = Date().addingTimeInterval(seconds)
+        while true {
+            if csys_stop_signal() != 0 { throw RegistryError("interrupted") }
+            let left = end.timeIntervalSinceNow
+            if left <= 0 { return }
+            Thread.sleep(forTimeInterval: min(left, 0.05))
+        }
+    }
+
     func transportError(_ e: TransportError, url: String) -> RegistryError {
         switch e.kind {
         case .resolve:
@@ -310,7 +321,7 @@ public final class RegistryClient: @unchecked Sendable {
                 resp = try pool.with { try $0.perform(req, tls: endpoint.tls, sink: sink) }
             } catch let e as TransportError {
                 if e.transient && attempt + 1 < maxAttempts {
-                    Thread.sleep(forTimeInterval: backoff(attempt))
+                    try pause(backoff(attempt))
                     attempt += 1
                     continue
                 }
@@ -325,7 +336,7 @@ public final class RegistryClient: @unchecked Sendable {
                 continue
             }
             if Self.isTransientStatus(resp.status) && attempt + 1 < maxAttempts {
-                Thread.sleep(forTimeInterval: retryDelay(resp, attempt: attempt))
+                try pause(retryDelay(resp, attempt: attempt))
                 attempt += 1
                 continue
             }
@@ -425,7 +436,7 @@ public final class RegistryClient: @unchecked Sendable {
                 }
                 received += e.received
                 if e.transient && attempt + 1 < maxAttempts {
-                    Thread.sleep(forTimeInterval: backoff(attempt))
+                    try pause(backoff(attempt))
                     attempt += 1
                     continue
                 }
@@ -438,7 +449,7 @@ public final class RegistryClient: @unchecked Sendable {
                     continue
                 }
                 if Self.isTransientStatus(resp.status) && attempt + 1 < maxAttempts {
-                    Thread.sleep(forTimeInterval: retryDelay(resp, attempt: attempt))
+                    try pause(retryDelay(resp, attempt: attempt))
                     attempt += 1
                     continue
                 }
