@@ -166,6 +166,11 @@ public struct Runtime: Sendable {
             guard let image else { throw ContainerError("no image") }
             let manifest = try store.manifest(image.descriptor)
             let config = try store.config(manifest)
+            let imagePlatform = Platform(os: config.os, architecture: config.architecture, variant: config.variant)
+            if !imagePlatform.matches(.current) {
+                // as docker and podman warn; the kernel may still run it (binfmt_misc)
+                notice("the image's platform (\(imagePlatform)) does not match this host's (\(Platform.current))")
+            }
             cfg = config.config ?? ContainerConfig()
             lowers = try store.unpackedLayers(manifest, config)
             imageID = manifest.config.digest.string

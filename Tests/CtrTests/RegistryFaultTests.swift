@@ -386,6 +386,13 @@ import Testing
         #expect(arm.stderr.contains("Digest: \(Self.digest(indexData))"), "the index digest is what the tag resolved to: \(arm)")
         let inspect = try w.ctrHome(["inspect", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/a")
         #expect(inspect.stdout.contains("\"Architecture\" : \"arm64\""), "\(inspect.stdout.prefix(300))")
+        #if arch(x86_64)
+        // run warns that the image is not for this host, as docker and podman do (the layer is
+        // this host's busybox, so it runs all the same)
+        let foreign = try w.ctrHome(["run", "--rm", "--network", "none", "\(s.addr)/test/bb:multi", "true"], root: "\(w.dir)/a")
+        expectOK(foreign)
+        #expect(foreign.stderr.contains("warning: the image's platform (linux/arm64/v8) does not match this host's (linux/amd64)"), "\(foreign)")
+        #endif
         let native = try w.ctrHome(["pull", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/b")
         expectOK(native)
         #expect(try w.ctrHome(["inspect", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/b").stdout.contains("\"Architecture\" : \"amd64\""))
