@@ -55,6 +55,7 @@ struct Pull: ParsableCommand {
         csys_catch_stop_signals()
         let view = quiet ? nil : ProgressView(verb: "pull")
         defer { view?.finish() }
+        let before = try? store.resolve(ref.string).descriptor.digest
         let result = try ImagePull.run(ref, store: store, access: access, platform: plat, progress: view)
         view?.finish()
         if !quiet { RootlessNotes.reports(result.reports) }
@@ -62,7 +63,8 @@ struct Pull: ParsableCommand {
             Out.line(result.digest.string)
         } else {
             Out.progress("Digest: \(result.digest)")
-            Out.progress(result.downloaded == 0 ? "Status: Image is up to date for \(ref.familiar)" : "Status: Downloaded newer image for \(ref.familiar)")
+            // as docker: up to date when the name already stood for this image
+            Out.progress(before == result.manifest.digest ? "Status: Image is up to date for \(ref.familiar)" : "Status: Downloaded newer image for \(ref.familiar)")
             Out.line(ref.string)
         }
     }

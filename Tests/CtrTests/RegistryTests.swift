@@ -50,6 +50,11 @@ import Testing
         expectOK(again)
         #expect(again.stderr.contains("exists"), "\(again)")
         #expect(again.stderr.contains("up to date"), "\(again)")
+        // the same image under a name the store did not have: nothing to fetch, but the name is new (docker's wording)
+        expectOK(try w.ctrHome(["push", "busybox:local", "\(ref)-other"]))
+        let renamed = try w.ctrHome(["pull", "\(ref)-other"], root: other)
+        expectOK(renamed)
+        #expect(renamed.stderr.contains("exists") && renamed.stderr.contains("Status: Downloaded newer image for"), "\(renamed)")
 
         // a digest that is not there: the registry's error code, one line
         let missing = try w.ctrHome(["pull", "\(base)@sha256:\(String(repeating: "ab", count: 32))"], root: other)
