@@ -231,7 +231,7 @@ static volatile int forward_tty = -1;
 static volatile int stop_cooperative = 0;
 static volatile sig_atomic_t stop_signal = 0;
 
-void csys_catch_stop_signals(void) { stop_cooperative = 1; }
+void csys_catch_stop_signals(int on) { stop_cooperative = on; }
 int csys_stop_signal(void) { return stop_signal; }
 
 static void *signal_thread(void *arg) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSysShims
 import Foundation
 import HostOS
 import Layers
@@ -123,8 +124,12 @@ struct Run: ParsableCommand {
             let ref = try Reference(parsing: name)
             let access = try RegistryAccess(registry())
             let view = ProgressView(verb: "pull")
+            // Ctrl-C during the pull: it removes what it wrote (see Pull)
+            csys_catch_stop_signals(1)
             let result = try ImagePull.run(ref, store: store, access: access, platform: platform, progress: view)
+            csys_catch_stop_signals(0)
             view.finish()
+            if csys_stop_signal() != 0 { CTR.exit(after: ExitCode(1)) }
             return try store.resolve(result.name.string)
         default:
             throw ValidationError("--pull must be missing, always or never")

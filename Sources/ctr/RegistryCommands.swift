@@ -52,7 +52,7 @@ struct Pull: ParsableCommand {
         let plat = try platform.map { try Platform(parsing: $0) } ?? .current
         let access = try RegistryAccess(registry.options())
         // Ctrl-C stops the transfers, and the pull's own error path removes what it wrote
-        csys_catch_stop_signals()
+        csys_catch_stop_signals(1)
         let view = quiet ? nil : ProgressView(verb: "pull")
         defer { view?.finish() }
         let before = try? store.resolve(ref.string).descriptor.digest

@@ -310,11 +310,11 @@ void csys_http_response_free(csys_http_response *resp);
  * certificate, 4 other TLS, 5 timeout/stall, 6 connection cut/reset, 0 other */
 int csys_http_error_kind(int curl_code);
 
-/* From now on the first SIGINT, SIGTERM or SIGHUP (an ignored one stays ignored, as under
+/* With on = 1, from now on the first SIGINT, SIGTERM or SIGHUP (an ignored one stays ignored, as under
  * nohup) only notes the signal (csys_signals_init's thread receives them): transfers see it and
  * stop, so the command's own error path removes its partial writes. A second one ends the
- * process at once. */
-void csys_catch_stop_signals(void);
+ * process at once. on = 0: signals act as usual again. */
+void csys_catch_stop_signals(int on);
 /* The signal that asked ctr to stop, or 0. */
 int csys_stop_signal(void);
 
