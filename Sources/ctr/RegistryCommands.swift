@@ -192,7 +192,7 @@ struct Login: ParsableCommand {
 /// A line read from the terminal on stdin, after a prompt on stderr; without echo for secrets.
 enum Prompt {
     static func ask(_ prompt: String, echo: Bool) throws -> String {
-        FileHandle.standardError.write(Data(prompt.utf8))
+        // echo goes off before the prompt shows, so nothing typed after it is echoed
         var saved = termios()
         let quiet = !echo && tcgetattr(0, &saved) == 0
         if quiet {
@@ -200,6 +200,7 @@ enum Prompt {
             t.c_lflag &= ~tcflag_t(ECHO)
             tcsetattr(0, TCSANOW, &t)
         }
+        FileHandle.standardError.write(Data(prompt.utf8))
         defer {
             if quiet {
                 tcsetattr(0, TCSANOW, &saved)
