@@ -23,6 +23,8 @@ public struct BuildOptions: Sendable {
     public var secrets: [String: String] = [:]
     public var addHosts: [String] = []
     public var progress: ProgressMode = .plain
+    /// What RUN steps print is kept back, and shown only for a step that fails (-q).
+    public var quietSteps = false
 
     public init(context: String) { self.context = context }
 }
@@ -521,6 +523,7 @@ final class BuildRun {
     func runStep(_ inst: Instruction, _ c: Command, _ heredocs: [Heredoc], state: inout ImageState) throws {
         let env = environment(state)
         var argv: [String]
+        var scriptMount: RunMount?
         switch c {
         case .exec(let a): argv = a
         case .shell(let s):
@@ -528,11 +531,20 @@ final class BuildRun {
             let bare = s.trimmingCharacters(in: .whitespaces)
             if heredocs.count == 1, let h = heredocs.first,
                ["<<\(h.name)", "<<-\(h.name)", "<<\"\(h.name)\"", "<<'\(h.name)'", "<<-\"\(h.name)\"", "<<-'\(h.name)'"].contains(bare) {
-                // RUN <<EOF: the heredoc is the script (BuildKit); a #! line picks its interpreter
+                // RUN <<EOF: the heredoc is the script (BuildKit); a #! line picks its interpreter,
+                // which runs it as a file (/dev/pipes/NAME, as BuildKit), given as the kernel
+                // gives it: the interpreter, the rest of the #! line as one argument, the file
                 if h.content.hasPrefix("#!") {
-                    let first = h.content.split(separator: "\n", maxSplits: 1).first.map { String($0.dropFirst(2)) } ?? ""
-                    let interp = first.split(separator: " ").map(String.init)
-                    argv = interp + ["-c", String(h.content.drop(while: { $0 != "\n" }))]
+                    let line = (h.content.split(separator: "\n", maxSplits: 1).first.map { String($0.dropFirst(2)) } ?? "")
+                        .trimmingCharacters(in: .whitespaces)
+                    let interp = String(line.prefix(while: { $0 != " " && $0 != "\t" }))
+                    let rest = line.dropFirst(interp.count).trimmingCharacters(in: .whitespaces)
+                    guard !interp.isEmpty else { throw fail(inst, "RUN <<\(h.name): the #! line names no interpreter") }
+                    let file = "\(tmpRoot)/heredoc-\(UUID().uuidString.lowercased())"
+                    try Store.writeFile(path: file, data: Data(h.content.utf8), sync: false, mode: 0o755)
+                    let target = "/dev/pipes/\(h.name)"
+                    scriptMount = RunMount(kind: .bind(file, readonly: true), target: target, cacheKey: "heredoc \(sha(h.content))")
+                    argv = [interp] + (rest.isEmpty ? [] : [rest]) + [target]
                 } else {
                     argv = shell + [h.content]
                 }
@@ -542,7 +554,7 @@ final class BuildRun {
         }
         if argv.isEmpty { throw fail(inst, "RUN needs a command") }
         var network = o.network
-        var mounts: [RunMount] = []
+        var mounts: [RunMount] = scriptMount.map { [$0] } ?? []
         for f in inst.flags {
             switch f.name {
             case "network":
@@ -584,6 +596,12 @@ final class BuildRun {
         ro.autoRemove = true
         ro.name = "ctr-build-\(UUID().uuidString.prefix(12).lowercased())"
         ro.stdoutFD = 2
+        var captured: Int32 = -1
+        if o.quietSteps {
+            captured = open("\(tmp)/output", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if captured >= 0 { ro.stdoutFD = captured; ro.stderrFD = captured }
+        }
+        defer { if captured >= 0 { close(captured) } }
         ro.network = network ?? defaultNetwork()
         ro.buildRoot = BuildRoot(lowers: lowers, upper: "\(tmp)/upper", work: "\(tmp)/work", config: cfg)
         ro.addHosts = o.addHosts
@@ -592,7 +610,7 @@ final class BuildRun {
         for m in mounts {
             switch m.kind {
             case .tmpfs: ro.tmpfs.append(m.target)
-            case .layers(let dirs): ro.layerMounts.append(LayerMount(lowers: dirs, target: m.target))
+            case .layers(let dirs, let scratch): ro.layerMounts.append(LayerMount(lowers: dirs, target: m.target, scratch: scratch))
             case .bind(let src, let readonly): ro.volumes.append("\(src):\(m.target)\(readonly ? ":ro" : "")")
             case .cache(let dir, let locked):
                 if locked {
@@ -612,7 +630,13 @@ final class BuildRun {
             throw fail(inst, "\(createdBy): \(error)")
         }
         if code != 0 {
-            throw fail(inst, "\(createdBy): exit status \(code)")
+            if captured >= 0 {
+                // -q: the failing step's own output comes out after all
+                if let out = FileManager.default.contents(atPath: "\(tmp)/output") { FileHandle.standardError.write(out) }
+            }
+            // one line: a script's first line stands for it
+            let lines = createdBy.split(separator: "\n", omittingEmptySubsequences: true)
+            throw fail(inst, "\(lines.first ?? "")\(lines.count > 1 ? " …" : ""): exit status \(code)")
         }
         ranSteps += 1
         try dropMountPoints(upper: "\(tmp)/upper", lowers: lowers, extra: mounts.map(\.target))
@@ -739,10 +763,18 @@ final class BuildRun {
     // MARK: RUN --mount
 
     struct RunMount {
-        enum Kind { case bind(String, readonly: Bool), cache(String, locked: Bool), tmpfs, layers([String]) }
+        /// layers: an overlay of dirs, writable into `scratch` when given (writes are dropped)
+        enum Kind { case bind(String, readonly: Bool), cache(String, locked: Bool), tmpfs, layers([String], scratch: String?) }
         var kind: Kind
         var target: String
         var cacheKey: String
+    }
+
+    /// A new dir of this build's scratch space (removed with it).
+    func scratchDir() throws -> String {
+        let d = "\(tmpRoot)/scratch-\(UUID().uuidString.lowercased())"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
     }
 
     func parseMount(_ spec: String, _ inst: Instruction, state: ImageState) throws -> RunMount {
@@ -768,8 +800,9 @@ final class BuildRun {
             return RunMount(kind: .cache(dir, locked: sharing == "locked"), target: t, cacheKey: "cache \(id) \(t)")
         case "bind":
             let t = try absTarget(target)
+            let rw = f["rw"] == "true" || f["readwrite"] == "true"
             if let from = f["from"] {
-                // a stage's (or an image's) files, read-only: its layers overlaid at the target
+                // a stage's (or an image's) files: its layers overlaid at the target
                 var (dirs, identity) = try fromLayers(from, inst, what: "RUN --mount from=\(from)")
                 let tree = LayeredTree(layers: dirs, opener: opener)
                 let srcRel = IgnorePatterns.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
@@ -783,7 +816,7 @@ final class BuildRun {
                     }
                 }
                 if dirs.isEmpty { dirs = [tree.dirs[0]] }
-                return RunMount(kind: .layers(dirs), target: t, cacheKey: "bindfrom \(identity) \(r) \(t)")
+                return RunMount(kind: .layers(dirs, scratch: rw ? try scratchDir() : nil), target: t, cacheKey: "bindfrom \(identity) \(r) \(t) \(rw)")
             }
             let src = IgnorePatterns.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
             let tree = LayeredTree(plain: context)
@@ -796,8 +829,15 @@ final class BuildRun {
             else { entries.append(try entry(e, in: tree, path: r, fromContext: true, chown: nil, chmod: nil)) }
             var h = ""
             for x in entries { if case .file(let p) = x.kind { h += "\(x.path) \(try fileDigest(p))\n" } else { h += "\(x.path)\n" } }
-            let rw = f["rw"] == "true" || f["readwrite"] == "true"
-            return RunMount(kind: .bind(e.hostPath, readonly: !rw), target: t, cacheKey: "bind \(t) \(sha(h))")
+            // rw (as in BuildKit): the step may write, and what it writes is dropped; the
+            // context itself is never written
+            if rw {
+                if e.isDir { return RunMount(kind: .layers([e.hostPath], scratch: try scratchDir()), target: t, cacheKey: "bind \(t) \(sha(h)) rw") }
+                let copy = "\(try scratchDir())/\((r as NSString).lastPathComponent)"
+                try FileManager.default.copyItem(atPath: e.hostPath, toPath: copy)
+                return RunMount(kind: .bind(copy, readonly: false), target: t, cacheKey: "bind \(t) \(sha(h)) rw")
+            }
+            return RunMount(kind: .bind(e.hostPath, readonly: true), target: t, cacheKey: "bind \(t) \(sha(h))")
         case "secret":
             guard let id = f["id"] ?? target.map({ ($0 as NSString).lastPathComponent }) else {
                 throw fail(inst, "RUN --mount=\(spec): a secret needs an id")

@@ -68,12 +68,17 @@ extension BuildRun {
         let fromContext = fromTree == nil
         let workdir = state.config.config?.workingDir ?? "/"
         var destPath = try expand(dest, env, inst)
-        let destIsDir = destPath.hasSuffix("/") || sources.count > 1 || destPath == "." || destPath.hasSuffix("/.")
+        let namedDir = destPath.hasSuffix("/") || destPath == "." || destPath.hasSuffix("/.")
+        if sources.count > 1 && !namedDir {
+            throw fail(inst, "\(name) with more than one source: the destination must be a directory and end with a /")
+        }
         if !destPath.hasPrefix("/") { destPath = workdir + "/" + destPath }
         destPath = IgnorePatterns.clean(destPath)
         // the destination inside the image, symlinks resolved inside it
         let image = try layerTree(state)
-        let destRel = image.resolve(String(destPath.dropFirst())) ?? String(destPath.dropFirst())
+        let destRel = image.resolve(String(destPath.dropFirst()), followFinal: true) ?? String(destPath.dropFirst())
+        // a directory that is there already takes the files in, with or without the slash (Docker)
+        let destIsDir = namedDir || sources.count > 1 || (image.lookup(destRel)?.isDir ?? false)
 
         var entries: [FileEntry] = []
         var hashInput = ""

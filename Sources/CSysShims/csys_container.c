@@ -386,7 +386,7 @@ static void setup_mounts(const csys_container_plan *p) {
             if (fs_onto("tmpfs", m->data, m->flags | (m->readonly ? MS_RDONLY : 0), t) < 0)
                 FAIL("mount", "cannot mount tmpfs on %s: %s", m->target, strerror(errno));
         } else if (m->kind == CSYS_MNT_OVERLAY) {
-            if (fs_onto("overlay", m->data, MS_RDONLY, t) < 0)
+            if (fs_onto("overlay", m->data, m->readonly ? MS_RDONLY : 0, t) < 0)
                 FAIL("mount", "cannot mount the layers on %s: %s", m->target, strerror(errno));
         } else if (bind_onto(m->source, t, m->recursive, m->readonly) < 0) {
             FAIL("mount", "cannot mount %s on %s: %s", m->source, m->target, strerror(errno));

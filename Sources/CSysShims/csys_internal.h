@@ -3,6 +3,7 @@
 #define CSYS_INTERNAL_H
 
 #include "include/csys.h"
+#include <locale.h>
 #include <isa-l/igzip_lib.h>
 #include <zstd.h>
 
@@ -69,6 +70,10 @@ void csys_strset_free(csys_strset *s);
 /* Mark every fd from `first` up close-on-exec: close_range(CLOSE_RANGE_CLOEXEC) (5.11), else
  * one fcntl per possible fd. Safe after fork (syscalls only). */
 void csys_cloexec_from(unsigned first);
+/* Make this thread's LC_CTYPE UTF-8 (tar names are UTF-8 pax records, whatever the process
+ * locale); returns what to give csys_utf8_end. */
+locale_t csys_utf8_begin(void);
+void csys_utf8_end(locale_t old);
 
 /* One message of `len` bytes carrying nfds fds (SCM_RIGHTS, at most CSYS_SCM_MAX_FDS), and its
  * receiving side: the fds land CLOEXEC in fds[0..*nfds) (any beyond maxfds are closed). No

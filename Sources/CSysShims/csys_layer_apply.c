@@ -642,13 +642,9 @@ out:
 
 /* Entry names are read as UTF-8 (pax path records are UTF-8), whatever the process locale. */
 static int run_utf8(csys_apply *a, int extract) {
-    locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-    locale_t old = utf8 ? uselocale(utf8) : (locale_t)0;
+    locale_t old = csys_utf8_begin();
     int rc = run(a, extract);
-    if (utf8) {
-        uselocale(old);
-        freelocale(utf8);
-    }
+    csys_utf8_end(old);
     return rc;
 }
 

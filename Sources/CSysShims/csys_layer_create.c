@@ -388,13 +388,9 @@ int csys_layer_create(csys_create *c) {
     if (csys_load_archive(&c->error) != 0) return -1;
     /* names are written as UTF-8 pax records, as docker and buildkit write them (in the C
      * locale libarchive would mark non-ASCII names hdrcharset=BINARY) */
-    locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-    locale_t old = utf8 ? uselocale(utf8) : (locale_t)0;
+    locale_t old = csys_utf8_begin();
     int rc = create(c);
-    if (utf8) {
-        uselocale(old);
-        freelocale(utf8);
-    }
+    csys_utf8_end(old);
     return rc;
 }
 

@@ -125,7 +125,16 @@ static int append(char **s, size_t *len, size_t *cap, const char *line) {
     return 0;
 }
 
+static int extract_files(int in_fd, int dest_dirfd, char **listing, csys_error *err);
+
 int csys_tar_extract_files(int in_fd, int dest_dirfd, char **listing, csys_error *err) {
+    locale_t old = csys_utf8_begin();
+    int rc = extract_files(in_fd, dest_dirfd, listing, err);
+    csys_utf8_end(old);
+    return rc;
+}
+
+static int extract_files(int in_fd, int dest_dirfd, char **listing, csys_error *err) {
     if (csys_load_archive(err) != 0) return -1;
     tx t;
     memset(&t, 0, sizeof t);
@@ -230,7 +239,17 @@ done:
     return rc;
 }
 
+static int add_entry(csys_tar_writer *w, const csys_tar_entry *te, int src_fd);
+
+/* names are written as UTF-8 pax records (as in csys_layer_create), whatever the locale */
 int csys_tar_add_entry(csys_tar_writer *w, const csys_tar_entry *te, int src_fd) {
+    locale_t old = csys_utf8_begin();
+    int rc = add_entry(w, te, src_fd);
+    csys_utf8_end(old);
+    return rc;
+}
+
+static int add_entry(csys_tar_writer *w, const csys_tar_entry *te, int src_fd) {
     archive_entry_clear(w->e);
     archive_entry_set_pathname(w->e, te->name);
     archive_entry_set_perm(w->e, te->mode & 07777);

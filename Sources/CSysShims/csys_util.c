@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -320,3 +321,17 @@ ssize_t csys_recv_with_fds(int sock, void *data, size_t len, int *fds, int maxfd
     return n;
 }
 
+
+/* one C.UTF-8 locale object for the process, made on first use */
+static locale_t utf8_locale;
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+static void make_utf8_locale(void) { utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
+
+locale_t csys_utf8_begin(void) {
+    pthread_once(&utf8_once, make_utf8_locale);
+    return utf8_locale ? uselocale(utf8_locale) : (locale_t)0;
+}
+
+void csys_utf8_end(locale_t old) {
+    if (old) uselocale(old);
+}

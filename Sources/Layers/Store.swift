@@ -263,11 +263,15 @@ public final class Store: @unchecked Sendable {
         try unpackedLayers(manifest.layers, diffIDs: config.rootfs.diffIDs)
     }
 
-    /// Layers (bottom first, as a manifest lists them), unpacked, topmost first.
+    /// Layers (bottom first, as a manifest lists them), unpacked, topmost first. A layer that
+    /// comes twice (two steps that changed nothing, the same COPY twice) is listed once, at its
+    /// topmost place: overlayfs refuses a lower dir given twice (ELOOP), and the lower copy adds
+    /// nothing the upper one does not cover.
     public func unpackedLayers(_ layers: [Descriptor], diffIDs: [Digest]) throws -> [String] {
         var dirs: [String] = []
         for (layer, diffID) in zip(layers, diffIDs) { dirs.append(try unpackedLayer(layer, diffID: diffID)) }
-        return dirs.reversed()
+        var seen = Set<String>()
+        return dirs.reversed().filter { seen.insert($0).inserted }
     }
 
     /// Unpack a layer blob into a new layers/.tmp-* directory, checking the blob's digest and

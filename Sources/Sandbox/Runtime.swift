@@ -37,7 +37,10 @@ public struct RunOptions: Sendable {
     public var buildRoot: BuildRoot?
     /// Where the container's stdout goes (default: ours). ctr build sends RUN output to stderr.
     public var stdoutFD: Int32?
-    /// Read-only views of layer dirs (topmost first) at targets: RUN --mount=type=bind,from=STAGE.
+    /// Where a non-interactive process's stderr goes (default: ctr's).
+    public var stderrFD: Int32?
+    /// Views of layer dirs (topmost first) at targets: RUN --mount=type=bind,from=STAGE (and
+    /// rw binds, whose writes go to a scratch upper dir).
     public var layerMounts: [LayerMount] = []
 
     public init(image: String) { self.image = image }
@@ -46,7 +49,11 @@ public struct RunOptions: Sendable {
 public struct LayerMount: Sendable {
     public var lowers: [String]
     public var target: String
-    public init(lowers: [String], target: String) { self.lowers = lowers; self.target = target }
+    /// A dir for the upper and work dirs of a writable view (the writes stay there); nil: read-only.
+    public var scratch: String?
+    public init(lowers: [String], target: String, scratch: String? = nil) {
+        self.lowers = lowers; self.target = target; self.scratch = scratch
+    }
 }
 
 /// The root of a build step's container.
@@ -375,7 +382,14 @@ public struct Runtime: Sendable {
             guard lm.target.hasPrefix("/"), !lm.lowers.isEmpty else { throw ContainerError("a layer mount needs an absolute target and a layer") }
             var m = csys_mount()
             m.target = arena.string(lm.target)
-            if lm.lowers.count == 1 {
+            let userxattr = useUserns ? ",userxattr" : ""
+            if let scratch = lm.scratch {
+                for d in ["upper", "work"] {
+                    try FileManager.default.createDirectory(atPath: "\(scratch)/\(d)", withIntermediateDirectories: true)
+                }
+                m.kind = Int32(CSYS_MNT_OVERLAY)
+                m.data = arena.string("lowerdir=\(lm.lowers.joined(separator: ":")),upperdir=\(scratch)/upper,workdir=\(scratch)/work\(userxattr)")
+            } else if lm.lowers.count == 1 {
                 // overlay wants two lower dirs when there is no upper one
                 m.kind = Int32(CSYS_MNT_BIND)
                 m.source = arena.string(lm.lowers[0])
@@ -383,7 +397,8 @@ public struct Runtime: Sendable {
                 m.recursive = 1
             } else {
                 m.kind = Int32(CSYS_MNT_OVERLAY)
-                m.data = arena.string("lowerdir=\(lm.lowers.joined(separator: ":"))\(useUserns ? ",userxattr" : "")")
+                m.data = arena.string("lowerdir=\(lm.lowers.joined(separator: ":"))\(userxattr)")
+                m.readonly = 1
             }
             mounts.append(m)
         }
@@ -574,7 +589,7 @@ public struct Runtime: Sendable {
             p.plan.stdio = (slave, slave, slave)
         } else if !o.interactive {
             let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            p.plan.stdio = (null, o.stdoutFD ?? -1, -1)
+            p.plan.stdio = (null, o.stdoutFD ?? -1, o.stderrFD ?? -1)
         }
         p.plan.pdeathsig = SIGKILL
         var err = csys_error()

@@ -61,6 +61,7 @@ struct Build: ParsableCommand {
         o.network = network == "default" ? nil : network
         o.cacheDir = cacheDir
         o.addHosts = addHosts
+        o.quietSteps = quiet
         if let progress {
             guard let m = ProgressMode(rawValue: progress) else { throw ValidationError("--progress \(progress): expected plain, tty or json") }
             o.progress = m

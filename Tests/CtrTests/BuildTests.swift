@@ -380,6 +380,52 @@ import Testing
         #expect(esc.status != 0, "\(esc)")
     }
 
+    /// What an audit against BuildKit found: COPY into a directory named without the slash,
+    /// steps that change nothing (identical layers), rw binds that must not write the context,
+    /// non-ASCII names, #! heredocs run as files, several sources into a name without a slash.
+    @Test(arguments: modes)
+    func copyIntoDirsSameLayersRwBindsUnicodeAndShebang(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        try write(w, "au/a.txt", "a\n")
+        try write(w, "au/ünï.txt", "u\n")
+        try write(w, "au/Dockerfile", #"""
+            FROM busybox:local
+            COPY a.txt /etc
+            COPY a.txt /a
+            COPY a.txt /a
+            RUN echo one
+            RUN echo two
+            RUN --mount=type=bind,target=/ctx,rw sh -c 'echo changed > /ctx/a.txt && touch /ctx/new && cat /ctx/a.txt > /seen'
+            COPY ünï.txt /dü/
+            RUN <<EOF
+            #!/bin/awk -f
+            BEGIN { print "awk here" > "/awk.out" }
+            EOF
+            """#)
+        let b = try build(w, ["-t", "au:1", "\(w.dir)/au"])
+        expectOK(b, "build")
+        let r = try w.ctrHome(["run", "--rm", "--network", "none", "au:1", "sh", "-c",
+                               "cat /etc/a.txt; test -d /etc && test -f /etc/passwd && echo etc-dir; cat /a /seen /dü/ünï.txt /awk.out"])
+        #expect(r.lines == ["a", "etc-dir", "a", "changed", "u", "awk here"], "\(r)")
+        // the context is as it was
+        #expect(try String(contentsOfFile: "\(w.dir)/au/a.txt", encoding: .utf8) == "a\n")
+        #expect(!FileManager.default.fileExists(atPath: "\(w.dir)/au/new"))
+        // more than one source needs a directory destination ending in /
+        try write(w, "many/x", "x")
+        try write(w, "many/y", "y")
+        try write(w, "many/Dockerfile", "FROM busybox:local\nCOPY x y /notslash\n")
+        expectOneLineError(try build(w, ["-q", "-t", "many:1", "\(w.dir)/many"]), mentions: "Dockerfile:2: COPY with more than one source: the destination must be a directory and end with a /")
+        // a failing script is named by its first line, on one line; -q keeps a step's output
+        // back unless the step fails
+        try write(w, "hdfail/Dockerfile", "FROM busybox:local\nRUN <<EOF\necho one\nexit 3\nEOF\n")
+        let hd = try build(w, ["-q", "-t", "hd:1", "\(w.dir)/hdfail"])
+        #expect(hd.status != 0 && hd.stderr.split(separator: "\n") == ["one", "Error: Dockerfile:2: RUN echo one …: exit status 3"], "\(hd)")
+        try write(w, "quiet/Dockerfile", "FROM busybox:local\nRUN echo not shown; echo nor this >&2\n")
+        let quiet = try build(w, ["-q", "-t", "quiet:1", "\(w.dir)/quiet"])
+        expectOK(quiet)
+        #expect(quiet.stderr.isEmpty && quiet.lines.count == 1, "\(quiet)")
+    }
+
     /// apt-get and useradd in RUN, rootless, on a debootstrap'd bookworm.
     @Test(arguments: modes)
     func debianAptGetAndUseradd(_ who: Who) throws {
