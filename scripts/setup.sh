@@ -10,7 +10,7 @@ set -euo pipefail
 FIXTURES=${CTR_FIXTURES:-/var/tmp/ctr-fixtures}
 PACKAGES=(
   build-essential pkg-config libseccomp-dev libcap-dev libarchive-dev libssl-dev libzstd-dev libisal-dev libcurl4-openssl-dev
-  uidmap busybox-static docker-registry apache2-utils debootstrap
+  uidmap busybox-static docker-registry apache2-utils debootstrap xz-utils bzip2
   skopeo umoci crun runc podman buildah slirp4netns passt fuse-overlayfs hyperfine isal
 )
 

@@ -144,7 +144,7 @@ public final class Builder {
         let df: Dockerfile
         do { df = try Dockerfile.parse(text, file: displayName) } catch { throw BuildError(error.description) }
 
-        let run = BuildRun(builder: self, o: o, df: df, file: displayName, context: context)
+        let run = BuildRun(builder: self, o: o, df: df, file: displayName, dockerfilePath: dfPath, context: context)
         return try run.execute()
     }
 }
@@ -177,15 +177,16 @@ final class BuildRun {
         return nil
     }()
 
-    init(builder: Builder, o: BuildOptions, df: Dockerfile, file: String, context: String) {
+    init(builder: Builder, o: BuildOptions, df: Dockerfile, file: String, dockerfilePath: String, context: String) {
         self.b = builder
         self.o = o
         self.df = df
         self.file = file
         self.context = context
+        // BuildKit: FILE.dockerignore next to the Dockerfile wins over the context's .dockerignore
         var ignoreText = ""
-        for name in [".dockerignore", ".containerignore"] {
-            if let t = try? String(contentsOfFile: "\(context)/\(name)", encoding: .utf8) { ignoreText = t; break }
+        for path in ["\(dockerfilePath).dockerignore", "\(context)/.dockerignore", "\(context)/.containerignore"] {
+            if let t = try? String(contentsOfFile: path, encoding: .utf8) { ignoreText = t; break }
         }
         ignore = IgnorePatterns(text: ignoreText)
         let (c, e) = ImageImport.timestamp()
@@ -318,6 +319,7 @@ final class BuildRun {
         step(stage.from)
         let base = try expand(stage.base, globalArgs, stage.from)
         var state: ImageState
+        var fromStage = false
         if base.lowercased() == "scratch" {
             state = ImageState(config: ImageConfig(architecture: o.platform.architecture, os: o.platform.os,
                                                    variant: o.platform.variant, config: ContainerConfig(),
@@ -325,6 +327,7 @@ final class BuildRun {
                                cacheKey: sha("scratch|\(o.platform.architecture)"))
         } else if let dep = stageIndex(base.lowercased(), before: stage.index), let s = states[dep] {
             state = s
+            fromStage = true
         } else {
             let rec: ImageRecord
             // FROM --platform=…: that platform's image when it has to be pulled
@@ -339,7 +342,8 @@ final class BuildRun {
             state = ImageState(layers: manifest.layers, diffIDs: config.rootfs.diffIDs, config: config,
                                cacheKey: sha("image|\(rec.descriptor.digest)"))
         }
-        state.args = [:]
+        // a stage built on another keeps the ARGs declared there (BuildKit, buildah)
+        if !fromStage { state.args = [:] }
         if state.config.config == nil { state.config.config = ContainerConfig() }
         // every image gets a PATH (as BuildKit and buildah do when the base has none)
         if !(state.config.config?.env ?? []).contains(where: { $0.hasPrefix("PATH=") }) {
@@ -447,8 +451,14 @@ final class BuildRun {
             // the directory exists in the image afterwards (as Docker makes it)
             let tree = try layerTree(state)
             if path != "/" && tree.lookup(tree.resolve(String(path.dropFirst())) ?? "") == nil {
+                // owned by the USER in effect, as BuildKit and buildah make it
+                var owner: (Int64, Int64)?
+                if let user = state.config.config?.user, !user.isEmpty {
+                    do { owner = try userIDs(user, tree) } catch { throw fail(inst, "WORKDIR \(path): USER \(user): \(error)") }
+                    keyText += " \(owner!.0):\(owner!.1)"
+                }
                 state.cacheKey = sha(state.cacheKey + "\n" + keyText)
-                try addFileLayer(&state, inst, entries: [], ensureDirs: [path], createdBy: "WORKDIR \(path)")
+                try addFileLayer(&state, inst, entries: [], ensureDirs: [path], createdBy: "WORKDIR \(path)", dirOwner: owner)
                 return
             }
         case .user(let raw):
@@ -459,7 +469,15 @@ final class BuildRun {
             var exposed = state.config.config?.exposedPorts ?? [:]
             for w in words {
                 for p in try expandWords(w, env, inst) {
-                    exposed[p.contains("/") ? p : "\(p)/tcp"] = EmptyObject()
+                    // PORT[-PORT][/tcp|udp|sctp], as BuildKit accepts
+                    let parts = p.split(separator: "/", maxSplits: 1).map(String.init)
+                    let range = parts[0].split(separator: "-", omittingEmptySubsequences: false)
+                    let portsOK = (1...2).contains(range.count) && range.allSatisfy { UInt16($0) != nil }
+                    let proto = parts.count > 1 ? parts[1].lowercased() : "tcp"
+                    guard portsOK, ["tcp", "udp", "sctp"].contains(proto) else {
+                        throw fail(inst, "EXPOSE \(p): expected PORT[/tcp|udp|sctp] or a range START-END")
+                    }
+                    exposed["\(parts[0])/\(proto)"] = EmptyObject()
                 }
             }
             state.config.config?.exposedPorts = exposed
@@ -470,7 +488,10 @@ final class BuildRun {
             state.config.config?.volumes = vols
             keyText = "VOLUME " + vols.keys.sorted().joined(separator: " ")
         case .stopsignal(let raw):
-            state.config.config?.stopSignal = try expand(raw, env, inst)
+            let sig = try expand(raw, env, inst)
+            // checked now, as BuildKit does, not when `ctr stop` needs it
+            do { _ = try Runtime.signal(sig) } catch { throw fail(inst, "STOPSIGNAL \(sig): \(error)") }
+            state.config.config?.stopSignal = sig
         case .cmd(let c):
             let args = commandArgs(c, state)
             state.config.config?.cmd = args
@@ -588,7 +609,7 @@ final class BuildRun {
         defer { _ = try? b.store.ops.removeTree(tmp) }
         let lowers = try unpackedLayers(state)
         var cfg = state.config.config ?? ContainerConfig()
-        cfg.env = runEnv
+        cfg.env = runEnv + mounts.flatMap(\.env)
         cfg.entrypoint = nil
         cfg.cmd = nil
         var ro = RunOptions(image: "ctr-build")
@@ -609,6 +630,7 @@ final class BuildRun {
         defer { for fd in locks { close(fd) } }
         for m in mounts {
             switch m.kind {
+            case .nothing: continue
             case .tmpfs: ro.tmpfs.append(m.target)
             case .layers(let dirs, let scratch): ro.layerMounts.append(LayerMount(lowers: dirs, target: m.target, scratch: scratch))
             case .bind(let src, let readonly): ro.volumes.append("\(src):\(m.target)\(readonly ? ":ro" : "")")
@@ -639,7 +661,7 @@ final class BuildRun {
             throw fail(inst, "\(lines.first ?? "")\(lines.count > 1 ? " …" : ""): exit status \(code)")
         }
         ranSteps += 1
-        try dropMountPoints(upper: "\(tmp)/upper", lowers: lowers, extra: mounts.map(\.target))
+        try dropMountPoints(upper: "\(tmp)/upper", lowers: lowers, extra: mounts.map(\.target).filter { !$0.isEmpty })
         // fuse-overlayfs's upper dir marks opaque dirs its own way: the layer is unpacked
         // from its blob when needed instead
         try commitUpper("\(tmp)/upper", key: key, &state, createdBy: createdBy, adopt: !fuseRoot)
@@ -764,10 +786,12 @@ final class BuildRun {
 
     struct RunMount {
         /// layers: an overlay of dirs, writable into `scratch` when given (writes are dropped)
-        enum Kind { case bind(String, readonly: Bool), cache(String, locked: Bool), tmpfs, layers([String], scratch: String?) }
+        enum Kind { case bind(String, readonly: Bool), cache(String, locked: Bool), tmpfs, layers([String], scratch: String?), nothing }
         var kind: Kind
         var target: String
         var cacheKey: String
+        /// NAME=value for the step's environment (a secret's env=), not in the cache key
+        var env: [String] = []
     }
 
     /// A new dir of this build's scratch space (removed with it).
@@ -795,8 +819,24 @@ final class BuildRun {
             let id = f["id"] ?? t
             let sharing = f["sharing"] ?? "shared"
             guard ["shared", "private", "locked"].contains(sharing) else { throw fail(inst, "RUN --mount=\(spec): sharing must be shared, private or locked") }
+            // uid, gid and mode set the cache dir's owner and mode when it is made (BuildKit;
+            // 0:0 0755 by default)
+            func number(_ k: String, radix: Int = 10) throws -> UInt32? {
+                guard let v = f[k] else { return nil }
+                guard let n = UInt32(v, radix: radix) else { throw fail(inst, "RUN --mount=\(spec): \(k)=\(v) is not a number") }
+                return n
+            }
+            let uid = try number("uid") ?? 0, gid = try number("gid") ?? 0, mode = try number("mode", radix: 8) ?? 0o755
             let dir = "\(cacheDir)/mounts/\(sha(id).prefix(24))"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            if access(dir, F_OK) != 0 {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                if uid != 0 || gid != 0 || mode != 0o755 {
+                    do { try b.store.ops.setOwner(dir, uid: uid, gid: gid, mode: mode) } catch {
+                        _ = try? b.store.ops.removeTree(dir)
+                        throw fail(inst, "RUN --mount=\(spec): \(error)")
+                    }
+                }
+            }
             return RunMount(kind: .cache(dir, locked: sharing == "locked"), target: t, cacheKey: "cache \(id) \(t)")
         case "bind":
             let t = try absTarget(target)
@@ -847,8 +887,17 @@ final class BuildRun {
                 if f["required"] == "true" { throw fail(inst, "RUN --mount=\(spec): no secret \"\(id)\" given (--secret id=\(id),src=FILE)") }
                 return RunMount(kind: .tmpfs, target: "/run/ctr-missing-secret-\(id)", cacheKey: "nosecret \(id)")
             }
+            // env=NAME: the secret as a variable of the step (and as a file only with target=)
+            var env: [String] = []
+            if let name = f["env"] {
+                guard let value = FileManager.default.contents(atPath: src) else { throw fail(inst, "RUN --mount=\(spec): cannot read the secret \(id)") }
+                env = ["\(name)=\(String(decoding: value, as: UTF8.self))"]
+                if target == nil {
+                    return RunMount(kind: .nothing, target: "", cacheKey: "secret \(id) env \(name)", env: env)
+                }
+            }
             // not its content: a secret must not change cache keys that end up in shared caches
-            return RunMount(kind: .bind(src, readonly: true), target: t, cacheKey: "secret \(id) \(t)")
+            return RunMount(kind: .bind(src, readonly: true), target: t, cacheKey: "secret \(id) \(t)", env: env)
         default:
             throw fail(inst, "RUN --mount=\(spec): type \(type) is not supported (bind, cache, tmpfs, secret)")
         }

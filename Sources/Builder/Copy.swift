@@ -4,6 +4,7 @@ import Foundation
 import struct HostOS.IDRange
 import struct HostOS.SysError
 import enum HostOS.IDMapping
+import enum HostOS.Command
 import Layers
 import Sandbox
 
@@ -40,13 +41,10 @@ extension BuildRun {
                 fromTree = LayeredTree(layers: try fromLayers(ref, inst, what: "\(name) --from=\(ref)").dirs, opener: opener)
             case "chown":
                 let spec = try expand(f.value ?? "", env, inst)
-                let tree = try layerTree(state)
                 do {
-                    let u = try UserDB.resolve(spec, read: { p in
-                        guard let r = tree.resolve(String(p.dropFirst())), let e = tree.lookup(r), e.isRegular else { return nil }
-                        return try? String(contentsOfFile: e.hostPath, encoding: .utf8)
-                    })
-                    chown = (Int64(u.uid), Int64(u.gid))
+                    chown = try userIDs(spec, try layerTree(state))
+                    // Docker: a numeric user with no group gets the same number as its group
+                    if !spec.contains(":"), let n = Int64(spec) { chown = (n, n) }
                 } catch {
                     throw fail(inst, "\(name) --chown=\(spec): \(error)")
                 }
@@ -85,6 +83,7 @@ extension BuildRun {
         let docs = Dictionary(heredocs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var extracted: [String] = []
         defer { for d in extracted { _ = try? b.store.ops.removeTree(d) } }
+        var copiesDir = false
         for raw in sources {
             if let h = docs[raw] {
                 let content = h.expand ? try expand(h.content, env, inst) : h.content
@@ -113,12 +112,14 @@ extension BuildRun {
             let many = matches.count > 1 || destIsDir
             for m in matches {
                 guard let e = source.lookup(m) else { continue }
-                if isAdd && fromContext && e.isRegular && (try? LayerOps.scan(blob: e.hostPath)) != nil {
-                    // a local tar (any compression) is unpacked at the destination, owners kept
+                if e.isDir { copiesDir = true }
+                if isAdd && fromContext && e.isRegular, let archive = try localArchive(e.hostPath, m, inst) {
+                    // a local tar (gzip, zstd, xz, bzip2 or none) is unpacked at the destination, owners kept
+                    if archive != e.hostPath { extracted.append(archive) }
                     let dir = "\(tmpRoot)/add-\(UUID().uuidString.lowercased())"
                     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                     extracted.append(dir)
-                    do { _ = try b.store.ops.apply(blob: e.hostPath, to: dir, tree: .plain) } catch {
+                    do { _ = try b.store.ops.apply(blob: archive, to: dir, tree: .plain) } catch {
                         throw fail(inst, "ADD \(m): cannot unpack it: \(error)")
                     }
                     let tree = LayeredTree(plain: dir, opener: opener)
@@ -145,7 +146,7 @@ extension BuildRun {
         }
         // a source directory copied to a new destination makes that directory
         var ensure: [String] = []
-        if destIsDir || entries.contains(where: { $0.path.hasPrefix(destRel + "/") }) { ensure.append("/" + destRel) }
+        if destIsDir || copiesDir || entries.contains(where: { $0.path.hasPrefix(destRel + "/") }) { ensure.append("/" + destRel) }
         let key = sha([state.cacheKey, name, inst.original, destRel, hashInput, ensure.joined(separator: ","),
                        "\(chown.map { "\($0.0):\($0.1)" } ?? "")"].joined(separator: "\n"))
         let createdBy = "\(name) \(sources.joined(separator: " ")) \(dest)"
@@ -153,6 +154,48 @@ extension BuildRun {
         ranSteps += 1
         try addFileLayer(&state, inst, entries: entries, ensureDirs: ensure, createdBy: createdBy, key: key,
                          dirOwner: chown)
+    }
+
+    /// What ADD unpacks of a local file: the file itself when it is a tar (plain, gzip, zstd),
+    /// a decompressed copy of an xz or bzip2 tar (xz and bzip2 do it, as Docker unpacks those
+    /// too), or nil for any other file, which is copied as it is.
+    func localArchive(_ path: String, _ name: String, _ inst: Instruction) throws -> String? {
+        if (try? LayerOps.scan(blob: path)) != nil { return path }
+        guard let fh = FileHandle(forReadingAtPath: path) else { return nil }
+        let magic = [UInt8](fh.readData(ofLength: 6))
+        try? fh.close()
+        let tool: String
+        if magic == [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00] { tool = "xz" }
+        else if magic.starts(with: [0x42, 0x5A, 0x68]) { tool = "bzip2" }
+        else { return nil }
+        guard let program = Command.find(tool) else {
+            throw fail(inst, "ADD \(name): unpacking it needs \(tool) (apt install \(tool == "xz" ? "xz-utils" : "bzip2"))")
+        }
+        let out = "\(tmpRoot)/add-\(UUID().uuidString.lowercased()).tar"
+        guard FileManager.default.createFile(atPath: out, contents: nil), let sink = FileHandle(forWritingAtPath: out) else {
+            throw fail(inst, "ADD \(name): cannot create \(out)")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: program)
+        p.arguments = ["-dc", path]
+        p.standardOutput = sink
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { try? sink.close(); unlink(out); throw fail(inst, "ADD \(name): cannot run \(tool): \(error)") }
+        p.waitUntilExit()
+        try? sink.close()
+        // not a tar inside (a lone compressed file): copied as it is, as Docker does
+        guard p.terminationStatus == 0, (try? LayerOps.scan(blob: out)) != nil else { unlink(out); return nil }
+        return out
+    }
+
+    /// The ids a user spec (`name`, `uid`, `name:group`, …) stands for in the image `tree`,
+    /// read from its /etc/passwd and /etc/group.
+    func userIDs(_ spec: String, _ tree: LayeredTree) throws -> (Int64, Int64) {
+        let u = try UserDB.resolve(spec, read: { p in
+            guard let r = tree.resolve(String(p.dropFirst())), let e = tree.lookup(r), e.isRegular else { return nil }
+            return try? String(contentsOfFile: e.hostPath, encoding: .utf8)
+        })
+        return (Int64(u.uid), Int64(u.gid))
     }
 
     func fileDigest(_ path: String) throws -> String {

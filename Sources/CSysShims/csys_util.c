@@ -240,6 +240,19 @@ int csys_job_rmtree(void *arg) {
     return csys_rmtree_count(j->dirfd, j->name, &j->freed, &j->error) == 0 ? 0 : 1;
 }
 
+int csys_job_chown(void *arg) {
+    csys_chown_job *j = arg;
+    if (fchownat(j->dirfd, j->name, j->uid, j->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        csys_set_error(&j->error, errno, "chown", "cannot chown %s to %u:%u: %s", j->name, j->uid, j->gid, strerror(errno));
+        return 1;
+    }
+    if (fchmodat(j->dirfd, j->name, j->mode & 07777, 0) < 0) {
+        csys_set_error(&j->error, errno, "chmod", "cannot chmod %s: %s", j->name, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 ssize_t csys_copy_file_range(int in_fd, int out_fd, size_t len) {
     return copy_file_range(in_fd, NULL, out_fd, NULL, len, 0);
 }

@@ -232,6 +232,27 @@ public struct LayerOps: Sendable {
         return Int64(box.pointer.pointee.freed)
     }
 
+    /// Give `path` an owner in container ids (mapped to the host's through the user
+    /// namespace) and permission bits.
+    public func setOwner(_ path: String, uid: UInt32, gid: UInt32, mode: UInt32) throws {
+        let url = URL(fileURLWithPath: path)
+        let dfd = try open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY)
+        defer { close(dfd) }
+        var j = csys_chown_job()
+        j.dirfd = dfd
+        j.uid = uid
+        j.gid = gid
+        j.mode = mode
+        withUnsafeMutableBytes(of: &j.name) { buf in
+            let bytes = Array(url.lastPathComponent.utf8.prefix(buf.count - 1))
+            buf.copyBytes(from: bytes)
+            buf[bytes.count] = 0
+        }
+        let box = SharedBox(j)
+        let code = try runJob(csys_job_chown, box, \.error, keep: [dfd])
+        if code != 0 { throw SysError(box.pointer.pointee.error, fallback: "cannot chown \(path)") }
+    }
+
     /// Decompress (auto-detected) `input` into `output` (nil: hash only).
     public static func decompress(_ input: String, to output: String?) throws -> LayerDigests {
         let inFD = try valueOrErrno("open", "cannot open \(input)") { Glibc.open(input, O_RDONLY | O_CLOEXEC) }

@@ -426,6 +426,46 @@ import Testing
         #expect(quiet.stderr.isEmpty && quiet.lines.count == 1, "\(quiet)")
     }
 
+    /// More of the audit: WORKDIR after USER, ARGs of a parent stage, cache mount owners,
+    /// secrets as variables, --chown=UID, empty dirs, xz and bzip2 tars, STOPSIGNAL and EXPOSE
+    /// checked, a Dockerfile's own ignore file.
+    @Test(arguments: modes)
+    func ownersArgsSecretsArchivesAndChecks(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        try write(w, "ow/secret.txt", "s3cret")
+        try write(w, "ow/pkg/in/f.txt", "packed\n")
+        try write(w, "ow/skip.txt", "ignored by the Dockerfile's own file\n")
+        expectOK(try w.bash("cd ow && mkdir empty && tar -C pkg -cf - in | xz > p.tar.xz && tar -C pkg -cf - in | bzip2 > p.tar.bz2 && echo skip.txt > app.Dockerfile.dockerignore"))
+        try write(w, "ow/app.Dockerfile", #"""
+            FROM busybox:local AS one
+            ARG V=from-one
+            FROM one AS two
+            RUN echo "[$V]" > /arg
+            USER user
+            WORKDIR /mine
+            RUN touch /mine/x
+            USER root
+            RUN --mount=type=cache,target=/c,uid=1000,gid=1000,mode=0700 stat -c '%u:%g %a' /c > /cache
+            RUN --mount=type=secret,id=tok,env=TOKEN sh -c 'echo ${#TOKEN} > /secretlen; test ! -e /run/secrets/tok'
+            COPY --chown=1234 secret.txt /chowned
+            COPY empty /empty
+            ADD p.tar.xz /xz/
+            ADD p.tar.bz2 /bz2/
+            COPY . /ctx/
+            """#)
+        let b = try w.ctrHome(["build", "--network", "none", "-f", "\(w.dir)/ow/app.Dockerfile", "--secret", "id=tok,src=\(w.dir)/ow/secret.txt",
+                               "-t", "ow:1", "\(w.dir)/ow"])
+        expectOK(b, "build")
+        let r = try w.ctrHome(["run", "--rm", "--network", "none", "ow:1", "sh", "-c",
+                               "cat /arg; stat -c '%u:%g' /mine /mine/x; cat /cache /secretlen; stat -c '%u:%g' /chowned; test -d /empty && echo empty-dir; cat /xz/in/f.txt /bz2/in/f.txt; test -e /ctx/skip.txt || echo skipped"])
+        #expect(r.lines == ["[from-one]", "1000:1000", "1000:1000", "1000:1000 700", "6", "1234:1234", "empty-dir", "packed", "packed", "skipped"], "\(r)")
+        // checked when built, not when used
+        try write(w, "sig/Dockerfile", "FROM busybox:local\nSTOPSIGNAL SIGFOO\n")
+        expectOneLineError(try build(w, ["-q", "-t", "sig:1", "\(w.dir)/sig"]), mentions: "Dockerfile:2: STOPSIGNAL SIGFOO: unknown signal")
+        try write(w, "exp/Dockerfile", "FROM busybox:local\nEXPOSE 80/tcp abc\n")
+        expectOneLineError(try build(w, ["-q", "-t", "exp:1", "\(w.dir)/exp"]), mentions: "Dockerfile:2: EXPOSE abc: expected PORT")
+    }
+
     /// apt-get and useradd in RUN, rootless, on a debootstrap'd bookworm.
     @Test(arguments: modes)
     func debianAptGetAndUseradd(_ who: Who) throws {

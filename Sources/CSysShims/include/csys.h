@@ -194,6 +194,16 @@ typedef struct csys_rmtree_job {
 } csys_rmtree_job;
 int csys_job_rmtree(void *arg);
 
+/* Give dirfd/name (not following a symlink) an owner (container ids inside the user
+ * namespace) and permission bits. */
+typedef struct csys_chown_job {
+    int dirfd;
+    char name[256];
+    uint32_t uid, gid, mode;
+    csys_error error;
+} csys_chown_job;
+int csys_job_chown(void *arg);
+
 /* Exec a host command (argv NULL-terminated, PATH searched) with every fd above 2 closed on
  * exec. Used by `ctr unshare` inside the user namespace. Returns only on failure. */
 typedef struct csys_exec_job {
