@@ -238,7 +238,8 @@ final class BuildRun {
         let targetIndex: Int
         if let t = o.target {
             guard let s = df.stages.first(where: { $0.name == t.lowercased() }) else {
-                throw BuildError("--target \(t): no stage of that name in \(file) (stages: \(df.stages.compactMap(\.name).joined(separator: ", ")))")
+                let names = df.stages.compactMap(\.name)
+                throw BuildError("--target \(t): no stage of that name in \(file) (\(names.isEmpty ? "its stages have no names" : "stages: " + names.joined(separator: ", ")))")
             }
             targetIndex = s.index
         } else {
@@ -766,7 +767,10 @@ final class BuildRun {
     /// The unpacked layers a `--from` names (a stage of this build, else an image) and what
     /// identifies that content in a cache key.
     func fromLayers(_ ref: String, _ inst: Instruction, what: String) throws -> (dirs: [String], identity: String) {
-        if let i = stageIndex(ref.lowercased(), before: Int.max), let st = states[i] {
+        if let i = stageIndex(ref.lowercased(), before: Int.max) {
+            guard let st = states[i] else {
+                throw fail(inst, "\(what): stage \(ref) is not built before this step (a stage cannot take files from itself or a later stage)")
+            }
             return (try unpackedLayers(st), st.cacheKey)
         }
         let rec: ImageRecord

@@ -22,7 +22,9 @@ struct Build: ParsableCommand {
     @Option(help: "Network for RUN steps: none, host (default: a private network when pasta or slirp4netns can run, else host).") var network: String?
     @Option(name: .customLong("cache-dir"), help: "Keep the step cache in this directory.") var cacheDir: String?
     @Option(name: .customLong("digest-file"), help: "Write the image's manifest digest here.") var digestFile: String?
-    @Option(name: [.short, .customLong("output")], help: "type=oci-archive|docker-archive|oci-dir,dest=PATH") var outputs: [String] = []
+    @Option(name: .customLong("iidfile"), help: "Write the image id (sha256:…) here.") var iidFile: String?
+    @Option(help: "Build for this platform (os/arch[/variant]): FROM pulls it and the image says it.") var platform: String?
+    @Option(name: [.short, .customLong("output")], help: "type=local|tar|oci-archive|docker-archive|oci-dir|rootfs,dest=PATH (a bare PATH: type=local)") var outputs: [String] = []
     @Option(help: "Pull base images: missing (default), always, never.") var pull: String = "missing"
     @Option(name: .customLong("cache-from"), help: "A registry repository (REGISTRY/REPO[:TAG] or type=registry,ref=…) to take cached steps from.") var cacheFrom: [String] = []
     @Option(name: .customLong("cache-to"), help: "A registry repository to push this build's cached steps to.") var cacheTo: String?
@@ -32,13 +34,47 @@ struct Build: ParsableCommand {
     @Option(name: .customLong("image-archive"), help: "NAME=PATH: FROM NAME takes the image from this OCI archive, OCI layout dir or docker-archive.") var imageArchives: [String] = []
     @Option(help: "Progress on stderr: plain (default), tty (emphasised step lines; the default on a terminal), json (one object per event).") var progress: String?
     @OptionGroup var registry: RegistryFlags
-    @Argument(help: "The build context directory.") var context: String = "."
+    @Argument(help: "The build context directory; - reads a tar of it (or a lone Dockerfile) from stdin.") var context: String = "."
 
     func run() throws {
         if push && tags.isEmpty { throw CLIError("--push needs a name to push to: -t REGISTRY/REPO:TAG") }
         let store = try global.store()
-        var o = BuildOptions(context: context)
-        o.file = file
+        // stdin: a Dockerfile (-f -) or the context (-), as docker build takes them
+        var scratch: [String] = []
+        defer { for d in scratch { _ = try? store.ops.removeTree(d) } }
+        func scratchDir() throws -> String {
+            let d = "\(store.root)/build-tmp/stdin-\(UUID().uuidString.lowercased())"
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+            scratch.append(d)
+            return d
+        }
+        var contextDir = context, dockerfile = file
+        if file == "-" && context == "-" { throw ValidationError("stdin can be the Dockerfile (-f -) or the context (-), not both") }
+        if file == "-" {
+            let d = try scratchDir()
+            try Store.writeFile(path: "\(d)/Dockerfile", data: FileHandle.standardInput.readDataToEndOfFile(), sync: false)
+            dockerfile = "\(d)/Dockerfile"
+        }
+        if context == "-" {
+            let d = try scratchDir()
+            let input = "\(d)/stdin"
+            try Store.writeFile(path: input, data: FileHandle.standardInput.readDataToEndOfFile(), sync: false)
+            contextDir = "\(d)/context"
+            try FileManager.default.createDirectory(atPath: contextDir, withIntermediateDirectories: true)
+            if (try? LayerOps.scan(blob: input)) != nil {
+                do { _ = try store.ops.apply(blob: input, to: contextDir, tree: .plain) } catch { throw CLIError("the context on stdin: \(error)") }
+            } else if dockerfile == nil {
+                // not a tar: a Dockerfile with an empty context
+                dockerfile = input
+            } else {
+                throw CLIError("the context on stdin is not a tar (plain, gzip or zstd)")
+            }
+        }
+        var o = BuildOptions(context: contextDir)
+        o.file = dockerfile
+        if let platform {
+            do { o.platform = try Platform(parsing: platform) } catch { throw ValidationError("--platform \(platform): \(error)") }
+        }
         o.tags = try tags.map { try Reference(parsing: $0) }
         for f in buildArgFiles {
             guard let text = try? String(contentsOfFile: f, encoding: .utf8) else { throw CLIError("--build-arg-file \(f): cannot read it") }
@@ -88,7 +124,8 @@ struct Build: ParsableCommand {
                 o.secrets[id] = path
             }
         }
-        var outs: [(ArchiveFormat?, String)] = []
+        enum Output { case archive(ArchiveFormat), files(String) }
+        var outs: [(Output, String)] = []
         // base images a CI job already has, by the name the Dockerfile uses
         var archived: [String: ImageRecord] = [:]
         for spec in imageArchives {
@@ -100,23 +137,28 @@ struct Build: ParsableCommand {
             archived[kv[0]] = ImageRecord(name: nil, descriptor: first.descriptor)
         }
         for spec in outputs {
-            let fields = OptionList.parse(spec)
+            // a bare path is a local export, as in docker build -o DIR
+            let fields = spec.contains("=") ? OptionList.parse(spec) : ["type": "local", "dest": spec]
             guard let type = fields["type"], let dest = fields["dest"] else { throw ValidationError("--output \(spec): expected type=TYPE,dest=PATH") }
-            if type == "rootfs" { outs.append((nil, dest)); continue }
-            guard let fmt = ArchiveFormat(rawValue: type) else {
-                throw ValidationError("--output \(spec): type \(type) is not supported (oci-archive, docker-archive, oci-dir, rootfs)")
+            switch type {
+            case "rootfs", "local", "tar": outs.append((.files(type), dest))
+            default:
+                guard let fmt = ArchiveFormat(rawValue: type) else {
+                    throw ValidationError("--output \(spec): type \(type) is not supported (local, tar, oci-archive, docker-archive, oci-dir, rootfs)")
+                }
+                outs.append((.archive(fmt), dest))
             }
-            outs.append((fmt, dest))
         }
         let notices = Notices()
         var runtime = Runtime(store: store, notice: { notices.say($0) })
         runtime.selfPath = Run.selfPath()
         let quiet = self.quiet
+        let buildPlatform = o.platform
         let builder = Builder(store: store, runtime: runtime,
                               progress: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } },
                               resolveImage: { name, plat in
                                   if let r = archived[name] { return r }
-                                  return try Run.image(name, store: store, policy: pull, platform: plat ?? .current, registry: registry)
+                                  return try Run.image(name, store: store, policy: pull, platform: plat ?? buildPlatform, registry: registry)
                               })
         for spec in cacheFrom {
             let ref = Self.cacheRef(spec)
@@ -143,11 +185,22 @@ struct Build: ParsableCommand {
         if let digestFile {
             try Store.atomicWrite(path: digestFile, data: Data(result.manifest.digest.string.utf8))
         }
-        for (fmt, dest) in outs {
-            if let fmt {
+        if let iidFile {
+            try Store.atomicWrite(path: iidFile, data: Data(result.imageID.string.utf8))
+        }
+        for (kind, dest) in outs {
+            switch kind {
+            case .archive(let fmt):
                 try ImageArchive.save([result.imageID.encoded], from: store, format: fmt, output: dest)
-            } else {
+            case .files("rootfs"):
                 try Unpack.unpack(store: store, image: result.imageID.encoded, destination: dest)
+            case .files(let type):
+                // BuildKit's local (the files in DEST) and tar (a tar of them)
+                let info = try ImageInfo(try store.resolve(result.imageID.encoded), store: store)
+                let root = type == "local" ? dest : "\(try scratchDir())/files"
+                try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+                try Unpack.applyLayers(store: store, info: info, to: root)
+                if type == "tar" { _ = try store.ops.create(from: root, to: dest, tree: .plain, compression: .none) }
             }
         }
         if push {
@@ -161,7 +214,7 @@ struct Build: ParsableCommand {
             }
         }
         if !quiet {
-            FileHandle.standardError.write(Data("COMMIT \(tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)\n".utf8))
+            FileHandle.standardError.write(Data("COMMIT\(tags.isEmpty ? "" : " " + tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)\n".utf8))
         }
         Out.line(result.imageID.encoded)
     }

@@ -312,17 +312,8 @@ struct Unpack: ParsableCommand {
     }
 
     /// DIR/rootfs and DIR/metadata.json {env, user, …} (also `ctr build --output type=rootfs`).
-    static func unpack(store: Store, image: String, destination: String) throws {
-        let r = try store.resolve(image)
-        let info = try ImageInfo(r, store: store)
-        let rootfs = "\(destination)/rootfs"
-        if mkdir(destination, 0o755) != 0 && errno != EEXIST {
-            throw SysError.errno("mkdir", "cannot create \(destination)")
-        }
-        if mkdir(rootfs, 0o755) != 0 {
-            if errno == EEXIST { throw CLIError("\(rootfs) already exists") }
-            throw SysError.errno("mkdir", "cannot create \(rootfs)")
-        }
+    /// The image's files, layer by layer, into the directory `rootfs` (each blob checked).
+    static func applyLayers(store: Store, info: ImageInfo, to rootfs: String) throws {
         RootlessNotes.mapping(store.ops.mapping)
         var reports: [ApplyReport] = []
         for (layer, diffID) in zip(info.manifest.layers, info.config.rootfs.diffIDs) {
@@ -336,6 +327,20 @@ struct Unpack: ParsableCommand {
             reports.append(report)
         }
         RootlessNotes.reports(reports)
+    }
+
+    static func unpack(store: Store, image: String, destination: String) throws {
+        let r = try store.resolve(image)
+        let info = try ImageInfo(r, store: store)
+        let rootfs = "\(destination)/rootfs"
+        if mkdir(destination, 0o755) != 0 && errno != EEXIST {
+            throw SysError.errno("mkdir", "cannot create \(destination)")
+        }
+        if mkdir(rootfs, 0o755) != 0 {
+            if errno == EEXIST { throw CLIError("\(rootfs) already exists") }
+            throw SysError.errno("mkdir", "cannot create \(rootfs)")
+        }
+        try applyLayers(store: store, info: info, to: rootfs)
         let c = info.config.config
         var meta: [String: Any] = ["env": c?.env ?? [], "user": c?.user ?? ""]
         if let w = c?.workingDir { meta["workingDir"] = w }

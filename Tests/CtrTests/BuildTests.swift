@@ -466,6 +466,41 @@ import Testing
         expectOneLineError(try build(w, ["-q", "-t", "exp:1", "\(w.dir)/exp"]), mentions: "Dockerfile:2: EXPOSE abc: expected PORT")
     }
 
+    /// docker build's ways in and out: the Dockerfile or the context on stdin, --iidfile,
+    /// -o type=local / type=tar / a bare DIR, --platform; a stage that copies from itself.
+    @Test(arguments: modes)
+    func stdinOutputsIidfileAndPlatform(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        try write(w, "io/hello", "hi\n")
+        let df = "FROM busybox:local\nCOPY hello /hello\n"
+        try write(w, "io/Dockerfile", df)
+        let ctr = ["env", "HOME=\(w.home)", "XDG_RUNTIME_DIR=\(w.dir)/run", "CTR_ROOT=\(w.dir)/store", TestEnv.binary]
+        // -f -: the Dockerfile from stdin
+        let viaFile = try w.sh(ctr + ["build", "-q", "-f", "-", "--iidfile", "\(w.dir)/iid", "-t", "io:1", "\(w.dir)/io"], stdin: Data(df.utf8))
+        expectOK(viaFile)
+        #expect(try String(contentsOfFile: "\(w.dir)/iid", encoding: .utf8) == "sha256:" + viaFile.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        // -: a tar of the context from stdin, or a lone Dockerfile
+        expectOK(try w.bash("tar -C io -cf io.tar Dockerfile hello"))
+        let tarData = try Data(contentsOf: URL(fileURLWithPath: "\(w.dir)/io.tar"))
+        let viaTar = try w.sh(ctr + ["build", "-q", "-t", "io:2", "-"], stdin: tarData)
+        expectOK(viaTar)
+        #expect(viaTar.stdout == viaFile.stdout, "the same image either way: \(viaTar)")
+        let lone = try w.sh(ctr + ["build", "-q", "-t", "io:3", "-"], stdin: Data("FROM busybox:local\nLABEL lone=yes\n".utf8))
+        expectOK(lone)
+        // outputs: the files in a dir, a tar of them, a bare dir
+        expectOK(try build(w, ["-q", "-o", "type=local,dest=\(w.dir)/out-local", "-o", "type=tar,dest=\(w.dir)/out.tar", "-o", "\(w.dir)/out-bare", "\(w.dir)/io"]))
+        #expect(try String(contentsOfFile: "\(w.dir)/out-local/hello", encoding: .utf8) == "hi\n")
+        #expect(FileManager.default.fileExists(atPath: "\(w.dir)/out-bare/bin/busybox"))
+        let listing = try w.bash("tar -tf out.tar")
+        #expect(listing.lines.contains("hello") || listing.lines.contains("./hello"), "\(listing.stdout.prefix(200))")
+        // --platform: the image says it
+        expectOK(try build(w, ["-q", "--platform", "linux/arm64", "-t", "io:arm", "\(w.dir)/io"]))
+        #expect(try w.ctrHome(["inspect", "io:arm"]).stdout.contains("\"Architecture\" : \"arm64\""))
+        // a stage cannot copy from itself
+        try write(w, "self/Dockerfile", "FROM busybox:local AS a\nCOPY --from=a /bin/sh /x\n")
+        expectOneLineError(try build(w, ["-q", "-t", "self:1", "\(w.dir)/self"]), mentions: "Dockerfile:2: COPY --from=a: stage a is not built before this step")
+    }
+
     /// apt-get and useradd in RUN, rootless, on a debootstrap'd bookworm.
     @Test(arguments: modes)
     func debianAptGetAndUseradd(_ who: Who) throws {
