@@ -632,7 +632,7 @@ final class BuildRun {
         for m in mounts {
             switch m.kind {
             case .nothing: continue
-            case .tmpfs: ro.tmpfs.append(m.target)
+            case .tmpfs(let opts): ro.tmpfs.append("\(m.target):\(opts)")
             case .layers(let dirs, let scratch): ro.layerMounts.append(LayerMount(lowers: dirs, target: m.target, scratch: scratch))
             case .bind(let src, let readonly): ro.volumes.append("\(src):\(m.target)\(readonly ? ":ro" : "")")
             case .cache(let dir, let locked):
@@ -790,7 +790,7 @@ final class BuildRun {
 
     struct RunMount {
         /// layers: an overlay of dirs, writable into `scratch` when given (writes are dropped)
-        enum Kind { case bind(String, readonly: Bool), cache(String, locked: Bool), tmpfs, layers([String], scratch: String?), nothing }
+        enum Kind { case bind(String, readonly: Bool), cache(String, locked: Bool), tmpfs(String), layers([String], scratch: String?), nothing }
         var kind: Kind
         var target: String
         var cacheKey: String
@@ -817,7 +817,15 @@ final class BuildRun {
         switch type {
         case "tmpfs":
             let t = try absTarget(target)
-            return RunMount(kind: .tmpfs, target: t, cacheKey: "tmpfs \(t)")
+            // size= bounds it (tmpfs's own size= takes BuildKit's bytes and k/m/g suffixes)
+            var opts = "mode=1777"
+            if let size = f["size"] {
+                guard size.range(of: #"^[0-9]+[kKmMgG]?$"#, options: .regularExpression) != nil else {
+                    throw fail(inst, "RUN --mount=\(spec): size=\(size) is not a size")
+                }
+                opts += ",size=\(size)"
+            }
+            return RunMount(kind: .tmpfs(opts), target: t, cacheKey: "tmpfs \(t) \(opts)")
         case "cache":
             let t = try absTarget(target)
             let id = f["id"] ?? t
@@ -889,7 +897,7 @@ final class BuildRun {
             let t = try absTarget(target ?? "/run/secrets/\(id)")
             guard let src = o.secrets[id] else {
                 if f["required"] == "true" { throw fail(inst, "RUN --mount=\(spec): no secret \"\(id)\" given (--secret id=\(id),src=FILE)") }
-                return RunMount(kind: .tmpfs, target: "/run/ctr-missing-secret-\(id)", cacheKey: "nosecret \(id)")
+                return RunMount(kind: .tmpfs("mode=1777"), target: "/run/ctr-missing-secret-\(id)", cacheKey: "nosecret \(id)")
             }
             // env=NAME: the secret as a variable of the step (and as a file only with target=)
             var env: [String] = []

@@ -97,10 +97,12 @@ extension BuildRun {
             let expanded = try expand(raw, env, inst)
             if isAdd && (expanded.hasPrefix("http://") || expanded.hasPrefix("https://")) {
                 // a download: its content (checked against --checksum) is the source; 0600 as Docker
-                let (data, name) = try download(expanded, checksum: checksum, inst)
+                let (data, name, modified) = try download(expanded, checksum: checksum, inst)
                 let path = destIsDir ? (destRel.isEmpty ? name : destRel + "/" + name) : destRel
+                // the server's Last-Modified, as BuildKit and buildah keep it
+                let mtime = modified ?? Int64(Date().timeIntervalSince1970)
                 entries.append(FileEntry(path: path, kind: .bytes(data), mode: chmod ?? 0o600, uid: chown?.0 ?? 0, gid: chown?.1 ?? 0,
-                                         mtime: epoch ?? Int64(Date().timeIntervalSince1970), size: UInt64(data.count)))
+                                         mtime: epoch.map { min($0, mtime) } ?? mtime, size: UInt64(data.count)))
                 hashInput += "url \(path) \(Digest.sha256(data))\n"
                 continue
             }
@@ -376,8 +378,9 @@ extension BuildRun {
 
 
 extension BuildRun {
-    /// ADD https://…: the body (bounded to 1 GiB in memory) and the file name from the URL.
-    func download(_ url: String, checksum: Digest?, _ inst: Instruction) throws -> (Data, String) {
+    /// ADD https://…: the body (bounded to 1 GiB in memory), the file name from the URL and
+    /// the Last-Modified time when the server gives one.
+    func download(_ url: String, checksum: Digest?, _ inst: Instruction) throws -> (Data, String, Int64?) {
         let client = HTTPClient()
         let resp: HTTPResponse
         do {
@@ -391,6 +394,11 @@ extension BuildRun {
         }
         var name = URL(string: url)?.lastPathComponent ?? ""
         if name.isEmpty || name == "/" { name = "index.html" }
-        return (resp.body, name)
+        let http = DateFormatter()
+        http.locale = Locale(identifier: "en_US_POSIX")
+        http.timeZone = TimeZone(identifier: "GMT")
+        http.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        let modified = resp.header("Last-Modified").flatMap { http.date(from: $0) }.map { Int64($0.timeIntervalSince1970) }
+        return (resp.body, name, modified)
     }
 }
