@@ -75,6 +75,8 @@ struct GlobalOptions: ParsableArguments {
 
     /// Move global options found before the subcommand path to just after it.
     static func hoist(_ args: [String], root: ParsableCommand.Type) -> [String] {
+        // `ctr help CMD` is ArgumentParser's own
+        if args.first == "help" { return args }
         var globals: [String] = []
         var rest: [String] = []
         var i = 0
@@ -103,6 +105,9 @@ struct GlobalOptions: ParsableArguments {
             rest.append(a)
             i += 1
         }
+        // commands that take no store (unshare, login, logout) have no use for them; unshare
+        // would run them as its command
+        if [Unshare.self, Login.self, Logout.self].contains(where: { $0 == command }) { return path + rest }
         return path + globals + rest
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import HostOS
 import Layers
+import struct Sandbox.ContainerStore
 
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -183,33 +184,52 @@ struct Rmi: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Flag(name: [.short, .long], help: "Remove every name of an image given by id.")
+    @Flag(name: [.short, .long], help: "Remove every name of an image given by id, and images containers use.")
     var force = false
 
+    @Flag(name: [.short, .long], help: "Remove every image.")
+    var all = false
+
     @Argument(help: "Image names or ids.")
-    var images: [String]
+    var images: [String] = []
 
     func run() throws {
         let store = try global.store()
+        if all && !images.isEmpty { throw ValidationError("give names or --all, not both") }
+        if !all && images.isEmpty { throw ValidationError("give the images to remove (or --all)") }
+        let targets = all ? Array(Set(try store.images().map { $0.descriptor.digest.string })).sorted() : images
+        let containers = ContainerStore(store).all()
         var removedManifests = Set<Digest>()
-        for s in images {
-            let r = try store.resolve(s)
-            let all = try store.images().filter { $0.descriptor.digest == r.descriptor.digest }
-            let byName = (try? Reference(parsing: s)).map { ref in all.contains { $0.name == ref } } ?? false
-            let victims = byName ? all.filter { $0.name == (try? Reference(parsing: s)) } : all
-            if !byName && all.count > 1 && !force {
-                throw CLIError("\(s): the image has \(all.count) names (\(all.compactMap { $0.name?.familiar }.joined(separator: ", "))); remove them by name or use --force")
-            }
-            try store.updateIndex { records in
-                records.removeAll { rec in victims.contains { $0.name == rec.name && $0.descriptor.digest == rec.descriptor.digest } }
-            }
-            for v in victims { Out.line("Untagged: \(v.name?.familiar ?? v.descriptor.digest.string)") }
-            if try !store.images().contains(where: { $0.descriptor.digest == r.descriptor.digest }) {
-                removedManifests.insert(r.descriptor.digest)
-                if let id = try? store.imageID(r) { Out.line("Deleted: \(id.string)") }
+        // as docker and podman: every name is tried, and the errors come at the end
+        var failures: [String] = []
+        for s in targets {
+            do {
+                let r = try store.resolve(s)
+                let all = try store.images().filter { $0.descriptor.digest == r.descriptor.digest }
+                let byName = (try? Reference(parsing: s)).map { ref in all.contains { $0.name == ref } } ?? false
+                let victims = byName ? all.filter { $0.name == (try? Reference(parsing: s)) } : all
+                if !byName && all.count > 1 && !force && !self.all {
+                    throw CLIError("\(s): the image has \(all.count) names (\(all.compactMap { $0.name?.familiar }.joined(separator: ", "))); remove them by name or use --force")
+                }
+                // the last name of an image a container uses stays, unless forced
+                if victims.count == all.count, !force, let id = try? store.imageID(r),
+                   let c = containers.first(where: { $0.imageID == id.string }) {
+                    throw CLIError("\(s): the image is in use by container \(c.name) (\(c.id.prefix(12))): remove the container first, or use --force")
+                }
+                try store.updateIndex { records in
+                    records.removeAll { rec in victims.contains { $0.name == rec.name && $0.descriptor.digest == rec.descriptor.digest } }
+                }
+                for v in victims where v.name != nil { Out.line("Untagged: \(v.name!.familiar)") }
+                if try !store.images().contains(where: { $0.descriptor.digest == r.descriptor.digest }) {
+                    removedManifests.insert(r.descriptor.digest)
+                    if let id = try? store.imageID(r) { Out.line("Deleted: \(id.string)") }
+                }
+            } catch {
+                failures.append((error as? UserFacing)?.message ?? "\(error)")
             }
         }
         if !removedManifests.isEmpty { _ = try store.prune() }
+        if !failures.isEmpty { throw CLIError(failures.joined(separator: "; ")) }
     }
 }
 

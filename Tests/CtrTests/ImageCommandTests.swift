@@ -78,6 +78,30 @@ import Testing
         expectOneLineError(try w.ctr("inspect", "busybox:local"), mentions: "busybox:local")
     }
 
+    /// rmi as docker and podman: an image a container uses stays unless forced, every name is
+    /// tried before the errors are reported, --all; `ctr help CMD`; globals before unshare.
+    @Test func rmiInUseAllAndHelp() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard who.available, TestEnv.haveBusybox else { print("skip \(who): \(TestEnv.setupHint)"); return }
+        let w = try Workspace(who)
+        expectOK(try w.ctr("import", "--tag", "a:1", "--tag", "b:1", TestEnv.busyboxTar))
+        expectOK(try w.ctr("run", "--name", "user-of-a", "--network", "none", "a:1", "true"))
+        expectOK(try w.ctr("rmi", "b:1"))  // another name remains: fine
+        expectOneLineError(try w.ctr("rmi", "a:1"), mentions: "in use by container user-of-a")
+        expectOK(try w.ctr("inspect", "a:1"))
+        // an unknown name in the middle: the others are still removed, and the error is reported
+        expectOK(try w.ctr("import", "--tag", "c:1", "--tag", "d:1", TestEnv.busyboxTar))
+        let some = try w.ctr("rmi", "c:1", "nosuch:1", "d:1")
+        #expect(some.status != 0 && some.stderr.contains("nosuch") && some.stdout.contains("Untagged: d:1"), "\(some)")
+        expectOK(try w.ctr("rm", "user-of-a"))
+        expectOK(try w.ctr("rmi", "--all"))
+        #expect(try w.ctr("images", "-q").stdout.isEmpty)
+        // help for a subcommand; global options before unshare are not its command
+        #expect(try w.ctr("help", "import").stdout.contains("Create an image from a root filesystem"))
+        let un = try w.ctr("--debug", "unshare", "true")
+        expectOK(un)
+    }
+
     @Test(arguments: allWho)
     func unpackKeepsOwnership(_ who: Who) throws {
         guard who.available, TestEnv.haveBusybox else { print("skip \(who): \(TestEnv.setupHint)"); return }
