@@ -27,6 +27,7 @@ typedef struct inode_key {
     dev_t dev;
     ino_t ino;
     char *path;
+    uint32_t uid, gid; /* as written for the first link (owners translated) */
 } inode_key;
 
 typedef struct creator {
@@ -256,9 +257,11 @@ static int emit(creator *cr, int dfd, const char *name, const char *path) {
     if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
         for (size_t i = 0; i < cr->nlinks; i++) {
             if (cr->links[i].dev == st.st_dev && cr->links[i].ino == st.st_ino) {
+                /* the owner of the inode, as its first entry has it: tools that chown the
+                 * link after making it (docker, podman) would otherwise give it another */
                 archive_entry_set_filetype(cr->e, AE_IFREG);
-                archive_entry_set_uid(cr->e, uid);
-                archive_entry_set_gid(cr->e, gid);
+                archive_entry_set_uid(cr->e, cr->links[i].uid);
+                archive_entry_set_gid(cr->e, cr->links[i].gid);
                 archive_entry_set_hardlink(cr->e, cr->links[i].path);
                 archive_entry_set_size(cr->e, 0);
                 return write_header(cr, path);
@@ -274,6 +277,8 @@ static int emit(creator *cr, int dfd, const char *name, const char *path) {
         cr->links[cr->nlinks].dev = st.st_dev;
         cr->links[cr->nlinks].ino = st.st_ino;
         cr->links[cr->nlinks].path = strdup(path);
+        cr->links[cr->nlinks].uid = uid;
+        cr->links[cr->nlinks].gid = gid;
         cr->nlinks++;
     }
 
@@ -286,6 +291,11 @@ static int emit(creator *cr, int dfd, const char *name, const char *path) {
         }
         if (restore != (mode_t)-1) fchmod(fd, restore); /* reading goes on through the fd */
         if (c->translate_owners) rootless_owner(fd, NULL, &uid, &gid);
+        if (st.st_nlink > 1 && cr->nlinks && cr->links[cr->nlinks - 1].ino == st.st_ino &&
+            cr->links[cr->nlinks - 1].dev == st.st_dev) {
+            cr->links[cr->nlinks - 1].uid = uid;
+            cr->links[cr->nlinks - 1].gid = gid;
+        }
         archive_entry_set_filetype(cr->e, AE_IFREG);
         archive_entry_set_uid(cr->e, uid);
         archive_entry_set_gid(cr->e, gid);

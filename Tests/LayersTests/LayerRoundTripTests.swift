@@ -664,8 +664,23 @@ struct LayerRoundTripTests {
             // Writing it back with the same mapping restores the image owners.
             FS.write("\(root)/stranger", "s")
             FS.lchown("\(root)/stranger", 4242, 4343)
+            #expect(link("\(root)/f1000", "\(root)/hl1000") == 0)
             let blob = s.sub("back.tar.gz")
             _ = try single.create(from: root, to: blob, tree: .plain)
+            // a hard link's entry carries the inode's image owner too (docker and podman chown
+            // the link after making it)
+            let plain = s.sub("back.tar")
+            _ = try LayerOps.decompress(blob, to: plain)
+            let listing = Process()
+            listing.executableURL = URL(fileURLWithPath: "/bin/tar")
+            listing.arguments = ["--numeric-owner", "-tvf", plain]
+            let out = Pipe()
+            listing.standardOutput = out
+            try listing.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            listing.waitUntilExit()
+            let hl = text.split(separator: "\n").first { $0.contains("hl1000 link to f1000") || $0.contains("f1000 link to hl1000") }
+            #expect(hl?.contains(" 1000/1000 ") == true, "\(text)")
             let again = s.dir("again")
             _ = try rootOps.apply(blob: blob, to: again, tree: .plain)
             func owner(_ n: String) -> String? { FS.owner("\(again)/\(n)") }
