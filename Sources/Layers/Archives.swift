@@ -305,8 +305,14 @@ public final class DockerArchiveSink: ImageSink {
             tags.append("\(n.familiarName):\(tag)")
             repositories[n.familiarName, default: [:]][tag] = image.manifest.config.digest.encoded
         }
-        entries.append(DockerManifestEntry(Config: "\(image.manifest.config.digest.encoded).json",
-                                           RepoTags: tags.isEmpty ? nil : tags, Layers: layers))
+        // one image saved under several names is one entry with all its tags, as docker writes it
+        let config = "\(image.manifest.config.digest.encoded).json"
+        if let i = entries.firstIndex(where: { $0.Config == config && $0.Layers == layers }) {
+            let merged = (entries[i].RepoTags ?? []) + tags.filter { !(entries[i].RepoTags ?? []).contains($0) }
+            entries[i].RepoTags = merged.isEmpty ? nil : merged
+            return
+        }
+        entries.append(DockerManifestEntry(Config: config, RepoTags: tags.isEmpty ? nil : tags, Layers: layers))
     }
 
     public func finish() throws {

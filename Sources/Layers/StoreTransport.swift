@@ -23,7 +23,10 @@ public struct StoreSource: ImageSource {
     public func images(_ refs: [String]) throws -> [SourceImage] {
         try refs.map { s in
             let r = try store.resolve(s)
-            return SourceImage(names: r.name.map { [$0] } ?? [], descriptor: r.descriptor)
+            // the name only when the image was named by it: one given by id goes nameless, as
+            // docker save writes it (not with whichever of its names comes first)
+            let named = (try? Reference(parsing: s)).map { $0 == r.name } ?? false
+            return SourceImage(names: named ? r.name.map { [$0] } ?? [] : [], descriptor: r.descriptor)
         }
     }
 }

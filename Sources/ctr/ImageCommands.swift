@@ -32,6 +32,13 @@ struct Import: ParsableCommand {
         let store = try global.store()
         var names = try tag.map { try Reference(parsing: $0) }
         if let reference { names.append(try Reference(parsing: reference)) }
+        // - : a tarball on standard input, as docker and podman import take it
+        var source = self.source
+        if source == "-" {
+            if isatty(0) != 0 { throw CLIError("no tarball given: redirect standard input, or name a directory or file") }
+            source = try Self.spoolStdin(store)
+        }
+        defer { if source != self.source { unlink(source) } }
         let result = try ImageImport.run(source: source, store: store, name: names.first, changes: change, message: message)
         for extra in names.dropFirst() { try store.setName(extra, to: result.image.descriptor) }
         RootlessNotes.mapping(store.ops.mapping)
@@ -71,10 +78,19 @@ struct Images: ParsableCommand {
     @Flag(name: .long, help: "Show full image ids.")
     var noTrunc = false
 
+    @Argument(help: "Only this repository (REPOSITORY[:TAG]), as docker images takes it.")
+    var repository: String?
+
     func run() throws {
         let store = try global.store()
         var infos: [ImageInfo] = []
+        var wanted: (name: String, tag: String?)?
+        if let repository {
+            let ref = try Reference(parsing: repository, defaultTag: false)
+            wanted = (ref.name, ref.tag)
+        }
         for r in try store.images() {
+            if let wanted, r.name?.name != wanted.name || (wanted.tag != nil && r.name?.tag != wanted.tag) { continue }
             do { infos.append(try ImageInfo(r, store: store)) } catch {
                 Out.warn("\(r.name?.string ?? r.descriptor.digest.string): \(error)")
             }
@@ -264,11 +280,39 @@ struct Save: ParsableCommand {
         guard let fmt = ArchiveFormat(rawValue: format) else {
             throw ValidationError("unknown format \"\(format)\" (oci-archive, docker-archive or oci-dir)")
         }
+        let output = self.output == "-" ? nil : self.output
         if output == nil && isatty(1) != 0 {
             throw CLIError("refusing to write an archive to a terminal; use -o FILE or redirect standard output")
         }
         let store = try global.store()
         try ImageArchive.save(images, from: store, format: fmt, output: output)
+    }
+}
+
+extension ParsableCommand {
+    /// Standard input, copied into the store's ingest dir; the caller removes the file.
+    static func spoolStdin(_ store: Store) throws -> String {
+        let t = store.ingestPath()
+        let fd = try valueOrErrno("open", "cannot create \(t)") { open(t, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = read(0, &buf, buf.count)
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EINTR { continue }
+                unlink(t)
+                throw SysError.errno("read", "cannot read standard input")
+            }
+            var off = 0
+            while off < n {
+                let w = buf.withUnsafeBytes { write(fd, $0.baseAddress! + off, n - off) }
+                if w < 0 && errno == EINTR { continue }
+                guard w > 0 else { unlink(t); throw SysError.errno("write", "cannot write \(t)") }
+                off += w
+            }
+        }
+        return t
     }
 }
 
@@ -285,22 +329,12 @@ struct Load: ParsableCommand {
 
     func run() throws {
         let store = try global.store()
-        var path = input
+        var path = input == "-" ? nil : input
         var tmp: String?
         if path == nil {
             if isatty(0) != 0 { throw CLIError("no archive given: use -i FILE or redirect standard input") }
-            let t = store.ingestPath()
-            tmp = t
-            let fd = try valueOrErrno("open", "cannot create \(t)") { open(t, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
-            var buf = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = read(0, &buf, buf.count)
-                if n == 0 { break }
-                if n < 0 { if errno == EINTR { continue }; close(fd); throw SysError.errno("read", "cannot read standard input") }
-                _ = buf.withUnsafeBytes { write(fd, $0.baseAddress!, n) }
-            }
-            close(fd)
-            path = t
+            tmp = try Self.spoolStdin(store)
+            path = tmp
         }
         defer { if let tmp { unlink(tmp) } }
         let showProgress = !quiet && isatty(2) != 0

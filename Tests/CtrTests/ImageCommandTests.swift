@@ -78,6 +78,27 @@ import Testing
         expectOneLineError(try w.ctr("inspect", "busybox:local"), mentions: "busybox:local")
     }
 
+    /// `-` for stdin and stdout as docker and podman take it; an image saved by id has no name;
+    /// one image under two names is one docker-archive entry with both tags.
+    @Test func stdinStdoutAndArchiveNames() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard who.available, TestEnv.haveBusybox else { print("skip \(who): \(TestEnv.setupHint)"); return }
+        let w = try Workspace(who)
+        let ctr = "CTR_ROOT=\(w.dir)/s \(TestEnv.binary)"
+        expectOK(try w.bash("\(ctr) import -q - piped:1 < \(TestEnv.busyboxTar)"))
+        expectOK(try w.bash("\(ctr) tag piped:1 other:2 && \(ctr) save -o - piped:1 > out.tar && test -s out.tar"))
+        expectOK(try w.bash("CTR_ROOT=\(w.dir)/t \(TestEnv.binary) load -q -i - < out.tar"))
+        #expect(try w.bash("CTR_ROOT=\(w.dir)/t \(TestEnv.binary) images -q").stdout.count > 0)
+        // by id: no name in the archive
+        let id = try w.bash("\(ctr) images -q piped:1").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        expectOK(try w.bash("\(ctr) save --format docker-archive -o byid.tar \(id) && tar -xOf byid.tar manifest.json > byid.json"))
+        #expect(try String(contentsOfFile: "\(w.dir)/byid.json", encoding: .utf8).contains("RepoTags") == false)
+        // two names of one image: one entry, both tags
+        expectOK(try w.bash("\(ctr) save --format docker-archive -o two.tar piped:1 other:2 && tar -xOf two.tar manifest.json > two.json"))
+        let two = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(w.dir)/two.json"))) as? [[String: Any]]
+        #expect(two?.count == 1 && (two?.first?["RepoTags"] as? [String]) == ["piped:1", "other:2"], "\(String(describing: two))")
+    }
+
     /// rmi as docker and podman: an image a container uses stays unless forced, every name is
     /// tried before the errors are reported, --all; `ctr help CMD`; globals before unshare.
     @Test func rmiInUseAllAndHelp() throws {
