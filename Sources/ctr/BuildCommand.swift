@@ -155,7 +155,7 @@ struct Build: ParsableCommand {
         let quiet = self.quiet
         let buildPlatform = o.platform
         let builder = Builder(store: store, runtime: runtime,
-                              progress: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } },
+                              progress: { line in if !quiet { Out.write(2, Data((line + "\n").utf8)) } },
                               resolveImage: { name, plat in
                                   if let r = archived[name] { return r }
                                   return try Run.image(name, store: store, policy: pull, platform: plat ?? buildPlatform, registry: registry)
@@ -165,10 +165,10 @@ struct Build: ParsableCommand {
             do {
                 let rec = try Run.image(ref, store: store, policy: "always", platform: .current, registry: registry)
                 let n = try BuildCacheImage.importEntries(rec, store: store, cacheDir: cacheDir)
-                if !quiet { FileHandle.standardError.write(Data("cache: \(n) steps from \(ref)\n".utf8)) }
+                if !quiet { Out.write(2, Data("cache: \(n) steps from \(ref)\n".utf8)) }
             } catch {
                 // a first build has nothing there yet: say so and build
-                FileHandle.standardError.write(Data("warning: --cache-from \(ref): \(error)\n".utf8))
+                Out.write(2, Data("warning: --cache-from \(ref): \(error)\n".utf8))
             }
         }
         let result: BuildResult
@@ -180,7 +180,7 @@ struct Build: ParsableCommand {
             let view = quiet ? nil : ProgressView(verb: "push")
             _ = try ImagePush.run(try store.resolve(ref.string), to: ref, store: store, access: access, progress: view, chunkSize: nil)
             view?.finish()
-            if !quiet { FileHandle.standardError.write(Data("cache: \(result.cacheEntries.count) steps to \(ref.string)\n".utf8)) }
+            if !quiet { Out.write(2, Data("cache: \(result.cacheEntries.count) steps to \(ref.string)\n".utf8)) }
         }
         if let digestFile {
             try Store.atomicWrite(path: digestFile, data: Data(result.manifest.digest.string.utf8))
@@ -210,11 +210,11 @@ struct Build: ParsableCommand {
                 let view = quiet ? nil : ProgressView(verb: "push")
                 let pushed = try ImagePush.run(record, to: t, store: store, access: access, progress: view, chunkSize: nil)
                 view?.finish()
-                if !quiet { FileHandle.standardError.write(Data("pushed \(t.string): \(pushed.digest)\n".utf8)) }
+                if !quiet { Out.write(2, Data("pushed \(t.string): \(pushed.digest)\n".utf8)) }
             }
         }
         if !quiet {
-            FileHandle.standardError.write(Data("COMMIT\(tags.isEmpty ? "" : " " + tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)\n".utf8))
+            Out.write(2, Data("COMMIT\(tags.isEmpty ? "" : " " + tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)\n".utf8))
         }
         Out.line(result.imageID.encoded)
     }

@@ -32,7 +32,7 @@ struct CTR: ParsableCommand {
         let sig = csys_stop_signal()
         if sig != 0 { Glibc.exit(128 + sig) }
         if let u = error as? UserFacing {
-            FileHandle.standardError.write(Data("Error: \(u.message)\n".utf8))
+            Out.write(2, Data("Error: \(u.message)\n".utf8))
             Glibc.exit(u.exitCode)
         }
         exit(withError: error)
@@ -115,22 +115,41 @@ struct GlobalOptions: ParsableArguments {
 // MARK: output helpers
 
 enum Out {
+    /// Bytes to fd 1 or 2. A reader that went away (`ctr images | head -1`) ends ctr as
+    /// SIGPIPE would, quietly; FileHandle.write would trap instead (ctr ignores SIGPIPE).
+    static func write(_ fd: Int32, _ data: Data) {
+        data.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 && errno == EPIPE {
+                    signal(SIGPIPE, SIG_DFL)
+                    raise(SIGPIPE)
+                }
+                if n <= 0 { return }
+                off += n
+            }
+        }
+    }
+
+    static func stderr(_ s: String) { write(2, Data(s.utf8)) }
+
     static func line(_ s: String) {
-        FileHandle.standardOutput.write(Data((s + "\n").utf8))
+        write(1, Data((s + "\n").utf8))
     }
 
     static func progress(_ s: String) {
-        FileHandle.standardError.write(Data((s + "\n").utf8))
+        write(2, Data((s + "\n").utf8))
     }
 
     static func warn(_ s: String) {
-        FileHandle.standardError.write(Data(("warning: " + s + "\n").utf8))
+        write(2, Data(("warning: " + s + "\n").utf8))
     }
 
     static func json(_ value: Any) throws {
         let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        FileHandle.standardOutput.write(data)
-        FileHandle.standardOutput.write(Data("\n".utf8))
+        write(1, data + Data("\n".utf8))
     }
 
     /// Columns padded to their widest cell, three spaces apart (docker's look).

@@ -69,7 +69,7 @@ struct Images: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "Output format: table or json.")
+    @Option(help: "Output format: table, json, or a Go template ('{{.Repository}}:{{.Tag}} {{.ID}}').")
     var format: String = "table"
 
     @Flag(name: [.short, .long], help: "Print only image ids.")
@@ -126,8 +126,19 @@ struct Images: ParsableCommand {
                  Out.ago(Out.parseDate(i.config.created)), Out.size(i.size)]
             }
             Out.table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+        case let t where t.contains("{{"):
+            // docker's fields for a Go template, one line per image
+            for i in infos {
+                let row: [String: Any] = [
+                    "Repository": i.record.name?.familiarName ?? "<none>", "Tag": i.record.name?.tag ?? "<none>",
+                    "ID": noTrunc ? i.manifest.config.digest.string : i.manifest.config.digest.short,
+                    "Digest": i.record.descriptor.digest.string, "CreatedAt": i.config.created ?? "",
+                    "CreatedSince": Out.ago(Out.parseDate(i.config.created)), "Size": Out.size(i.size),
+                ]
+                Out.line(try GoTemplate.render(t, row))
+            }
         default:
-            throw ValidationError("unknown format \"\(format)\" (table or json)")
+            throw ValidationError("unknown format \"\(format)\" (table, json or a Go template such as '{{.Repository}}:{{.Tag}}')")
         }
     }
 }
@@ -137,22 +148,35 @@ struct Inspect: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @Option(name: [.short, .long], help: "A Go template, e.g. '{{.Id}}' or '{{json .Config.Env}}' (default: JSON of all).")
+    var format: String?
+
     @Argument(help: "Image name or id.")
     var images: [String]
 
     func run() throws {
         let store = try global.store()
         var out: [[String: Any]] = []
+        var missing: [String] = []
         for s in images {
-            let r = try store.resolve(s)
+            // as docker: the images found are shown, the ones not found reported after
+            let r: ImageRecord
+            do { r = try store.resolve(s) } catch { missing.append((error as? UserFacing)?.message ?? "\(error)"); continue }
             let i = try ImageInfo(r, store: store)
-            let names = try store.images().filter { $0.descriptor.digest == r.descriptor.digest }.compactMap { $0.name?.string }
+            let named = try store.images().filter { $0.descriptor.digest == r.descriptor.digest }.compactMap(\.name)
+            let names = named.map(\.string)
+            var repoDigests: [String] = []
+            for n in named where !repoDigests.contains("\(n.name)@\(r.descriptor.digest)") { repoDigests.append("\(n.name)@\(r.descriptor.digest)") }
             let manifest = try JSONSerialization.jsonObject(with: i.manifestData)
             let config = try JSONSerialization.jsonObject(with: i.configData)
             var o: [String: Any] = [
                 "Id": i.manifest.config.digest.string,
                 "Digest": r.descriptor.digest.string,
                 "RepoTags": names,
+                "RepoDigests": repoDigests,
+                "Author": i.config.author ?? "",
+                "User": i.config.config?.user ?? "",
+                "Labels": i.config.config?.labels ?? [String: String](),
                 "Created": i.config.created ?? NSNull(),
                 "Architecture": i.config.architecture,
                 "Os": i.config.os,
@@ -164,12 +188,18 @@ struct Inspect: ParsableCommand {
             ]
             if let c = config as? [String: Any] {
                 o["Config"] = c["config"] ?? [String: Any]()
-                o["RootFS"] = c["rootfs"] ?? NSNull()
                 o["History"] = c["history"] ?? []
             }
+            // docker's and podman's shape: the diff-ids under RootFS.Layers
+            o["RootFS"] = ["Type": "layers", "Layers": i.config.rootfs.diffIDs.map(\.string)]
             out.append(o)
         }
-        try Out.json(out)
+        if let format {
+            for o in out { Out.line(try GoTemplate.render(format, o)) }
+        } else if !out.isEmpty || missing.isEmpty {
+            try Out.json(out)
+        }
+        if !missing.isEmpty { throw CLIError(missing.joined(separator: "; ")) }
     }
 }
 

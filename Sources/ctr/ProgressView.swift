@@ -67,10 +67,10 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
         guard let line else { return }
         if tty && drawn > 0 {
             // above the item lines, which the next redraw puts back below it
-            FileHandle.standardError.write(Data("\u{1B}[\(drawn)A\u{1B}[J\(line)\n".utf8))
+            Out.write(2, Data("\u{1B}[\(drawn)A\u{1B}[J\(line)\n".utf8))
             drawn = 0
         } else {
-            FileHandle.standardError.write(Data((line + "\n").utf8))
+            Out.write(2, Data((line + "\n").utf8))
         }
     }
 
@@ -113,7 +113,7 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
             out += "\u{1B}[2K" + render(id, it) + "\n"
         }
         drawn = order.count
-        FileHandle.standardError.write(Data(out.utf8))
+        Out.write(2, Data(out.utf8))
     }
 
     /// The last drawing; later calls do nothing (the command calls it before printing its

@@ -200,11 +200,11 @@ enum Prompt {
             t.c_lflag &= ~tcflag_t(ECHO)
             tcsetattr(0, TCSANOW, &t)
         }
-        FileHandle.standardError.write(Data(prompt.utf8))
+        Out.write(2, Data(prompt.utf8))
         defer {
             if quiet {
                 tcsetattr(0, TCSANOW, &saved)
-                FileHandle.standardError.write(Data("\n".utf8))
+                Out.write(2, Data("\n".utf8))
             }
         }
         guard var line = readLine(strippingNewline: true) else { throw CLIError("no answer on standard input") }

@@ -99,6 +99,32 @@ import Testing
         #expect(two?.count == 1 && (two?.first?["RepoTags"] as? [String]) == ["piped:1", "other:2"], "\(String(describing: two))")
     }
 
+    /// Scripts' ways in: inspect's docker shape and Go templates, images' templates, and a
+    /// reader that stops early (`| head -1`) ends ctr quietly.
+    @Test func formatsAndPipes() throws {
+        let who: Who = Who.rootless.available ? .rootless : .root
+        guard who.available, TestEnv.haveBusybox else { print("skip \(who): \(TestEnv.setupHint)"); return }
+        let w = try Workspace(who)
+        expectOK(try w.ctr("import", "-q", "--tag", "fmt:1", "--change", "ENV A=1", TestEnv.busyboxTar))
+        let id = try w.ctr("inspect", "--format", "{{.Id}}", "fmt:1")
+        expectOK(id)
+        #expect(id.stdout.hasPrefix("sha256:") && id.lines.count == 1, "\(id)")
+        let t = try w.ctr("inspect", "--format", "{{.Config.Env}} {{json .RootFS.Layers}} {{.RepoTags}}", "fmt:1")
+        #expect(t.stdout.hasPrefix("[") && t.stdout.contains("A=1") && t.stdout.contains(#"["sha256:"#) && t.stdout.contains("fmt:1]"), "\(t)")
+        let whole = try JSONSerialization.jsonObject(with: Data(try w.ctr("inspect", "fmt:1").stdout.utf8)) as? [[String: Any]]
+        #expect((whole?.first?["RepoDigests"] as? [String])?.first?.contains("fmt@sha256:") == true, "\(String(describing: whole?.first?["RepoDigests"]))")
+        // found and missing: the found one is shown, the missing one reported, exit 1
+        let mixed = try w.ctr("inspect", "--format", "{{.Id}}", "fmt:1", "nosuch:1")
+        #expect(mixed.status == 1 && mixed.stdout == id.stdout && mixed.stderr.contains("nosuch"), "\(mixed)")
+        let images = try w.ctr("images", "--format", "{{.Repository}}:{{.Tag}}")
+        #expect(images.stdout == "fmt:1\n", "\(images)")
+        // (far more than a pipe holds, so the writer meets the closed pipe)
+        let many = Array(repeating: "fmt:1", count: 200).joined(separator: " ")
+        let head = try w.bash("\(TestEnv.binary) --root \(w.dir)/store inspect \(many) | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}")
+        #expect(head.stdout == "141\n", "ends as SIGPIPE would: \(head)")
+        #expect(head.stderr.isEmpty, "no crash report when the reader goes away: \(head.stderr.prefix(300))")
+    }
+
     /// rmi as docker and podman: an image a container uses stays unless forced, every name is
     /// tried before the errors are reported, --all; `ctr help CMD`; globals before unshare.
     @Test func rmiInUseAllAndHelp() throws {
