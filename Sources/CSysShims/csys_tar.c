@@ -190,6 +190,11 @@ static int extract_files(int in_fd, int dest_dirfd, char **listing, csys_error *
         size_t len;
         la_int64_t off;
         for (;;) {
+            if (csys_stop_signal()) {
+                csys_set_error(err, EINTR, "archive", "interrupted");
+                close(fd);
+                goto done;
+            }
             int rr = archive_read_data_block(ar, &buf, &len, &off);
             if (rr == ARCHIVE_EOF) break;
             if (rr != ARCHIVE_OK && rr != ARCHIVE_WARN) {

@@ -85,6 +85,8 @@ public enum ImageCopy {
                 "image \(image.descriptor.digest)", image.descriptor, try source.read(image.descriptor), platform: platform,
                 readManifest: { d in (try source.read(d), d) }, readConfig: { try source.read($0) }, fail: { TransferError($0) })
             for blob in [manifest.config] + manifest.layers where !sink.hasBlob(blob) {
+                // a stop signal (Ctrl-C) ends the copy here; the sink removes what it wrote
+                if csys_stop_signal() != 0 { throw TransferError("interrupted") }
                 progress?("copying blob \(blob.digest.short)")
                 try sink.putBlob(blob, from: source.blob(blob))
             }

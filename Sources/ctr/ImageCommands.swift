@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSysShims
 import Foundation
 import HostOS
 import Layers
@@ -359,6 +360,8 @@ struct Load: ParsableCommand {
 
     func run() throws {
         let store = try global.store()
+        // Ctrl-C: the load stops and removes what it wrote (see csys_catch_stop_signals)
+        csys_catch_stop_signals(1)
         var path = input == "-" ? nil : input
         var tmp: String?
         if path == nil {
