@@ -427,7 +427,11 @@ struct Unpack: ParsableCommand {
             if errno == EEXIST { throw CLIError("\(rootfs) already exists") }
             throw SysError.errno("mkdir", "cannot create \(rootfs)")
         }
-        try applyLayers(store: store, info: info, to: rootfs)
+        // a layer that fails leaves no half-unpacked rootfs behind
+        do { try applyLayers(store: store, info: info, to: rootfs) } catch {
+            _ = try? store.ops.removeTree(rootfs)
+            throw error
+        }
         let c = info.config.config
         var meta: [String: Any] = ["env": c?.env ?? [], "user": c?.user ?? ""]
         if let w = c?.workingDir { meta["workingDir"] = w }
