@@ -191,7 +191,9 @@ struct Build: ParsableCommand {
         for (kind, dest) in outs {
             switch kind {
             case .archive(let fmt):
-                try ImageArchive.save([result.imageID.encoded], from: store, format: fmt, output: dest)
+                // under the -t names (an image saved by id is nameless)
+                let refs = o.tags.isEmpty ? [result.imageID.encoded] : o.tags.map(\.string)
+                try ImageArchive.save(refs, from: store, format: fmt, output: dest)
             case .files("rootfs"):
                 try Unpack.unpack(store: store, image: result.imageID.encoded, destination: dest)
             case .files(let type):
