@@ -3,6 +3,7 @@ import Dockerfile
 import Foundation
 import struct HostOS.IDRange
 import struct HostOS.SysError
+import func HostOS.exposedPortKey
 import enum HostOS.IDMapping
 import Layers
 import Sandbox
@@ -471,14 +472,10 @@ final class BuildRun {
             for w in words {
                 for p in try expandWords(w, env, inst) {
                     // PORT[-PORT][/tcp|udp|sctp], as BuildKit accepts
-                    let parts = p.split(separator: "/", maxSplits: 1).map(String.init)
-                    let range = parts[0].split(separator: "-", omittingEmptySubsequences: false)
-                    let portsOK = (1...2).contains(range.count) && range.allSatisfy { UInt16($0) != nil }
-                    let proto = parts.count > 1 ? parts[1].lowercased() : "tcp"
-                    guard portsOK, ["tcp", "udp", "sctp"].contains(proto) else {
+                    guard let key = exposedPortKey(p) else {
                         throw fail(inst, "EXPOSE \(p): expected PORT[/tcp|udp|sctp] or a range START-END")
                     }
-                    exposed["\(parts[0])/\(proto)"] = EmptyObject()
+                    exposed[key] = EmptyObject()
                 }
             }
             state.config.config?.exposedPorts = exposed

@@ -1,4 +1,5 @@
 import Foundation
+import HostOS
 
 /// Errors in a `--change` instruction, naming it.
 public struct ConfigChangeError: Error, CustomStringConvertible, Sendable {
@@ -45,13 +46,8 @@ public enum ConfigChange {
             }
         case "EXPOSE":
             let ports = try ShellWords.split(rest).map { p -> String in
-                let parts = p.split(separator: "/", maxSplits: 1)
-                guard let num = parts.first, !num.isEmpty, num.allSatisfy({ $0.isNumber || $0 == "-" }) else {
-                    throw fail("invalid port \"\(p)\"")
-                }
-                let proto = parts.count > 1 ? parts[1].lowercased() : "tcp"
-                guard ["tcp", "udp", "sctp"].contains(proto) else { throw fail("invalid protocol in \"\(p)\"") }
-                return "\(num)/\(proto)"
+                guard let key = exposedPortKey(p) else { throw fail("invalid port \"\(p)\": expected PORT[/tcp|udp|sctp] or a range START-END") }
+                return key
             }
             guard !ports.isEmpty else { throw fail("EXPOSE needs at least one port") }
             var exposed = config.exposedPorts ?? [:]
@@ -76,6 +72,7 @@ public enum ConfigChange {
             }
         case "STOPSIGNAL":
             guard !rest.isEmpty else { throw fail("STOPSIGNAL needs a signal") }
+            guard Signals.number(rest) != nil else { throw fail("unknown signal \"\(rest)\"") }
             config.stopSignal = rest
         case "ONBUILD":
             guard !rest.isEmpty else { throw fail("ONBUILD needs an instruction") }

@@ -5,19 +5,8 @@ import Layers
 
 /// Operations on existing containers: exec, stop, kill, rm, logs.
 extension Runtime {
-    static let signals: [String: Int32] = [
-        "HUP": SIGHUP, "INT": SIGINT, "QUIT": SIGQUIT, "ILL": SIGILL, "TRAP": SIGTRAP, "ABRT": SIGABRT, "BUS": SIGBUS,
-        "FPE": SIGFPE, "KILL": SIGKILL, "USR1": SIGUSR1, "SEGV": SIGSEGV, "USR2": SIGUSR2, "PIPE": SIGPIPE,
-        "ALRM": SIGALRM, "TERM": SIGTERM, "CHLD": SIGCHLD, "CONT": SIGCONT, "STOP": SIGSTOP, "TSTP": SIGTSTP,
-        "TTIN": SIGTTIN, "TTOU": SIGTTOU, "URG": SIGURG, "XCPU": SIGXCPU, "XFSZ": SIGXFSZ, "VTALRM": SIGVTALRM,
-        "PROF": SIGPROF, "WINCH": SIGWINCH, "IO": SIGIO, "PWR": SIGPWR, "SYS": SIGSYS,
-    ]
-
     public static func signal(_ s: String) throws -> Int32 {
-        if let n = Int32(s), n > 0, n < 65 { return n }
-        var name = s.uppercased()
-        if name.hasPrefix("SIG") { name = String(name.dropFirst(3)) }
-        guard let n = signals[name] else { throw ContainerError("unknown signal \"\(s)\"", exitCode: 1) }
+        guard let n = Signals.number(s) else { throw ContainerError("unknown signal \"\(s)\"", exitCode: 1) }
         return n
     }
 
