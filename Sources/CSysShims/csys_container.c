@@ -476,8 +476,9 @@ static void set_identity(const csys_container_plan *p, int setgroups_ok, const g
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof data);
     if (uid == 0) {
-        data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)caps;
-        data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(caps >> 32);
+        /* no inheritable set (CVE-2022-24769): an exec'd file gains nothing it does not carry */
+        data[0].effective = data[0].permitted = (uint32_t)caps;
+        data[1].effective = data[1].permitted = (uint32_t)(caps >> 32);
     }
     if (syscall(SYS_capset, &hdr, data) < 0) FAIL("capabilities", "capset: %s", strerror(errno));
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
@@ -506,10 +507,10 @@ static void setup_stdio(const int stdio[3], int tty, int sync_fd, const csys_con
         if (tmp[i] >= 0 && dup2(tmp[i], i) < 0) FAIL("stdio", "dup2: %s", strerror(errno));
     for (int i = 0; i < 3; i++)
         if (tmp[i] >= 0) close(tmp[i]);
-    if (tty) {
-        if (setsid() < 0) FAIL("tty", "setsid: %s", strerror(errno));
-        if (ioctl(0, TIOCSCTTY, 0) < 0) FAIL("tty", "cannot take the terminal: %s", strerror(errno));
-    }
+    /* a session of its own, with the terminal only under -t: a process that shared ctr's
+     * controlling terminal could push input into the host's shell (TIOCSTI), as runc avoids */
+    if (setsid() < 0) FAIL("tty", "setsid: %s", strerror(errno));
+    if (tty && ioctl(0, TIOCSCTTY, 0) < 0) FAIL("tty", "cannot take the terminal: %s", strerror(errno));
     (void)sync_fd;
 }
 

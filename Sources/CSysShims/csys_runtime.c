@@ -48,10 +48,10 @@ static void exec_inner(const csys_exec_plan *p) {
     for (int i = 0; i < 3; i++) tmp[i] = p->stdio[i] >= 0 ? fcntl(p->stdio[i], F_DUPFD_CLOEXEC, 10) : -1;
     for (int i = 0; i < 3; i++)
         if (tmp[i] >= 0 && dup2(tmp[i], i) < 0) XFAIL("stdio", "dup2: %s", strerror(errno));
-    if (p->tty) {
-        setsid();
-        ioctl(0, TIOCSCTTY, 0);
-    }
+    /* a session of its own, with the terminal only under -t: a process that shared ctr's
+     * controlling terminal could push input into the host's shell (TIOCSTI), as runc avoids */
+    setsid();
+    if (p->tty) ioctl(0, TIOCSCTTY, 0);
     if (p->cwd && chdir(p->cwd) < 0) XFAIL("cwd", "cannot enter %s: %s", p->cwd, strerror(errno));
     if (!p->no_new_privs && p->seccomp) {
         struct sock_fprog prog = {(unsigned short)(p->seccomp_len / sizeof(struct sock_filter)), (struct sock_filter *)p->seccomp};
@@ -66,8 +66,9 @@ static void exec_inner(const csys_exec_plan *p) {
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof data);
     if (p->uid == 0) {
-        data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)p->caps;
-        data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(p->caps >> 32);
+        /* no inheritable set (CVE-2022-24769): an exec'd file gains nothing it does not carry */
+        data[0].effective = data[0].permitted = (uint32_t)p->caps;
+        data[1].effective = data[1].permitted = (uint32_t)(p->caps >> 32);
     }
     if (syscall(SYS_capset, &hdr, data) < 0) XFAIL("capabilities", "capset: %s", strerror(errno));
     if (p->no_new_privs) {

@@ -26,6 +26,11 @@ public struct ContainerRecord: Codable, Sendable {
     public var rootless: Bool
     /// "fuse-overlayfs" when the root is served by it (the kernel refused overlayfs)
     public var rootFS: String? = nil
+    /// What the process was started with (image config merged with -e, -w, -u): `exec` starts
+    /// its processes the same way, as docker does. Nil in records of older versions.
+    public var env: [String]? = nil
+    public var workdir: String? = nil
+    public var user: String? = nil
 
     public var shortID: String { String(id.prefix(12)) }
 }

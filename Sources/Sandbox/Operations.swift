@@ -99,11 +99,12 @@ extension Runtime {
         let root = "/proc/\(pid)/root"
         // a fuse-overlayfs root answers only its user namespace: read from the layers then
         let layers = access(root + "/", X_OK) == 0 ? [] : ["\(containers.path(r.id))/upper"] + ((try? store.unpackedLayers(manifest, config)) ?? [])
-        let user = try UserDB.resolve(user ?? cfg.user ?? "", read: {
+        // as the container's process was started (its -e, -w, -u), then what exec adds
+        let user = try UserDB.resolve(user ?? r.user ?? cfg.user ?? "", read: {
             layers.isEmpty ? try? String(contentsOfFile: root + $0, encoding: .utf8) : UserDB.readFromLayers(layers, $0)
         })
         let arena = CArena()
-        var env = Self.mergeEnv([["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], cfg.env ?? [], env])
+        var env = Self.mergeEnv([["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], r.env ?? cfg.env ?? [], env])
         if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
         if tty && !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
         let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? ""
@@ -128,7 +129,7 @@ extension Runtime {
         guard rootFD >= 0 else { throw ContainerError("cannot open the root of \(r.name): \(String(cString: strerror(errno)))") }
         defer { close(rootFD) }
         plan.root_fd = rootFD
-        plan.cwd = arena.string(workdir ?? cfg.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/")
+        plan.cwd = arena.string(workdir ?? r.workdir ?? cfg.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/")
         plan.argv = UnsafePointer(arena.strings(command))
         plan.envp = UnsafePointer(arena.strings(env))
         plan.path_env = arena.string(pathEnv)

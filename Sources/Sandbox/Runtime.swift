@@ -162,7 +162,18 @@ public struct Runtime: Sendable {
         return csys_rlimit(resource: res, soft: soft, hard: hard)
     }
 
+    /// Everything before the clone; a failure leaves no container dir behind.
     func prepare(_ o: RunOptions, image: ImageRecord?) throws -> Prepared {
+        let id = Self.randomID()
+        do {
+            return try prepare(o, image: image, id: id)
+        } catch {
+            if access(containers.path(id), F_OK) == 0 { _ = try? store.ops.removeTree(containers.path(id)) }
+            throw error
+        }
+    }
+
+    private func prepare(_ o: RunOptions, image: ImageRecord?, id: String) throws -> Prepared {
         let cfg: ContainerConfig
         var lowers: [String] = []
         var imageID = "", manifestDigest = ""
@@ -184,6 +195,19 @@ public struct Runtime: Sendable {
             manifestDigest = image.descriptor.digest.string
         }
 
+        // options checked before anything is made, as podman checks them
+        if let u = o.userns, !["", "host", "auto"].contains(u), !u.hasPrefix("auto:") {
+            throw ContainerError("--userns \(u): expected host or auto")
+        }
+        if let n = o.name, n.range(of: #"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"#, options: .regularExpression) == nil {
+            throw ContainerError("--name \(n.debugDescription): a name must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        }
+        if let bad = o.env.first(where: { $0.hasPrefix("=") || $0.isEmpty }) {
+            throw ContainerError("-e \(bad.debugDescription): a variable needs a name")
+        }
+        if let w = o.workdir, !w.hasPrefix("/") {
+            throw ContainerError("-w \(w): the working directory must be an absolute path")
+        }
         let fuse = try FuseOverlay.current()
         let argv = Self.argv(imageEntrypoint: cfg.entrypoint, imageCmd: cfg.cmd, entrypoint: o.entrypoint, args: o.command)
         guard !argv.isEmpty else { throw ContainerError("no command: the image has none, give one after the image name") }
@@ -223,7 +247,6 @@ public struct Runtime: Sendable {
         }
         let groups = useUserns && nsMapping.isSingleMapping ? [] : user.groups.filter { !useUserns || nsMapping.hostGID($0) != nil }
 
-        let id = Self.randomID()
         let name = o.name ?? String(id.prefix(12))
         if o.name != nil, containers.all().contains(where: { $0.name == name }) {  // a generated name is unique
             throw ContainerError("the container name \"\(name)\" is already in use; remove it (ctr rm \(name)) or choose another name")
@@ -240,6 +263,7 @@ public struct Runtime: Sendable {
         }
         env = Self.mergeEnv([["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], env,
                              ["HOSTNAME=\(hostname)"], fileEnv, flagEnv])
+        let recordedEnv = env  // for exec: without the HOME and TERM of this user and terminal
         if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
         if o.tty && !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
         let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? ""
@@ -255,7 +279,10 @@ public struct Runtime: Sendable {
             let key = kv[0], value = kv.count > 1 ? kv[1] : ""
             switch key {
             case "no-new-privileges":
-                noNewPrivs = value.isEmpty || value == "true"
+                guard ["", "true", "false"].contains(value) else {
+                    throw ContainerError("--security-opt \(opt): expected no-new-privileges, no-new-privileges=true or =false")
+                }
+                noNewPrivs = value != "false"
             case "seccomp":
                 profileSource = value == "unconfined" ? .unconfined : .file(value)
             case "label", "apparmor":
@@ -474,11 +501,14 @@ public struct Runtime: Sendable {
             try Store.writeFile(path: "\(stateDir)/cgroup.json", data: try JSONEncoder().encode(cgroup.paths), sync: false)
         }
 
-        let record = ContainerRecord(
+        var record = ContainerRecord(
             id: id, name: name, image: o.image, imageID: imageID, manifest: manifestDigest,
             command: argv, created: ImageImport.rfc3339(Date(), fractional: true), detached: o.detach, tty: o.tty,
             autoRemove: o.autoRemove, ports: o.ports, network: "\(mode)", stopSignal: cfg.stopSignal,
             pid: nil, pidStart: nil, monitorPid: nil, exitCode: nil, finished: nil, rootless: useUserns)
+        record.env = recordedEnv
+        record.workdir = o.workdir ?? cfg.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
+        record.user = o.user ?? cfg.user ?? ""
         try containers.save(record)
         return Prepared(record: record, plan: plan, arena: arena, network: mode, ports: ports, cgroup: cgroup,
                         useUserns: useUserns, nsMapping: nsMapping, stateDir: stateDir,

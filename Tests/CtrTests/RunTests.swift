@@ -19,6 +19,36 @@ import Testing
         try w.ctrHome(["run", "--rm", "--network", "none"] + args, env: env, stdin: stdin)
     }
 
+    /// From an audit against podman: the container never shares ctr's controlling terminal
+    /// (TIOCSTI could type into the host's shell), its inheritable capabilities are empty, exec
+    /// starts processes as the container's own (-e, -w, -u), bad option values are refused, and
+    /// a run that fails leaves no container dir.
+    @Test(arguments: modes)
+    func terminalCapsExecInheritsAndChecks(_ who: Who) throws {
+        guard let w = try prepared(who), TestEnv.have("script") else { return }
+        let base = "HOME=\(w.home) XDG_RUNTIME_DIR=\(w.dir)/run CTR_ROOT=\(w.store) \(TestEnv.binary)"
+        // field 7 of /proc/self/stat is the controlling tty: none without -t, even on a terminal
+        let ttyNr = try w.sh(["script", "-qec", "\(base) run --rm --network none busybox:local sh -c 'cut -d\" \" -f7 /proc/self/stat; grep CapInh /proc/self/status'", "/dev/null"])
+        expectOK(ttyNr)
+        let ttyLines = ttyNr.stdout.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n").map(String.init)
+        #expect(ttyLines == ["0", "CapInh:\t0000000000000000"], "\(ttyNr)")
+        expectOK(try w.ctrHome(["run", "-d", "--name", "ex", "--network", "none", "-e", "FOO=fromrun", "-w", "/tmp", "-u", "1000",
+                                "busybox:local", "sleep", "60"]))
+        let inherited = try w.ctrHome(["exec", "ex", "sh", "-c", "echo $FOO; pwd; id -u"])
+        #expect(inherited.lines == ["fromrun", "/tmp", "1000"], "\(inherited)")
+        let execTty = try w.sh(["script", "-qec", "\(base) exec ex cut -d' ' -f7 /proc/self/stat", "/dev/null"])
+        #expect(execTty.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(execTty)")
+        expectOK(try w.ctrHome(["rm", "-f", "ex"]))
+        // refused, one line each, and nothing left in containers/
+        for bad in [["--userns", "bogus"], ["--security-opt", "no-new-privileges=maybe"], ["--name", "a b"], ["-e", "=x"],
+                    ["-w", "rel"], ["-v", "\(w.dir)/vol:relative"]] {
+            let r = try w.ctrHome(["run", "--rm", "--network", "none"] + bad + ["busybox:local", "true"])
+            #expect(r.status != 0 && r.stderr.split(separator: "\n").count == 1, "\(bad): \(r)")
+        }
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: "\(w.store)/containers")) ?? []
+        #expect(left.isEmpty, "failed runs leave no container dir: \(left)")
+    }
+
     @Test(arguments: modes)
     func exitCodesAndOutput(_ who: Who) throws {
         guard let w = try prepared(who) else { return }
