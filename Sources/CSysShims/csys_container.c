@@ -499,6 +499,30 @@ void csys_signals_reset_child(void) {
     }
 }
 
+/* --init's pid 1 is a copy of ctr: blank the command line and environment it inherited (the
+ * host's `ctr run … -e SECRET=…` and the host's variables), so the container's `ps` and
+ * /proc/1/cmdline show only "ctr-init". The areas come from /proc/self/stat (fields 48-51). */
+static void hide_host_cmdline(void) {
+    char buf[4096];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return;
+    buf[n] = 0;
+    char *q = strrchr(buf, ')');
+    if (!q) return;
+    /* after ") " comes field 3; fields 48..51 are arg_start, arg_end, env_start, env_end */
+    unsigned long v[52] = {0};
+    int field = 3;
+    for (char *t = strtok(q + 2, " "); t && field <= 51; t = strtok(NULL, " "), field++) v[field] = strtoul(t, NULL, 10);
+    if (field <= 51 || !v[48] || v[49] <= v[48]) return;
+    memset((void *)v[48], 0, v[49] - v[48]);
+    static const char name[] = "ctr-init";
+    memcpy((void *)v[48], name, sizeof name < v[49] - v[48] ? sizeof name : v[49] - v[48] - 1);
+    if (v[50] && v[51] > v[50]) memset((void *)v[50], 0, v[51] - v[50]);
+}
+
 static void setup_stdio(const int stdio[3], int tty, int sync_fd, const csys_container_plan *p) {
     /* move the sources above 2 first so the dup2s do not clobber one another */
     int tmp[3];
@@ -623,6 +647,7 @@ static int child_main(const csys_container_plan *p) {
             /* pid 1: nothing of the command's confinement is needed to forward and reap, but
              * it keeps no capabilities and stays undumpable */
             close(p->sync_fd);
+            hide_host_cmdline();
             struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
             struct __user_cap_data_struct data[2];
             memset(data, 0, sizeof data);

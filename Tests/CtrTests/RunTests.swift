@@ -32,6 +32,9 @@ import Testing
         expectOK(ttyNr)
         let ttyLines = ttyNr.stdout.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n").map(String.init)
         #expect(ttyLines == ["0", "CapInh:\t0000000000000000"], "\(ttyNr)")
+        // --init's pid 1 shows none of the host's command line (its -e values)
+        let initCmd = try run(w, ["--init", "-e", "SECRET=hidden", "busybox:local", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"])
+        #expect(initCmd.stdout.trimmingCharacters(in: .whitespaces) == "ctr-init" && !initCmd.stdout.contains("hidden"), "\(initCmd)")
         expectOK(try w.ctrHome(["run", "-d", "--name", "ex", "--network", "none", "-e", "FOO=fromrun", "-w", "/tmp", "-u", "1000",
                                 "busybox:local", "sleep", "60"]))
         let inherited = try w.ctrHome(["exec", "ex", "sh", "-c", "echo $FOO; pwd; id -u"])
