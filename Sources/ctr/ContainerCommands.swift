@@ -94,6 +94,19 @@ struct Run: ParsableCommand {
     /// `ctr run` after its flags are read (by ArgumentParser, or by FastRun for the common ones).
     static func execute(_ opts: RunOptions, store: Store, pull: String, platform: String?,
                         registry: () throws -> RegistryOptions) throws {
+        // docker run's convention: 125 when ctr itself fails (126 and 127 are the command's)
+        do { try executeOrThrow(opts, store: store, pull: pull, platform: platform, registry: registry) } catch let e as UserFacing where e.exitCode == 1 {
+            throw RunFailure(message: e.message)
+        }
+    }
+
+    struct RunFailure: UserFacing {
+        let message: String
+        var exitCode: Int32 { 125 }
+    }
+
+    static func executeOrThrow(_ opts: RunOptions, store: Store, pull: String, platform: String?,
+                               registry: () throws -> RegistryOptions) throws {
         var o = opts
         let notices = Notices()
         let plat = try platform.map { try Platform(parsing: $0) } ?? .current
