@@ -391,7 +391,13 @@ public struct Runtime: Sendable {
                 source = URL(fileURLWithPath: source).standardizedFileURL.path
                 if access(source, F_OK) != 0 {
                     // docker creates a missing source directory
-                    try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+                    var made = ""
+                    for c in source.split(separator: "/") {
+                        made += "/" + c
+                        if mkdir(made, 0o755) != 0 && errno != EEXIST {
+                            throw ContainerError("-v \(v): cannot create \(made): \(String(cString: strerror(errno)))")
+                        }
+                    }
                 }
             }
             var isDir: ObjCBool = false
