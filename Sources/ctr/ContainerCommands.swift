@@ -156,7 +156,7 @@ struct Ps: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "Show all containers (default: running ones).") var all = false
     @Flag(name: [.short, .long], help: "Print only ids.") var quiet = false
-    @Option(help: "table or json.") var format: String = "table"
+    @Option(help: "table, json, or a Go template ('{{.Names}} {{.Status}}').") var format: String = "table"
 
     func run() throws {
         let store = try global.store()
@@ -175,19 +175,32 @@ struct Ps: ParsableCommand {
             })
             return
         }
-        guard format == "table" else { throw ValidationError("unknown format \"\(format)\" (table or json)") }
+        guard format == "table" || format.contains("{{") else {
+            throw ValidationError("unknown format \"\(format)\" (table, json or a Go template such as '{{.Names}} {{.Status}}')")
+        }
+        func status(_ st: ContainerStatus) -> String {
+            switch st {
+            case .running: return "Up"
+            case .runningUnmonitored: return "Up (monitor gone: exit will not be recorded)"
+            case .exited(let c, let at): return "Exited (\(c)) \(Out.ago(at))"
+            case .created: return "Created"
+            case .unknown: return "Unknown (the process is gone and no exit was recorded)"
+            }
+        }
+        if format != "table" {
+            // docker's field names
+            for (r, st) in rows {
+                let row: [String: Any] = ["ID": r.shortID, "Image": r.image, "Command": "\"\(r.command.joined(separator: " "))\"",
+                                          "CreatedAt": r.created, "RunningFor": Out.ago(Out.parseDate(r.created)),
+                                          "Status": status(st), "State": st.word, "Ports": r.ports.joined(separator: ", "), "Names": r.name]
+                Out.line(try GoTemplate.render(format, row))
+            }
+            return
+        }
         Out.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows.map { r, st in
             var cmd = r.command.joined(separator: " ")
             if cmd.count > 20 { cmd = String(cmd.prefix(19)) + "…" }
-            let status: String
-            switch st {
-            case .running: status = "Up"
-            case .runningUnmonitored: status = "Up (monitor gone: exit will not be recorded)"
-            case .exited(let c, let at): status = "Exited (\(c)) \(Out.ago(at))"
-            case .created: status = "Created"
-            case .unknown: status = "Unknown (the process is gone and no exit was recorded)"
-            }
-            return [r.shortID, r.image, "\"\(cmd)\"", Out.ago(Out.parseDate(r.created)), status, r.ports.joined(separator: ", "), r.name]
+            return [r.shortID, r.image, "\"\(cmd)\"", Out.ago(Out.parseDate(r.created)), status(st), r.ports.joined(separator: ", "), r.name]
         })
     }
 }

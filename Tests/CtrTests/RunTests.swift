@@ -39,6 +39,8 @@ import Testing
                                 "busybox:local", "sleep", "60"]))
         let inherited = try w.ctrHome(["exec", "ex", "sh", "-c", "echo $FOO; pwd; id -u"])
         #expect(inherited.lines == ["fromrun", "/tmp", "1000"], "\(inherited)")
+        let ps = try w.ctrHome(["ps", "--format", "{{.Names}} {{.State}} {{.Image}}"])
+        #expect(ps.lines == ["ex running busybox:local"], "ps takes a Go template: \(ps)")
         let execTty = try w.sh(["script", "-qec", "\(base) exec ex cut -d' ' -f7 /proc/self/stat", "/dev/null"])
         #expect(execTty.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(execTty)")
         expectOK(try w.ctrHome(["rm", "-f", "ex"]))
