@@ -211,19 +211,26 @@ struct Logs: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "Follow the output until the container exits.") var follow = false
     @Flag(name: [.short, .long], help: "Show timestamps.") var timestamps = false
+    @Option(name: [.customShort("n"), .customLong("tail")], help: "Only the last N lines (all: every line).") var tail: String = "all"
     @Argument var container: String
 
     func run() throws {
         let store = try global.store()
         let runtime = Runtime(store: store, notice: { _ in })
         let r = try runtime.containers.find(container)
+        var last: Int? = nil
+        if tail != "all" {
+            guard let n = Int(tail), n >= 0 else { throw ValidationError("--tail \(tail): expected a number of lines or all") }
+            last = n
+        }
         var offset: UInt64 = 0
         func emit() {
-            let (records, end) = runtime.logs(r, from: offset)
+            var (records, end) = runtime.logs(r, from: offset)
             offset = end
+            if let n = last { records = Array(records.suffix(n)); last = nil }  // only the first batch is cut
             for (ts, stream, text) in records {
                 let line = (timestamps ? ts + " " : "") + text + "\n"
-                (stream == "stderr" ? FileHandle.standardError : FileHandle.standardOutput).write(Data(line.utf8))
+                Out.write(stream == "stderr" ? 2 : 1, Data(line.utf8))
             }
         }
         emit()

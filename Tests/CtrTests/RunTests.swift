@@ -323,6 +323,8 @@ import Testing
         #expect(json.stdout.contains("\"state\" : \"running\""), "\(json)")
         let logs = try w.ctrHome(["logs", "web"])
         #expect(logs.stdout == "hello\n" && logs.stderr == "oops\n", "\(logs)")
+        let tail = try w.ctrHome(["logs", "--tail", "1", "web"])
+        #expect(tail.stdout.isEmpty && tail.stderr == "oops\n", "--tail 1: the last line only: \(tail)")
         let ts = try w.ctrHome(["logs", "--timestamps", "web"])
         #expect(ts.stdout.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z hello$"#, options: .regularExpression) != nil, "\(ts)")
         // exec joins every namespace: same hostname, sees pid 1
