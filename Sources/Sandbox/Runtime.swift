@@ -162,6 +162,11 @@ public struct Runtime: Sendable {
         return csys_rlimit(resource: res, soft: soft, hard: hard)
     }
 
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        return gethostname(&buf, buf.count) == 0 ? String(cString: buf) : "localhost"
+    }
+
     /// Everything before the clone; a failure leaves no container dir behind.
     func prepare(_ o: RunOptions, image: ImageRecord?) throws -> Prepared {
         let id = Self.randomID()
@@ -251,7 +256,8 @@ public struct Runtime: Sendable {
         if o.name != nil, containers.all().contains(where: { $0.name == name }) {  // a generated name is unique
             throw ContainerError("the container name \"\(name)\" is already in use; remove it (ctr rm \(name)) or choose another name")
         }
-        let hostname = o.hostname ?? String(id.prefix(12))
+        // --network host: the host's name, as docker and podman give it
+        let hostname = o.hostname ?? (o.network == "host" ? Self.hostName() : String(id.prefix(12)))
 
         // environment: the image's, then --env-file, then -e
         var env = cfg.env ?? []
@@ -343,7 +349,12 @@ public struct Runtime: Sendable {
             try Store.writeFile(path: "\(stateDir)/manifest", data: Data(manifestDigest.utf8), sync: false)
         }
         let hostResolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
-        try Store.writeFile(path: "\(stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: hostname, extraHosts: extraHosts, containerAddress: nil).utf8), sync: false)
+        // --network host: the host's /etc/hosts (and --add-host), as docker copies it
+        let hostsFile = mode == .host
+            ? ((try? String(contentsOfFile: "/etc/hosts", encoding: .utf8)) ?? NetworkFiles.hosts(hostname: hostname, extraHosts: [], containerAddress: nil))
+                + extraHosts.map { "\($0.1)\t\($0.0)\n" }.joined()
+            : NetworkFiles.hosts(hostname: hostname, extraHosts: extraHosts, containerAddress: nil)
+        try Store.writeFile(path: "\(stateDir)/hosts", data: Data(hostsFile.utf8), sync: false)
         try Store.writeFile(path: "\(stateDir)/hostname", data: Data((hostname + "\n").utf8), sync: false)
         try Store.writeFile(path: "\(stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: mode, attachment: nil, hostResolvConf: hostResolv).utf8), sync: false)
         // root with a user namespace: the layers are root's; the container sees them through

@@ -266,6 +266,18 @@ import Testing
             let r = try w.ctrHome(["run", "--rm"] + net + ["--add-host", "db:10.0.0.5", "busybox:local", "grep", "-c", "10.0.0.5.*db", "/etc/hosts"])
             #expect(r.stdout == "1\n", "\(net): \(r)")
         }
+        // --network host: the host's name and /etc/hosts, plus --add-host (docker, podman)
+        let host = try w.ctrHome(["run", "--rm", "--network", "host", "--add-host", "db:10.0.0.5", "busybox:local", "sh", "-c",
+                                  "hostname; grep -c 10.0.0.5.*db /etc/hosts"])
+        let hostHosts = (try? String(contentsOfFile: "/etc/hosts", encoding: .utf8)) ?? ""
+        #expect(host.lines == [hostName(), "1"], "\(host)")
+        let seen = try w.ctrHome(["run", "--rm", "--network", "host", "busybox:local", "cat", "/etc/hosts"])
+        #expect(seen.stdout == hostHosts, "\(seen)")
+    }
+
+    func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        return gethostname(&buf, buf.count) == 0 ? String(cString: buf) : ""
     }
 
     /// --memory and --pids-limit bite where a cgroup is writable (root; a delegated cgroup v2
