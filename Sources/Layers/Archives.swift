@@ -157,9 +157,13 @@ public final class OCILayoutSink: ImageSink {
             var d = plain
             d.annotations = layoutAnnotations(name)
             if let n = name {
-                // a ref.name is unique in a layout: replace what it pointed at
-                manifests.removeAll { $0.annotations?[Annotations.containerdName] == n.string
-                    || ($0.annotations?[Annotations.refName] == n.tag && n.tag != nil) }
+                // the same name again replaces what it pointed at; an entry of another image
+                // that only shares the tag (bb:1 and app:1) stays, unless it carries no full
+                // name to tell them apart
+                manifests.removeAll { m in
+                    if let full = m.annotations?[Annotations.containerdName] { return full == n.string }
+                    return m.annotations?[Annotations.refName] == n.tag && n.tag != nil
+                }
             }
             manifests.removeAll { $0 == d }
             manifests.append(d)

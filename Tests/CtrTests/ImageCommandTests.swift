@@ -97,6 +97,11 @@ import Testing
         expectOK(try w.bash("\(ctr) save --format docker-archive -o two.tar piped:1 other:2 && tar -xOf two.tar manifest.json > two.json"))
         let two = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(w.dir)/two.json"))) as? [[String: Any]]
         #expect(two?.count == 1 && (two?.first?["RepoTags"] as? [String]) == ["piped:1", "other:2"], "\(String(describing: two))")
+        // saving into a layout that holds another image with the same tag keeps both
+        expectOK(try w.bash("\(ctr) tag piped:1 third:1 && \(ctr) save --format oci-dir -o lay piped:1 && \(ctr) save --format oci-dir -o lay third:1"))
+        expectOK(try w.bash("CTR_ROOT=\(w.dir)/u \(TestEnv.binary) load -q -i lay"))
+        let names = try w.bash("CTR_ROOT=\(w.dir)/u \(TestEnv.binary) images --format '{{.Repository}}:{{.Tag}}'")
+        #expect(Set(names.lines) == ["piped:1", "third:1"], "\(names)")
     }
 
     /// Scripts' ways in: inspect's docker shape and Go templates, images' templates, and a
