@@ -4,7 +4,6 @@ import Foundation
 import struct HostOS.IDRange
 import struct HostOS.SysError
 import enum HostOS.IDMapping
-import enum HostOS.Command
 import Layers
 import Sandbox
 
@@ -159,34 +158,20 @@ extension BuildRun {
     }
 
     /// What ADD unpacks of a local file: the file itself when it is a tar (plain, gzip, zstd),
-    /// a decompressed copy of an xz or bzip2 tar (xz and bzip2 do it, as Docker unpacks those
-    /// too), or nil for any other file, which is copied as it is.
+    /// a decompressed copy of an xz or bzip2 tar (as Docker unpacks those too), or nil for any
+    /// other file, which is copied as it is.
     func localArchive(_ path: String, _ name: String, _ inst: Instruction) throws -> String? {
         if (try? LayerOps.scan(blob: path)) != nil { return path }
-        guard let fh = FileHandle(forReadingAtPath: path) else { return nil }
-        let magic = [UInt8](fh.readData(ofLength: 6))
-        try? fh.close()
-        let tool: String
-        if magic == [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00] { tool = "xz" }
-        else if magic.starts(with: [0x42, 0x5A, 0x68]) { tool = "bzip2" }
-        else { return nil }
-        guard let program = Command.find(tool) else {
-            throw fail(inst, "ADD \(name): unpacking it needs \(tool) (apt install \(tool == "xz" ? "xz-utils" : "bzip2"))")
-        }
         let out = "\(tmpRoot)/add-\(UUID().uuidString.lowercased()).tar"
-        guard FileManager.default.createFile(atPath: out, contents: nil), let sink = FileHandle(forWritingAtPath: out) else {
-            throw fail(inst, "ADD \(name): cannot create \(out)")
+        do {
+            guard try LayerOps.decompressOther(path, to: out) else { return nil }
+        } catch {
+            // a lone compressed file that is no tar is copied as it is, as Docker does
+            unlink(out)
+            if (error as? LayerError)?.message.contains("apt install") == true { throw fail(inst, "ADD \(name): \(error)") }
+            return nil
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: program)
-        p.arguments = ["-dc", path]
-        p.standardOutput = sink
-        p.standardError = FileHandle.nullDevice
-        do { try p.run() } catch { try? sink.close(); unlink(out); throw fail(inst, "ADD \(name): cannot run \(tool): \(error)") }
-        p.waitUntilExit()
-        try? sink.close()
-        // not a tar inside (a lone compressed file): copied as it is, as Docker does
-        guard p.terminationStatus == 0, (try? LayerOps.scan(blob: out)) != nil else { unlink(out); return nil }
+        guard (try? LayerOps.scan(blob: out)) != nil else { unlink(out); return nil }
         return out
     }
 

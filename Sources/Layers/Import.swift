@@ -40,6 +40,12 @@ public enum ImageImport {
             throw TransferError("\(source): no such file or directory")
         }
         let (created, epoch) = timestamp()
+        // an xz or bzip2 tarball, as docker and podman import take it: decompressed first
+        let given = (source as NSString).lastPathComponent
+        var source = source
+        let plain = store.ingestPath()
+        defer { unlink(plain) }
+        if !isDir.boolValue, try LayerOps.decompressOther(source, to: plain) { source = plain }
         return try store.writing {
             let tmp = store.ingestPath()
             var layer: Descriptor
@@ -75,7 +81,7 @@ public enum ImageImport {
             let config = ImageConfig(
                 created: created, architecture: platform.architecture, os: platform.os, variant: platform.variant,
                 config: containerConfig, rootfs: RootFS(diffIDs: [diffID]),
-                history: [History(created: created, createdBy: "ctr import", comment: message ?? "imported from \((source as NSString).lastPathComponent)")])
+                history: [History(created: created, createdBy: "ctr import", comment: message ?? "imported from \(given)")])
             let configData = try CanonicalJSON.encode(config)
             let configTmp = store.ingestPath()
             try Store.writeFile(path: configTmp, data: configData, sync: false)

@@ -253,6 +253,35 @@ public struct LayerOps: Sendable {
         if code != 0 { throw SysError(box.pointer.pointee.error, fallback: "cannot chown \(path)") }
     }
 
+    /// A tar compressed with xz or bzip2 (which layers may not be, but docker's ADD and
+    /// import take), decompressed by the xz or bzip2 program into `output`. False when `input`
+    /// is neither (nothing is written); throws when it is one and the program is missing or fails.
+    public static func decompressOther(_ input: String, to output: String) throws -> Bool {
+        guard let fh = FileHandle(forReadingAtPath: input) else { return false }
+        let magic = [UInt8](fh.readData(ofLength: 6))
+        try? fh.close()
+        let tool: String
+        if magic == [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00] { tool = "xz" }
+        else if magic.starts(with: [0x42, 0x5A, 0x68]) { tool = "bzip2" }
+        else { return false }
+        guard let program = Command.find(tool) else {
+            throw LayerError("\(input): \(tool)-compressed; unpacking it needs \(tool) (apt install \(tool == "xz" ? "xz-utils" : "bzip2"))")
+        }
+        guard FileManager.default.createFile(atPath: output, contents: nil), let sink = FileHandle(forWritingAtPath: output) else {
+            throw LayerError("cannot create \(output)")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: program)
+        p.arguments = ["-dc", input]
+        p.standardOutput = sink
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { try? sink.close(); unlink(output); throw LayerError("cannot run \(program): \(error)") }
+        p.waitUntilExit()
+        try? sink.close()
+        guard p.terminationStatus == 0 else { unlink(output); throw LayerError("\(input): \(tool) could not decompress it") }
+        return true
+    }
+
     /// Decompress (auto-detected) `input` into `output` (nil: hash only).
     public static func decompress(_ input: String, to output: String?) throws -> LayerDigests {
         let inFD = try valueOrErrno("open", "cannot open \(input)") { Glibc.open(input, O_RDONLY | O_CLOEXEC) }

@@ -86,6 +86,8 @@ import Testing
         let w = try Workspace(who)
         let ctr = "CTR_ROOT=\(w.dir)/s \(TestEnv.binary)"
         expectOK(try w.bash("\(ctr) import -q - piped:1 < \(TestEnv.busyboxTar)"))
+        // an xz tarball, as docker and podman import take it
+        expectOK(try w.bash("xz -c \(TestEnv.busyboxTar) > bb.tar.xz && \(ctr) import -q bb.tar.xz xz:1 && \(ctr) unpack xz:1 xzout && test -x xzout/rootfs/bin/busybox"))
         expectOK(try w.bash("\(ctr) tag piped:1 other:2 && \(ctr) save -o - piped:1 > out.tar && test -s out.tar"))
         expectOK(try w.bash("CTR_ROOT=\(w.dir)/t \(TestEnv.binary) load -q -i - < out.tar"))
         #expect(try w.bash("CTR_ROOT=\(w.dir)/t \(TestEnv.binary) images -q").stdout.count > 0)
