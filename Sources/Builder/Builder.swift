@@ -3,7 +3,6 @@ import Dockerfile
 import Foundation
 import struct HostOS.IDRange
 import struct HostOS.SysError
-import func HostOS.exposedPortKey
 import enum HostOS.IDMapping
 import Layers
 import Sandbox

@@ -165,10 +165,11 @@ extension BuildRun {
         let out = "\(tmpRoot)/add-\(UUID().uuidString.lowercased()).tar"
         do {
             guard try LayerOps.decompressOther(path, to: out) else { return nil }
+        } catch let e as LayerOps.MissingTool {
+            throw fail(inst, "ADD \(name): \(e)")
         } catch {
-            // a lone compressed file that is no tar is copied as it is, as Docker does
+            // a file that does not decompress is copied as it is, as Docker does
             unlink(out)
-            if (error as? LayerError)?.message.contains("apt install") == true { throw fail(inst, "ADD \(name): \(error)") }
             return nil
         }
         guard (try? LayerOps.scan(blob: out)) != nil else { unlink(out); return nil }

@@ -18,14 +18,3 @@ public enum Signals {
         return names[name]
     }
 }
-
-/// An exposed port as an image config keys it: `80` → `80/tcp`, `53/UDP` → `53/udp`,
-/// `8000-8010` kept as a range; nil when it is not PORT[-PORT][/tcp|udp|sctp].
-public func exposedPortKey(_ spec: String) -> String? {
-    let parts = spec.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-    let range = parts[0].split(separator: "-", omittingEmptySubsequences: false)
-    guard (1...2).contains(range.count), range.allSatisfy({ UInt16($0) != nil }) else { return nil }
-    let proto = parts.count > 1 ? parts[1].lowercased() : "tcp"
-    guard ["tcp", "udp", "sctp"].contains(proto) else { return nil }
-    return "\(parts[0])/\(proto)"
-}

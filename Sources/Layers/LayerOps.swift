@@ -253,6 +253,14 @@ public struct LayerOps: Sendable {
         if code != 0 { throw SysError(box.pointer.pointee.error, fallback: "cannot chown \(path)") }
     }
 
+    /// The decompressor a file needs is not installed.
+    public struct MissingTool: Error, CustomStringConvertible {
+        public let tool: String, input: String
+        public var description: String {
+            "\(input): \(tool)-compressed; unpacking it needs \(tool) (apt install \(tool == "xz" ? "xz-utils" : "bzip2"))"
+        }
+    }
+
     /// A tar compressed with xz or bzip2 (which layers may not be, but docker's ADD and
     /// import take), decompressed by the xz or bzip2 program into `output`. False when `input`
     /// is neither (nothing is written); throws when it is one and the program is missing or fails.
@@ -264,9 +272,7 @@ public struct LayerOps: Sendable {
         if magic == [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00] { tool = "xz" }
         else if magic.starts(with: [0x42, 0x5A, 0x68]) { tool = "bzip2" }
         else { return false }
-        guard let program = Command.find(tool) else {
-            throw LayerError("\(input): \(tool)-compressed; unpacking it needs \(tool) (apt install \(tool == "xz" ? "xz-utils" : "bzip2"))")
-        }
+        guard let program = Command.find(tool) else { throw MissingTool(tool: tool, input: input) }
         guard FileManager.default.createFile(atPath: output, contents: nil), let sink = FileHandle(forWritingAtPath: output) else {
             throw LayerError("cannot create \(output)")
         }

@@ -3,6 +3,7 @@ import Builder
 import enum Dockerfile.OptionList
 import Foundation
 import Layers
+import struct HostOS.SysError
 import Sandbox
 
 struct Build: ParsableCommand {
@@ -39,27 +40,29 @@ struct Build: ParsableCommand {
     func run() throws {
         if push && tags.isEmpty { throw CLIError("--push needs a name to push to: -t REGISTRY/REPO:TAG") }
         let store = try global.store()
-        // stdin: a Dockerfile (-f -) or the context (-), as docker build takes them
+        // stdin: a Dockerfile (-f -) or the context (-), as docker build takes them; scratch
+        // files and dirs of this command go when it ends
         var scratch: [String] = []
         defer { for d in scratch { _ = try? store.ops.removeTree(d) } }
         func scratchDir() throws -> String {
-            let d = "\(store.root)/build-tmp/stdin-\(UUID().uuidString.lowercased())"
+            let d = "\(store.root)/build-tmp/cli-\(UUID().uuidString.lowercased())"
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
             scratch.append(d)
             return d
         }
         var contextDir = context, dockerfile = file
         if file == "-" && context == "-" { throw ValidationError("stdin can be the Dockerfile (-f -) or the context (-), not both") }
-        if file == "-" {
-            let d = try scratchDir()
-            try Store.writeFile(path: "\(d)/Dockerfile", data: FileHandle.standardInput.readDataToEndOfFile(), sync: false)
-            dockerfile = "\(d)/Dockerfile"
+        // stdin spooled, then named in a scratch dir (the name is what errors show: Dockerfile:3)
+        func spooled(as name: String) throws -> String {
+            let spool = try Self.spoolStdin(store)
+            let path = "\(try scratchDir())/\(name)"
+            guard rename(spool, path) == 0 else { unlink(spool); throw SysError.errno("rename", "cannot move \(spool)") }
+            return path
         }
+        if file == "-" { dockerfile = try spooled(as: "Dockerfile") }
         if context == "-" {
-            let d = try scratchDir()
-            let input = "\(d)/stdin"
-            try Store.writeFile(path: input, data: FileHandle.standardInput.readDataToEndOfFile(), sync: false)
-            contextDir = "\(d)/context"
+            let input = try spooled(as: "stdin")
+            contextDir = "\(try scratchDir())/context"
             try FileManager.default.createDirectory(atPath: contextDir, withIntermediateDirectories: true)
             if (try? LayerOps.scan(blob: input)) != nil {
                 do { _ = try store.ops.apply(blob: input, to: contextDir, tree: .plain) } catch { throw CLIError("the context on stdin: \(error)") }

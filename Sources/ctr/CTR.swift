@@ -133,8 +133,6 @@ enum Out {
         }
     }
 
-    static func stderr(_ s: String) { write(2, Data(s.utf8)) }
-
     static func line(_ s: String) {
         write(1, Data((s + "\n").utf8))
     }

@@ -159,12 +159,13 @@ struct Inspect: ParsableCommand {
         let store = try global.store()
         var out: [[String: Any]] = []
         var missing: [String] = []
+        let records = try store.images()
         for s in images {
             // as docker: the images found are shown, the ones not found reported after
             let r: ImageRecord
             do { r = try store.resolve(s) } catch { missing.append((error as? UserFacing)?.message ?? "\(error)"); continue }
             let i = try ImageInfo(r, store: store)
-            let named = try store.images().filter { $0.descriptor.digest == r.descriptor.digest }.compactMap(\.name)
+            let named = records.filter { $0.descriptor.digest == r.descriptor.digest }.compactMap(\.name)
             let names = named.map(\.string)
             var repoDigests: [String] = []
             for n in named where !repoDigests.contains("\(n.name)@\(r.descriptor.digest)") { repoDigests.append("\(n.name)@\(r.descriptor.digest)") }

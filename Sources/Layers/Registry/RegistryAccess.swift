@@ -87,7 +87,10 @@ public final class RegistryAccess: @unchecked Sendable {
             }
         }
         var endpoint = RegistryEndpoint(registry: registry, insecure: insecure, tls: tls, credentials: creds)
-        if creds == nil { endpoint.missingHelper = AuthFile.missingHelper(for: registry, env: options.authEnvironment) }
+        if creds == nil {
+            let env = options.authEnvironment
+            endpoint.missingHelper = { AuthFile.missingHelper(for: registry, env: env) }
+        }
         let client = RegistryClient(endpoint)
         lock.lock()
         defer { lock.unlock() }

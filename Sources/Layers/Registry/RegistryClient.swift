@@ -25,8 +25,9 @@ public struct RegistryEndpoint: Sendable {
     public var insecure: Bool
     public var tls: TLSSettings
     public var credentials: Credentials?
-    /// Why there are no credentials, when an auth file names a helper that is not installed.
-    public var missingHelper: String?
+    /// Why there are no credentials, when an auth file names a helper that is not installed:
+    /// looked up only when a registry asks for credentials.
+    public var missingHelper: (@Sendable () -> String?)?
 
     public init(registry: String, host: String? = nil, insecure: Bool, tls: TLSSettings = TLSSettings(), credentials: Credentials? = nil) {
         self.registry = registry
@@ -184,7 +185,7 @@ public final class RegistryClient: @unchecked Sendable {
             if let c = endpoint.credentials {
                 return RegistryError("\(endpoint.registry): authentication failed for \(c.username) (\(text)): check the username and password, or run `ctr login \(endpoint.registry)`", status: 401, code: code)
             }
-            let hint = endpoint.missingHelper.map { ", or install \($0)" } ?? ""
+            let hint = endpoint.missingHelper?().map { ", or install \($0)" } ?? ""
             return RegistryError("\(endpoint.registry): authentication required (\(text)): run `ctr login \(endpoint.registry)`\(hint)", status: 401, code: code)
         }
         if resp.status == 403 {
