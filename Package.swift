@@ -15,6 +15,7 @@ let package = Package(
         // compression (ISA-L gzip, zstd). Everything that runs after fork()/clone() lives here.
         .target(
             name: "CSysShims",
+            exclude: ["stub"],  // the exec stub's source: built by scripts/gen-exec-stub.sh, embedded as bytes
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])],
             linkerSettings: [
                 .linkedLibrary("dl"),

@@ -499,30 +499,6 @@ void csys_signals_reset_child(void) {
     }
 }
 
-/* --init's pid 1 is a copy of ctr: blank the command line and environment it inherited (the
- * host's `ctr run … -e SECRET=…` and the host's variables), so the container's `ps` and
- * /proc/1/cmdline show only "ctr-init". The areas come from /proc/self/stat (fields 48-51). */
-static void hide_host_cmdline(void) {
-    char buf[4096];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return;
-    buf[n] = 0;
-    char *q = strrchr(buf, ')');
-    if (!q) return;
-    /* after ") " comes field 3; fields 48..51 are arg_start, arg_end, env_start, env_end */
-    unsigned long v[52] = {0};
-    int field = 3;
-    for (char *t = strtok(q + 2, " "); t && field <= 51; t = strtok(NULL, " "), field++) v[field] = strtoul(t, NULL, 10);
-    if (field <= 51 || !v[48] || v[49] <= v[48]) return;
-    memset((void *)v[48], 0, v[49] - v[48]);
-    static const char name[] = "ctr-init";
-    memcpy((void *)v[48], name, sizeof name < v[49] - v[48] ? sizeof name : v[49] - v[48] - 1);
-    if (v[50] && v[51] > v[50]) memset((void *)v[50], 0, v[51] - v[50]);
-}
-
 static void setup_stdio(const int stdio[3], int tty, int sync_fd, const csys_container_plan *p) {
     /* move the sources above 2 first so the dup2s do not clobber one another */
     int tmp[3];
@@ -538,70 +514,20 @@ static void setup_stdio(const int stdio[3], int tty, int sync_fd, const csys_con
     (void)sync_fd;
 }
 
-/* execvpe without allocating */
-static void exec_path(const csys_container_plan *p, const char *const *argv, const char *const *envp, const char *path_env) {
-    const char *cmd = argv[0];
-    if (strchr(cmd, '/')) {
-        execve(cmd, (char *const *)argv, (char *const *)envp);
-        if (errno == ENOENT) FAIL("exec", "exec: \"%s\": no such file or directory", cmd);
-        if (errno == EACCES) FAIL("exec", "exec: \"%s\": permission denied", cmd);
-        FAIL("exec", "exec: \"%s\": %s", cmd, strerror(errno));
+/* The last step: the command through the exec stub (see csys_exec_via_stub), PATH searched
+ * as the user it runs as. */
+static void exec_command(const csys_container_plan *p) {
+    char path[CSYS_MAX_PATH];
+    const char *cmd = p->argv[0];
+    int r = csys_resolve_command(cmd, p->path_env, path, sizeof path);
+    if (r < 0) {
+        errno = -r;
+        if (strchr(cmd, '/')) FAIL("exec", "exec: \"%s\": %s", cmd, strerror(errno));
+        if (r == -EACCES) FAIL("exec", "exec: \"%s\": permission denied", cmd);
+        FAIL("exec", "exec: \"%s\": executable file not found in $PATH", cmd);
     }
-    const char *path = path_env && *path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    int saw_eacces = 0;
-    char buf[CSYS_MAX_PATH];
-    while (*path) {
-        const char *end = strchr(path, ':');
-        size_t len = end ? (size_t)(end - path) : strlen(path);
-        if (len == 0) { buf[0] = '.'; len = 1; } else if (len < sizeof buf - 2) memcpy(buf, path, len);
-        if (len + strlen(cmd) + 2 < sizeof buf) {
-            buf[len] = '/';
-            strcpy(buf + len + 1, cmd);
-            execve(buf, (char *const *)argv, (char *const *)envp);
-            if (errno == EACCES) saw_eacces = 1;
-            else if (errno != ENOENT && errno != ENOTDIR) FAIL("exec", "exec: \"%s\": %s", buf, strerror(errno));
-        }
-        if (!end) break;
-        path = end + 1;
-    }
-    errno = saw_eacces ? EACCES : ENOENT;
-    if (saw_eacces) FAIL("exec", "exec: \"%s\": permission denied", cmd);
-    FAIL("exec", "exec: \"%s\": executable file not found in $PATH", cmd);
-}
-
-/* ---------------------------------------------------------------- init */
-
-static volatile pid_t init_child;
-
-static void init_forward(int sig) {
-    if (init_child > 0) kill(init_child, sig);
-}
-
-/* pid 1 with --init: forward signals to the command, reap everything, exit as it did. */
-static void run_init(pid_t child) {
-    init_child = child;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = init_forward;
-    for (int s = 1; s < NSIG; s++) {
-        if (s == SIGKILL || s == SIGSTOP || s == SIGCHLD) continue;
-        sigaction(s, &sa, NULL);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    for (;;) {
-        int status;
-        pid_t r = waitpid(-1, &status, 0);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            _exit(1);
-        }
-        if (r == child) {
-            if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
-            if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));
-        }
-    }
+    csys_exec_via_stub(p->stub_fd, p->sync_fd, p->init, path, p->argv, p->envp);
+    FAIL("exec", "cannot start ctr's exec stub: %s", strerror(errno));
 }
 
 /* ---------------------------------------------------------------- the child */
@@ -640,25 +566,6 @@ static int child_main(const csys_container_plan *p) {
     }
     setup_stdio(p->stdio, p->tty, p->sync_fd, p);
 
-    if (p->init) {
-        pid_t child = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL); /* raw: see above */
-        if (child < 0) FAIL("init", "fork: %s", strerror(errno));
-        if (child > 0) {
-            /* pid 1: nothing of the command's confinement is needed to forward and reap, but
-             * it keeps no capabilities and stays undumpable */
-            close(p->sync_fd);
-            hide_host_cmdline();
-            struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-            struct __user_cap_data_struct data[2];
-            memset(data, 0, sizeof data);
-            syscall(SYS_capset, &hdr, data);
-            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-            prctl(PR_SET_DUMPABLE, 0);
-            run_init(child);
-        }
-        if (p->tty) ioctl(0, TIOCSCTTY, 0);
-    }
-
     if (!p->no_new_privs && p->seccomp && install_seccomp(p->seccomp, p->seccomp_len) < 0)
         FAIL("seccomp", "cannot install the seccomp filter: %s", strerror(errno));
     set_identity(p, p->setgroups, p->groups, p->ngroups, p->uid, p->gid, p->caps, p->cap_last);
@@ -668,9 +575,10 @@ static int child_main(const csys_container_plan *p) {
             FAIL("seccomp", "cannot install the seccomp filter: %s", strerror(errno));
     }
     csys_signals_reset_child();
-    /* nothing but stdio and the sync socket (CLOEXEC) crosses exec */
+    /* nothing but stdio and the sync socket crosses exec (the stub closes the socket on its
+     * own exec); with --init the stub is pid 1 and forks the command */
     csys_cloexec_from(3);
-    exec_path(p, p->argv, p->envp, p->path_env);
+    exec_command(p);
     return 127;
 }
 

@@ -162,7 +162,11 @@ extension Runtime {
         }
         plan.sync_fd = sv[1]
         var err = csys_error()
+        let stub: Int32
+        do { stub = try ExecStub.open() } catch { close(sv[0]); close(sv[1]); throw error }
+        plan.stub_fd = stub
         let helper = csys_container_exec(&plan, &err)
+        close(stub)
         close(sv[1])
         if slave >= 0 { close(slave) }
         if !tty && !interactive && plan.stdio.0 >= 0 { close(plan.stdio.0) }

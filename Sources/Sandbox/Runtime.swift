@@ -67,6 +67,18 @@ public struct BuildRoot: Sendable {
     }
 }
 
+/// The exec stub (CSysShims/stub/exec_stub.c) in a sealed memfd: every container process execs
+/// its command through it, so the ctr binary is never /proc/self/exe inside a container
+/// (runc CVE-2019-5736). One per container, opened just before the clone, closed after it.
+enum ExecStub {
+    static func open() throws -> Int32 {
+        var err = csys_error()
+        let fd = csys_exec_stub_open(&err)
+        if fd < 0 { throw ContainerError(SysError(err).message) }
+        return fd
+    }
+}
+
 /// Notes for the user (stderr), said once each.
 public typealias Notice = @Sendable (String) -> Void
 
@@ -512,6 +524,7 @@ public struct Runtime: Sendable {
         plan.stdio = (-1, -1, -1)
         plan.`init` = o.initProcess ? 1 : 0
         plan.sync_fd = -1
+        plan.stub_fd = -1
 
         let cgroup: CgroupHandle? = o.limits.isEmpty ? nil : try CgroupHandle.create(name: String(id.prefix(12)), limits: o.limits)
         if let cgroup {
@@ -640,7 +653,10 @@ public struct Runtime: Sendable {
         }
         p.plan.pdeathsig = SIGKILL
         var err = csys_error()
+        let stub = try ExecStub.open()
+        p.plan.stub_fd = stub
         let pid = csys_container_clone(&p.plan, &err)
+        close(stub)
         close(sv[1])
         if slave >= 0 { close(slave) }
         if p.plan.stdio.0 >= 0 && !o.tty { close(p.plan.stdio.0) }
@@ -724,7 +740,10 @@ public struct Runtime: Sendable {
         // container with --rm). The monitor is a host process, outside the container.
         m.on_exit_argv = UnsafePointer(arena.strings([selfPath, "--root", store.root, "cleanup", p.record.id]))
         var err = csys_error()
+        let stub = try ExecStub.open()
+        p.plan.stub_fd = stub
         let monitor = csys_monitor_start(&p.plan, &m, &err)
+        close(stub)
         close(report[1])
         close(sv[1])
         for fd in [outPipe[0], outPipe[1], errPipe[0], errPipe[1], master, slave] where fd >= 0 { close(fd) }

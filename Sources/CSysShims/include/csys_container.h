@@ -92,10 +92,24 @@ typedef struct csys_container_plan {
     int tty;                   /* stdio is a terminal: new session, controlling tty */
     int stdio[3];              /* fds to become 0, 1, 2 (-1: keep the inherited one) */
     int init;                  /* pid 1 is a minimal init that forwards signals and reaps */
+    int stub_fd;               /* csys_exec_stub_open(): the command is exec'd through it */
 
     /* the child's end of the sync socket (SOCK_SEQPACKET, CLOEXEC) */
     int sync_fd;
 } csys_container_plan;
+
+/* ---- the exec stub (stub/exec_stub.c) ----
+ * A container's command is never exec'd by a copy of ctr: the last step execs the stub from a
+ * sealed memfd (CLOEXEC), which execs the command, so /proc/self/exe inside the container is
+ * never the host's ctr binary (runc CVE-2019-5736). Open one per container, before the clone. */
+int csys_exec_stub_open(csys_error *err);
+/* The path execve takes for `cmd`: itself if it has a '/', else PATH searched (execvp's way) as
+ * the calling user; out gets it. 0, or -ENOENT / -EACCES / -ENAMETOOLONG. */
+int csys_resolve_command(const char *cmd, const char *path_env, char *out, size_t outlen);
+/* Exec the stub (mode "init" with init) to exec `path` with argv/envp; sync_fd is kept open
+ * across this exec and reported to by the stub if the command's exec fails. Returns only on
+ * failure (errno). No allocation: for use after clone/fork. */
+void csys_exec_via_stub(int stub_fd, int sync_fd, int init, const char *path, const char *const *argv, const char *const *envp);
 
 /* Clone the container's first process. Returns its pid (in our pid namespace), or -1. */
 pid_t csys_container_clone(const csys_container_plan *p, csys_error *err);
@@ -143,6 +157,7 @@ typedef struct csys_exec_plan {
     int tty;
     int stdio[3];
     int sync_fd;               /* child end: error reports; the inner pid is sent first */
+    int stub_fd;               /* csys_exec_stub_open() */
 } csys_exec_plan;
 
 /* Fork a helper that joins the namespaces and forks the process (so it is in the container's
