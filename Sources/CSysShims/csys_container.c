@@ -161,16 +161,29 @@ static int attr_ro(int fd, int recursive) {
     return mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a);
 }
 
-/* Bind `source` onto the target fd (a path in the root, opened O_PATH). */
-static int bind_onto(const char *source, int target, int recursive, int readonly) {
+/* Bind `source` onto the target fd (a path in the root, opened O_PATH). nodev: device nodes
+ * under it do not open (volumes: only the container's own /dev may hold working devices). */
+static int bind_onto_nodev(const char *source, int target, int recursive, int readonly, int nodev) {
     int tree = open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
     if (tree < 0) return -1;
-    if (readonly && attr_ro(tree, recursive) < 0) { int e = errno; close(tree); errno = e; return -1; }
+    struct mount_attr a;
+    memset(&a, 0, sizeof a);
+    a.attr_set = (readonly ? MOUNT_ATTR_RDONLY : 0) | (nodev ? MOUNT_ATTR_NODEV : 0);
+    if (a.attr_set && mount_setattr(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a) < 0) {
+        int e = errno;
+        close(tree);
+        errno = e;
+        return -1;
+    }
     int rc = move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
     int e = errno;
     close(tree);
     errno = e;
     return rc;
+}
+
+static int bind_onto(const char *source, int target, int recursive, int readonly) {
+    return bind_onto_nodev(source, target, recursive, readonly, 0);
 }
 
 /* Mount a pseudo filesystem onto the target fd. */
@@ -245,7 +258,9 @@ static void mount_overlay(const csys_container_plan *p) {
     if (ok && p->userxattr) ok = fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) == 0;
     if (ok) ok = fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0;
     if (ok) {
-        int m = fsmount(fs, FSMOUNT_CLOEXEC, 0);
+        /* nodev: a device node shipped in an image does not open (as root without a user
+         * namespace it would be the host's device); the container's /dev is its own tmpfs */
+        int m = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV);
         if (m >= 0 && move_mount(m, "", AT_FDCWD, p->rootfs, MOVE_MOUNT_F_EMPTY_PATH) == 0) {
             close(m);
             close(fs);
@@ -257,7 +272,7 @@ static void mount_overlay(const csys_container_plan *p) {
     int tried_new = fs >= 0;
     if (fs >= 0) close(fs);
     /* older kernels: the whole option string at once */
-    if (mount("overlay", p->rootfs, "overlay", 0, p->overlay_data) == 0) return;
+    if (mount("overlay", p->rootfs, "overlay", MS_NODEV, p->overlay_data) == 0) return;
     if (!tried_new) e = errno;
     /* the refusals fuse-overlayfs is for: not allowed (a user namespace before 5.11), not
      * supported (no overlay module, an upper fs it cannot use), too many layers. Anything
@@ -386,9 +401,9 @@ static void setup_mounts(const csys_container_plan *p) {
             if (fs_onto("tmpfs", m->data, m->flags | (m->readonly ? MS_RDONLY : 0), t) < 0)
                 FAIL("mount", "cannot mount tmpfs on %s: %s", m->target, strerror(errno));
         } else if (m->kind == CSYS_MNT_OVERLAY) {
-            if (fs_onto("overlay", m->data, m->readonly ? MS_RDONLY : 0, t) < 0)
+            if (fs_onto("overlay", m->data, MS_NODEV | (m->readonly ? MS_RDONLY : 0), t) < 0)
                 FAIL("mount", "cannot mount the layers on %s: %s", m->target, strerror(errno));
-        } else if (bind_onto(m->source, t, m->recursive, m->readonly) < 0) {
+        } else if (bind_onto_nodev(m->source, t, m->recursive, m->readonly, 1) < 0) {
             FAIL("mount", "cannot mount %s on %s: %s", m->source, m->target, strerror(errno));
         }
         close(t);

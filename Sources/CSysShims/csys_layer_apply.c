@@ -569,6 +569,14 @@ static int apply_entry(applier *ap, struct archive_entry *e) {
     case AE_IFBLK:
     case AE_IFIFO: {
         dev_t rdev = archive_entry_rdev(e);
+        /* a plain tree is for users (ctr unpack, build outputs): a device node there works for
+         * whoever can reach it, so only its owner may open it (the store's layers are private
+         * and mounted nodev) */
+        if (a->tree == CSYS_TREE_PLAIN && ftype != AE_IFIFO && (perm & 077)) {
+            perm &= 0700;
+            if (!a->restricted_devices) snprintf(a->first_restricted, sizeof a->first_restricted, "%s", path);
+            a->restricted_devices++;
+        }
         if (remove_existing(ap, pfd, base, path, 0) < 0) return -1;
         if (mknodat(pfd, base, ftype | perm, ftype == AE_IFIFO ? 0 : rdev) < 0) {
             if (ftype != AE_IFIFO && (errno == EPERM || errno == EACCES)) {

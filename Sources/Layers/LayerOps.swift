@@ -45,6 +45,9 @@ public struct ApplyReport: Sendable {
     public var skippedDevices: Int
     public var firstSkipped: String?
     public var ignoredXattrs: Int
+    /// Device nodes of a plain tree whose group and other permissions were taken away.
+    public var restrictedDevices: Int
+    public var firstRestricted: String?
 
     /// What an apply job left in its shared `csys_apply`, or its error when it failed.
     init(_ result: csys_apply, exitCode: Int32) throws {
@@ -57,6 +60,9 @@ public struct ApplyReport: Sendable {
         skippedDevices = Int(r.skipped_devices)
         firstSkipped = skipped.isEmpty ? nil : skipped
         ignoredXattrs = Int(r.ignored_xattrs)
+        restrictedDevices = Int(r.restricted_devices)
+        let restricted = cString(&r.first_restricted)
+        firstRestricted = restricted.isEmpty ? nil : restricted
     }
 }
 

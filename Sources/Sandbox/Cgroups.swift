@@ -586,6 +586,25 @@ public struct CgroupSupport: Equatable, Sendable {
     }
 }
 
+// MARK: - Devices
+
+/// The devices a container run as root without a user namespace may open, as runc's default
+/// list: its own /dev (null, zero, full, random, urandom, tty, console, ptmx, pts), and mknod of
+/// anything (which needs CAP_MKNOD, not in the default set) but no open of what it makes.
+/// The root file system and volumes are mounted nodev as well: this is the second line.
+enum DeviceRules {
+    static let allow = ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+                        "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"]
+
+    /// cgroup v1: deny everything, then allow the list.
+    static func write(into dir: String) throws {
+        for (file, rule) in [("devices.deny", "a")] + allow.map({ ("devices.allow", $0) }) {
+            let e = CgFS.write(dir + "/" + file, rule)
+            if e != 0 { throw CgroupError("cannot restrict the container's devices (\(rule) into \(dir)/\(file)): \(CgFS.strerr(e))") }
+        }
+    }
+}
+
 // MARK: - The container's cgroup
 
 /// The cgroup(s) of one container. Made by `create`; processes join with `add(pid:)`;
@@ -613,7 +632,7 @@ public final class CgroupHandle: @unchecked Sendable {
         self.controllerDirs = controllerDirs
         var p: [String] = []
         if let v2Path { p.append(v2Path) }
-        for c in ["memory", "pids", "cpu"] {
+        for c in ["memory", "pids", "cpu", "devices"] {
             if let d = controllerDirs[c], !p.contains(d) { p.append(d) }
         }
         self.paths = p
@@ -627,8 +646,18 @@ public final class CgroupHandle: @unchecked Sendable {
 
     /// Create the container's cgroups and write `limits`. Throws a one-line `CgroupError` when a
     /// limit cannot be applied (nothing is left behind then). Empty limits: an inactive handle.
-    public static func create(name: String, limits: ResourceLimits, support: CgroupSupport = .detect()) throws -> CgroupHandle {
-        if limits.isEmpty { return CgroupHandle(name: name, limits: limits, v2Path: nil, controllerDirs: [:]) }
+    ///
+    /// `devices`: also a cgroup v1 devices cgroup with runc's default allow list, where the
+    /// hierarchy is writable (root); nothing where it is not (see `DeviceRules`).
+    public static func create(name: String, limits: ResourceLimits, devices: Bool = false,
+                              support: @autoclosure () -> CgroupSupport = .detect()) throws -> CgroupHandle {
+        if limits.isEmpty && !devices { return CgroupHandle(name: name, limits: limits, v2Path: nil, controllerDirs: [:]) }
+        let support = support()
+        if limits.isEmpty {
+            guard case .v1 = support.backend(for: "devices") else {
+                return CgroupHandle(name: name, limits: limits, v2Path: nil, controllerDirs: [:])
+            }
+        }
         guard let first = name.first, first.isASCII, first.isLetter || first.isNumber, name.count <= 128,
               name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else {
             throw CgroupError("invalid container name \"\(name)\" for a cgroup: use letters, digits, '_', '.', '-'")
@@ -649,7 +678,9 @@ public final class CgroupHandle: @unchecked Sendable {
                 v2Path = try? makeV2Cgroup(name: name, controllers: [], support: support, created: &created)
             }
             var byMount: [String: String] = [:]
-            for c in needed {
+            var v1Needed = needed
+            if devices, case .v1 = support.backend(for: "devices") { v1Needed.append("devices") }
+            for c in v1Needed {
                 guard case .v1(let m) = support.backend(for: c) else { continue }
                 if let d = byMount[m] { dirs[c] = d; continue }
                 try CgFS.mkdirIfMissing(m + "/ctr")
@@ -660,6 +691,7 @@ public final class CgroupHandle: @unchecked Sendable {
             }
             let handle = CgroupHandle(name: name, limits: limits, v2Path: v2Path, controllerDirs: dirs)
             try handle.writeLimits()
+            if let d = dirs["devices"] { try DeviceRules.write(into: d) }
             return handle
         } catch {
             for d in created.reversed() { _ = rmdir(d) }

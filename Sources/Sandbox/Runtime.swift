@@ -526,7 +526,9 @@ public struct Runtime: Sendable {
         plan.sync_fd = -1
         plan.stub_fd = -1
 
-        let cgroup: CgroupHandle? = o.limits.isEmpty ? nil : try CgroupHandle.create(name: String(id.prefix(12)), limits: o.limits)
+        // as root without a user namespace, a devices cgroup too (where cgroup v1 has one)
+        let cgroupHandle = try CgroupHandle.create(name: String(id.prefix(12)), limits: o.limits, devices: !useUserns)
+        let cgroup: CgroupHandle? = cgroupHandle.isActive ? cgroupHandle : nil
         if let cgroup {
             try Store.writeFile(path: "\(stateDir)/cgroup.json", data: try JSONEncoder().encode(cgroup.paths), sync: false)
         }

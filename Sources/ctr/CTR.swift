@@ -227,5 +227,10 @@ enum RootlessNotes {
             let first = reports.compactMap(\.firstSkipped).first ?? ""
             Out.progress("note: skipped \(skipped) device node(s) that cannot be created without privileges (first: /\(first))")
         }
+        let restricted = reports.reduce(0) { $0 + $1.restrictedDevices }
+        if restricted > 0 {
+            let first = reports.compactMap(\.firstRestricted).first ?? ""
+            Out.progress("note: \(restricted) device node(s) made mode 0600, so that only their owner can open them (first: /\(first))")
+        }
     }
 }

@@ -122,6 +122,42 @@ import Testing
         #endif
     }
 
+    /// As root, device nodes shipped in an image (or in a volume) do not open: the root and the
+    /// volumes are mounted nodev, and where cgroup v1 has a devices controller, only the
+    /// container's own /dev nodes open even with CAP_MKNOD. `ctr unpack` leaves no device node
+    /// that others may open, and says so.
+    @Test func deviceNodesOfTheImageDoNotWork() throws {
+        guard let w = try prepared(.root) else { return }
+        expectOK(try w.bash("""
+            set -e
+            mkdir -p img vol && tar -C img -xf \(TestEnv.busyboxTar) && mkdir img/mydev
+            mknod -m 0666 img/mydev/zero c 1 5 && mknod -m 0666 img/mydev/hwrng c 10 183
+            mknod -m 0666 img/mydev/loop0 b 7 0 && mknod -m 0666 img/mydev/kvm c 10 232
+            mknod -m 0666 vol/zero c 1 5
+            """))
+        expectOK(try w.ctrHome(["import", "--tag", "devices:1", "\(w.dir)/img"]))
+        // each line: NAME opened|refused (the shell's redirection opens it)
+        let probe = "for d in /mydev/zero /mydev/hwrng /mydev/loop0 /mydev/kvm /vol/zero; do (exec 3<$d) 2>/dev/null && echo \"$d opened\" || echo \"$d refused\"; done; (exec 3</dev/zero) && echo own-dev-ok"
+        let r = try w.ctrHome(["run", "--rm", "--network", "none", "-v", "\(w.dir)/vol:/vol", "devices:1", "sh", "-c", probe])
+        #expect(r.lines == ["/mydev/zero refused", "/mydev/hwrng refused", "/mydev/loop0 refused", "/mydev/kvm refused",
+                            "/vol/zero refused", "own-dev-ok"], "\(r)")
+        // a node made inside with CAP_MKNOD, on the container's own /dev: the devices cgroup
+        if access("/sys/fs/cgroup/devices/devices.allow", W_OK) == 0 {
+            let mk = try w.ctrHome(["run", "--rm", "--network", "none", "--cap-add", "MKNOD", "devices:1", "sh", "-c",
+                                    "mknod /dev/l0 b 7 0 && mknod /dev/z2 c 1 5 && ((exec 3</dev/l0) 2>/dev/null && echo loop-opened || echo loop-refused); (exec 3</dev/z2) && echo zero-ok"])
+            #expect(mk.lines == ["loop-refused", "zero-ok"], "\(mk)")
+        } else {
+            print("skip the devices cgroup check: no writable cgroup v1 devices hierarchy here")
+        }
+        let out = try w.ctrHome(["unpack", "devices:1", "\(w.dir)/out"])
+        expectOK(out)
+        #expect(out.stderr.contains("4 device node(s) made mode 0600"), "\(out)")
+        for n in ["zero", "hwrng", "loop0", "kvm"] {
+            let st = w.stat("\(w.dir)/out/rootfs/mydev/\(n)")
+            #expect(st != nil && st!.st_mode & 0o077 == 0, "\(n): \(String(st?.st_mode ?? 0, radix: 8))")
+        }
+    }
+
     /// An exec into a container started with --init (its pid 1 is ctr's init) works rootless too.
     @Test(arguments: modes)
     func execIntoAnInitContainer(_ who: Who) throws {

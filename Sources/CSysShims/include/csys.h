@@ -83,6 +83,8 @@ typedef struct csys_apply {
     uint64_t entries;
     uint64_t skipped_devices;  /* device nodes that could not be created (rootless) */
     char first_skipped[256];
+    uint64_t restricted_devices; /* CSYS_TREE_PLAIN: device nodes made 0600 (root's unpack) */
+    char first_restricted[256];
     uint64_t ignored_xattrs;   /* xattrs the kernel refused (EPERM/ENOTSUP) */
     csys_error error;
 } csys_apply;
