@@ -522,3 +522,120 @@ int csys_fd_readlink(int fd, char *buf, size_t len) {
 long csys_fgetxattr(int fd, const char *name, void *value, size_t size) {
     return (long)fgetxattr(fd, name, value, size);
 }
+
+/* ---------------------------------------------------------------- stdio relays */
+
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#ifndef PIPEFS_MAGIC
+#define PIPEFS_MAGIC 0x50495045
+#endif
+
+int csys_stdio_passable(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) return 0;
+    if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3) return 1; /* /dev/null */
+    if (isatty(fd)) return 1;
+    if (S_ISFIFO(st.st_mode)) {
+        /* an anonymous pipe; a named FIFO is a file of the host's (its mode can be changed) */
+        struct statfs sf;
+        return fstatfs(fd, &sf) == 0 && sf.f_type == PIPEFS_MAGIC;
+    }
+    return 0;
+}
+
+struct csys_relay {
+    pthread_t thread;
+    int from, to, close_from, close_to;
+    int cancel[2];
+};
+
+static void *relay_main(void *arg) {
+    csys_relay *r = arg;
+    /* a reader that went away is an EPIPE here, not a SIGPIPE for ctr */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+    char buf[65536];
+    int draining = 0;
+    for (;;) {
+        if (!draining) {
+            struct pollfd p[2] = {{r->from, POLLIN, 0}, {r->cancel[0], POLLIN, 0}};
+            int n = poll(p, 2, -1);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                break;
+            }
+            if (p[1].revents) {
+                char c = 's';
+                (void)!read(r->cancel[0], &c, 1);
+                if (c != 'd') break;
+                /* what is in the pipe now, then stop (a process left running may hold it) */
+                draining = 1;
+                fcntl(r->from, F_SETFL, fcntl(r->from, F_GETFL) | O_NONBLOCK);
+                continue;
+            }
+            if (!p[0].revents) continue;
+        }
+        ssize_t got = read(r->from, buf, sizeof buf);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0 && errno == EAGAIN && !draining) continue;
+        if (got <= 0) break;
+        ssize_t off = 0;
+        while (off < got) {
+            ssize_t w = write(r->to, buf + off, (size_t)(got - off));
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && errno == EAGAIN) {
+                struct pollfd o = {r->to, POLLOUT, 0};
+                poll(&o, 1, 100);
+                continue;
+            }
+            if (w <= 0) goto done;
+            off += w;
+        }
+    }
+done:
+    /* closing the container's end tells it: EOF on its stdin, EPIPE on its output */
+    if (r->close_from) { close(r->from); r->from = -1; }
+    if (r->close_to) { close(r->to); r->to = -1; }
+    return NULL;
+}
+
+csys_relay *csys_relay_start(int from, int to, int close_from, int close_to, csys_error *err) {
+    csys_relay *r = calloc(1, sizeof *r);
+    if (!r) {
+        csys_set_error(err, ENOMEM, "relay", "out of memory");
+        return NULL;
+    }
+    r->from = from;
+    r->to = to;
+    r->close_from = close_from;
+    r->close_to = close_to;
+    if (pipe2(r->cancel, O_CLOEXEC) < 0) {
+        csys_set_error(err, errno, "relay", "cannot make a pipe: %s", strerror(errno));
+        free(r);
+        return NULL;
+    }
+    int e = pthread_create(&r->thread, NULL, relay_main, r);
+    if (e != 0) {
+        csys_set_error(err, e, "relay", "cannot start a thread: %s", strerror(e));
+        close(r->cancel[0]);
+        close(r->cancel[1]);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void csys_relay_finish(csys_relay *r, int drain) {
+    if (!r) return;
+    (void)!write(r->cancel[1], drain ? "d" : "s", 1);
+    pthread_join(r->thread, NULL);
+    if (r->close_from && r->from >= 0) close(r->from);
+    if (r->close_to && r->to >= 0) close(r->to);
+    close(r->cancel[0]);
+    close(r->cancel[1]);
+    free(r);
+}

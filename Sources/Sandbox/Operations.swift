@@ -146,15 +146,17 @@ extension Runtime {
         plan.seccomp_len = bpf.count
         plan.tty = tty ? 1 : 0
         var master: Int32 = -1, slave: Int32 = -1
+        var null: Int32 = -1
+        var relay: StdioRelay?
         if tty {
             var err = csys_error()
             if csys_openpty(&master, &slave, isatty(0) != 0 ? 0 : -1, &err) != 0 { throw SysError(err) }
             plan.stdio = (slave, slave, slave)
-        } else if !interactive {
-            let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            plan.stdio = (null, -1, -1)
         } else {
-            plan.stdio = (-1, -1, -1)
+            if !interactive { null = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+            // a file of the host given as stdio goes through a pipe ctr copies
+            relay = try StdioRelay((null, -1, -1))
+            plan.stdio = relay!.child
         }
         var sv: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
@@ -169,8 +171,15 @@ extension Runtime {
         close(stub)
         close(sv[1])
         if slave >= 0 { close(slave) }
-        if !tty && !interactive && plan.stdio.0 >= 0 { close(plan.stdio.0) }
-        if helper < 0 { close(sv[0]); throw SysError(err) }
+        if null >= 0 { close(null) }
+        if helper < 0 { relay?.finish(); close(sv[0]); throw SysError(err) }
+        do { try relay?.start() } catch {
+            Glibc.kill(helper, SIGKILL)
+            _ = csys_wait_status(helper)
+            relay?.finish()
+            close(sv[0])
+            throw error
+        }
         // first report: the inner pid (or an error)
         var e = csys_error()
         let n = read(sv[0], &e, MemoryLayout<csys_error>.size)
@@ -185,12 +194,14 @@ extension Runtime {
                 if n2 == MemoryLayout<csys_error>.size {
                     close(sv[0])
                     _ = csys_wait_status(helper)
+                    relay?.finish()
                     let se = SysError(e2)
                     throw ContainerError(se.message, exitCode: se.stage == "exec" ? (se.errno == EACCES ? 126 : 127) : 125)
                 }
             } else {
                 close(sv[0])
                 _ = csys_wait_status(helper)
+                relay?.finish()
                 throw ContainerError(SysError(e).message)
             }
         }
@@ -203,6 +214,7 @@ extension Runtime {
             close(master)
         }
         let code = csys_wait_status(helper)
+        relay?.finish()
         csys_signals_forward_to(0, -1)
         return code
     }

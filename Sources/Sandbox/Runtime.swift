@@ -645,13 +645,20 @@ public struct Runtime: Sendable {
         if o.detach { return try runDetached(&p, sv: sv, o) }
 
         var master: Int32 = -1, slave: Int32 = -1
+        var null: Int32 = -1
+        var relay: StdioRelay?
         if o.tty {
             var err = csys_error()
             if csys_openpty(&master, &slave, isatty(0) != 0 ? 0 : -1, &err) != 0 { throw SysError(err) }
             p.plan.stdio = (slave, slave, slave)
-        } else if !o.interactive {
-            let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            p.plan.stdio = (null, o.stdoutFD ?? -1, o.stderrFD ?? -1)
+        } else {
+            if !o.interactive {
+                null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                p.plan.stdio = (null, o.stdoutFD ?? -1, o.stderrFD ?? -1)
+            }
+            // a file of the host given as stdio goes through a pipe ctr copies
+            relay = try StdioRelay(p.plan.stdio)
+            p.plan.stdio = relay!.child
         }
         p.plan.pdeathsig = SIGKILL
         var err = csys_error()
@@ -661,11 +668,20 @@ public struct Runtime: Sendable {
         close(stub)
         close(sv[1])
         if slave >= 0 { close(slave) }
-        if p.plan.stdio.0 >= 0 && !o.tty { close(p.plan.stdio.0) }
+        if null >= 0 { close(null) }
         if pid < 0 {
+            relay?.finish()
             close(sv[0])
             try? remove(p.record)
             throw ContainerError(SysError(err).message)
+        }
+        do { try relay?.start() } catch {
+            Glibc.kill(pid, SIGKILL)
+            _ = csys_wait_status(pid)
+            relay?.finish()
+            close(sv[0])
+            try? remove(p.record)
+            throw error
         }
         var record = p.record
         record.pid = pid
@@ -680,6 +696,7 @@ public struct Runtime: Sendable {
         } catch {
             Glibc.kill(pid, SIGKILL)
             _ = csys_wait_status(pid)
+            relay?.finish()
             csys_signals_forward_to(0, -1)
             close(sv[0])
             try? p.cgroup?.remove()
@@ -696,6 +713,7 @@ public struct Runtime: Sendable {
             close(master)
         }
         let code = csys_wait_status(pid)
+        relay?.finish()
         Trace.point("exited")
         if let d = p.fuseDaemon { FuseOverlay.reap(d) }
         csys_signals_forward_to(0, -1)

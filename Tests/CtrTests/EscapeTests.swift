@@ -158,6 +158,36 @@ import Testing
         }
     }
 
+    /// A file of the host given as stdio (`ctr run … >> out.txt`, `< in.txt`) is not the
+    /// container's: it gets pipes that ctr copies, so it can neither read what the file held
+    /// before through /proc/self/fd nor chmod it. Through run and exec.
+    @Test(arguments: modes)
+    func hostFilesGivenAsStdioStayTheHosts(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        expectOK(try w.ctrHome(["import", "--tag", "busybox:local", TestEnv.busyboxTar]))
+        let ctr = "HOME=\(w.home) XDG_RUNTIME_DIR=\(w.dir)/run CTR_ROOT=\(w.store) \(TestEnv.binary)"
+        // what the container tries: reopen its stdout and stdin (read the earlier content, write,
+        // chmod), then print normally
+        let attack = "exec 3< /proc/$$/fd/1; timeout 1 sed -n 1p <&3 >&2; exec 3<&-; chmod 0666 /proc/self/fd/1 /proc/self/fd/0; echo OVERWRITE > /proc/self/fd/0; cat; echo done"
+        let r = try w.bash("""
+            printf 'secret-before\n' > out.txt && printf 'input\n' > in.txt && chmod 0600 out.txt in.txt
+            \(ctr) run --rm --network none -i busybox:local sh -c '\(attack)' >> out.txt < in.txt 2> err.txt
+            echo "status $?"
+            stat -c '%a' out.txt in.txt; cat in.txt; grep -c secret out.txt err.txt; tail -1 out.txt
+            """)
+        // (what it wrote to its stdin went into its own pipe, not into in.txt)
+        #expect(r.lines == ["status 0", "600", "600", "input", "out.txt:1", "err.txt:0", "done"], "\(r)")
+        // exec: the same for a process started in a running container
+        expectOK(try w.ctrHome(["run", "-d", "--name", "stdio", "--network", "none", "busybox:local", "sleep", "60"]))
+        let e = try w.bash("""
+            printf 'secret-before\n' > exec.txt && chmod 0600 exec.txt
+            \(ctr) exec stdio sh -c 'exec 3< /proc/$$/fd/1; timeout 1 sed -n 1p <&3 >&2; exec 3<&-; chmod 0666 /proc/self/fd/1; echo done' >> exec.txt 2> err2.txt
+            echo "status $?"; stat -c '%a' exec.txt; cat exec.txt; grep -c secret err2.txt
+            """)
+        #expect(e.lines == ["status 0", "600", "secret-before", "done", "0"], "\(e)")
+        expectOK(try w.ctrHome(["rm", "-f", "stdio"]))
+    }
+
     /// An exec into a container started with --init (its pid 1 is ctr's init) works rootless too.
     @Test(arguments: modes)
     func execIntoAnInitContainer(_ who: Who) throws {

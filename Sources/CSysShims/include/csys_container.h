@@ -175,6 +175,20 @@ int csys_tty_relay(int master, int in, int out);
 /* Copy the window size of `from` to `to`. */
 void csys_tty_copy_size(int from, int to);
 
+/* ---- stdio: never a host file in the container ----
+ * A container given a file of the host as stdin/stdout/stderr (`ctr run … >> out.txt`) could
+ * reopen it through /proc/self/fd/N (read what was there before, write elsewhere in it) and
+ * chmod it. Only /dev/null, a terminal and an anonymous pipe are passed as they are; anything
+ * else goes through a pipe that ctr copies (as podman through conmon). */
+int csys_stdio_passable(int fd);
+typedef struct csys_relay csys_relay;
+/* A thread copying from → to until EOF, a write error or csys_relay_finish(drain 0); at the end
+ * it closes what it was told to (the container's pipe end: EOF on its stdin, EPIPE on its output). */
+csys_relay *csys_relay_start(int from, int to, int close_from, int close_to, csys_error *err);
+/* drain: copy what the source holds now (output, once the container's process exited: a
+ * process it left running may keep the pipe open), then stop; else stop now (input). Frees r. */
+void csys_relay_finish(csys_relay *r, int drain);
+
 /* ---- signals ---- */
 /* Block the signals ctr forwards (INT TERM HUP QUIT USR1 USR2 WINCH) in this thread (call
  * before any other thread exists) and start a thread that handles them: forwarded to the
