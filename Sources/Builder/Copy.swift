@@ -367,9 +367,9 @@ extension BuildRun {
     /// ADD https://…: the body (bounded to 1 GiB in memory), the file name from the URL and
     /// the Last-Modified time when the server gives one.
     func download(_ url: String, checksum: Digest?, _ inst: Instruction) throws -> (Data, String, Int64?) {
-        let client = HTTPClient()
         let resp: HTTPResponse
         do {
+            let client = try HTTPClient()
             resp = try client.perform(HTTPRequest(url: url), tls: TLSSettings(), sink: BodySink(maxMemory: 1 << 30))
         } catch {
             throw fail(inst, "ADD \(url): \(error)")

@@ -286,8 +286,11 @@ typedef struct csys_http_request {
     size_t ca_pem_len;
     const char *client_cert;         /* PEM files, or NULL */
     const char *client_key;
-    long connect_timeout_s;
-    long stall_timeout_s;            /* abort when no byte arrives for this long */
+    long connect_timeout_ms;         /* connecting (TCP and TLS) may take this long */
+    long stall_ms;                   /* give up when no byte arrives or leaves for this long (0: never) */
+    int64_t give_up_at_ms;           /* and at this CLOCK_MONOTONIC time (ms; 0: never), unless body
+                                      * bytes move: each moves it to idle_ms after that byte */
+    long idle_ms;
     int follow_redirects;
     /* the body of a 2xx response: */
     size_t max_body;                 /* keep up to this many bytes in memory (0: keep none) */
@@ -311,6 +314,8 @@ typedef struct csys_http_response {
     int write_failed;                /* writing to out_fd1/out_fd2 failed (errno in os_errno) */
     int os_errno;
     int curl_code;                   /* 0 = the exchange completed (look at status) */
+    int stalled;                     /* given up by stall_ms or give_up_at_ms */
+    int64_t last_data_ms;            /* CLOCK_MONOTONIC ms of the last body byte received or sent (0: none) */
     char error[512];
 } csys_http_response;
 
@@ -319,6 +324,8 @@ void csys_http_response_free(csys_http_response *resp);
 /* classification of a curl failure: 1 resolve, 2 connect refused/unreachable, 3 TLS
  * certificate, 4 other TLS, 5 timeout/stall, 6 connection cut/reset, 0 other */
 int csys_http_error_kind(int curl_code);
+/* CLOCK_MONOTONIC in milliseconds (the clock of give_up_at_ms and last_data_ms). */
+int64_t csys_monotonic_ms(void);
 
 /* With on = 1, from now on the first SIGINT, SIGTERM or SIGHUP (an ignored one stays ignored, as under
  * nohup) only notes the signal (csys_signals_init's thread receives them): transfers see it and
