@@ -223,6 +223,20 @@ int csys_lsetxattr(const char *path, const char *name, const void *value, size_t
 void csys_set_error(csys_error *e, int err, const char *stage, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* ---------- a view of a directory (the build context for RUN --mount=type=bind) ---------- */
+
+/* Put entry `rel` of src_root at the same path under dst_root (its parent must be there).
+ * Both sides are resolved beneath their roots with no symlink followed (openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS). A directory is made 0700 (csys_view_finish_dir
+ * gives it its mode once its contents are in), a symlink is made with the same target, a
+ * regular file is hard-linked — or copied (content, mode, times; owned by the caller) when
+ * `copy` is set or the kernel refuses the link (another filesystem, protected_hardlinks).
+ * As root the view keeps the source's owners. Other file types are refused. 0, or -1. */
+int csys_view_add(int src_root, int dst_root, const char *rel, int copy, csys_error *err);
+/* Give a directory of the view (rel "" : dst_root itself, opened O_RDONLY) its source's
+ * mode and times. 0, or -1 with err set. */
+int csys_view_finish_dir(int src_root, int dst_root, const char *rel, csys_error *err);
+
 /* ---------- plain tar archives of files (image archives: oci-archive, docker-archive) ---------- */
 
 typedef struct csys_tar_writer csys_tar_writer;
