@@ -278,9 +278,9 @@ public final class RegistryClient: @unchecked Sendable {
         var lastError: RegistryError?
         for scheme in schemes {
             let url = "\(scheme)://\(host)/v2/"
-            let timing = patience("GET").timing
+            let timing = HTTPTiming(connect: min(20, idleLimit), stall: idleLimit)
             do {
-                let resp = try pool.with { try $0.perform(HTTPRequest(url: url), tls: endpoint.tls, timing: HTTPTiming(connect: timing.connect, stall: idleLimit)) }
+                let resp = try pool.with { try $0.perform(HTTPRequest(url: url), tls: endpoint.tls, timing: timing) }
                 if resp.status == 404 {
                     throw RegistryError("\(host) does not look like a registry (GET /v2/ answered 404)")
                 }
