@@ -171,6 +171,8 @@ final class BuildRun {
     var stepStart = Date()
     let cacheDir: String
     let tmpRoot: String
+    /// The context as RUN --mount=type=bind sees it, once a mount needed it (ContextView.swift).
+    var contextViewDir: String?
     /// Reads stage files this user may not (rootless, files of subordinate ids).
     lazy var opener: PrivilegedOpener? = {
         if case .mapped = b.store.ops.mapping { return PrivilegedOpener(mapping: b.store.ops.mapping) }
@@ -214,6 +216,9 @@ final class BuildRun {
     func execute() throws -> BuildResult {
         try FileManager.default.createDirectory(atPath: cacheDir, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: tmpRoot, withIntermediateDirectories: true)
+        // the build's scratch (the context's view, scratch layers of rw mounts with files of
+        // subordinate ids) goes at the end, whether the build worked or not
+        defer { _ = try? b.store.ops.removeTree(tmpRoot) }
         // global ARGs (before the first FROM) and the predefined platform ones
         let p = o.platform, host = Platform.current
         var predefined = ["TARGETPLATFORM": p.description, "TARGETOS": p.os, "TARGETARCH": p.architecture,
@@ -273,7 +278,6 @@ final class BuildRun {
         }
         let final = states[targetIndex]!
         let (manifestDesc, imageID) = try commit(final)
-        try? FileManager.default.removeItem(atPath: tmpRoot)
         let unused = Set(o.buildArgs.keys).subtracting(usedBuildArgs).subtracting(Dockerfile.platformArgNames)
             .subtracting(Dockerfile.proxyArgNames)
         if !unused.isEmpty {
@@ -866,26 +870,44 @@ final class BuildRun {
                 if dirs.isEmpty { dirs = [tree.dirs[0]] }
                 return RunMount(kind: .layers(dirs, scratch: rw ? try scratchDir() : nil), target: t, cacheKey: "bindfrom \(identity) \(r) \(t) \(rw)")
             }
-            let src = IgnorePatterns.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst()
+            let src = String(IgnorePatterns.clean("/" + (f["source"] ?? f["src"] ?? "")).dropFirst())
             let tree = LayeredTree(plain: context)
-            guard let r = tree.resolve(String(src)), let e = tree.lookup(r) else {
-                throw fail(inst, "RUN --mount=\(spec): \(src.isEmpty ? "." : String(src)) is not in the build context")
+            guard let r = tree.resolve(src), let e = tree.lookup(r) else {
+                throw fail(inst, "RUN --mount=\(spec): \(src.isEmpty ? "." : src) is not in the build context")
+            }
+            // what .dockerignore excludes is not in the context (BuildKit): no mount shows it
+            if excludedFromContext(r, isDir: e.isDir) || (src != r && excludedFromContext(src, isDir: e.isDir)) {
+                throw fail(inst, "RUN --mount=\(spec): \(src) is not in the build context (.dockerignore excludes it)")
             }
             // the bound content is part of the step's identity
             var entries: [FileEntry] = []
-            if e.isDir { try walk(tree, r, into: "", fromContext: true, chown: nil, chmod: nil, &entries) }
+            var hidden = false
+            if e.isDir { try walk(tree, r, into: "", fromContext: true, chown: nil, chmod: nil, &entries, excluded: { _ in hidden = true }) }
             else { entries.append(try entry(e, in: tree, path: r, fromContext: true, chown: nil, chmod: nil)) }
             var h = ""
             for x in entries { if case .file(let p) = x.kind { h += "\(x.path) \(try fileDigest(p))\n" } else { h += "\(x.path)\n" } }
+            // a step that ran before with excluded files in sight (ctr before the view) is not
+            // reused: its layer may hold them
+            if hidden { h += "filtered\n" }
+            // a directory holding excluded files (or, for rw, files of ids the build cannot
+            // give) is mounted from the context's view
+            var source = e.hostPath
+            if e.isDir {
+                do {
+                    source = try contextMountSource(r, e, entries: entries, hidden: hidden || ignore.isExcluded(r), rw: rw)
+                } catch {
+                    throw fail(inst, "RUN --mount=\(spec): \(error)")
+                }
+            }
             // rw (as in BuildKit): the step may write, and what it writes is dropped; the
             // context itself is never written
             if rw {
-                if e.isDir { return RunMount(kind: .layers([e.hostPath], scratch: try scratchDir()), target: t, cacheKey: "bind \(t) \(sha(h)) rw") }
+                if e.isDir { return RunMount(kind: .layers([source], scratch: try scratchDir()), target: t, cacheKey: "bind \(t) \(sha(h)) rw") }
                 let copy = "\(try scratchDir())/\((r as NSString).lastPathComponent)"
                 try FileManager.default.copyItem(atPath: e.hostPath, toPath: copy)
                 return RunMount(kind: .bind(copy, readonly: false), target: t, cacheKey: "bind \(t) \(sha(h)) rw")
             }
-            return RunMount(kind: .bind(e.hostPath, readonly: true), target: t, cacheKey: "bind \(t) \(sha(h))")
+            return RunMount(kind: .bind(source, readonly: true), target: t, cacheKey: "bind \(t) \(sha(h))")
         case "secret":
             guard let id = f["id"] ?? target.map({ ($0 as NSString).lastPathComponent }) else {
                 throw fail(inst, "RUN --mount=\(spec): a secret needs an id")

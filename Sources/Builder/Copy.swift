@@ -239,11 +239,14 @@ extension BuildRun {
     }
 
     /// A directory's contents (not the directory itself), recursively, symlinks kept as links.
+    /// From the context, what .dockerignore excludes is left out (this walk is what decides what
+    /// the context holds, for COPY and RUN --mount alike); `excluded` hears of each path left out.
     func walk(_ tree: LayeredTree, _ rel: String, into dest: String, fromContext: Bool, chown: (Int64, Int64)?, chmod: UInt32?,
-              _ out: inout [FileEntry]) throws {
+              _ out: inout [FileEntry], excluded: (String) -> Void = { _ in }) throws {
         for n in tree.list(rel) {
             let src = rel.isEmpty ? n : rel + "/" + n
             if fromContext && ignore.isExcluded(src) {
+                excluded(src)
                 if !ignore.hasExceptions || !ignore.mayContainIncluded(dir: src) { continue }
             }
             guard let e = tree.lookup(src) else { continue }
@@ -252,7 +255,7 @@ extension BuildRun {
                 if !(fromContext && ignore.isExcluded(src)) {
                     out.append(try entry(e, in: tree, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
                 }
-                try walk(tree, src, into: target, fromContext: fromContext, chown: chown, chmod: chmod, &out)
+                try walk(tree, src, into: target, fromContext: fromContext, chown: chown, chmod: chmod, &out, excluded: excluded)
             } else {
                 if fromContext && ignore.isExcluded(src) { continue }
                 out.append(try entry(e, in: tree, path: target, fromContext: fromContext, chown: chown, chmod: chmod))
@@ -367,9 +370,9 @@ extension BuildRun {
     /// ADD https://…: the body (bounded to 1 GiB in memory), the file name from the URL and
     /// the Last-Modified time when the server gives one.
     func download(_ url: String, checksum: Digest?, _ inst: Instruction) throws -> (Data, String, Int64?) {
-        let client = HTTPClient()
         let resp: HTTPResponse
         do {
+            let client = try HTTPClient()
             resp = try client.perform(HTTPRequest(url: url), tls: TLSSettings(), sink: BodySink(maxMemory: 1 << 30))
         } catch {
             throw fail(inst, "ADD \(url): \(error)")

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 struct csys_http {
@@ -43,7 +44,24 @@ typedef struct ctx {
     int status_known;
     long status;
     uint64_t skip;
+    int64_t last_activity_ms;   /* the last byte of any kind (headers too), or the start */
+    int64_t give_up_at_ms;
+    curl_off_t seen_dl, seen_ul;
 } ctx;
+
+int64_t csys_monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* body bytes moved: the request is making progress */
+static void moved(ctx *c) {
+    int64_t now = csys_monotonic_ms();
+    c->last_activity_ms = now;
+    c->resp->last_data_ms = now;
+    if (c->give_up_at_ms) c->give_up_at_ms = now + c->req->idle_ms;
+}
 
 static int grow(unsigned char **buf, size_t *cap, size_t need) {
     if (need <= *cap) return 0;
@@ -59,6 +77,7 @@ static int grow(unsigned char **buf, size_t *cap, size_t need) {
 static size_t on_header(char *data, size_t size, size_t n, void *userp) {
     ctx *c = userp;
     size_t len = size * n;
+    c->last_activity_ms = csys_monotonic_ms();
     if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         c->hlen = 0; /* a new response (after a redirect or 100 Continue) */
         c->status_known = 0;
@@ -82,6 +101,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
         c->skip = (r->resume_from && c->status == 200) ? r->resume_from : 0;
     }
     if (c->status < 200 || c->status >= 300) {
+        c->last_activity_ms = csys_monotonic_ms();
         /* an error document: keep the start of it for the message */
         size_t keep = resp->body_len < 65536 ? 65536 - resp->body_len : 0;
         if (keep > len) keep = len;
@@ -120,6 +140,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
     if (r->out_fd2 >= 0 && csys_write_all(r->out_fd2, data, len) < 0) goto wfail;
     if (r->hash) csys_sha256_update(r->hash, data, len);
     resp->received += len;
+    moved(c);
     if (r->progress) __atomic_store_n(r->progress, resp->received + r->resume_from, __ATOMIC_RELAXED);
     return consumed;
 wfail:
@@ -128,11 +149,24 @@ wfail:
     return 0;
 }
 
-/* curl calls this about once a second even while nothing arrives: a stop signal ends the
- * transfer (CURLE_ABORTED_BY_CALLBACK) */
+/* curl calls this about once a second even while nothing arrives: a stop signal, or a
+ * request that has gone quiet for too long, ends the transfer (CURLE_ABORTED_BY_CALLBACK) */
 static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
-    (void)userp; (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
-    return csys_stop_signal() ? 1 : 0;
+    (void)dltotal; (void)ultotal;
+    ctx *c = userp;
+    if (csys_stop_signal()) return 1;
+    int64_t now = csys_monotonic_ms();
+    if (dlnow != c->seen_dl || ulnow != c->seen_ul) {
+        c->seen_dl = dlnow;
+        c->seen_ul = ulnow;
+        c->last_activity_ms = now;
+    }
+    const csys_http_request *r = c->req;
+    if ((r->stall_ms > 0 && now - c->last_activity_ms >= r->stall_ms) || (c->give_up_at_ms && now >= c->give_up_at_ms)) {
+        c->resp->stalled = 1;
+        return 1;
+    }
+    return 0;
 }
 
 static size_t on_read(char *buf, size_t size, size_t n, void *userp) {
@@ -148,6 +182,7 @@ static size_t on_read(char *buf, size_t size, size_t n, void *userp) {
             if (got < 0 && errno == EINTR) continue;
             if (got <= 0) return CURL_READFUNC_ABORT;
             c->sent += (uint64_t)got;
+            moved(c);
             if (r->progress) __atomic_store_n(r->progress, c->sent, __ATOMIC_RELAXED);
             return (size_t)got;
         }
@@ -156,6 +191,7 @@ static size_t on_read(char *buf, size_t size, size_t n, void *userp) {
     if (want > left) want = left;
     memcpy(buf, (const char *)r->body + c->sent, want);
     c->sent += want;
+    if (want) moved(c);
     return want;
 }
 
@@ -166,6 +202,8 @@ int csys_http_perform(csys_http *h, const csys_http_request *r, csys_http_respon
     c.h = h;
     c.req = r;
     c.resp = resp;
+    c.last_activity_ms = csys_monotonic_ms();
+    c.give_up_at_ms = r->give_up_at_ms;
     CURL *cu = h->curl;
     curl_easy_reset(cu);
     curl_easy_setopt(cu, CURLOPT_URL, r->url);
@@ -177,14 +215,11 @@ int csys_http_perform(csys_http *h, const csys_http_request *r, csys_http_respon
     curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(cu, CURLOPT_WRITEDATA, &c);
     curl_easy_setopt(cu, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(cu, CURLOPT_XFERINFODATA, &c);
     curl_easy_setopt(cu, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(cu, CURLOPT_FOLLOWLOCATION, r->follow_redirects ? 1L : 0L);
     curl_easy_setopt(cu, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt(cu, CURLOPT_CONNECTTIMEOUT, r->connect_timeout_s > 0 ? r->connect_timeout_s : 30L);
-    if (r->stall_timeout_s > 0) {
-        curl_easy_setopt(cu, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(cu, CURLOPT_LOW_SPEED_TIME, r->stall_timeout_s);
-    }
+    curl_easy_setopt(cu, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms > 0 ? r->connect_timeout_ms : 30000L);
     curl_easy_setopt(cu, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(cu, CURLOPT_SSL_VERIFYPEER, r->verify_tls ? 1L : 0L);
     curl_easy_setopt(cu, CURLOPT_SSL_VERIFYHOST, r->verify_tls ? 2L : 0L);
@@ -231,6 +266,9 @@ int csys_http_perform(csys_http *h, const csys_http_request *r, csys_http_respon
     if (rc == CURLE_WRITE_ERROR && (resp->too_large || resp->write_failed)) {
         /* our own stop: the caller looks at too_large / write_failed */
     }
+    if (rc == CURLE_ABORTED_BY_CALLBACK && resp->stalled)
+        snprintf(resp->error, sizeof resp->error, "nothing received for %.1f s",
+                 (double)(csys_monotonic_ms() - c.last_activity_ms) / 1000.0);
     if (rc != CURLE_OK && !resp->error[0]) snprintf(resp->error, sizeof resp->error, "%s", curl_easy_strerror(rc));
     return rc == CURLE_OK ? 0 : -1;
 }

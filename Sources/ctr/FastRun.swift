@@ -92,7 +92,7 @@ enum FastRun {
             var o = p.options
             o.limits = try ResourceLimits.parse(memory: p.memory, memorySwap: p.memorySwap, pidsLimit: p.pidsLimit, cpus: p.cpus)
             try Run.execute(o, store: try GlobalOptions.store(root: p.root), pull: p.pull, platform: p.platform,
-                            registry: { RegistryOptions() })
+                            registry: { RegistryOptions.cli() })
             exit(0)
         } catch {
             CTR.exit(after: error)

@@ -24,6 +24,7 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
     init(verb: String) {
         self.verb = verb
         tty = isatty(2) != 0 && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+        Self.current.set(self)
         if tty {
             let t = Thread { [weak self] in
                 while let s = self, s.isRunning {
@@ -65,6 +66,12 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
             line = state
         }
         guard let line else { return }
+        put(line)
+    }
+
+    /// A line above the item lines (a terminal's next redraw puts them back below it).
+    /// Called with the lock held.
+    private func put(_ line: String) {
         if tty && drawn > 0 {
             // above the item lines, which the next redraw puts back below it
             Out.write(2, Data("\u{1B}[\(drawn)A\u{1B}[J\(line)\n".utf8))
@@ -124,6 +131,34 @@ final class ProgressView: TransferProgress, @unchecked Sendable {
         running = false
         lock.unlock()
         if tty && wasRunning { redraw(final: true) }
+        Self.current.clear(self)
+    }
+
+    /// The view drawing now, if any: notes go above its lines.
+    private static let current = Current()
+
+    private final class Current: @unchecked Sendable {
+        private let lock = NSLock()
+        private weak var view: ProgressView?
+        func set(_ v: ProgressView) { lock.lock(); view = v; lock.unlock() }
+        func clear(_ v: ProgressView) { lock.lock(); if view === v { view = nil }; lock.unlock() }
+        func get() -> ProgressView? { lock.lock(); defer { lock.unlock() }; return view }
+    }
+
+    /// A warning line from a transfer ("waiting", "retrying"): above the running view's item
+    /// lines on a terminal, else a plain line.
+    static func note(_ text: String) {
+        let line = "warning: " + text
+        if let v = current.get() {
+            v.lock.lock()
+            if v.running {
+                v.put(line)
+                v.lock.unlock()
+                return
+            }
+            v.lock.unlock()
+        }
+        Out.write(2, Data((line + "\n").utf8))
     }
 
     static func size(_ b: Int64) -> String {

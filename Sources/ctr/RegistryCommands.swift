@@ -25,7 +25,16 @@ struct RegistryFlags: ParsableArguments {
             guard let u = parts.first, !u.isEmpty else { throw ValidationError("--creds needs user[:password]") }
             c = Credentials(username: u, password: parts.count > 1 ? parts[1] : "", identityToken: nil)
         }
-        return RegistryOptions(tlsVerify: tlsVerify, certDir: certDir, authFile: authFile, credentials: c)
+        return RegistryOptions.cli(tlsVerify: tlsVerify, certDir: certDir, authFile: authFile, credentials: c)
+    }
+}
+
+extension RegistryOptions {
+    /// Options whose clients' notes ("waiting", "retrying") go to stderr.
+    static func cli(tlsVerify: Bool? = nil, certDir: String? = nil, authFile: String? = nil, credentials: Credentials? = nil) -> RegistryOptions {
+        var o = RegistryOptions(tlsVerify: tlsVerify, certDir: certDir, authFile: authFile, credentials: credentials)
+        o.notice = { ProgressView.note($0) }
+        return o
     }
 }
 

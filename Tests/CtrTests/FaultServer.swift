@@ -16,6 +16,12 @@ final class FaultServer: @unchecked Sendable {
         case cut(status: Int, headers: [String: String], body: Data, after: Int)
         /// Send the first `bytes` of body, wait `seconds`, then send the rest: a slow transfer.
         case pause(status: Int, headers: [String: String], body: Data, after: Int, seconds: Double)
+        /// A stalled server: send the headers and the first `after` bytes of body (status nil:
+        /// nothing at all), then hold the connection open, sending nothing, until the client
+        /// goes away.
+        case stall(status: Int?, headers: [String: String], body: Data, after: Int)
+        /// Slow but moving: the body in `chunks` pieces, `interval` seconds apart.
+        case trickle(status: Int, headers: [String: String], body: Data, chunks: Int, interval: Double)
     }
 
     let port: Int
@@ -117,6 +123,35 @@ final class FaultServer: @unchecked Sendable {
                 guard send(fd, status: status, headers: h, body: b, count: after, length: b.count) else { return }
                 Thread.sleep(forTimeInterval: seconds)
                 if !write(fd, b.subdata(in: after..<b.count)) { return }
+            case .stall(let status, let h, let b, let after):
+                if let status { _ = send(fd, status: status, headers: h, body: b, count: after, length: b.count) }
+                holdUntilClosed(fd)
+                return
+            case .trickle(let status, let h, let b, let chunks, let interval):
+                let piece = max(1, (b.count + chunks - 1) / max(chunks, 1))
+                guard send(fd, status: status, headers: h, body: b, count: min(piece, b.count), length: b.count) else { return }
+                var off = min(piece, b.count)
+                while off < b.count {
+                    Thread.sleep(forTimeInterval: interval)
+                    let end = min(off + piece, b.count)
+                    if !write(fd, b.subdata(in: off..<end)) { return }
+                    off = end
+                }
+            }
+        }
+    }
+
+    /// Send nothing and wait until the client closes the connection (at most five minutes).
+    private func holdUntilClosed(_ fd: Int32) {
+        let end = Date().addingTimeInterval(300)
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while Date() < end {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let n = poll(&p, 1, 200)
+            if n < 0 && errno != EINTR { return }
+            if n > 0 {
+                // a closed connection reads as 0 (or fails); anything else is ignored
+                if read(fd, &scratch, scratch.count) <= 0 { return }
             }
         }
     }

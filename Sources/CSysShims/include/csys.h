@@ -225,6 +225,20 @@ int csys_lsetxattr(const char *path, const char *name, const void *value, size_t
 void csys_set_error(csys_error *e, int err, const char *stage, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* ---------- a view of a directory (the build context for RUN --mount=type=bind) ---------- */
+
+/* Put entry `rel` of src_root at the same path under dst_root (its parent must be there).
+ * Both sides are resolved beneath their roots with no symlink followed (openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS). A directory is made 0700 (csys_view_finish_dir
+ * gives it its mode once its contents are in), a symlink is made with the same target, a
+ * regular file is hard-linked — or copied (content, mode, times; owned by the caller) when
+ * `copy` is set or the kernel refuses the link (another filesystem, protected_hardlinks).
+ * As root the view keeps the source's owners. Other file types are refused. 0, or -1. */
+int csys_view_add(int src_root, int dst_root, const char *rel, int copy, csys_error *err);
+/* Give a directory of the view (rel "" : dst_root itself, opened O_RDONLY) its source's
+ * mode and times. 0, or -1 with err set. */
+int csys_view_finish_dir(int src_root, int dst_root, const char *rel, csys_error *err);
+
 /* ---------- plain tar archives of files (image archives: oci-archive, docker-archive) ---------- */
 
 typedef struct csys_tar_writer csys_tar_writer;
@@ -288,8 +302,11 @@ typedef struct csys_http_request {
     size_t ca_pem_len;
     const char *client_cert;         /* PEM files, or NULL */
     const char *client_key;
-    long connect_timeout_s;
-    long stall_timeout_s;            /* abort when no byte arrives for this long */
+    long connect_timeout_ms;         /* connecting (TCP and TLS) may take this long */
+    long stall_ms;                   /* give up when no byte arrives or leaves for this long (0: never) */
+    int64_t give_up_at_ms;           /* and at this CLOCK_MONOTONIC time (ms; 0: never), unless body
+                                      * bytes move: each moves it to idle_ms after that byte */
+    long idle_ms;
     int follow_redirects;
     /* the body of a 2xx response: */
     size_t max_body;                 /* keep up to this many bytes in memory (0: keep none) */
@@ -313,6 +330,8 @@ typedef struct csys_http_response {
     int write_failed;                /* writing to out_fd1/out_fd2 failed (errno in os_errno) */
     int os_errno;
     int curl_code;                   /* 0 = the exchange completed (look at status) */
+    int stalled;                     /* given up by stall_ms or give_up_at_ms */
+    int64_t last_data_ms;            /* CLOCK_MONOTONIC ms of the last body byte received or sent (0: none) */
     char error[512];
 } csys_http_response;
 
@@ -321,6 +340,8 @@ void csys_http_response_free(csys_http_response *resp);
 /* classification of a curl failure: 1 resolve, 2 connect refused/unreachable, 3 TLS
  * certificate, 4 other TLS, 5 timeout/stall, 6 connection cut/reset, 0 other */
 int csys_http_error_kind(int curl_code);
+/* CLOCK_MONOTONIC in milliseconds (the clock of give_up_at_ms and last_data_ms). */
+int64_t csys_monotonic_ms(void);
 
 /* With on = 1, from now on the first SIGINT, SIGTERM or SIGHUP (an ignored one stays ignored, as under
  * nohup) only notes the signal (csys_signals_init's thread receives them): transfers see it and

@@ -54,9 +54,32 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
     public let kind: Kind
     public let detail: String
     public let received: UInt64
+    /// Given up because nothing moved for as long as `HTTPTiming` allows.
+    public var stalled = false
+    /// When body bytes last moved (`monotonicSeconds`), if any did.
+    public var lastData: Double?
     public var description: String { detail }
     public var transient: Bool { kind == .timeout || kind == .cut }
 }
+
+/// How long one exchange may wait. An exchange is given up when nothing arrives or leaves for
+/// `stall` seconds, or at `giveUpAt` (a `monotonicSeconds` time) unless body bytes moved: then
+/// `idle` seconds after the last of them. A slow transfer that keeps moving is never cut.
+public struct HTTPTiming: Sendable {
+    public var connect: Double = 20
+    public var stall: Double = 60
+    public var giveUpAt: Double?
+    public var idle: Double = 0
+    public init(connect: Double = 20, stall: Double = 60, giveUpAt: Double? = nil, idle: Double = 0) {
+        self.connect = connect
+        self.stall = stall
+        self.giveUpAt = giveUpAt
+        self.idle = idle
+    }
+}
+
+/// CLOCK_MONOTONIC in seconds: the clock of `HTTPTiming.giveUpAt` and `TransportError.lastData`.
+public func monotonicSeconds() -> Double { Double(csys_monotonic_ms()) / 1000 }
 
 /// TLS settings for one registry.
 public struct TLSSettings: Sendable {
@@ -75,19 +98,19 @@ public struct TLSSettings: Sendable {
 /// One libcurl handle: use from one thread at a time; connections are kept alive.
 public final class HTTPClient: @unchecked Sendable {
     let handle: OpaquePointer
-    public var stallTimeout = 60
-    public var connectTimeout = 20
 
-    public init() {
+    /// Fails when libcurl cannot be loaded (the error says which library is missing).
+    public init() throws(TransportError) {
         var loadErr = csys_error()
-        if csys_load_curl(&loadErr) != 0 { FileHandle.standardError.write(Data("Error: \(SysError(loadErr).message)\n".utf8)); exit(125) }
-        guard let h = csys_http_new() else { fatalError("libcurl initialisation failed") }
+        if csys_load_curl(&loadErr) != 0 { throw TransportError(kind: .other, detail: SysError(loadErr).message, received: 0) }
+        guard let h = csys_http_new() else { throw TransportError(kind: .other, detail: "libcurl initialisation failed", received: 0) }
         handle = h
     }
 
     deinit { csys_http_free(handle) }
 
-    public func perform(_ req: HTTPRequest, tls: TLSSettings, sink: BodySink = BodySink(maxMemory: 1 << 20)) throws(TransportError) -> HTTPResponse {
+    public func perform(_ req: HTTPRequest, tls: TLSSettings, sink: BodySink = BodySink(maxMemory: 1 << 20),
+                        timing: HTTPTiming = HTTPTiming()) throws(TransportError) -> HTTPResponse {
         var fileFD: Int32 = -1
         if case .file(let path, let offset, _) = req.body {
             fileFD = open(path, O_RDONLY | O_CLOEXEC)
@@ -120,8 +143,10 @@ public final class HTTPClient: @unchecked Sendable {
                                     r.ca_pem_len = caLen
                                     r.client_cert = cert
                                     r.client_key = key
-                                    r.connect_timeout_s = connectTimeout
-                                    r.stall_timeout_s = stallTimeout
+                                    r.connect_timeout_ms = max(Int(timing.connect * 1000), 1)
+                                    r.stall_ms = max(Int(timing.stall * 1000), 1)
+                                    r.give_up_at_ms = timing.giveUpAt.map { Int64($0 * 1000) } ?? 0
+                                    r.idle_ms = Int(timing.idle * 1000)
                                     r.follow_redirects = req.followRedirects ? 1 : 0
                                     r.max_body = sink.maxMemory
                                     r.out_fd1 = sink.fds.count > 0 ? sink.fds[0] : -1
@@ -158,7 +183,10 @@ public final class HTTPClient: @unchecked Sendable {
             default: kind = .other
             }
             if errorText.isEmpty { errorText = "transfer failed (curl \(resp.curl_code))" }
-            throw TransportError(kind: kind, detail: errorText, received: resp.received)
+            var e = TransportError(kind: resp.stalled != 0 ? .timeout : kind, detail: errorText, received: resp.received)
+            e.stalled = resp.stalled != 0
+            e.lastData = resp.last_data_ms > 0 ? Double(resp.last_data_ms) / 1000 : nil
+            throw e
         }
         var headers: [String: String] = [:]
         var challenges: [String] = []
@@ -197,10 +225,11 @@ public final class HTTPPool: @unchecked Sendable {
     private let lock = NSLock()
     public init() {}
 
-    public func with<T>(_ body: (HTTPClient) throws -> T) rethrows -> T {
+    public func with<T>(_ body: (HTTPClient) throws -> T) throws -> T {
         lock.lock()
-        let c = free.popLast() ?? HTTPClient()
+        let reused = free.popLast()
         lock.unlock()
+        let c = try reused ?? HTTPClient()
         defer { lock.lock(); free.append(c); lock.unlock() }
         return try body(c)
     }

@@ -13,6 +13,8 @@ public struct RegistryOptions: Sendable {
     public var credentials: Credentials?
     public var environment: [String: String]
     public var home: String
+    /// Where a client's "waiting" and "retrying" notes go (nil: nowhere).
+    public var notice: (@Sendable (String) -> Void)?
 
     public init(tlsVerify: Bool? = nil, certDir: String? = nil, authFile: String? = nil, credentials: Credentials? = nil,
                 environment: [String: String] = ProcessInfo.processInfo.environment, home: String? = nil) {
@@ -36,11 +38,14 @@ public struct RegistryOptions: Sendable {
 public final class RegistryAccess: @unchecked Sendable {
     public let options: RegistryOptions
     public let conf: RegistriesConf
+    /// CTR_REGISTRY_TIMEOUT: seconds a request may go without progress, its retries included.
+    public let idleLimit: Double
     private var clients: [String: RegistryClient] = [:]
     private let lock = NSLock()
 
     public init(_ options: RegistryOptions = RegistryOptions()) throws {
         self.options = options
+        idleLimit = try RegistryClient.idleLimit(from: options.environment)
         do {
             conf = try RegistriesConf.loadDefault(environment: options.environment, home: options.home)
         } catch let e as RegistriesConfError {
@@ -92,6 +97,8 @@ public final class RegistryAccess: @unchecked Sendable {
             endpoint.missingHelper = { AuthFile.missingHelper(for: registry, env: env) }
         }
         let client = RegistryClient(endpoint)
+        client.idleLimit = idleLimit
+        client.notice = options.notice
         lock.lock()
         defer { lock.unlock() }
         if let c = clients[registry] { return c }

@@ -113,12 +113,83 @@ public final class RegistryClient: @unchecked Sendable {
     /// Seconds to wait before retry n (0-based); tests shorten it.
     public var backoff: (Int) -> Double = { n in min(0.5 * pow(2, Double(n)), 8) }
     public var maxAttempts = 5
+    /// How long a request may go without a byte of progress before it is given up, in
+    /// seconds; its retries share it (`CTR_REGISTRY_TIMEOUT`, 30 by default, as podman).
+    public var idleLimit = RegistryClient.defaultIdleLimit
+    /// Where "waiting" and "retrying" notes go (the CLI prints them on stderr).
+    public var notice: (@Sendable (String) -> Void)?
+
+    public static let defaultIdleLimit: Double = 30
+
+    /// `CTR_REGISTRY_TIMEOUT` (seconds) from an environment, if it is a positive number.
+    public static func idleLimit(from environment: [String: String]) throws -> Double {
+        guard let v = environment["CTR_REGISTRY_TIMEOUT"], !v.isEmpty else { return defaultIdleLimit }
+        guard let d = Double(v), d > 0, d.isFinite else {
+            throw RegistryError("CTR_REGISTRY_TIMEOUT=\(v): expected a number of seconds greater than 0")
+        }
+        return d
+    }
 
     public init(_ endpoint: RegistryEndpoint) {
         self.endpoint = endpoint
     }
 
     var host: String { endpoint.host }
+
+    // MARK: patience
+
+    /// One request's patience: it gives up when nothing moved for `idleLimit` seconds, counted
+    /// across its retries. GET and HEAD retry a connection that went quiet for half of that
+    /// on a new one; other requests wait the whole of it (a registry may take a while to
+    /// commit a big upload).
+    struct Patience {
+        let limit: Double
+        let idempotent: Bool
+        var lastProgress = monotonicSeconds()
+
+        var remaining: Double { lastProgress + limit - monotonicSeconds() }
+
+        mutating func noteProgress(_ at: Double?) {
+            if let at, at > lastProgress { lastProgress = at }
+        }
+
+        var timing: HTTPTiming {
+            let left = max(remaining, 0.05)
+            let stall = idempotent ? max(limit / 2, 1) : limit
+            return HTTPTiming(connect: min(20, left), stall: min(stall, left), giveUpAt: lastProgress + limit, idle: limit)
+        }
+    }
+
+    func patience(_ method: String) -> Patience {
+        Patience(limit: idleLimit, idempotent: method == "GET" || method == "HEAD")
+    }
+
+    static func seconds(_ s: Double) -> String {
+        s == s.rounded() && s < 1e6 ? "\(Int(s)) s" : String(format: "%.1f s", s)
+    }
+
+    /// The error of a request that went without progress for the whole of its patience.
+    func stalledError(_ doing: String, received: UInt64 = 0, of total: Int64? = nil) -> RegistryError {
+        let got = total.map { ", \(received) of \($0) bytes in" } ?? ""
+        return RegistryError("\(endpoint.registry): nothing received for \(Self.seconds(idleLimit)) (\(doing)\(got)); gave up (CTR_REGISTRY_TIMEOUT sets how long to wait)")
+    }
+
+    /// After a transient transport failure: say so and wait before the next attempt, or throw
+    /// when the attempts or the patience are used up.
+    func retryAfter(_ e: TransportError, attempt: inout Int, patience: inout Patience, timing: HTTPTiming, url: String,
+                    doing: String, received: UInt64 = 0, of total: Int64? = nil) throws {
+        patience.noteProgress(e.lastData)
+        let left = patience.remaining
+        if e.transient && attempt + 1 < maxAttempts && left > 0.05 {
+            let why = e.stalled ? "nothing received for \(Self.seconds(timing.stall))" : e.detail
+            notice?("\(endpoint.registry): \(why) (\(doing)); retrying; giving up after \(Self.seconds(idleLimit)) without progress")
+            try pause(min(backoff(attempt), left))
+            attempt += 1
+            return
+        }
+        if e.stalled || (e.transient && left <= 0.05) { throw stalledError(doing, received: received, of: total) }
+        throw transportError(e, url: url)
+    }
 
     // MARK: errors
 
@@ -207,8 +278,9 @@ public final class RegistryClient: @unchecked Sendable {
         var lastError: RegistryError?
         for scheme in schemes {
             let url = "\(scheme)://\(host)/v2/"
+            let timing = HTTPTiming(connect: min(20, idleLimit), stall: idleLimit)
             do {
-                let resp = try pool.with { try $0.perform(HTTPRequest(url: url), tls: endpoint.tls) }
+                let resp = try pool.with { try $0.perform(HTTPRequest(url: url), tls: endpoint.tls, timing: timing) }
                 if resp.status == 404 {
                     throw RegistryError("\(host) does not look like a registry (GET /v2/ answered 404)")
                 }
@@ -219,6 +291,7 @@ public final class RegistryClient: @unchecked Sendable {
                 lock.unlock()
                 return
             } catch let e as TransportError {
+                if e.stalled { throw stalledError("GET \(url)") }
                 lastError = transportError(e, url: url)
                 // a TLS failure or refusal on https: try plain http when allowed
                 continue
@@ -267,8 +340,9 @@ public final class RegistryClient: @unchecked Sendable {
         }
         let resp: HTTPResponse
         do {
-            resp = try pool.with { try $0.perform(HTTPRequest(url: url, headers: headers), tls: endpoint.tls) }
+            resp = try pool.with { try $0.perform(HTTPRequest(url: url, headers: headers), tls: endpoint.tls, timing: patience("GET").timing) }
         } catch let e as TransportError {
+            if e.stalled { throw stalledError("getting a token from \(realm)") }
             throw transportError(e, url: url)
         }
         guard (200..<300).contains(resp.status) else {
@@ -303,6 +377,19 @@ public final class RegistryClient: @unchecked Sendable {
         return backoff(attempt)
     }
 
+    /// A 5xx or 429 answer: say so and wait for the next attempt (true), or false when the
+    /// attempts are used up or the wait would outlast the request's patience (the registry's
+    /// error is then the answer).
+    func retryStatus(_ resp: HTTPResponse, attempt: inout Int, patience: Patience, doing: String) throws -> Bool {
+        guard Self.isTransientStatus(resp.status) && attempt + 1 < maxAttempts else { return false }
+        let delay = retryDelay(resp, attempt: attempt)
+        guard delay < patience.remaining else { return false }
+        notice?("\(endpoint.registry): \(Self.describe(resp).0) (\(doing)); retrying in \(Self.seconds(delay))")
+        try pause(delay)
+        attempt += 1
+        return true
+    }
+
     /// Send a request to a path (or absolute URL) under the registry, authenticated for the
     /// scopes, retrying transient failures. Returns any response with a status below 400, or
     /// 404 when `allow404`; other statuses throw the registry's error.
@@ -313,20 +400,19 @@ public final class RegistryClient: @unchecked Sendable {
         let url = pathOrURL.hasPrefix("http://") || pathOrURL.hasPrefix("https://") ? pathOrURL : base + pathOrURL
         var refreshed = false
         var attempt = 0
+        var patience = patience(method)
         while true {
+            if attempt > 0 && patience.remaining <= 0.05 { throw stalledError(doing) }
             var req = HTTPRequest(method: method, url: url, headers: headers, body: body)
             req.followRedirects = followRedirects
             if let auth = try authorization(scopes: scopes) { req.headers["Authorization"] = auth }
             let resp: HTTPResponse
+            let timing = patience.timing
             do {
-                resp = try pool.with { try $0.perform(req, tls: endpoint.tls, sink: sink) }
+                resp = try pool.with { try $0.perform(req, tls: endpoint.tls, sink: sink, timing: timing) }
             } catch let e as TransportError {
-                if e.transient && attempt + 1 < maxAttempts {
-                    try pause(backoff(attempt))
-                    attempt += 1
-                    continue
-                }
-                throw transportError(e, url: url)
+                try retryAfter(e, attempt: &attempt, patience: &patience, timing: timing, url: url, doing: doing)
+                continue
             }
             if resp.status == 401 && !refreshed {
                 refreshed = true
@@ -336,11 +422,7 @@ public final class RegistryClient: @unchecked Sendable {
                 lock.unlock()
                 continue
             }
-            if Self.isTransientStatus(resp.status) && attempt + 1 < maxAttempts {
-                try pause(retryDelay(resp, attempt: attempt))
-                attempt += 1
-                continue
-            }
+            if try retryStatus(resp, attempt: &attempt, patience: patience, doing: doing) { continue }
             if resp.status < 400 || (allow404 && resp.status == 404) { return resp }
             throw statusError(resp, doing: doing)
         }
@@ -420,14 +502,18 @@ public final class RegistryClient: @unchecked Sendable {
         var received: UInt64 = offset
         var attempt = 0
         var refreshed = false
+        var patience = patience("GET")
         let url = base + "/v2/\(repo)/blobs/\(d.digest)"
+        let doing = "getting blob \(d.digest)"
         while true {
+            if attempt > 0 && patience.remaining <= 0.05 { throw stalledError(doing, received: received, of: d.size) }
             var req = HTTPRequest(url: url)
             if let auth = try authorization(scopes: [pullScope(repo)]) { req.headers["Authorization"] = auth }
-            let result: Result<HTTPResponse, TransportError> = pool.with { client in
+            let timing = patience.timing
+            let result: Result<HTTPResponse, TransportError> = try pool.with { client in
                 Result { () throws(TransportError) -> HTTPResponse in
                     try client.performResumable(req, tls: endpoint.tls, fds: fds, hasher: verifyDigest ? hasher : nil, progress: progress,
-                                                resumeFrom: received, limit: UInt64(d.size))
+                                                resumeFrom: received, limit: UInt64(d.size), timing: timing)
                 }
             }
             switch result {
@@ -436,12 +522,8 @@ public final class RegistryClient: @unchecked Sendable {
                     throw RegistryError("\(endpoint.registry): blob \(d.digest) is larger than its descriptor says (\(d.size) bytes)")
                 }
                 received += e.received
-                if e.transient && attempt + 1 < maxAttempts {
-                    try pause(backoff(attempt))
-                    attempt += 1
-                    continue
-                }
-                throw transportError(e, url: url)
+                try retryAfter(e, attempt: &attempt, patience: &patience, timing: timing, url: url, doing: doing, received: received, of: d.size)
+                continue
             case .success(let resp):
                 if resp.status == 401 && !refreshed {
                     refreshed = true
@@ -449,15 +531,13 @@ public final class RegistryClient: @unchecked Sendable {
                     lock.lock(); tokens.removeAll(); lock.unlock()
                     continue
                 }
-                if Self.isTransientStatus(resp.status) && attempt + 1 < maxAttempts {
-                    try pause(retryDelay(resp, attempt: attempt))
-                    attempt += 1
-                    continue
-                }
-                if resp.status >= 400 { throw statusError(resp, doing: "getting blob \(d.digest)") }
+                if try retryStatus(resp, attempt: &attempt, patience: patience, doing: doing) { continue }
+                if resp.status >= 400 { throw statusError(resp, doing: doing) }
                 received += resp.received
                 if received < UInt64(d.size) && attempt + 1 < maxAttempts {
                     // the body ended early without an error: resume
+                    if resp.received > 0 { patience.noteProgress(monotonicSeconds()) }
+                    notice?("\(endpoint.registry): blob \(d.digest) ended after \(received) of \(d.size) bytes; resuming")
                     attempt += 1
                     continue
                 }
@@ -479,10 +559,11 @@ public final class RegistryClient: @unchecked Sendable {
 extension HTTPClient {
     /// A GET whose 2xx body goes to fds and the hasher, continuing from `resumeFrom`.
     func performResumable(_ req: HTTPRequest, tls: TLSSettings, fds: [Int32], hasher: OpaquePointer?,
-                          progress: UnsafeMutablePointer<UInt64>?, resumeFrom: UInt64, limit: UInt64) throws(TransportError) -> HTTPResponse {
+                          progress: UnsafeMutablePointer<UInt64>?, resumeFrom: UInt64, limit: UInt64,
+                          timing: HTTPTiming) throws(TransportError) -> HTTPResponse {
         var sink = BodySink(maxMemory: 0, fds: fds, hasher: hasher, progress: progress)
         sink.resumeFrom = resumeFrom
         sink.limit = limit
-        return try perform(req, tls: tls, sink: sink)
+        return try perform(req, tls: tls, sink: sink, timing: timing)
     }
 }
