@@ -145,7 +145,9 @@ public final class Builder {
         do { df = try Dockerfile.parse(text, file: displayName) } catch { throw BuildError(error.description) }
 
         let run = BuildRun(builder: self, o: o, df: df, file: displayName, dockerfilePath: dfPath, context: context)
-        return try run.execute()
+        // every layer of the build is unreferenced until the image is named (or the cache
+        // records it): prune waits for the build, not the other way round
+        return try store.writing { try run.execute() }
     }
 }
 

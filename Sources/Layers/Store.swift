@@ -80,8 +80,39 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Writers hold the gc lock shared, so prune (exclusive) never removes what they are adding.
+    /// Nested calls (and `holdForWriting`) in one process share one lock.
     public func writing<T>(_ body: () throws -> T) throws -> T {
-        try withLock("gc.lock", .shared, body)
+        let hold = try holdForWriting()
+        defer { hold.release() }
+        return try body()
+    }
+
+    /// Hold the gc lock shared until `release()` (or the hold's end): for a writer whose blobs
+    /// and layers stay unreferenced across several steps (a build until its image is named,
+    /// a run until its container's record names the image). Holds of one process on one store
+    /// share a single lock, so nesting never waits on a prune that is waiting for this process.
+    public func holdForWriting() throws -> WriteHold {
+        try GCHolds.acquire(root)
+        return WriteHold(root: root)
+    }
+
+    /// A shared hold of the gc lock (see `holdForWriting`).
+    public final class WriteHold: @unchecked Sendable {
+        let root: String
+        private var held = true
+        private let lock = NSLock()
+
+        init(root: String) { self.root = root }
+
+        public func release() {
+            lock.lock()
+            defer { lock.unlock() }
+            guard held else { return }
+            held = false
+            GCHolds.release(root)
+        }
+
+        deinit { release() }
     }
 
     // MARK: blobs
@@ -327,9 +358,21 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Remove every blob and unpacked layer that no named image references, and anything
-    /// a crashed writer left in ingest/ or layers/.tmp-*.
-    public func prune() throws -> PruneReport {
-        try withLock("gc.lock", .exclusive) {
+    /// a crashed writer left in ingest/ or layers/.tmp-*. Writers hold the gc lock shared while
+    /// what they add is unreferenced; prune waits for them (`waiting` is called first when it
+    /// has to).
+    public func prune(waiting: (() -> Void)? = nil) throws -> PruneReport {
+        if GCHolds.isHeld(root) {
+            throw StoreError("prune: this process is writing to the store \(root) (it would wait for itself)")
+        }
+        let fd = try valueOrErrno("lock", "cannot open \(root)/gc.lock") { open("\(root)/gc.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard Glibc.errno == EWOULDBLOCK else { throw SysError.errno("lock", "cannot lock \(root)/gc.lock") }
+            waiting?()
+            try valueOrErrno("lock", "cannot lock \(root)/gc.lock") { flock(fd, LOCK_EX) }
+        }
+        return try {
             var keepBlobs = Set<Digest>()
             var keepLayers = Set<Digest>()
             func mark(_ desc: Descriptor) {
@@ -383,7 +426,7 @@ public final class Store: @unchecked Sendable {
                 report.layers += 1
             }
             return report
-        }
+        }()
     }
 
     // MARK: files
@@ -427,5 +470,46 @@ public final class Store: @unchecked Sendable {
         let dir = (path as NSString).deletingLastPathComponent
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+}
+
+/// The gc locks this process holds shared, one per store: a count of holds and the locked fd.
+/// A nested hold only counts, so it never queues behind a prune that waits for this process.
+enum GCHolds {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var held: [String: (fd: Int32, count: Int)] = [:]
+
+    static func acquire(_ root: String) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if var h = held[root] {
+            h.count += 1
+            held[root] = h
+            return
+        }
+        let fd = try valueOrErrno("lock", "cannot open \(root)/gc.lock") { open("\(root)/gc.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        do {
+            try valueOrErrno("lock", "cannot lock \(root)/gc.lock") { flock(fd, LOCK_SH) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        held[root] = (fd, 1)
+    }
+
+    static func release(_ root: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard var h = held[root] else { return }
+        h.count -= 1
+        if h.count > 0 { held[root] = h; return }
+        close(h.fd)
+        held[root] = nil
+    }
+
+    static func isHeld(_ root: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return held[root] != nil
     }
 }

@@ -40,6 +40,10 @@ struct Build: ParsableCommand {
     func run() throws {
         if push && tags.isEmpty { throw CLIError("--push needs a name to push to: -t REGISTRY/REPO:TAG") }
         let store = try global.store()
+        // the whole build (stdin spooled into ingest/, --image-archive loads, the build, its
+        // outputs) holds the gc lock shared: prune waits until it is done
+        let hold = try store.holdForWriting()
+        defer { hold.release() }
         // stdin: a Dockerfile (-f -) or the context (-), as docker build takes them; scratch
         // files and dirs of this command go when it ends
         var scratch: [String] = []
