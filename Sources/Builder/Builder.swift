@@ -392,10 +392,7 @@ final class BuildRun {
     }
 
     func setEnv(_ state: inout ImageState, _ k: String, _ v: String) {
-        var env = state.config.config?.env ?? []
-        env.removeAll { $0.hasPrefix("\(k)=") || $0 == k }
-        env.append("\(k)=\(v)")
-        state.config.config?.env = env
+        state.config.config?.setEnv(k, v)
     }
 
     func commandArgs(_ c: Command, _ state: ImageState) -> [String] {
