@@ -316,7 +316,9 @@ public final class Store: @unchecked Sendable {
             return (tmp, report)
         } catch let e as SysError {
             _ = try? ops.removeTree(tmp)
-            throw LayerError("layer \(layer.digest): \(e.message)")
+            // a full disk names where the layer was going, not only the file in it
+            let full = e.errno == ENOSPC || e.errno == EDQUOT
+            throw LayerError("layer \(layer.digest): \(e.message)\(full ? " (unpacking into the store at \(root))" : "")")
         } catch {
             _ = try? ops.removeTree(tmp)
             throw error

@@ -378,9 +378,20 @@ struct Load: ParsableCommand {
         }
         defer { if let tmp { unlink(tmp) } }
         let showProgress = !quiet && isatty(2) != 0
-        let (images, reports) = try ImageArchive.load(path!, into: store, progress: showProgress ? { Out.progress($0) } : nil)
+        let before = try store.images()
+        let loaded = try ImageArchive.load(path!, into: store, progress: showProgress ? { Out.progress($0) } : nil)
+        let images = loaded.images
         RootlessNotes.mapping(store.ops.mapping)
-        RootlessNotes.reports(reports)
+        RootlessNotes.reports(loaded.reports)
+        for n in loaded.notes { Out.progress("note: \(n)") }
+        // a name that pointed at another image moves to the loaded one: said, as docker says it
+        for i in images {
+            for n in i.names {
+                guard let old = before.first(where: { $0.name == n }), old.descriptor.digest != i.descriptor.digest else { continue }
+                let oldID = (try? store.imageID(old))?.string ?? old.descriptor.digest.string
+                Out.progress("note: \(n.familiar) named image \(oldID); it names the loaded image \(i.manifest.config.digest) now")
+            }
+        }
         for i in images {
             if i.names.isEmpty {
                 Out.line("Loaded image ID: \(i.manifest.config.digest.string)")
