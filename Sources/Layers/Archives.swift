@@ -427,7 +427,12 @@ public final class DockerArchiveSource: ImageSource {
             let mdata = try CanonicalJSON.encode(manifest)
             let mdesc = Descriptor(mediaType: .ociManifest, digest: Digest.sha256(mdata), size: Int64(mdata.count))
             synthesized[mdesc.digest] = mdata
-            let names = (entry.RepoTags ?? []).compactMap { try? Reference(parsing: $0) }
+            // a tag that is not a name refuses the archive, as an OCI ref.name does
+            let names = try (entry.RepoTags ?? []).map { t in
+                do throws(ReferenceError) { return try Reference(parsing: t) } catch {
+                    throw TransferError("\(label): manifest.json names \(entry.Config) \"\(t)\", which is not an image name (\(error.reason))")
+                }
+            }
             images.append(SourceImage(names: names, descriptor: mdesc))
         }
     }

@@ -82,6 +82,11 @@ import Testing
                 for m in more { #expect(r.stderr.contains(m), "\(m): \(r)") }
             }
         }
+        // a docker-archive whose RepoTags holds a path, not a name
+        expectOK(try w.ctrHome(["save", "--format", "docker-archive", "-o", "\(w.dir)/d.tar", "busybox:local"]))
+        expectOK(try w.bash("mkdir d && tar -C d -xf d.tar && sed -i 's,\"busybox:local\",\"../../evil:1\",' d/manifest.json && tar -C d -cf d2.tar ."))
+        let d = try w.ctrHome(["load", "-i", "\(w.dir)/d2.tar"])
+        expectOneLineError(d, mentions: "\"../../evil:1\"")
         #expect(w.storeSnapshot() == before, "nothing was stored")
         // the untouched layout still loads
         expectOK(try w.ctrHome(["load", "-i", "\(w.dir)/good"]))
