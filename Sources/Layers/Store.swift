@@ -374,61 +374,64 @@ public final class Store: @unchecked Sendable {
             waiting?()
             try valueOrErrno("lock", "cannot lock \(root)/gc.lock") { flock(fd, LOCK_EX) }
         }
-        return try {
-            var keepBlobs = Set<Digest>()
-            var keepLayers = Set<Digest>()
-            func mark(_ desc: Descriptor) {
-                guard keepBlobs.insert(desc.digest).inserted else { return }
-                guard let data = try? readBlob(desc.digest) else { return }
-                if desc.mediaType.isIndex, let idx = try? CanonicalJSON.decode(Index.self, from: data, what: "index") {
-                    idx.manifests.forEach(mark)
-                } else if let m = try? CanonicalJSON.decode(Manifest.self, from: data, what: "manifest") {
-                    keepBlobs.insert(m.config.digest)
-                    m.layers.forEach { keepBlobs.insert($0.digest) }
-                    if let cfg = try? config(m) { cfg.rootfs.diffIDs.forEach { keepLayers.insert($0) } }
-                }
-            }
-            try images().forEach { mark($0.descriptor) }
-            // images that containers run on (ROOT/containers/ID/manifest), named or not
-            for id in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/containers")) ?? [] {
-                guard let s = try? String(contentsOfFile: "\(root)/containers/\(id)/manifest", encoding: .utf8),
-                      let d = try? Digest(parsing: s.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
-                mark(Descriptor(mediaType: .ociManifest, digest: d, size: 0))
-            }
+        return try sweep()
+    }
 
-            var report = PruneReport()
-            let fm = FileManager.default
-            for name in (try? fm.contentsOfDirectory(atPath: "\(root)/ingest")) ?? [] {
-                var freed: UInt64 = 0
-                var err = csys_error()
-                let dfd = open("\(root)/ingest", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                if dfd >= 0 {
-                    _ = csys_rmtree_count(dfd, name, &freed, &err)
-                    close(dfd)
-                }
-                report.bytes += Int64(freed)
-                report.partial += 1
+    /// Under the exclusive gc lock: mark from the index and the containers, sweep the rest.
+    private func sweep() throws -> PruneReport {
+        var keepBlobs = Set<Digest>()
+        var keepLayers = Set<Digest>()
+        func mark(_ desc: Descriptor) {
+            guard keepBlobs.insert(desc.digest).inserted else { return }
+            guard let data = try? readBlob(desc.digest) else { return }
+            if desc.mediaType.isIndex, let idx = try? CanonicalJSON.decode(Index.self, from: data, what: "index") {
+                idx.manifests.forEach(mark)
+            } else if let m = try? CanonicalJSON.decode(Manifest.self, from: data, what: "manifest") {
+                keepBlobs.insert(m.config.digest)
+                m.layers.forEach { keepBlobs.insert($0.digest) }
+                if let cfg = try? config(m) { cfg.rootfs.diffIDs.forEach { keepLayers.insert($0) } }
             }
-            for name in (try? fm.contentsOfDirectory(atPath: "\(root)/blobs/sha256")) ?? [] {
-                guard let d = try? Digest(parsing: "sha256:\(name)"), keepBlobs.contains(d) else {
-                    let p = "\(root)/blobs/sha256/\(name)"
-                    report.bytes += Self.fileSize(p)
-                    unlink(p)
-                    report.blobs += 1
-                    continue
-                }
+        }
+        try images().forEach { mark($0.descriptor) }
+        // images that containers run on (ROOT/containers/ID/manifest), named or not
+        for id in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/containers")) ?? [] {
+            guard let s = try? String(contentsOfFile: "\(root)/containers/\(id)/manifest", encoding: .utf8),
+                  let d = try? Digest(parsing: s.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
+            mark(Descriptor(mediaType: .ociManifest, digest: d, size: 0))
+        }
+
+        var report = PruneReport()
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: "\(root)/ingest")) ?? [] {
+            var freed: UInt64 = 0
+            var err = csys_error()
+            let dfd = open("\(root)/ingest", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if dfd >= 0 {
+                _ = csys_rmtree_count(dfd, name, &freed, &err)
+                close(dfd)
             }
-            for name in (try? fm.contentsOfDirectory(atPath: "\(root)/layers")) ?? [] where name.hasPrefix(".tmp-") {
-                report.bytes += try ops.removeTree("\(root)/layers/\(name)")
-                report.partial += 1
+            report.bytes += Int64(freed)
+            report.partial += 1
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: "\(root)/blobs/sha256")) ?? [] {
+            guard let d = try? Digest(parsing: "sha256:\(name)"), keepBlobs.contains(d) else {
+                let p = "\(root)/blobs/sha256/\(name)"
+                report.bytes += Self.fileSize(p)
+                unlink(p)
+                report.blobs += 1
+                continue
             }
-            for name in (try? fm.contentsOfDirectory(atPath: "\(root)/layers/sha256")) ?? [] {
-                if let d = try? Digest(parsing: "sha256:\(name)"), keepLayers.contains(d) { continue }
-                report.bytes += try ops.removeTree("\(root)/layers/sha256/\(name)")
-                report.layers += 1
-            }
-            return report
-        }()
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: "\(root)/layers")) ?? [] where name.hasPrefix(".tmp-") {
+            report.bytes += try ops.removeTree("\(root)/layers/\(name)")
+            report.partial += 1
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: "\(root)/layers/sha256")) ?? [] {
+            if let d = try? Digest(parsing: "sha256:\(name)"), keepLayers.contains(d) { continue }
+            report.bytes += try ops.removeTree("\(root)/layers/sha256/\(name)")
+            report.layers += 1
+        }
+        return report
     }
 
     // MARK: files
