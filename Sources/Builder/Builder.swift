@@ -145,7 +145,9 @@ public final class Builder {
         do { df = try Dockerfile.parse(text, file: displayName) } catch { throw BuildError(error.description) }
 
         let run = BuildRun(builder: self, o: o, df: df, file: displayName, dockerfilePath: dfPath, context: context)
-        return try run.execute()
+        // every layer of the build is unreferenced until the image is named (or the cache
+        // records it): prune waits for the build, not the other way round
+        return try store.writing { try run.execute() }
     }
 }
 
@@ -394,10 +396,7 @@ final class BuildRun {
     }
 
     func setEnv(_ state: inout ImageState, _ k: String, _ v: String) {
-        var env = state.config.config?.env ?? []
-        env.removeAll { $0.hasPrefix("\(k)=") || $0 == k }
-        env.append("\(k)=\(v)")
-        state.config.config?.env = env
+        state.config.config?.setEnv(k, v)
     }
 
     func commandArgs(_ c: Command, _ state: ImageState) -> [String] {

@@ -9,7 +9,7 @@ import Sandbox
 
 /// One entry of a COPY/ADD layer.
 struct FileEntry {
-    enum Kind { case file(hostPath: String), bytes(Data), dir, symlink(String) }
+    enum Kind { case file(hostPath: String), bytes(Data), dir, symlink(String), hardlink(String) }
     var path: String          // in the image, without the leading "/"
     var kind: Kind
     var mode: UInt32
@@ -17,6 +17,62 @@ struct FileEntry {
     var gid: Int64
     var mtime: Int64
     var size: UInt64
+    /// The source file's device and inode when it has other hard links: the entries that
+    /// share one are written as hard links of the first (as Docker keeps them).
+    var inode: Inode? = nil
+
+    struct Inode: Hashable { var dev: UInt64; var ino: UInt64 }
+
+    var isDir: Bool { if case .dir = kind { return true } else { return false } }
+
+    /// One entry per path, the last writer winning, as copying the sources in turn leaves
+    /// them (`COPY a "" b /d/` names a and b twice; two archives that ADD unpacks may hold the
+    /// same paths). A tar layer must not hold a path twice (the image spec forbids it, podman
+    /// refuses such an image). What a later non-directory replaces goes with its contents, and
+    /// a later entry under an earlier non-directory replaces that.
+    static func lastWriterWins(_ entries: [FileEntry]) -> [FileEntry] {
+        var at: [String: Int] = [:]
+        var kept: [FileEntry?] = []
+        kept.reserveCapacity(entries.count)
+        for e in entries {
+            // an earlier file or link where this one needs a directory goes
+            var parent = e.path
+            while let slash = parent.lastIndex(of: "/") {
+                parent = String(parent[..<slash])
+                if let i = at[parent], let p = kept[i], !p.isDir { kept[i] = nil; at[parent] = nil }
+            }
+            if let i = at[e.path], let old = kept[i] {
+                kept[i] = nil
+                if old.isDir && !e.isDir {
+                    let prefix = e.path + "/"
+                    for (j, k) in kept.enumerated() where k?.path.hasPrefix(prefix) == true {
+                        at[k!.path] = nil
+                        kept[j] = nil
+                    }
+                }
+            }
+            at[e.path] = kept.count
+            kept.append(e)
+        }
+        return kept.compactMap { $0 }
+    }
+
+    /// Files that share a source inode become hard links of the first of them in path order
+    /// (the order the layer is written in). Returns the entries in path order.
+    static func linkingHardLinks(_ entries: [FileEntry]) -> [FileEntry] {
+        var sorted = entries.sorted { $0.path < $1.path }
+        var first: [Inode: String] = [:]
+        for i in sorted.indices {
+            guard let ino = sorted[i].inode, case .file = sorted[i].kind else { continue }
+            if let target = first[ino] {
+                sorted[i].kind = .hardlink(target)
+                sorted[i].size = 0
+            } else {
+                first[ino] = sorted[i].path
+            }
+        }
+        return sorted
+    }
 }
 
 extension BuildRun {
@@ -137,12 +193,14 @@ extension BuildRun {
                 }
             }
         }
-        for e in entries {
+        entries = FileEntry.lastWriterWins(entries)
+        for e in FileEntry.linkingHardLinks(entries) {
             switch e.kind {
             case .file(let p): hashInput += "f \(e.path) \(e.mode) \(e.uid):\(e.gid) \(try fileDigest(p))\n"
             case .bytes: break
             case .dir: hashInput += "d \(e.path) \(e.mode) \(e.uid):\(e.gid)\n"
             case .symlink(let t): hashInput += "l \(e.path) \(t) \(e.uid):\(e.gid)\n"
+            case .hardlink(let t): hashInput += "h \(e.path) \(t)\n"
             }
         }
         // a source directory copied to a new destination makes that directory
@@ -235,7 +293,8 @@ extension BuildRun {
         }
         guard e.isRegular else { throw BuildError("\(path): only files, directories and symlinks can be copied") }
         return FileEntry(path: path, kind: .file(hostPath: e.hostPath), mode: chmod ?? UInt32(e.st.st_mode & 0o7777),
-                         uid: chown?.0 ?? ids.0, gid: chown?.1 ?? ids.1, mtime: clamped, size: UInt64(e.st.st_size))
+                         uid: chown?.0 ?? ids.0, gid: chown?.1 ?? ids.1, mtime: clamped, size: UInt64(e.st.st_size),
+                         inode: e.st.st_nlink > 1 ? FileEntry.Inode(dev: UInt64(e.st.st_dev), ino: UInt64(e.st.st_ino)) : nil)
     }
 
     /// A directory's contents (not the directory itself), recursively, symlinks kept as links.
@@ -298,6 +357,7 @@ extension BuildRun {
         }
         var placed = entries
         for i in placed.indices { placed[i].path = resolvedParent(placed[i].path) }
+        placed = FileEntry.lastWriterWins(placed)
         for d in ensureDirs where d != "/" {
             addParents(image.resolve(String(d.dropFirst())) ?? String(d.dropFirst()), includingSelf: true)
         }
@@ -305,7 +365,7 @@ extension BuildRun {
         var all = placed
         let explicit = Set(placed.map(\.path))
         all += dirs.values.filter { !explicit.contains($0.path) }
-        all.sort { $0.path < $1.path }
+        all = FileEntry.linkingHardLinks(all)
 
         let tarPath = b.store.ingestPath()
         let blob = b.store.ingestPath()
@@ -329,6 +389,7 @@ extension BuildRun {
             switch e.kind {
             case .dir: te.type = CChar(UInt8(ascii: "d"))
             case .symlink(let t): te.type = CChar(UInt8(ascii: "l")); link = t
+            case .hardlink(let t): te.type = CChar(UInt8(ascii: "h")); link = t
             case .bytes(let d): te.type = CChar(UInt8(ascii: "f")); data = d
             case .file(let p):
                 te.type = CChar(UInt8(ascii: "f"))

@@ -12,6 +12,13 @@ public enum ArchiveFormat: String, Sendable, CaseIterable {
 public enum Annotations {
     public static let refName = "org.opencontainers.image.ref.name"
     public static let containerdName = "io.containerd.image.name"
+
+    /// The image spec's grammar for ref.name: components of letters and digits joined by
+    /// `-._:@+` or `--`, separated by `/` (so no `..`, no leading `/`, nothing empty).
+    public static func isValidRefName(_ s: String) -> Bool {
+        let component = "[A-Za-z0-9]+(([-._:@+]|--)[A-Za-z0-9]+)*"
+        return s.range(of: "^\(component)(/\(component))*$", options: .regularExpression) != nil
+    }
 }
 
 /// The files of an extracted archive: entry name → file, digest, size.
@@ -96,32 +103,76 @@ public struct OCILayoutSource: ImageSource {
         return BlobFile(path: p, verified: false, movable: false)
     }
 
-    /// The images listed in index.json with the names their annotations carry.
+    /// The images listed in index.json with the names their annotations carry: the full name
+    /// (`io.containerd.image.name`), else a ref.name that is a name (`app:1`,
+    /// `example.com/app`). A ref.name that is only a tag (`latest`) names no image, as docker
+    /// and containerd load it (`tagOnly`). A name that is not valid refuses the layout: an
+    /// entry is never dropped or renamed quietly.
     public func images() throws -> [SourceImage] {
         guard let p = file("index.json"), let data = FileManager.default.contents(atPath: p) else {
             throw TransferError("\(label): no index.json (not an OCI layout)")
         }
+        if let problem = ManifestSchema.problem(data, mediaType: nil) {
+            throw TransferError("\(label): index.json \(problem)")
+        }
         let index = try CanonicalJSON.decode(Index.self, from: data, what: "\(label) index.json")
-        return index.manifests.map { d in
+        return try index.manifests.enumerated().map { i, d in
+            let entry = "\(label): index.json entry \(i + 1) (\(d.digest))"
             var names: [Reference] = []
-            if let n = d.annotations?[Annotations.containerdName], let r = try? Reference(parsing: n) {
-                names.append(r)
-            } else if let n = d.annotations?[Annotations.refName], let r = try? Reference(parsing: n) {
-                names.append(r)
+            var tagOnly: String?
+            if let n = d.annotations?[Annotations.containerdName] {
+                do throws(ReferenceError) { names.append(try Reference(parsing: n)) } catch {
+                    throw TransferError("\(entry): \(Annotations.containerdName) \"\(n)\" is not an image name (\(error.reason))")
+                }
             }
-            return SourceImage(names: names, descriptor: d)
+            if let n = d.annotations?[Annotations.refName] {
+                guard Annotations.isValidRefName(n) else {
+                    throw TransferError("\(entry): \(Annotations.refName) \"\(n)\" is not a valid reference name (letters and digits joined by . _ - : @ + or --, components separated by /)")
+                }
+                if names.isEmpty {
+                    if n.contains(where: { "/:@".contains($0) }) {
+                        do throws(ReferenceError) { names.append(try Reference(parsing: n)) } catch {
+                            throw TransferError("\(entry): \(Annotations.refName) \"\(n)\" is not an image name (\(error.reason))")
+                        }
+                    } else {
+                        tagOnly = n
+                    }
+                }
+            }
+            return SourceImage(names: names, descriptor: d, tagOnly: tagOnly)
         }
     }
 }
 
 /// Index annotations for a saved image, as docker (25+) writes them: the full name for
 /// containerd and the tag as the OCI ref.name (what `umoci --image layout:TAG` and
-/// `skopeo oci:dir:TAG` select by).
+/// `skopeo oci:dir:TAG` select by). `unambiguousRefNames` then gives the full name as
+/// ref.name where two images of one layout share a tag.
 func layoutAnnotations(_ name: Reference?) -> [String: String]? {
     guard let name else { return nil }
     var a = [Annotations.containerdName: name.string]
     if let tag = name.tag { a[Annotations.refName] = tag }
     return a
+}
+
+/// A tag that two images of one layout share (`a:1` and `b:1`) would make ref.name "1" name
+/// two entries, and umoci, skopeo and podman reach only one of them: those entries get their
+/// full name as ref.name instead ("docker.io/library/b:1", which the image spec's grammar
+/// allows and `skopeo oci:DIR:docker.io/library/b:1` selects). A tag of one image stays the
+/// bare tag, as docker writes it.
+func unambiguousRefNames(_ manifests: [Descriptor]) -> [Descriptor] {
+    var fullNames: [String: Set<String>] = [:]
+    for m in manifests {
+        guard let ref = m.annotations?[Annotations.refName] else { continue }
+        fullNames[ref, default: []].insert(m.annotations?[Annotations.containerdName] ?? "")
+    }
+    return manifests.map { m in
+        guard let ref = m.annotations?[Annotations.refName], let full = m.annotations?[Annotations.containerdName],
+              fullNames[ref, default: []].count > 1 else { return m }
+        var d = m
+        d.annotations?[Annotations.refName] = full
+        return d
+    }
 }
 
 /// Writes an OCI layout directory (merging with one that is already there).
@@ -172,7 +223,7 @@ public final class OCILayoutSink: ImageSink {
 
     public func finish() throws {
         try Store.atomicWrite(path: "\(dir)/oci-layout", data: Data(#"{"imageLayoutVersion":"1.0.0"}"#.utf8))
-        try Store.atomicWrite(path: "\(dir)/index.json", data: CanonicalJSON.encode(Index(manifests: manifests)))
+        try Store.atomicWrite(path: "\(dir)/index.json", data: CanonicalJSON.encode(Index(manifests: unambiguousRefNames(manifests))))
     }
 }
 
@@ -223,7 +274,7 @@ public final class OCIArchiveSink: ImageSink {
     }
 
     public func finish() throws {
-        let data = try CanonicalJSON.encode(Index(manifests: manifests))
+        let data = try CanonicalJSON.encode(Index(manifests: unambiguousRefNames(manifests)))
         try data.withUnsafeBytes { b in try check(csys_tar_add_bytes(writer, "index.json", b.baseAddress, b.count, 0)) }
         closed = true
         if csys_tar_writer_close(writer, 1) != 0 { throw SysError(stage: "archive", message: "cannot finish the archive") }
@@ -376,7 +427,12 @@ public final class DockerArchiveSource: ImageSource {
             let mdata = try CanonicalJSON.encode(manifest)
             let mdesc = Descriptor(mediaType: .ociManifest, digest: Digest.sha256(mdata), size: Int64(mdata.count))
             synthesized[mdesc.digest] = mdata
-            let names = (entry.RepoTags ?? []).compactMap { try? Reference(parsing: $0) }
+            // a tag that is not a name refuses the archive, as an OCI ref.name does
+            let names = try (entry.RepoTags ?? []).map { t in
+                do throws(ReferenceError) { return try Reference(parsing: t) } catch {
+                    throw TransferError("\(label): manifest.json names \(entry.Config) \"\(t)\", which is not an image name (\(error.reason))")
+                }
+            }
             images.append(SourceImage(names: names, descriptor: mdesc))
         }
     }
@@ -409,19 +465,43 @@ public final class DockerArchiveSource: ImageSource {
 // MARK: - load and save
 
 public enum ImageArchive {
+    /// What a load did: the images, the unpack reports, and notes for stderr (an image that
+    /// came without a name, and why).
+    public struct Loaded: Sendable {
+        public var images: [CopiedImage]
+        public var reports: [ApplyReport]
+        public var notes: [String]
+    }
+
     /// Load an OCI archive, OCI layout directory or docker-archive (detected) into the store.
-    public static func load(_ path: String, into store: Store, progress: ((String) -> Void)? = nil) throws -> (images: [CopiedImage], reports: [ApplyReport]) {
+    public static func load(_ path: String, into store: Store, progress: ((String) -> Void)? = nil) throws -> Loaded {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw TransferError("\(path): no such file or directory")
         }
-        return try store.writing {
+        do {
+            return try loadOrThrow(path, isDir: isDir.boolValue, into: store, progress: progress)
+        } catch let e as TransferError where !e.message.hasPrefix(path) {
+            // the archive named in every error about its content
+            throw TransferError("\(path): \(e.message)")
+        }
+    }
+
+    static func loadOrThrow(_ path: String, isDir: Bool, into store: Store, progress: ((String) -> Void)?) throws -> Loaded {
+        try store.writing {
             let sink = StoreSink(store)
-            if isDir.boolValue {
+            func fromLayout(_ src: OCILayoutSource) throws -> Loaded {
+                let listed = try src.images()
+                let imgs = try ImageCopy.copy(listed, from: src, to: sink, progress: progress)
+                let notes = zip(listed, imgs).compactMap { s, i -> String? in
+                    guard let tag = s.tagOnly else { return nil }
+                    return "\(path): image \(i.manifest.config.digest) is named only by the tag \"\(tag)\" (\(Annotations.refName), no \(Annotations.containerdName)): loaded without a name, as docker and containerd load it (name it with ctr tag)"
+                }
+                return Loaded(images: imgs, reports: sink.reports, notes: notes)
+            }
+            if isDir {
                 if access("\(path)/index.json", F_OK) == 0 {
-                    let src = OCILayoutSource(directory: path)
-                    let imgs = try ImageCopy.copy(try src.images(), from: src, to: sink, progress: progress)
-                    return (imgs, sink.reports)
+                    return try fromLayout(OCILayoutSource(directory: path))
                 }
                 throw TransferError("\(path): not an OCI layout (no index.json)")
             }
@@ -431,14 +511,12 @@ public enum ImageArchive {
             progress?("reading \(path)")
             let ex = try ExtractedArchive.extract(path, into: tmp)
             if ex.entries["index.json"] != nil {
-                let src = OCILayoutSource(archive: ex, label: path)
-                let imgs = try ImageCopy.copy(try src.images(), from: src, to: sink, progress: progress)
-                return (imgs, sink.reports)
+                return try fromLayout(OCILayoutSource(archive: ex, label: path))
             }
             if ex.entries["manifest.json"] != nil {
                 let src = try DockerArchiveSource(archive: ex, label: path)
                 let imgs = try ImageCopy.copy(src.images, from: src, to: sink, progress: progress)
-                return (imgs, sink.reports)
+                return Loaded(images: imgs, reports: sink.reports, notes: [])
             }
             throw TransferError("\(path): not an OCI archive or docker-archive (it has neither index.json nor manifest.json)")
         }

@@ -32,12 +32,7 @@ public enum ConfigChange {
             config.entrypoint = try commandForm(rest, fail)
             if config.entrypoint?.isEmpty == true { config.entrypoint = nil }
         case "ENV":
-            for (k, v) in try keyValues(rest, allowSpaceForm: true, fail) {
-                var env = config.env ?? []
-                env.removeAll { $0.hasPrefix("\(k)=") }
-                env.append("\(k)=\(v)")
-                config.env = env
-            }
+            for (k, v) in try keyValues(rest, allowSpaceForm: true, fail) { config.setEnv(k, v) }
         case "LABEL":
             for (k, v) in try keyValues(rest, allowSpaceForm: false, fail) {
                 var labels = config.labels ?? [:]
@@ -168,4 +163,21 @@ public func exposedPortKey(_ spec: String) -> String? {
     let proto = parts.count > 1 ? parts[1].lowercased() : "tcp"
     guard ["tcp", "udp", "sctp"].contains(proto) else { return nil }
     return "\(parts[0])/\(proto)"
+}
+
+extension ContainerConfig {
+    /// Set NAME=value in `env`. A variable that is there already keeps its place, as Docker
+    /// replaces it (`ENV a=1 b=2` then `ENV a=3` gives a=3 b=2); a new one goes last. The
+    /// order is part of the config, so of the image id.
+    public mutating func setEnv(_ name: String, _ value: String) {
+        var list = env ?? []
+        let isIt = { (e: String) in e.hasPrefix("\(name)=") || e == name }
+        if let i = list.firstIndex(where: isIt) {
+            list[i] = "\(name)=\(value)"
+            list = list.enumerated().filter { $0.offset == i || !isIt($0.element) }.map(\.element)
+        } else {
+            list.append("\(name)=\(value)")
+        }
+        env = list
+    }
 }

@@ -42,11 +42,13 @@ public enum ImageImport {
         let (created, epoch) = timestamp()
         // an xz or bzip2 tarball, as docker and podman import take it: decompressed first
         let given = (source as NSString).lastPathComponent
-        var source = source
-        let plain = store.ingestPath()
-        defer { unlink(plain) }
-        if !isDir.boolValue, try LayerOps.decompressOther(source, to: plain) { source = plain }
+        // everything written into ingest/ and the store is unreferenced until the image is
+        // named: the gc lock is held shared from the first file on
         return try store.writing {
+            var source = source
+            let plain = store.ingestPath()
+            defer { unlink(plain) }
+            if !isDir.boolValue, try LayerOps.decompressOther(source, to: plain) { source = plain }
             let tmp = store.ingestPath()
             var layer: Descriptor
             var diffID: Digest

@@ -205,10 +205,16 @@ public struct LayerOps: Sendable {
         try Self.loadArchive()
         let code = try runJob(csys_job_layer_create, box, \.error, keep: [rootFD, outFD])
         var r = box.pointer.pointee
-        if code != 0 { throw SysError(r.error, fallback: "creating the layer failed (exit \(code))") }
+        if code != 0 { throw Self.naming(SysError(r.error, fallback: "creating the layer failed (exit \(code))"), output: output) }
         if fsync(outFD) != 0 { throw SysError.errno("fsync", "cannot sync \(output)") }
         return LayerDigests(digest: digest32(&r.digest), diffID: digest32(&r.diff_id), size: Int64(r.size),
                             tarSize: Int64(r.tar_size), compression: compression)
+    }
+
+    /// A failed write of the shim names no file: name the output (a full disk says where).
+    static func naming(_ e: SysError, output: String) -> SysError {
+        guard e.stage == "write", e.errno != 0 else { return e }
+        return SysError(stage: "write", errno: e.errno, message: "cannot write \(output): \(String(cString: strerror(e.errno)))")
     }
 
     /// Remove a tree that may hold files of subordinate ids. Returns the bytes freed.
@@ -306,7 +312,7 @@ public struct LayerOps: Sendable {
         var d = csys_decompress()
         d.in_fd = inFD
         d.out_fd = outFD
-        if csys_decompress_copy(&d) != 0 { throw SysError(d.error) }
+        if csys_decompress_copy(&d) != 0 { throw output.map { Self.naming(SysError(d.error), output: $0) } ?? SysError(d.error) }
         return LayerDigests(digest: digest32(&d.digest), diffID: digest32(&d.diff_id), size: Int64(d.size),
                             tarSize: Int64(d.tar_size), compression: Compression(c: d.compression))
     }
@@ -322,7 +328,7 @@ public struct LayerOps: Sendable {
         c.out_fd = outFD
         c.compression = compression.c
         c.level = Int32(level)
-        if csys_compress_copy(&c) != 0 { throw SysError(c.error) }
+        if csys_compress_copy(&c) != 0 { throw Self.naming(SysError(c.error), output: output) }
         return LayerDigests(digest: digest32(&c.digest), diffID: digest32(&c.diff_id), size: Int64(c.size),
                             tarSize: Int64(c.tar_size), compression: compression)
     }

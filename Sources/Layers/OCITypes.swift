@@ -542,3 +542,35 @@ public enum CanonicalJSON {
         }
     }
 }
+
+// MARK: - Schema versions
+
+/// Manifests and indexes ctr reads are schema 2 (Docker v2s2, OCI). Docker's schema 1 (a
+/// signed document of another shape, retired in favour of schema 2) and any other
+/// schemaVersion are refused before anything of them is read as an image.
+public enum ManifestSchema {
+    public static let dockerV1 = MediaType("application/vnd.docker.distribution.manifest.v1+json")
+    public static let dockerV1Signed = MediaType("application/vnd.docker.distribution.manifest.v1+prettyjws")
+
+    /// Why `data` (served or listed as `mediaType`) is not a schema 2 manifest or index, as
+    /// words that follow its name ("… is a Docker schema 1 manifest …"); nil when it is one, or
+    /// when it is not JSON at all (the decoder says so then).
+    public static func problem(_ data: Data, mediaType: MediaType?) -> String? {
+        struct Peek: Decodable {
+            var schemaVersion: Int?
+            var mediaType: String?
+            var fsLayers: [[String: String]]?
+        }
+        let peek = try? JSONDecoder().decode(Peek.self, from: data)
+        let media = [mediaType?.rawValue, peek?.mediaType].compactMap { $0 }
+        let v1 = media.first { $0 == dockerV1.rawValue || $0 == dockerV1Signed.rawValue }
+        if v1 != nil || (peek?.schemaVersion == 1 && peek?.fsLayers != nil) {
+            return "is a Docker schema 1 manifest (\(v1 ?? "schemaVersion 1")): a retired format ctr does not read; push the image again with a current docker, podman or skopeo"
+        }
+        guard let peek else { return nil }
+        if peek.schemaVersion != 2 {
+            return "has \(peek.schemaVersion.map { "schemaVersion \($0)" } ?? "no schemaVersion"); a manifest or index must have schemaVersion 2"
+        }
+        return nil
+    }
+}

@@ -80,8 +80,39 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Writers hold the gc lock shared, so prune (exclusive) never removes what they are adding.
+    /// Nested calls (and `holdForWriting`) in one process share one lock.
     public func writing<T>(_ body: () throws -> T) throws -> T {
-        try withLock("gc.lock", .shared, body)
+        let hold = try holdForWriting()
+        defer { hold.release() }
+        return try body()
+    }
+
+    /// Hold the gc lock shared until `release()` (or the hold's end): for a writer whose blobs
+    /// and layers stay unreferenced across several steps (a build until its image is named,
+    /// a run until its container's record names the image). Holds of one process on one store
+    /// share a single lock, so nesting never waits on a prune that is waiting for this process.
+    public func holdForWriting() throws -> WriteHold {
+        try GCHolds.acquire(root)
+        return WriteHold(root: root)
+    }
+
+    /// A shared hold of the gc lock (see `holdForWriting`).
+    public final class WriteHold: @unchecked Sendable {
+        let root: String
+        private var held = true
+        private let lock = NSLock()
+
+        init(root: String) { self.root = root }
+
+        public func release() {
+            lock.lock()
+            defer { lock.unlock() }
+            guard held else { return }
+            held = false
+            GCHolds.release(root)
+        }
+
+        deinit { release() }
     }
 
     // MARK: blobs
@@ -285,7 +316,9 @@ public final class Store: @unchecked Sendable {
             return (tmp, report)
         } catch let e as SysError {
             _ = try? ops.removeTree(tmp)
-            throw LayerError("layer \(layer.digest): \(e.message)")
+            // a full disk names where the layer was going, not only the file in it
+            let full = e.errno == ENOSPC || e.errno == EDQUOT
+            throw LayerError("layer \(layer.digest): \(e.message)\(full ? " (unpacking into the store at \(root))" : "")")
         } catch {
             _ = try? ops.removeTree(tmp)
             throw error
@@ -327,63 +360,78 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Remove every blob and unpacked layer that no named image references, and anything
-    /// a crashed writer left in ingest/ or layers/.tmp-*.
-    public func prune() throws -> PruneReport {
-        try withLock("gc.lock", .exclusive) {
-            var keepBlobs = Set<Digest>()
-            var keepLayers = Set<Digest>()
-            func mark(_ desc: Descriptor) {
-                guard keepBlobs.insert(desc.digest).inserted else { return }
-                guard let data = try? readBlob(desc.digest) else { return }
-                if desc.mediaType.isIndex, let idx = try? CanonicalJSON.decode(Index.self, from: data, what: "index") {
-                    idx.manifests.forEach(mark)
-                } else if let m = try? CanonicalJSON.decode(Manifest.self, from: data, what: "manifest") {
-                    keepBlobs.insert(m.config.digest)
-                    m.layers.forEach { keepBlobs.insert($0.digest) }
-                    if let cfg = try? config(m) { cfg.rootfs.diffIDs.forEach { keepLayers.insert($0) } }
-                }
-            }
-            try images().forEach { mark($0.descriptor) }
-            // images that containers run on (ROOT/containers/ID/manifest), named or not
-            for id in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/containers")) ?? [] {
-                guard let s = try? String(contentsOfFile: "\(root)/containers/\(id)/manifest", encoding: .utf8),
-                      let d = try? Digest(parsing: s.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
-                mark(Descriptor(mediaType: .ociManifest, digest: d, size: 0))
-            }
-
-            var report = PruneReport()
-            let fm = FileManager.default
-            for name in (try? fm.contentsOfDirectory(atPath: "\(root)/ingest")) ?? [] {
-                var freed: UInt64 = 0
-                var err = csys_error()
-                let dfd = open("\(root)/ingest", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                if dfd >= 0 {
-                    _ = csys_rmtree_count(dfd, name, &freed, &err)
-                    close(dfd)
-                }
-                report.bytes += Int64(freed)
-                report.partial += 1
-            }
-            for name in (try? fm.contentsOfDirectory(atPath: "\(root)/blobs/sha256")) ?? [] {
-                guard let d = try? Digest(parsing: "sha256:\(name)"), keepBlobs.contains(d) else {
-                    let p = "\(root)/blobs/sha256/\(name)"
-                    report.bytes += Self.fileSize(p)
-                    unlink(p)
-                    report.blobs += 1
-                    continue
-                }
-            }
-            for name in (try? fm.contentsOfDirectory(atPath: "\(root)/layers")) ?? [] where name.hasPrefix(".tmp-") {
-                report.bytes += try ops.removeTree("\(root)/layers/\(name)")
-                report.partial += 1
-            }
-            for name in (try? fm.contentsOfDirectory(atPath: "\(root)/layers/sha256")) ?? [] {
-                if let d = try? Digest(parsing: "sha256:\(name)"), keepLayers.contains(d) { continue }
-                report.bytes += try ops.removeTree("\(root)/layers/sha256/\(name)")
-                report.layers += 1
-            }
-            return report
+    /// a crashed writer left in ingest/ or layers/.tmp-*. Writers hold the gc lock shared while
+    /// what they add is unreferenced; prune waits for them (`waiting` is called first when it
+    /// has to).
+    public func prune(waiting: (() -> Void)? = nil) throws -> PruneReport {
+        if GCHolds.isHeld(root) {
+            throw StoreError("prune: this process is writing to the store \(root) (it would wait for itself)")
         }
+        let fd = try valueOrErrno("lock", "cannot open \(root)/gc.lock") { open("\(root)/gc.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard Glibc.errno == EWOULDBLOCK else { throw SysError.errno("lock", "cannot lock \(root)/gc.lock") }
+            waiting?()
+            try valueOrErrno("lock", "cannot lock \(root)/gc.lock") { flock(fd, LOCK_EX) }
+        }
+        return try sweep()
+    }
+
+    /// Under the exclusive gc lock: mark from the index and the containers, sweep the rest.
+    private func sweep() throws -> PruneReport {
+        var keepBlobs = Set<Digest>()
+        var keepLayers = Set<Digest>()
+        func mark(_ desc: Descriptor) {
+            guard keepBlobs.insert(desc.digest).inserted else { return }
+            guard let data = try? readBlob(desc.digest) else { return }
+            if desc.mediaType.isIndex, let idx = try? CanonicalJSON.decode(Index.self, from: data, what: "index") {
+                idx.manifests.forEach(mark)
+            } else if let m = try? CanonicalJSON.decode(Manifest.self, from: data, what: "manifest") {
+                keepBlobs.insert(m.config.digest)
+                m.layers.forEach { keepBlobs.insert($0.digest) }
+                if let cfg = try? config(m) { cfg.rootfs.diffIDs.forEach { keepLayers.insert($0) } }
+            }
+        }
+        try images().forEach { mark($0.descriptor) }
+        // images that containers run on (ROOT/containers/ID/manifest), named or not
+        for id in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/containers")) ?? [] {
+            guard let s = try? String(contentsOfFile: "\(root)/containers/\(id)/manifest", encoding: .utf8),
+                  let d = try? Digest(parsing: s.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
+            mark(Descriptor(mediaType: .ociManifest, digest: d, size: 0))
+        }
+
+        var report = PruneReport()
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: "\(root)/ingest")) ?? [] {
+            var freed: UInt64 = 0
+            var err = csys_error()
+            let dfd = open("\(root)/ingest", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if dfd >= 0 {
+                _ = csys_rmtree_count(dfd, name, &freed, &err)
+                close(dfd)
+            }
+            report.bytes += Int64(freed)
+            report.partial += 1
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: "\(root)/blobs/sha256")) ?? [] {
+            guard let d = try? Digest(parsing: "sha256:\(name)"), keepBlobs.contains(d) else {
+                let p = "\(root)/blobs/sha256/\(name)"
+                report.bytes += Self.fileSize(p)
+                unlink(p)
+                report.blobs += 1
+                continue
+            }
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: "\(root)/layers")) ?? [] where name.hasPrefix(".tmp-") {
+            report.bytes += try ops.removeTree("\(root)/layers/\(name)")
+            report.partial += 1
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: "\(root)/layers/sha256")) ?? [] {
+            if let d = try? Digest(parsing: "sha256:\(name)"), keepLayers.contains(d) { continue }
+            report.bytes += try ops.removeTree("\(root)/layers/sha256/\(name)")
+            report.layers += 1
+        }
+        return report
     }
 
     // MARK: files
@@ -427,5 +475,46 @@ public final class Store: @unchecked Sendable {
         let dir = (path as NSString).deletingLastPathComponent
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+}
+
+/// The gc locks this process holds shared, one per store: a count of holds and the locked fd.
+/// A nested hold only counts, so it never queues behind a prune that waits for this process.
+enum GCHolds {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var held: [String: (fd: Int32, count: Int)] = [:]
+
+    static func acquire(_ root: String) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if var h = held[root] {
+            h.count += 1
+            held[root] = h
+            return
+        }
+        let fd = try valueOrErrno("lock", "cannot open \(root)/gc.lock") { open("\(root)/gc.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        do {
+            try valueOrErrno("lock", "cannot lock \(root)/gc.lock") { flock(fd, LOCK_SH) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        held[root] = (fd, 1)
+    }
+
+    static func release(_ root: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard var h = held[root] else { return }
+        h.count -= 1
+        if h.count > 0 { held[root] = h; return }
+        close(h.fd)
+        held[root] = nil
+    }
+
+    static func isHeld(_ root: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return held[root] != nil
     }
 }

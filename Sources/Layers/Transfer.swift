@@ -19,9 +19,13 @@ public struct BlobFile: Sendable {
 public struct SourceImage: Sendable {
     public var names: [Reference]
     public var descriptor: Descriptor
-    public init(names: [Reference], descriptor: Descriptor) {
+    /// An OCI layout entry named only by a tag (`org.opencontainers.image.ref.name` "latest",
+    /// no full name): it comes without a name, as docker and containerd load it.
+    public var tagOnly: String?
+    public init(names: [Reference], descriptor: Descriptor, tagOnly: String? = nil) {
         self.names = names
         self.descriptor = descriptor
+        self.tagOnly = tagOnly
     }
 }
 
@@ -114,6 +118,7 @@ public enum ImageCopy {
                              readConfig: (Descriptor) throws -> Data,
                              fail: (String) -> any Error) throws -> (Descriptor, Data, Manifest, Data, ImageConfig) {
         var desc = named, data = namedData
+        if let problem = ManifestSchema.problem(data, mediaType: desc.mediaType) { throw fail("\(what) \(problem)") }
         if desc.mediaType.isIndex || isIndexJSON(data, desc) {
             let index = try CanonicalJSON.decode(Index.self, from: data, what: "image index \(desc.digest)")
             guard let chosen = pick(index, platform: platform) else {
@@ -121,6 +126,9 @@ public enum ImageCopy {
                 throw fail("\(what) has no image for \(platform) (it has: \(have.isEmpty ? "none" : have))\(platformHint)")
             }
             (data, desc) = try readManifest(chosen)
+            if let problem = ManifestSchema.problem(data, mediaType: desc.mediaType) {
+                throw fail("\(what): its manifest for \(platform) (\(chosen.digest)) \(problem)")
+            }
             if !desc.mediaType.isManifest { desc.mediaType = chosen.mediaType }
         }
         guard desc.mediaType.isManifest else { throw fail("\(what): unsupported manifest media type \(desc.mediaType)") }

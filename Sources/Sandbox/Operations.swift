@@ -92,8 +92,12 @@ extension Runtime {
         if tty && interactive && isatty(0) == 0 {
             throw ContainerError("the input device is not a TTY: use -i without -t to pipe input")
         }
-        let image = try store.resolve(r.manifest)
-        let manifest = try store.manifest(image.descriptor)
+        // by the manifest digest the container keeps (and prune keeps for it): the image may
+        // have lost its names since (rmi -f)
+        guard let digest = try? Digest(parsing: r.manifest) else {
+            throw ContainerError("\(r.name): its record names no image manifest (\(r.manifest))")
+        }
+        let manifest = try store.manifest(Descriptor(mediaType: .ociManifest, digest: digest, size: 0))
         let config = try store.config(manifest)
         let cfg = config.config ?? ContainerConfig()
         let root = "/proc/\(pid)/root"

@@ -629,13 +629,18 @@ public struct Runtime: Sendable {
     }
 
     /// `ctr run`: foreground (returns the exit code) or detached (returns 0 after printing the id).
-    public func run(_ o: RunOptions, image: ImageRecord?) throws -> (code: Int32, record: ContainerRecord) {
+    /// The image's layers are unpacked and the container's record (which keeps them from
+    /// prune) written under the store's gc lock; `hold`, the caller's hold from before it
+    /// resolved the image, is released then, not held for the container's life.
+    public func run(_ o: RunOptions, image: ImageRecord?, hold: Store.WriteHold? = nil) throws -> (code: Int32, record: ContainerRecord) {
         Trace.point("image resolved")
+        defer { hold?.release() }
         if o.tty && o.interactive && !o.detach && isatty(0) == 0 {
             // docker's answer: a terminal relay would wait on it for ever
             throw ContainerError("the input device is not a TTY: use -i without -t to pipe input")
         }
-        var p = try prepare(o, image: image)
+        var p = try store.writing { try prepare(o, image: image) }
+        hold?.release()
         Trace.point("prepared")
         var sv: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {

@@ -40,6 +40,10 @@ struct Build: ParsableCommand {
     func run() throws {
         if push && tags.isEmpty { throw CLIError("--push needs a name to push to: -t REGISTRY/REPO:TAG") }
         let store = try global.store()
+        // the whole build (stdin spooled into ingest/, --image-archive loads, the build, its
+        // outputs) holds the gc lock shared: prune waits until it is done
+        let hold = try store.holdForWriting()
+        defer { hold.release() }
         // stdin: a Dockerfile (-f -) or the context (-), as docker build takes them; scratch
         // files and dirs of this command go when it ends
         var scratch: [String] = []
@@ -135,7 +139,7 @@ struct Build: ParsableCommand {
             let kv = spec.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2, !kv[0].isEmpty else { throw ValidationError("--image-archive \(spec): expected NAME=PATH") }
             let images: [CopiedImage]
-            do { images = try ImageArchive.load(kv[1], into: store, progress: nil).0 } catch { throw CLIError("--image-archive \(spec): \(error)") }
+            do { images = try ImageArchive.load(kv[1], into: store, progress: nil).images } catch { throw CLIError("--image-archive \(spec): \(error)") }
             guard let first = images.first else { throw CLIError("--image-archive \(spec): the archive holds no image") }
             archived[kv[0]] = ImageRecord(name: nil, descriptor: first.descriptor)
         }

@@ -111,10 +111,13 @@ struct Run: ParsableCommand {
         let notices = Notices()
         let plat = try platform.map { try Platform(parsing: $0) } ?? .current
         o.platform = plat
+        // from resolving the image until the container's record names it (then prune keeps
+        // its layers for as long as the container exists), the gc lock is held shared
+        let hold = try store.holdForWriting()
         let record = try Run.image(o.image, store: store, policy: pull, platform: plat, registry: registry)
         var runtime = Runtime(store: store, notice: { notices.say($0) })
         runtime.selfPath = Run.selfPath()
-        let (code, rec) = try runtime.run(o, image: record)
+        let (code, rec) = try runtime.run(o, image: record, hold: hold)
         if o.detach { Out.line(rec.id) }
         if code != 0 { throw ExitCode(code) }
     }

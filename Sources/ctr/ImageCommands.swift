@@ -31,6 +31,9 @@ struct Import: ParsableCommand {
 
     func run() throws {
         let store = try global.store()
+        // stdin spooled into ingest/ and the image written: prune waits until it is named
+        let hold = try store.holdForWriting()
+        defer { hold.release() }
         var names = try tag.map { try Reference(parsing: $0) }
         if let reference { names.append(try Reference(parsing: reference)) }
         // - : a tarball on standard input, as docker and podman import take it
@@ -276,7 +279,7 @@ struct Rmi: ParsableCommand {
                 failures.append((error as? UserFacing)?.message ?? "\(error)")
             }
         }
-        if !removedManifests.isEmpty { _ = try store.prune() }
+        if !removedManifests.isEmpty { _ = try store.prune(waiting: { Out.progress("waiting for other ctr commands that write to the store to finish") }) }
         if !failures.isEmpty { throw CLIError(failures.joined(separator: "; ")) }
     }
 }
@@ -288,7 +291,7 @@ struct Prune: ParsableCommand {
 
     func run() throws {
         let store = try global.store()
-        let r = try store.prune()
+        let r = try store.prune(waiting: { Out.progress("waiting for other ctr commands that write to the store (build, pull, load, import, run) to finish") })
         Out.progress("removed \(r.blobs) blob(s), \(r.layers) unpacked layer(s), \(r.partial) partial write(s)")
         Out.line("Total reclaimed space: \(Out.size(r.bytes))")
     }
@@ -317,7 +320,8 @@ struct Save: ParsableCommand {
             throw CLIError("refusing to write an archive to a terminal; use -o FILE or redirect standard output")
         }
         let store = try global.store()
-        try ImageArchive.save(images, from: store, format: fmt, output: output)
+        // save reads blobs and writes scratch files in ingest/ (docker-archive)
+        try store.writing { try ImageArchive.save(images, from: store, format: fmt, output: output) }
     }
 }
 
@@ -361,6 +365,8 @@ struct Load: ParsableCommand {
 
     func run() throws {
         let store = try global.store()
+        let hold = try store.holdForWriting()  // stdin is spooled into ingest/ first
+        defer { hold.release() }
         // Ctrl-C: the load stops and removes what it wrote (see csys_catch_stop_signals)
         csys_catch_stop_signals(1)
         var path = input == "-" ? nil : input
@@ -372,9 +378,20 @@ struct Load: ParsableCommand {
         }
         defer { if let tmp { unlink(tmp) } }
         let showProgress = !quiet && isatty(2) != 0
-        let (images, reports) = try ImageArchive.load(path!, into: store, progress: showProgress ? { Out.progress($0) } : nil)
+        let before = try store.images()
+        let loaded = try ImageArchive.load(path!, into: store, progress: showProgress ? { Out.progress($0) } : nil)
+        let images = loaded.images
         RootlessNotes.mapping(store.ops.mapping)
-        RootlessNotes.reports(reports)
+        RootlessNotes.reports(loaded.reports)
+        for n in loaded.notes { Out.progress("note: \(n)") }
+        // a name that pointed at another image moves to the loaded one: said, as docker says it
+        for i in images {
+            for n in i.names {
+                guard let old = before.first(where: { $0.name == n }), old.descriptor.digest != i.descriptor.digest else { continue }
+                let oldID = (try? store.imageID(old))?.string ?? old.descriptor.digest.string
+                Out.progress("note: \(n.familiar) named image \(oldID); it names the loaded image \(i.manifest.config.digest) now")
+            }
+        }
         for i in images {
             if i.names.isEmpty {
                 Out.line("Loaded image ID: \(i.manifest.config.digest.string)")
@@ -396,7 +413,8 @@ struct Unpack: ParsableCommand {
     var destination: String
 
     func run() throws {
-        try Self.unpack(store: try global.store(), image: image, destination: destination)
+        let store = try global.store()
+        try store.writing { try Self.unpack(store: store, image: image, destination: destination) }
     }
 
     /// DIR/rootfs and DIR/metadata.json {env, user, …} (also `ctr build --output type=rootfs`).

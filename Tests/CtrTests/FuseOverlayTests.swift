@@ -139,7 +139,7 @@ import Testing
                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn}, "layers": layers}
             md, mn = put(json.dumps(m).encode())
             json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md,
-                       "size": mn, "annotations": {"org.opencontainers.image.ref.name": "many"}}]}, open(f"{out}/index.json", "w"))
+                       "size": mn, "annotations": {"org.opencontainers.image.ref.name": "many:latest"}}]}, open(f"{out}/index.json", "w"))
             open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
             """
         expectOK(try w.bash("cat > mk.py <<'EOF'\n\(script)\nEOF\npython3 mk.py \(TestEnv.busyboxTar)"))

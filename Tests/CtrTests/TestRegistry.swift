@@ -20,6 +20,9 @@ final class TestRegistry: @unchecked Sendable {
 
     static let plain: TestRegistry? = try? TestRegistry(tls: false)
     static let secure: TestRegistry? = try? TestRegistry(tls: true)
+    /// Plain HTTP that takes Docker schema 1 manifests (as registries that still serve old
+    /// images do), pushed with `skopeo copy --format v2s1`.
+    static let schema1: TestRegistry? = try? TestRegistry(tls: false, schema1: true)
 
     /// The test CA's certificate (PEM), for certs.d.
     var caPath: String { "\(dir)/ca.crt" }
@@ -37,12 +40,12 @@ final class TestRegistry: @unchecked Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    init(tls: Bool) throws {
+    init(tls: Bool, schema1: Bool = false) throws {
         guard let bin = Self.binary else { throw CocoaError(.fileNoSuchFile) }
         self.tls = tls
         let port = Self.freePort()
         addr = "127.0.0.1:\(port)"
-        dir = (TestEnv.amRoot ? "/var/tmp/ctr-tests" : NSTemporaryDirectory() + "ctr-tests") + "/registry-\(tls ? "tls" : "plain")-\(getpid())"
+        dir = (TestEnv.amRoot ? "/var/tmp/ctr-tests" : NSTemporaryDirectory() + "ctr-tests") + "/registry-\(tls ? "tls" : schema1 ? "schema1" : "plain")-\(getpid())"
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: "\(dir)/data", withIntermediateDirectories: true)
         chmod(dir, 0o755)
@@ -61,6 +64,14 @@ final class TestRegistry: @unchecked Sendable {
           addr: \(addr)
 
         """
+        if schema1 {
+            config += """
+            compatibility:
+              schema1:
+                enabled: true
+
+            """
+        }
         if tls {
             let sh = """
             set -e

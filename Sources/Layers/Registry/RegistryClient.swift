@@ -456,6 +456,11 @@ public final class RegistryClient: @unchecked Sendable {
             throw RegistryError("\(endpoint.registry): the manifest of \(Self.named(repo, reference)) is larger than 4 MiB; refusing it")
         }
         let data = resp.body
+        // before the digest: a signed schema 1 manifest's digest is not over its bytes
+        let served = resp.header("Content-Type").map { MediaType(String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces)) }
+        if let problem = ManifestSchema.problem(data, mediaType: served) {
+            throw RegistryError("\(endpoint.registry): \(Self.named(repo, reference)) \(problem)")
+        }
         let actual = Digest.sha256(data)
         if let header = resp.header("Docker-Content-Digest"), let d = try? Digest(parsing: header), d.algorithm == "sha256", d != actual {
             throw RegistryError("\(endpoint.registry): manifest \(Self.named(repo, reference)) does not match its Docker-Content-Digest \(d) (its content hashes to \(actual))")
