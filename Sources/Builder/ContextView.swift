@@ -86,7 +86,8 @@ extension BuildRun {
             case .file(let p):
                 var st = stat()
                 try add(e.path, copy: lstat(p, &st) == 0 && idsUnmapped(st))
-            case .symlink:
+            case .symlink, .hardlink:
+                // (the context walk gives files; a hard link of another is still its own path here)
                 try add(e.path, copy: false)
             case .bytes:
                 continue

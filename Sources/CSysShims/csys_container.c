@@ -197,7 +197,7 @@ static int fs_onto(const char *type, const char *data, unsigned long flags, int 
  * it in our user namespace (outside our pid and mount namespaces: pivot_root and the end of
  * the container leave it alone, and it exits when the last user of the mount is gone). */
 static void mount_fuse(const csys_container_plan *p, int kernel_errno) {
-    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    int fd = p->fuse_dev_fd >= 0 ? p->fuse_dev_fd : open("/dev/fuse", O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
         if (kernel_errno)

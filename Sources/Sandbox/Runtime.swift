@@ -525,6 +525,7 @@ public struct Runtime: Sendable {
         plan.`init` = o.initProcess ? 1 : 0
         plan.sync_fd = -1
         plan.stub_fd = -1
+        plan.fuse_dev_fd = -1
 
         // as root without a user namespace, a devices cgroup too (where cgroup v1 has one)
         let cgroupHandle = try CgroupHandle.create(name: String(id.prefix(12)), limits: o.limits, devices: !useUserns)
@@ -669,8 +670,10 @@ public struct Runtime: Sendable {
         var err = csys_error()
         let stub = try ExecStub.open()
         p.plan.stub_fd = stub
+        p.plan.fuse_dev_fd = Self.fuseDevice(for: p)
         let pid = csys_container_clone(&p.plan, &err)
         close(stub)
+        if p.plan.fuse_dev_fd >= 0 { close(p.plan.fuse_dev_fd) }
         close(sv[1])
         if slave >= 0 { close(slave) }
         if null >= 0 { close(null) }
@@ -735,6 +738,14 @@ public struct Runtime: Sendable {
         return (code, record)
     }
 
+    /// Root without a user namespace whose root may be served by fuse-overlayfs: /dev/fuse
+    /// opened here, since the devices cgroup the child is in by then refuses it (in a user
+    /// namespace the child must open it itself, and there is no devices cgroup).
+    static func fuseDevice(for p: Prepared) -> Int32 {
+        guard !p.useUserns, p.plan.fuse != 0, p.cgroup != nil else { return -1 }
+        return open("/dev/fuse", O_RDWR | O_CLOEXEC)
+    }
+
     func runDetached(_ p: inout Prepared, sv: [Int32], _ o: RunOptions) throws -> (code: Int32, record: ContainerRecord) {
         var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
         var master: Int32 = -1, slave: Int32 = -1
@@ -767,8 +778,10 @@ public struct Runtime: Sendable {
         var err = csys_error()
         let stub = try ExecStub.open()
         p.plan.stub_fd = stub
+        p.plan.fuse_dev_fd = Self.fuseDevice(for: p)
         let monitor = csys_monitor_start(&p.plan, &m, &err)
         close(stub)
+        if p.plan.fuse_dev_fd >= 0 { close(p.plan.fuse_dev_fd) }
         close(report[1])
         close(sv[1])
         for fd in [outPipe[0], outPipe[1], errPipe[0], errPipe[1], master, slave] where fd >= 0 { close(fd) }

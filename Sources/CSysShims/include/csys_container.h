@@ -60,6 +60,8 @@ typedef struct csys_container_plan {
     int fuse;                  /* 0: kernel overlayfs only; 1: fuse-overlayfs where the kernel
                                 * refuses; 2: fuse-overlayfs always (CTR_OVERLAY=fuse) */
     const char *fuse_missing;  /* with fuse 0: why there is no fallback (for the error) */
+    int fuse_dev_fd;           /* /dev/fuse opened by ctr (root without a user namespace: the
+                                * devices cgroup the child is in by then refuses it), or -1 */
     const char *overlay_data;  /* legacy mount(2) option string, if the new API is refused */
     int readonly_rootfs;
     int mknod;                 /* device nodes can be created (root, no user namespace) */
