@@ -559,7 +559,7 @@ static void *relay_main(void *arg) {
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     char buf[65536];
-    int draining = 0;
+    int draining = 0, use_splice = 1;
     for (;;) {
         if (!draining) {
             struct pollfd p[2] = {{r->from, POLLIN, 0}, {r->cancel[0], POLLIN, 0}};
@@ -578,6 +578,22 @@ static void *relay_main(void *arg) {
                 continue;
             }
             if (!p[0].revents) continue;
+        }
+        if (use_splice) {
+            /* one end is our pipe: the kernel moves the pages, no copy through here */
+            ssize_t moved = splice(r->from, NULL, r->to, NULL, 1 << 20, SPLICE_F_MOVE | (draining ? SPLICE_F_NONBLOCK : 0));
+            if (moved > 0) continue;
+            if (moved == 0) break;
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) {
+                if (draining) break;
+                /* the destination is full (a non-blocking fd of the caller's): wait for it */
+                struct pollfd o = {r->to, POLLOUT, 0};
+                poll(&o, 1, 100);
+                continue;
+            }
+            if (errno != EINVAL && errno != ENOSYS) break;
+            use_splice = 0; /* an fd splice does not take (O_APPEND files before 6.x, ttys): copy */
         }
         ssize_t got = read(r->from, buf, sizeof buf);
         if (got < 0 && errno == EINTR) continue;
