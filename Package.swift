@@ -45,5 +45,7 @@ let package = Package(
         .testTarget(name: "DockerfileTests", dependencies: ["Dockerfile"]),
         .testTarget(name: "BuilderTests", dependencies: ["Builder", "Dockerfile", "Layers", "Sandbox", "HostOS"]),
         .testTarget(name: "CtrTests", dependencies: ["CSysShims"]),
+        // the CLI's own logic (the two `ctr run` parsers agree)
+        .testTarget(name: "CLITests", dependencies: ["ctr", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     ]
 )

@@ -612,7 +612,7 @@ final class BuildRun {
         cfg.env = runEnv + mounts.flatMap(\.env)
         cfg.entrypoint = nil
         cfg.cmd = nil
-        var ro = RunOptions(image: "ctr-build")
+        var ro = RunSpec(source: .buildRoot(BuildRoot(lowers: lowers, upper: "\(tmp)/upper", work: "\(tmp)/work", config: cfg)))
         ro.command = argv
         ro.autoRemove = true
         ro.name = "ctr-build-\(UUID().uuidString.prefix(12).lowercased())"
@@ -623,23 +623,22 @@ final class BuildRun {
             if captured >= 0 { ro.stdoutFD = captured; ro.stderrFD = captured }
         }
         defer { if captured >= 0 { close(captured) } }
-        ro.network = network ?? defaultNetwork()
-        ro.buildRoot = BuildRoot(lowers: lowers, upper: "\(tmp)/upper", work: "\(tmp)/work", config: cfg)
-        ro.addHosts = o.addHosts
+        ro.network = try NetworkRequest(parsing: network ?? defaultNetwork())
+        ro.extraHosts = try o.addHosts.map(HostEntry.init(parsing:))
         var locks: [Int32] = []
         defer { for fd in locks { close(fd) } }
         for m in mounts {
             switch m.kind {
             case .nothing: continue
-            case .tmpfs(let opts): ro.tmpfs.append("\(m.target):\(opts)")
-            case .layers(let dirs, let scratch): ro.layerMounts.append(LayerMount(lowers: dirs, target: m.target, scratch: scratch))
-            case .bind(let src, let readonly): ro.volumes.append("\(src):\(m.target)\(readonly ? ":ro" : "")")
+            case .tmpfs(let opts): ro.mounts.append(.tmpfs(target: m.target, options: opts))
+            case .layers(let dirs, let scratch): ro.mounts.append(.layers(lowers: dirs, target: m.target, scratch: scratch))
+            case .bind(let src, let readonly): ro.mounts.append(.bind(source: src, target: m.target, readOnly: readonly))
             case .cache(let dir, let locked):
                 if locked {
                     let fd = open("\(dir).lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
                     if fd >= 0 { flock(fd, LOCK_EX); locks.append(fd) }
                 }
-                ro.volumes.append("\(dir):\(m.target)")
+                ro.mounts.append(.bind(source: dir, target: m.target, readOnly: false))
             }
         }
         let code: Int32

@@ -11,7 +11,7 @@ import HostOS
 /// container's user namespace but outside its mount and pid namespaces, so pivot_root and the
 /// end of the container do not touch it: it exits once the last user of the mount is gone.
 /// This is podman's arrangement (the mount program runs beside the container, not in it).
-public struct FuseOverlay: Sendable {
+public struct FuseOverlay: Sendable, Equatable {
     public enum Mode: Int32, Sendable { case off = 0, fallback = 1, always = 2 }
 
     public let mode: Mode
@@ -19,6 +19,12 @@ public struct FuseOverlay: Sendable {
     public let program: String?
     /// Why there is no fallback (for the kernel's refusal message, and `ctr info`).
     public let missing: String?
+
+    public init(mode: Mode, program: String?, missing: String?) {
+        self.mode = mode
+        self.program = program
+        self.missing = missing
+    }
 
     /// From `CTR_OVERLAY` (`kernel`, `fuse`, unset: kernel with the fuse fallback) and the host.
     public static func current() throws -> FuseOverlay {

@@ -108,7 +108,7 @@ extension Runtime {
             layers.isEmpty ? try? String(contentsOfFile: root + $0, encoding: .utf8) : UserDB.readFromLayers(layers, $0)
         })
         let arena = CArena()
-        var env = Self.mergeEnv([["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], r.env ?? cfg.env ?? [], env])
+        var env = Planner.mergeEnv([["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], r.env ?? cfg.env ?? [], env])
         if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
         if tty && !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
         let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? ""

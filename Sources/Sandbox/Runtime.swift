@@ -3,61 +3,8 @@ import Foundation
 import HostOS
 import Layers
 
-/// Everything `ctr run` was asked for.
-public struct RunOptions: Sendable {
-    public var image: String
-    public var command: [String] = []
-    public var entrypoint: String?
-    public var name: String?
-    public var detach = false
-    public var autoRemove = false
-    public var tty = false
-    public var interactive = false
-    public var env: [String] = []
-    public var envFiles: [String] = []
-    public var workdir: String?
-    public var user: String?
-    public var volumes: [String] = []
-    public var tmpfs: [String] = []
-    public var readOnly = false
-    public var network: String?
-    public var ports: [String] = []
-    public var hostname: String?
-    public var addHosts: [String] = []
-    public var initProcess = false
-    public var capAdd: [String] = []
-    public var capDrop: [String] = []
-    public var securityOpts: [String] = []
-    public var limits = ResourceLimits()
-    public var ulimits: [String] = []
-    public var userns: String?
-    public var platform: Platform = .current
-    /// ctr build: the root is these unpacked layers (topmost first) with this upper dir (the
-    /// step's new layer) instead of an image's; the config stands in for the image's.
-    public var buildRoot: BuildRoot?
-    /// Where the container's stdout goes (default: ours). ctr build sends RUN output to stderr.
-    public var stdoutFD: Int32?
-    /// Where a non-interactive process's stderr goes (default: ctr's).
-    public var stderrFD: Int32?
-    /// Views of layer dirs (topmost first) at targets: RUN --mount=type=bind,from=STAGE (and
-    /// rw binds, whose writes go to a scratch upper dir).
-    public var layerMounts: [LayerMount] = []
-
-    public init(image: String) { self.image = image }
-}
-
-public struct LayerMount: Sendable {
-    public var lowers: [String]
-    public var target: String
-    /// A dir for the upper and work dirs of a writable view (the writes stay there); nil: read-only.
-    public var scratch: String?
-    public init(lowers: [String], target: String, scratch: String? = nil) {
-        self.lowers = lowers; self.target = target; self.scratch = scratch
-    }
-}
-
 /// The root of a build step's container.
-public struct BuildRoot: Sendable {
+public struct BuildRoot: Sendable, Equatable {
     public var lowers: [String]
     public var upper: String
     public var work: String
@@ -82,7 +29,9 @@ enum ExecStub {
 /// Notes for the user (stderr), said once each.
 public typealias Notice = @Sendable (String) -> Void
 
-/// Runs containers.
+/// Runs containers: the executor of the run path. `run(spec, image:)` gathers the facts
+/// (`HostFacts.probe`, the image's config and layers), lets `Planner.plan` decide, then makes
+/// what the plan says (state dir, files, the C plan, cgroups), clones and waits.
 public struct Runtime: Sendable {
     public let store: Store
     public let containers: ContainerStore
@@ -98,23 +47,19 @@ public struct Runtime: Sendable {
         self.notice = notice
     }
 
-    // MARK: planning
-
+    /// A plan made real, up to the clone.
     struct Prepared {
+        var plan: ContainerPlan
         var record: ContainerRecord
-        var plan: csys_container_plan
+        /// The flat plan the C child runs (its strings live in `arena`).
+        var c: csys_container_plan
         var arena: CArena
-        var network: NetworkMode
-        var ports: [PortMapping]
         var cgroup: CgroupHandle?
-        var useUserns: Bool
-        var nsMapping: IDMapping
-        var stateDir: String
-        var extraHosts: [(String, String)] = []
-        var hostResolv = ""
         /// fuse-overlayfs's command line, when the root may need it; the daemon once started
         var fuseArguments: [String]? = nil
         var fuseDaemon: pid_t? = nil
+        var stateDir: String { plan.stateDir }
+        var useUserns: Bool { plan.useUserns }
     }
 
     static func randomID() -> String {
@@ -122,262 +67,69 @@ public struct Runtime: Sendable {
         return (0..<4).map { _ in String(g.next() as UInt64, radix: 16).leftPad(16) }.joined()
     }
 
-    /// Docker's rule: entrypoint + (args, or the image's cmd); --entrypoint drops the image's cmd.
-    public static func argv(imageEntrypoint: [String]?, imageCmd: [String]?, entrypoint: String?, args: [String]) -> [String] {
-        if let e = entrypoint {
-            return (e.isEmpty ? [] : [e]) + args
-        }
-        return (imageEntrypoint ?? []) + (args.isEmpty ? (imageCmd ?? []) : args)
-    }
-
-    static func parseEnvFile(_ path: String) throws -> [String] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ContainerError("--env-file \(path): cannot read it")
-        }
-        return text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { raw in
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.isEmpty || line.hasPrefix("#") { return nil }
-            if line.contains("=") { return line }
-            return ProcessInfo.processInfo.environment[line].map { "\(line)=\($0)" }
-        }
-    }
-
-    /// Merge NAME=VALUE lists, later ones winning, order kept.
-    static func mergeEnv(_ lists: [[String]]) -> [String] {
-        var order: [String] = []
-        var values: [String: String] = [:]
-        for list in lists {
-            for e in list {
-                let name = e.split(separator: "=", maxSplits: 1).first.map(String.init) ?? e
-                if values[name] == nil { order.append(name) }
-                values[name] = e
-            }
-        }
-        return order.compactMap { values[$0] }
-    }
-
-    static func rlimit(_ s: String) throws -> csys_rlimit {
-        let kv = s.split(separator: "=", maxSplits: 1).map(String.init)
-        let names: [String: Int32] = ["core": 4, "cpu": 0, "data": 2, "fsize": 1, "locks": 10, "memlock": 8, "msgqueue": 12,
-                                      "nice": 13, "nofile": 7, "nproc": 6, "rss": 5, "rtprio": 14, "rttime": 15,
-                                      "sigpending": 11, "stack": 3, "as": 9]
-        guard kv.count == 2, let res = names[kv[0]] else { throw ContainerError("--ulimit \(s): expected NAME=SOFT[:HARD]") }
-        let vals = kv[1].split(separator: ":").map(String.init)
-        func num(_ v: String) throws -> UInt64 {
-            if v == "-1" || v == "unlimited" { return UInt64.max }
-            guard let n = UInt64(v) else { throw ContainerError("--ulimit \(s): \(v) is not a number") }
-            return n
-        }
-        let soft = try num(vals[0])
-        let hard = vals.count > 1 ? try num(vals[1]) : soft
-        if soft > hard { throw ContainerError("--ulimit \(s): the soft limit is above the hard one") }
-        return csys_rlimit(resource: res, soft: soft, hard: hard)
-    }
-
     static func hostName() -> String {
         var buf = [CChar](repeating: 0, count: 256)
         return gethostname(&buf, buf.count) == 0 ? String(cString: buf) : "localhost"
     }
 
-    /// Everything before the clone; a failure leaves no container dir behind.
-    func prepare(_ o: RunOptions, image: ImageRecord?) throws -> Prepared {
+    /// The image side of the plan: the store image's config and unpacked layers, or a build
+    /// step's root.
+    func imageFacts(_ spec: RunSpec, image: ImageRecord?) throws -> ImageFacts {
+        if case .buildRoot(let br) = spec.source {
+            let lowers = br.lowers
+            return ImageFacts(config: br.config, lowers: lowers, read: { UserDB.readFromLayers(lowers, $0) })
+        }
+        guard let image else { throw ContainerError("no image") }
+        let manifest = try store.manifest(image.descriptor)
+        let config = try store.config(manifest)
+        let lowers = try store.unpackedLayers(manifest, config)
+        var f = ImageFacts(config: config.config ?? ContainerConfig(), lowers: lowers, read: { UserDB.readFromLayers(lowers, $0) })
+        f.platform = Platform(os: config.os, architecture: config.architecture, variant: config.variant)
+        f.imageID = manifest.config.digest.string
+        f.manifestDigest = image.descriptor.digest.string
+        return f
+    }
+
+    /// Facts, plan, then everything before the clone; a failure leaves no container dir behind.
+    func prepare(_ spec: RunSpec, image: ImageRecord?) throws -> Prepared {
         let id = Self.randomID()
+        let stateDir = containers.path(id)
+        let facts = try HostFacts.probe(for: spec, mapping: mapping, containers: spec.name == nil ? nil : containers)
+        let plan = try Planner.plan(spec, image: try imageFacts(spec, image: image), facts: facts, id: id,
+                                    stateDir: stateDir, storeRoot: store.root)
+        for n in plan.notices { notice(n) }
         do {
-            return try prepare(o, image: image, id: id)
+            return try materialize(plan)
         } catch {
-            if access(containers.path(id), F_OK) == 0 { _ = try? store.ops.removeTree(containers.path(id)) }
+            if access(stateDir, F_OK) == 0 { _ = try? store.ops.removeTree(stateDir) }
             throw error
         }
     }
 
-    private func prepare(_ o: RunOptions, image: ImageRecord?, id: String) throws -> Prepared {
-        let cfg: ContainerConfig
-        var lowers: [String] = []
-        var imageID = "", manifestDigest = ""
-        if let br = o.buildRoot {
-            cfg = br.config
-            lowers = br.lowers
-        } else {
-            guard let image else { throw ContainerError("no image") }
-            let manifest = try store.manifest(image.descriptor)
-            let config = try store.config(manifest)
-            let imagePlatform = Platform(os: config.os, architecture: config.architecture, variant: config.variant)
-            if !imagePlatform.matches(.current) {
-                // as docker and podman warn; the kernel may still run it (binfmt_misc)
-                notice("the image's platform (\(imagePlatform)) does not match this host's (\(Platform.current))")
-            }
-            cfg = config.config ?? ContainerConfig()
-            lowers = try store.unpackedLayers(manifest, config)
-            imageID = manifest.config.digest.string
-            manifestDigest = image.descriptor.digest.string
-        }
-
-        // options checked before anything is made, as podman checks them
-        if let u = o.userns, !["", "host", "auto"].contains(u), !u.hasPrefix("auto:") {
-            throw ContainerError("--userns \(u): expected host or auto")
-        }
-        if let n = o.name, n.range(of: #"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"#, options: .regularExpression) == nil {
-            throw ContainerError("--name \(n.debugDescription): a name must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-        }
-        if let bad = o.env.first(where: { $0.hasPrefix("=") || $0.isEmpty }) {
-            throw ContainerError("-e \(bad.debugDescription): a variable needs a name")
-        }
-        if let w = o.workdir, !w.hasPrefix("/") {
-            throw ContainerError("-w \(w): the working directory must be an absolute path")
-        }
-        let fuse = try FuseOverlay.current()
-        let argv = Self.argv(imageEntrypoint: cfg.entrypoint, imageCmd: cfg.cmd, entrypoint: o.entrypoint, args: o.command)
-        guard !argv.isEmpty else { throw ContainerError("no command: the image has none, give one after the image name") }
-
-        // ids: a user namespace for rootless users (and for root on request)
-        var useUserns: Bool
-        var nsMapping = mapping
-        switch mapping {
-        case .root:
-            useUserns = false
-            if let u = o.userns, u != "host" {
-                useUserns = true
-                // root's range, or podman's "containers" user's: never one that may be a user's
-                func range(_ file: String) -> (UInt32, UInt32)? {
-                    IDMapping.subordinateRanges(file: file, name: "root", id: 0).first
-                        ?? getpwnam("containers").flatMap { IDMapping.subordinateRanges(file: file, name: "containers", id: $0.pointee.pw_uid).first }
-                }
-                guard let (ustart, ucount) = range("/etc/subuid"), let (gstart, gcount) = range("/etc/subgid") else {
-                    throw ContainerError("--userns \(u): root has no subordinate id range in /etc/subuid and /etc/subgid (add one, e.g. root:1000000:65536, as podman's --userns=auto wants for its containers user)")
-                }
-                nsMapping = .mapped(uid: [IDRange(containerID: 0, hostID: ustart, count: ucount)],
-                                    gid: [IDRange(containerID: 0, hostID: gstart, count: gcount)])
-            }
-        case .mapped, .single:
-            useUserns = true
-        }
-        if case .single = mapping {
-            notice("no subordinate ids for this user in /etc/subuid and /etc/subgid: the container has a single id (your own, as root) and cannot switch users or groups")
-        }
-
-        let readLayer = { (p: String) in UserDB.readFromLayers(lowers, p) }
-        let user = try UserDB.resolve(o.user ?? cfg.user ?? "", read: readLayer)
-        if useUserns {
-            if nsMapping.hostUID(user.uid) == nil || nsMapping.hostGID(user.gid) == nil {
-                throw ContainerError("user \(o.user ?? cfg.user ?? "") (\(user.uid):\(user.gid)) is not mapped in this user namespace (\(nsMapping.isSingleMapping ? "no subordinate ids" : "the subordinate id range is too small"))")
-            }
-        }
-        let groups = useUserns && nsMapping.isSingleMapping ? [] : user.groups.filter { !useUserns || nsMapping.hostGID($0) != nil }
-
-        let name = o.name ?? String(id.prefix(12))
-        if o.name != nil, containers.all().contains(where: { $0.name == name }) {  // a generated name is unique
-            throw ContainerError("the container name \"\(name)\" is already in use; remove it (ctr rm \(name)) or choose another name")
-        }
-        // --network host: the host's name, as docker and podman give it
-        let hostname = o.hostname ?? (o.network == "host" ? Self.hostName() : String(id.prefix(12)))
-
-        // environment: the image's, then --env-file, then -e
-        var env = cfg.env ?? []
-        var fileEnv: [String] = []
-        for f in o.envFiles { fileEnv += try Self.parseEnvFile(f) }
-        let flagEnv = o.env.compactMap { e -> String? in
-            if e.contains("=") { return e }
-            return ProcessInfo.processInfo.environment[e].map { "\(e)=\($0)" }
-        }
-        env = Self.mergeEnv([["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], env,
-                             ["HOSTNAME=\(hostname)"], fileEnv, flagEnv])
-        let recordedEnv = env  // for exec: without the HOME and TERM of this user and terminal
-        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
-        if o.tty && !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
-        let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? ""
-
-        // security
-        var noNewPrivs = true
-        // the profile is read (or the built-in one made) only when its compiled form is not
-        // cached: compiling podman's profile with libseccomp costs more than the rest of start-up
-        enum ProfileSource { case builtin, file(String), unconfined }
-        var profileSource = ProfileSource.builtin
-        for opt in o.securityOpts {
-            let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
-            let key = kv[0], value = kv.count > 1 ? kv[1] : ""
-            switch key {
-            case "no-new-privileges":
-                guard ["", "true", "false"].contains(value) else {
-                    throw ContainerError("--security-opt \(opt): expected no-new-privileges, no-new-privileges=true or =false")
-                }
-                noNewPrivs = value != "false"
-            case "seccomp":
-                profileSource = value == "unconfined" ? .unconfined : .file(value)
-            case "label", "apparmor":
-                continue // not on this kind of host; accepted as podman does when they do not apply
-            default:
-                throw ContainerError("--security-opt \(opt): unknown option (no-new-privileges, seccomp=unconfined|PROFILE.json)")
-            }
-        }
-        let caps = try Capabilities.effective(add: o.capAdd, drop: o.capDrop)
-        let bpf: [UInt8]
-        switch profileSource {
-        case .unconfined:
-            bpf = []
-        case .builtin:
-            bpf = try SeccompCache(root: store.root).program(key: "builtin-podman-v1", capabilities: caps) {
-                try SeccompProfile.podmanDefault.compile(capabilities: caps)
-            }
-        case .file(let path):
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ContainerError("--security-opt seccomp=\(path): cannot read the profile")
-            }
-            bpf = try SeccompCache(root: store.root).program(key: "file-\(Digest.sha256(data).encoded)", capabilities: caps) {
-                try SeccompProfile.load(path: path).compile(capabilities: caps)
-            }
-        }
-
-        // network
-        let mode: NetworkMode
-        let ports = try o.ports.map { try PortMapping(parsing: $0) }
-        if let n = o.network {
-            mode = try NetworkMode(parsing: n)
-        } else {
-            let (m, note) = NetworkMode.resolveDefault(rootless: useUserns)
-            if let note {
-                if !ports.isEmpty && m == .none {
-                    throw ContainerError("-p needs pasta or slirp4netns, and neither can run here: \(note.replacingOccurrences(of: "warning: ", with: ""))")
-                }
-                notice(note)
-            }
-            mode = m
-        }
-        if !ports.isEmpty && (mode == .none || mode == .host) {
-            throw ContainerError("-p needs a network of the container's own (pasta or slirp4netns); with --network \(mode == .host ? "host" : "none") there is nothing to forward")
-        }
-        let extraHosts = try o.addHosts.map { try NetworkFiles.parseAddHost($0) }
-
-        // state directory
-        let stateDir = containers.path(id)
+    /// What the plan says, made: the state dir and its files, volume dirs, the compiled seccomp
+    /// program, the C plan, the cgroups, and the container's record.
+    private func materialize(_ plan: ContainerPlan) throws -> Prepared {
+        let stateDir = plan.stateDir
+        var lowers = plan.lowers
         for d in [stateDir, "\(stateDir)/upper", "\(stateDir)/work", "\(stateDir)/rootfs"] {
             try valueOrErrno("mkdir", "cannot create \(d)") { mkdir(d, 0o700) }
         }
         chmod("\(stateDir)/upper", 0o755)
-        if lowers.isEmpty {
+        if plan.emptyLower {
             try valueOrErrno("mkdir", "cannot create the empty layer") { mkdir("\(stateDir)/empty", 0o755) }
             lowers = ["\(stateDir)/empty"]
         }
-        if !manifestDigest.isEmpty {
-            try Store.writeFile(path: "\(stateDir)/manifest", data: Data(manifestDigest.utf8), sync: false)
+        if !plan.record.manifest.isEmpty {
+            try Store.writeFile(path: "\(stateDir)/manifest", data: Data(plan.record.manifest.utf8), sync: false)
         }
-        let hostResolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
-        // --network host: the host's /etc/hosts (and --add-host), as docker copies it
-        let hostsFile = mode == .host
-            ? ((try? String(contentsOfFile: "/etc/hosts", encoding: .utf8)) ?? NetworkFiles.hosts(hostname: hostname, extraHosts: [], containerAddress: nil))
-                + extraHosts.map { "\($0.1)\t\($0.0)\n" }.joined()
-            : NetworkFiles.hosts(hostname: hostname, extraHosts: extraHosts, containerAddress: nil)
-        try Store.writeFile(path: "\(stateDir)/hosts", data: Data(hostsFile.utf8), sync: false)
-        try Store.writeFile(path: "\(stateDir)/hostname", data: Data((hostname + "\n").utf8), sync: false)
-        try Store.writeFile(path: "\(stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: mode, attachment: nil, hostResolvConf: hostResolv).utf8), sync: false)
+        try Store.writeFile(path: "\(stateDir)/hosts", data: Data(plan.hostsFile.utf8), sync: false)
+        try Store.writeFile(path: "\(stateDir)/hostname", data: Data((plan.hostname + "\n").utf8), sync: false)
+        try Store.writeFile(path: "\(stateDir)/resolv.conf", data: Data(plan.resolvConf.utf8), sync: false)
         // root with a user namespace: the layers are root's; the container sees them through
         // idmapped mounts, and its root (a subordinate id) gets a way through root's store
         // (search permission for that id's group only) and owns its upper dir
-        let idmapped = mapping == .root && useUserns
-        if idmapped {
-            guard lowers.count <= Int(CSYS_MAX_PASSED_FDS) else {
-                throw ContainerError("--userns: images of more than \(CSYS_MAX_PASSED_FDS) layers need a user namespace of their own (run as a user)")
-            }
-            guard let hu = nsMapping.hostUID(0), let hg = nsMapping.hostGID(0) else { throw ContainerError("--userns: no mapping for root") }
+        if plan.idmappedLowers {
+            guard let hu = plan.nsMapping.hostUID(0), let hg = plan.nsMapping.hostGID(0) else { throw ContainerError("--userns: no mapping for root") }
             for d in ["\(stateDir)/upper", "\(stateDir)/work", "\(stateDir)/hosts", "\(stateDir)/hostname", "\(stateDir)/resolv.conf"] {
                 try valueOrErrno("chown", "cannot give \(d) to the container's root") { chown(d, hu, hg) }
             }
@@ -392,160 +144,133 @@ public struct Runtime: Sendable {
             }
         }
 
-        // volumes and tmpfs
+        // mounts: sources made where the plan says (docker makes a missing -v source)
         var mounts: [csys_mount] = []
         let arena = CArena()
-        for v in o.volumes {
-            let parts = v.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-            guard parts.count >= 2, parts.count <= 3 else { throw ContainerError("-v \(v): expected SOURCE:TARGET[:ro|rw]") }
-            var source = parts[0]
-            let target = parts[1]
-            guard target.hasPrefix("/") else { throw ContainerError("-v \(v): the target must be an absolute path") }
-            let opts = parts.count == 3 ? parts[2].split(separator: ",").map(String.init) : []
-            for opt in opts where !["ro", "rw", "z", "Z", "rbind", "bind", "shared", "slave", "private", "rshared", "rslave", "rprivate"].contains(opt) {
-                throw ContainerError("-v \(v): unknown option \(opt)")
-            }
-            if !source.hasPrefix("/") && !source.hasPrefix(".") {
-                // a named volume in the store
-                let dir = "\(store.root)/volumes/\(source)/_data"
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                source = dir
-            } else {
-                source = URL(fileURLWithPath: source).standardizedFileURL.path
-                if access(source, F_OK) != 0 {
-                    // docker creates a missing source directory
+        for pm in plan.mounts {
+            var m = csys_mount()
+            m.target = arena.string(pm.target)
+            m.readonly = pm.readOnly ? 1 : 0
+            switch pm.kind {
+            case .bind(let source, let isFile, let makeSource):
+                if makeSource && access(source, F_OK) != 0 {
                     var made = ""
                     for c in source.split(separator: "/") {
                         made += "/" + c
                         if mkdir(made, 0o755) != 0 && errno != EEXIST {
-                            throw ContainerError("-v \(v): cannot create \(made): \(String(cString: strerror(errno)))")
+                            throw ContainerError("-v \(source):\(pm.target): cannot create \(made): \(String(cString: strerror(errno)))")
                         }
                     }
                 }
-            }
-            var isDir: ObjCBool = false
-            _ = FileManager.default.fileExists(atPath: source, isDirectory: &isDir)
-            var m = csys_mount()
-            m.kind = Int32(CSYS_MNT_BIND)
-            m.source = arena.string(source)
-            m.target = arena.string(target)
-            m.readonly = opts.contains("ro") ? 1 : 0
-            m.recursive = 1
-            m.is_file = isDir.boolValue ? 0 : 1
-            mounts.append(m)
-        }
-        for lm in o.layerMounts {
-            guard lm.target.hasPrefix("/"), !lm.lowers.isEmpty else { throw ContainerError("a layer mount needs an absolute target and a layer") }
-            var m = csys_mount()
-            m.target = arena.string(lm.target)
-            let userxattr = useUserns ? ",userxattr" : ""
-            if let scratch = lm.scratch {
-                for d in ["upper", "work"] {
-                    try FileManager.default.createDirectory(atPath: "\(scratch)/\(d)", withIntermediateDirectories: true)
+                var file = isFile ?? false
+                if isFile == nil {
+                    var isDir: ObjCBool = false
+                    _ = FileManager.default.fileExists(atPath: source, isDirectory: &isDir)
+                    file = !isDir.boolValue
+                }
+                m.kind = Int32(CSYS_MNT_BIND)
+                m.source = arena.string(source)
+                m.recursive = 1
+                m.is_file = file ? 1 : 0
+            case .tmpfs(let options):
+                m.kind = Int32(CSYS_MNT_TMPFS)
+                m.data = arena.string(options)
+                m.flags = UInt(MS_NOSUID | MS_NODEV)
+            case .overlay(let data, let scratch):
+                if let scratch {
+                    for d in ["upper", "work"] {
+                        try FileManager.default.createDirectory(atPath: "\(scratch)/\(d)", withIntermediateDirectories: true)
+                    }
                 }
                 m.kind = Int32(CSYS_MNT_OVERLAY)
-                m.data = arena.string("lowerdir=\(lm.lowers.joined(separator: ":")),upperdir=\(scratch)/upper,workdir=\(scratch)/work\(userxattr)")
-            } else if lm.lowers.count == 1 {
-                // overlay wants two lower dirs when there is no upper one
-                m.kind = Int32(CSYS_MNT_BIND)
-                m.source = arena.string(lm.lowers[0])
-                m.readonly = 1
-                m.recursive = 1
-            } else {
-                m.kind = Int32(CSYS_MNT_OVERLAY)
-                m.data = arena.string("lowerdir=\(lm.lowers.joined(separator: ":"))\(userxattr)")
-                m.readonly = 1
+                m.data = arena.string(data)
             }
             mounts.append(m)
         }
-        for t in o.tmpfs {
-            let parts = t.split(separator: ":", maxSplits: 1).map(String.init)
-            guard parts[0].hasPrefix("/") else { throw ContainerError("--tmpfs \(t): the target must be an absolute path") }
-            var m = csys_mount()
-            m.kind = Int32(CSYS_MNT_TMPFS)
-            m.target = arena.string(parts[0])
-            m.data = arena.string(parts.count > 1 ? parts[1] : "mode=1777")
-            m.flags = UInt(MS_NOSUID | MS_NODEV)
-            mounts.append(m)
+
+        // the seccomp program: compiled once per profile and capability set, cached in the store
+        let caps = plan.capabilities
+        let bpf: [UInt8]
+        switch plan.seccomp {
+        case .unconfined:
+            bpf = []
+        case .builtin:
+            bpf = try SeccompCache(root: store.root).program(key: "builtin-podman-v1", capabilities: caps) {
+                try SeccompProfile.podmanDefault.compile(capabilities: caps)
+            }
+        case .profile(let path):
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ContainerError("--security-opt seccomp=\(path): cannot read the profile")
+            }
+            bpf = try SeccompCache(root: store.root).program(key: "file-\(Digest.sha256(data).encoded)", capabilities: caps) {
+                try SeccompProfile.load(path: path).compile(capabilities: caps)
+            }
         }
 
-        var plan = csys_container_plan()
-        plan.userns = useUserns ? 1 : 0
-        plan.netns = mode == .host ? 0 : 1
-        plan.cgroupns = 1
-        plan.setgroups = (useUserns && nsMapping.isSingleMapping) ? 0 : 1
-        plan.rootfs = arena.string("\(stateDir)/rootfs")
-        plan.lowers = UnsafePointer(arena.strings(lowers))
-        plan.nlowers = Int32(lowers.count)
-        let upperDir = o.buildRoot?.upper ?? "\(stateDir)/upper", workDir = o.buildRoot?.work ?? "\(stateDir)/work"
-        plan.upper = arena.string(upperDir)
-        plan.work = arena.string(workDir)
-        plan.userxattr = useUserns ? 1 : 0
-        plan.idmapped_lowers = idmapped ? 1 : 0
-        plan.fuse = fuse.mode.rawValue
-        if let missing = fuse.missing { plan.fuse_missing = arena.string(missing) }
-        let fuseArguments = fuse.program.map { FuseOverlay.arguments(program: $0, lowers: lowers, upper: upperDir, work: workDir) }
-        plan.overlay_data = arena.string("lowerdir=\(lowers.joined(separator: ":")),upperdir=\(upperDir),workdir=\(workDir)\(useUserns ? ",userxattr" : "")")
-        plan.readonly_rootfs = o.readOnly ? 1 : 0
-        plan.mknod = useUserns ? 0 : 1
-        plan.own_sysfs = mode == .host ? 0 : 1
-        plan.devpts_gid5 = (!useUserns || nsMapping.hostGID(5) != nil) ? 1 : 0
-        plan.etc_hosts = arena.string("\(stateDir)/hosts")
-        plan.etc_hostname = arena.string("\(stateDir)/hostname")
-        plan.etc_resolv = arena.string("\(stateDir)/resolv.conf")
-        plan.mounts = arena.array(mounts)
-        plan.nmounts = Int32(mounts.count)
-        let masked = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-                      "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
-                      "/sys/fs/selinux", "/sys/dev/block"]
-        let readonly = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        plan.masked = UnsafePointer(arena.strings(masked))
-        plan.nmasked = Int32(masked.count)
-        plan.readonly_paths = UnsafePointer(arena.strings(readonly))
-        plan.nreadonly = Int32(readonly.count)
-        plan.hostname = arena.string(hostname)
-        plan.cwd = arena.string(o.workdir ?? cfg.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/")
-        plan.argv = UnsafePointer(arena.strings(argv))
-        plan.envp = UnsafePointer(arena.strings(env))
-        plan.path_env = arena.string(pathEnv)
-        plan.uid = user.uid
-        plan.gid = user.gid
-        plan.groups = arena.array(groups.map { gid_t($0) })
-        plan.ngroups = Int32(groups.count)
-        plan.caps = Capabilities.mask(caps)
-        plan.cap_last = Int32(Capabilities.lastCap)
-        plan.no_new_privs = noNewPrivs ? 1 : 0
-        plan.seccomp = arena.bytes(bpf)
-        plan.seccomp_len = bpf.count
-        let rl = try o.ulimits.map(Self.rlimit)
-        plan.rlimits = arena.array(rl)
-        plan.nrlimits = Int32(rl.count)
-        plan.tty = o.tty ? 1 : 0
-        plan.stdio = (-1, -1, -1)
-        plan.`init` = o.initProcess ? 1 : 0
-        plan.sync_fd = -1
-        plan.stub_fd = -1
-        plan.fuse_dev_fd = -1
+        let upperDir = plan.upper ?? "\(stateDir)/upper", workDir = plan.work ?? "\(stateDir)/work"
+        let fuseArguments = plan.fuse.program.map { FuseOverlay.arguments(program: $0, lowers: lowers, upper: upperDir, work: workDir) }
+        var c = csys_container_plan()
+        c.userns = plan.useUserns ? 1 : 0
+        c.netns = plan.network == .host ? 0 : 1
+        c.cgroupns = 1
+        c.setgroups = plan.setgroups ? 1 : 0
+        c.rootfs = arena.string("\(stateDir)/rootfs")
+        c.lowers = UnsafePointer(arena.strings(lowers))
+        c.nlowers = Int32(lowers.count)
+        c.upper = arena.string(upperDir)
+        c.work = arena.string(workDir)
+        c.userxattr = plan.useUserns ? 1 : 0
+        c.idmapped_lowers = plan.idmappedLowers ? 1 : 0
+        c.fuse = plan.fuse.mode.rawValue
+        if let missing = plan.fuse.missing { c.fuse_missing = arena.string(missing) }
+        c.overlay_data = arena.string("lowerdir=\(lowers.joined(separator: ":")),upperdir=\(upperDir),workdir=\(workDir)\(plan.useUserns ? ",userxattr" : "")")
+        c.readonly_rootfs = plan.readOnly ? 1 : 0
+        c.mknod = plan.mknod ? 1 : 0
+        c.own_sysfs = plan.ownSysfs ? 1 : 0
+        c.devpts_gid5 = plan.devptsGid5 ? 1 : 0
+        c.etc_hosts = arena.string("\(stateDir)/hosts")
+        c.etc_hostname = arena.string("\(stateDir)/hostname")
+        c.etc_resolv = arena.string("\(stateDir)/resolv.conf")
+        c.mounts = arena.array(mounts)
+        c.nmounts = Int32(mounts.count)
+        c.masked = UnsafePointer(arena.strings(plan.maskedPaths))
+        c.nmasked = Int32(plan.maskedPaths.count)
+        c.readonly_paths = UnsafePointer(arena.strings(plan.readonlyPaths))
+        c.nreadonly = Int32(plan.readonlyPaths.count)
+        c.hostname = arena.string(plan.hostname)
+        c.cwd = arena.string(plan.cwd)
+        c.argv = UnsafePointer(arena.strings(plan.argv))
+        c.envp = UnsafePointer(arena.strings(plan.env))
+        c.path_env = arena.string(plan.pathEnv)
+        c.uid = plan.user.uid
+        c.gid = plan.user.gid
+        c.groups = arena.array(plan.groups.map { gid_t($0) })
+        c.ngroups = Int32(plan.groups.count)
+        c.caps = Capabilities.mask(caps)
+        c.cap_last = Int32(Capabilities.lastCap)
+        c.no_new_privs = plan.noNewPrivileges ? 1 : 0
+        c.seccomp = arena.bytes(bpf)
+        c.seccomp_len = bpf.count
+        let rl = plan.rlimits.map { csys_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
+        c.rlimits = arena.array(rl)
+        c.nrlimits = Int32(rl.count)
+        c.tty = plan.tty ? 1 : 0
+        c.stdio = (-1, -1, -1)
+        c.`init` = plan.initProcess ? 1 : 0
+        c.sync_fd = -1
+        c.stub_fd = -1
+        c.fuse_dev_fd = -1
 
         // as root without a user namespace, a devices cgroup too (where cgroup v1 has one)
-        let cgroupHandle = try CgroupHandle.create(name: String(id.prefix(12)), limits: o.limits, devices: !useUserns)
-        let cgroup: CgroupHandle? = cgroupHandle.isActive ? cgroupHandle : nil
+        let handle = try CgroupHandle.create(name: String(plan.id.prefix(12)), limits: plan.limits, devices: plan.restrictDevices)
+        let cgroup: CgroupHandle? = handle.isActive ? handle : nil
         if let cgroup {
             try Store.writeFile(path: "\(stateDir)/cgroup.json", data: try JSONEncoder().encode(cgroup.paths), sync: false)
         }
-
-        var record = ContainerRecord(
-            id: id, name: name, image: o.image, imageID: imageID, manifest: manifestDigest,
-            command: argv, created: ImageImport.rfc3339(Date(), fractional: true), detached: o.detach, tty: o.tty,
-            autoRemove: o.autoRemove, ports: o.ports, network: "\(mode)", stopSignal: cfg.stopSignal,
-            pid: nil, pidStart: nil, monitorPid: nil, exitCode: nil, finished: nil, rootless: useUserns)
-        record.env = recordedEnv
-        record.workdir = o.workdir ?? cfg.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
-        record.user = o.user ?? cfg.user ?? ""
+        var record = plan.record
+        record.created = ImageImport.rfc3339(Date(), fractional: true)
         try containers.save(record)
-        return Prepared(record: record, plan: plan, arena: arena, network: mode, ports: ports, cgroup: cgroup,
-                        useUserns: useUserns, nsMapping: nsMapping, stateDir: stateDir,
-                        extraHosts: extraHosts, hostResolv: hostResolv, fuseArguments: fuseArguments)
+        return Prepared(plan: plan, record: record, c: c, arena: arena, cgroup: cgroup, fuseArguments: fuseArguments)
     }
 
     // MARK: starting
@@ -555,28 +280,28 @@ public struct Runtime: Sendable {
         // the container's user namespace, for fuse-overlayfs to join and for idmapped layers:
         // opened while the child is still dumpable (it stops being so once released)
         var userNS: Int32 = -1
-        if p.useUserns && (p.fuseArguments != nil || p.plan.idmapped_lowers != 0) {
+        if p.useUserns && (p.fuseArguments != nil || p.plan.idmappedLowers) {
             userNS = open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC)
             if userNS < 0 { throw SysError.errno("open", "cannot open the container's user namespace") }
         }
         defer { if userNS >= 0 { close(userNS) } }
-        if p.useUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.nsMapping) }
+        if p.useUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.plan.nsMapping) }
         var passFDs: [Int32] = []
         defer { passFDs.forEach { close($0) } }
-        if p.plan.idmapped_lowers != 0 {
-            for i in 0..<Int(p.plan.nlowers) {
+        if p.c.idmapped_lowers != 0 {
+            for i in 0..<Int(p.c.nlowers) {
                 var e = csys_error()
-                let t = csys_idmapped_tree(p.plan.lowers[i], userNS, &e)
+                let t = csys_idmapped_tree(p.c.lowers[i], userNS, &e)
                 if t < 0 { throw SysError(e) }
                 passFDs.append(t)
             }
         }
         try p.cgroup?.add(pid: pid)
-        let net = try NetworkAttachment.attach(mode: p.network, pid: pid, ports: p.ports, rootless: p.useUserns)
+        let net = try NetworkAttachment.attach(mode: p.plan.network, pid: pid, ports: p.plan.ports, rootless: p.useUserns)
         if let net {
             // the resolver the helper provides
-            try? Store.writeFile(path: "\(p.stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: p.network, attachment: net, hostResolvConf: p.hostResolv).utf8), sync: false)
-            try? Store.writeFile(path: "\(p.stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: String(cString: p.plan.hostname), extraHosts: p.extraHosts, containerAddress: net.containerAddress).utf8), sync: false)
+            try? Store.writeFile(path: "\(p.stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: p.plan.network, attachment: net, hostResolvConf: p.plan.hostResolvConf).utf8), sync: false)
+            try? Store.writeFile(path: "\(p.stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: p.plan.hostname, extraHosts: p.plan.extraHosts.map { ($0.name, $0.address) }, containerAddress: net.containerAddress).utf8), sync: false)
         }
         var err = csys_error()
         var fuseFD: Int32 = -1
@@ -633,7 +358,7 @@ public struct Runtime: Sendable {
     /// The image's layers are unpacked and the container's record (which keeps them from
     /// prune) written under the store's gc lock; `hold`, the caller's hold from before it
     /// resolved the image, is released then, not held for the container's life.
-    public func run(_ o: RunOptions, image: ImageRecord?, hold: Store.WriteHold? = nil) throws -> (code: Int32, record: ContainerRecord) {
+    public func run(_ o: RunSpec, image: ImageRecord?, hold: Store.WriteHold? = nil) throws -> (code: Int32, record: ContainerRecord) {
         Trace.point("image resolved")
         defer { hold?.release() }
         if o.tty && o.interactive && !o.detach && isatty(0) == 0 {
@@ -647,7 +372,7 @@ public struct Runtime: Sendable {
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
             throw SysError.errno("socketpair", "cannot make the sync socket")
         }
-        p.plan.sync_fd = sv[1]
+        p.c.sync_fd = sv[1]
         if o.detach { return try runDetached(&p, sv: sv, o) }
 
         var master: Int32 = -1, slave: Int32 = -1
@@ -656,24 +381,24 @@ public struct Runtime: Sendable {
         if o.tty {
             var err = csys_error()
             if csys_openpty(&master, &slave, isatty(0) != 0 ? 0 : -1, &err) != 0 { throw SysError(err) }
-            p.plan.stdio = (slave, slave, slave)
+            p.c.stdio = (slave, slave, slave)
         } else {
             if !o.interactive {
                 null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-                p.plan.stdio = (null, o.stdoutFD ?? -1, o.stderrFD ?? -1)
+                p.c.stdio = (null, o.stdoutFD ?? -1, o.stderrFD ?? -1)
             }
             // a file of the host given as stdio goes through a pipe ctr copies
-            relay = try StdioRelay(p.plan.stdio)
-            p.plan.stdio = relay!.child
+            relay = try StdioRelay(p.c.stdio)
+            p.c.stdio = relay!.child
         }
-        p.plan.pdeathsig = SIGKILL
+        p.c.pdeathsig = SIGKILL
         var err = csys_error()
         let stub = try ExecStub.open()
-        p.plan.stub_fd = stub
-        p.plan.fuse_dev_fd = Self.fuseDevice(for: p)
-        let pid = csys_container_clone(&p.plan, &err)
+        p.c.stub_fd = stub
+        p.c.fuse_dev_fd = Self.fuseDevice(for: p)
+        let pid = csys_container_clone(&p.c, &err)
         close(stub)
-        if p.plan.fuse_dev_fd >= 0 { close(p.plan.fuse_dev_fd) }
+        if p.c.fuse_dev_fd >= 0 { close(p.c.fuse_dev_fd) }
         close(sv[1])
         if slave >= 0 { close(slave) }
         if null >= 0 { close(null) }
@@ -742,11 +467,11 @@ public struct Runtime: Sendable {
     /// opened here, since the devices cgroup the child is in by then refuses it (in a user
     /// namespace the child must open it itself, and there is no devices cgroup).
     static func fuseDevice(for p: Prepared) -> Int32 {
-        guard !p.useUserns, p.plan.fuse != 0, p.cgroup != nil else { return -1 }
+        guard !p.useUserns, p.c.fuse != 0, p.cgroup != nil else { return -1 }
         return open("/dev/fuse", O_RDWR | O_CLOEXEC)
     }
 
-    func runDetached(_ p: inout Prepared, sv: [Int32], _ o: RunOptions) throws -> (code: Int32, record: ContainerRecord) {
+    func runDetached(_ p: inout Prepared, sv: [Int32], _ o: RunSpec) throws -> (code: Int32, record: ContainerRecord) {
         var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
         var master: Int32 = -1, slave: Int32 = -1
         let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -754,14 +479,14 @@ public struct Runtime: Sendable {
         if o.tty {
             var err = csys_error()
             if csys_openpty(&master, &slave, -1, &err) != 0 { throw SysError(err) }
-            p.plan.stdio = (slave, slave, slave)
+            p.c.stdio = (slave, slave, slave)
         } else {
             guard csys_pipe_cloexec(&outPipe) == 0, csys_pipe_cloexec(&errPipe) == 0 else {
                 throw SysError.errno("pipe", "cannot make the output pipes")
             }
-            p.plan.stdio = (null, outPipe[1], errPipe[1])
+            p.c.stdio = (null, outPipe[1], errPipe[1])
         }
-        p.plan.pdeathsig = 0
+        p.c.pdeathsig = 0
         var report: [Int32] = [-1, -1]
         guard csys_pipe_cloexec(&report) == 0 else { throw SysError.errno("pipe", "cannot make a pipe") }
         var m = csys_monitor_args()
@@ -777,11 +502,11 @@ public struct Runtime: Sendable {
         m.on_exit_argv = UnsafePointer(arena.strings([selfPath, "--root", store.root, "cleanup", p.record.id]))
         var err = csys_error()
         let stub = try ExecStub.open()
-        p.plan.stub_fd = stub
-        p.plan.fuse_dev_fd = Self.fuseDevice(for: p)
-        let monitor = csys_monitor_start(&p.plan, &m, &err)
+        p.c.stub_fd = stub
+        p.c.fuse_dev_fd = Self.fuseDevice(for: p)
+        let monitor = csys_monitor_start(&p.c, &m, &err)
         close(stub)
-        if p.plan.fuse_dev_fd >= 0 { close(p.plan.fuse_dev_fd) }
+        if p.c.fuse_dev_fd >= 0 { close(p.c.fuse_dev_fd) }
         close(report[1])
         close(sv[1])
         for fd in [outPipe[0], outPipe[1], errPipe[0], errPipe[1], master, slave] where fd >= 0 { close(fd) }

@@ -62,8 +62,13 @@ struct Run: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
 
     func run() throws {
-        var o = RunOptions(image: image)
-        o.command = command.first == "--" ? Array(command.dropFirst()) : command
+        try Self.execute(flags, store: try global.store(), pull: pull, platform: platform, registry: { try registry.options() })
+    }
+
+    /// The flags as typed (FastRun fills the same struct; `RunFlags.spec()` checks them).
+    var flags: RunFlags {
+        var o = RunFlags(image: image)
+        o.command = command
         o.entrypoint = entrypoint
         o.name = name
         o.detach = detach
@@ -85,14 +90,17 @@ struct Run: ParsableCommand {
         o.capAdd = capAdd
         o.capDrop = capDrop
         o.securityOpts = securityOpt
-        o.limits = try ResourceLimits.parse(memory: memory, memorySwap: memorySwap, pidsLimit: pidsLimit, cpus: cpus)
+        o.memory = memory
+        o.memorySwap = memorySwap
+        o.pidsLimit = pidsLimit
+        o.cpus = cpus
         o.ulimits = ulimit
         o.userns = userns
-        try Self.execute(o, store: try global.store(), pull: pull, platform: platform, registry: { try registry.options() })
+        return o
     }
 
     /// `ctr run` after its flags are read (by ArgumentParser, or by FastRun for the common ones).
-    static func execute(_ opts: RunOptions, store: Store, pull: String, platform: String?,
+    static func execute(_ opts: RunFlags, store: Store, pull: String, platform: String?,
                         registry: () throws -> RegistryOptions) throws {
         // docker run's convention: 125 when ctr itself fails (126 and 127 are the command's)
         do { try executeOrThrow(opts, store: store, pull: pull, platform: platform, registry: registry) } catch let e as UserFacing where e.exitCode == 1 {
@@ -105,20 +113,20 @@ struct Run: ParsableCommand {
         var exitCode: Int32 { 125 }
     }
 
-    static func executeOrThrow(_ opts: RunOptions, store: Store, pull: String, platform: String?,
+    static func executeOrThrow(_ flags: RunFlags, store: Store, pull: String, platform: String?,
                                registry: () throws -> RegistryOptions) throws {
-        var o = opts
+        // the flags are checked before anything is pulled or made
+        let spec = try flags.spec()
         let notices = Notices()
         let plat = try platform.map { try Platform(parsing: $0) } ?? .current
-        o.platform = plat
         // from resolving the image until the container's record names it (then prune keeps
         // its layers for as long as the container exists), the gc lock is held shared
         let hold = try store.holdForWriting()
-        let record = try Run.image(o.image, store: store, policy: pull, platform: plat, registry: registry)
+        let record = try Run.image(flags.image, store: store, policy: pull, platform: plat, registry: registry)
         var runtime = Runtime(store: store, notice: { notices.say($0) })
         runtime.selfPath = Run.selfPath()
-        let (code, rec) = try runtime.run(o, image: record, hold: hold)
-        if o.detach { Out.line(rec.id) }
+        let (code, rec) = try runtime.run(spec, image: record, hold: hold)
+        if spec.detach { Out.line(rec.id) }
         if code != 0 { throw ExitCode(code) }
     }
 

@@ -10,10 +10,9 @@ import Sandbox
 enum FastRun {
     struct Parsed {
         var root: String?
-        var options: RunOptions
+        var options: RunFlags
         var pull = "missing"
         var platform: String?
-        var memory: String?, memorySwap: String?, pidsLimit: String?, cpus: String?
     }
 
     /// The value flags it knows, and where each value goes.
@@ -21,8 +20,8 @@ enum FastRun {
         "--name": { $0.options.name = $1 }, "-w": { $0.options.workdir = $1 }, "--workdir": { $0.options.workdir = $1 },
         "-u": { $0.options.user = $1 }, "--user": { $0.options.user = $1 },
         "--network": { $0.options.network = $1 }, "--net": { $0.options.network = $1 },
-        "--hostname": { $0.options.hostname = $1 }, "-m": { $0.memory = $1 }, "--memory": { $0.memory = $1 },
-        "--memory-swap": { $0.memorySwap = $1 }, "--pids-limit": { $0.pidsLimit = $1 }, "--cpus": { $0.cpus = $1 },
+        "--hostname": { $0.options.hostname = $1 }, "-m": { $0.options.memory = $1 }, "--memory": { $0.options.memory = $1 },
+        "--memory-swap": { $0.options.memorySwap = $1 }, "--pids-limit": { $0.options.pidsLimit = $1 }, "--cpus": { $0.options.cpus = $1 },
         "--userns": { $0.options.userns = $1 }, "--pull": { $0.pull = $1 }, "--platform": { $0.platform = $1 },
         "--entrypoint": { $0.options.entrypoint = $1 }, "--root": { $0.root = $1 },
         "-e": { $0.options.env.append($1) }, "--env": { $0.options.env.append($1) },
@@ -35,7 +34,7 @@ enum FastRun {
         "--ulimit": { $0.options.ulimits.append($1) },
     ]
     /// The boolean flags it knows (the short ones also combine: -it, -dit).
-    static let bools: [String: WritableKeyPath<RunOptions, Bool> & Sendable] = [
+    static let bools: [String: WritableKeyPath<RunFlags, Bool> & Sendable] = [
         "-d": \.detach, "--detach": \.detach, "--rm": \.autoRemove, "-i": \.interactive, "--interactive": \.interactive,
         "-t": \.tty, "--tty": \.tty, "--read-only": \.readOnly, "--init": \.initProcess,
     ]
@@ -51,7 +50,7 @@ enum FastRun {
         }
         guard i < args.count else { return nil }
         i += 1
-        var p = Parsed(root: root, options: RunOptions(image: ""))
+        var p = Parsed(root: root, options: RunFlags(image: ""))
         while i < args.count {
             let a = args[i]
             guard a.hasPrefix("-"), a != "-" else { break }  // the image
@@ -79,9 +78,7 @@ enum FastRun {
         }
         guard i < args.count else { return nil }
         p.options.image = args[i]
-        var rest = Array(args[(i + 1)...])
-        if rest.first == "--" { rest.removeFirst() }
-        p.options.command = rest
+        p.options.command = Array(args[(i + 1)...])
         return p
     }
 
@@ -89,9 +86,7 @@ enum FastRun {
     static func run(_ p: Parsed) -> Never {
         Trace.point("main")
         do {
-            var o = p.options
-            o.limits = try ResourceLimits.parse(memory: p.memory, memorySwap: p.memorySwap, pidsLimit: p.pidsLimit, cpus: p.cpus)
-            try Run.execute(o, store: try GlobalOptions.store(root: p.root), pull: p.pull, platform: p.platform,
+            try Run.execute(p.options, store: try GlobalOptions.store(root: p.root), pull: p.pull, platform: p.platform,
                             registry: { RegistryOptions.cli() })
             exit(0)
         } catch {
