@@ -18,21 +18,32 @@ CTR=${CTR:-$PWD/.build/release/ctr}
 [ -x "$CTR" ] || { echo "build first: swift build -c release" >&2; exit 1; }
 for t in hyperfine umoci crun runc podman; do command -v $t >/dev/null || { echo "missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
 
+# Where the stores and bundles live: PLACES (default "/dev/shm /var/tmp": tmpfs, and the
+# machine's disk, where users keep ~/.local/share/ctr); each place is measured in turn.
+PLACES=${PLACES:-/dev/shm /var/tmp}
+if [ -z "${BENCH_INNER:-}" ] && [ "$(echo $PLACES | wc -w)" -gt 1 ]; then
+  for place in $PLACES; do
+    echo "== $place ($(stat -f -c %T "$place"))"
+    PLACES=$place bash "$0"
+  done
+  exit 0
+fi
+
 if [ "$(id -u)" -eq 0 ] && [ -z "${BENCH_INNER:-}" ]; then
   U=${BENCH_USER:-ctrtest}
   id "$U" >/dev/null || { echo "no user $U: run scripts/setup.sh" >&2; exit 1; }
-  W=/dev/shm/ctr-bench-run-$U
+  W=$PLACES/ctr-bench-run-$U
   mkdir -p "$W" && chown "$U" "$W"
   : > "$W/empty-controllers"
   HIDE=""
   if [ -f /sys/fs/cgroup/unified/cgroup.controllers ]; then
     HIDE="mount --bind $W/empty-controllers /sys/fs/cgroup/unified/cgroup.controllers &&"
   fi
-  exec unshare -m bash -c "$HIDE exec runuser -u $U -- env BENCH_INNER=1 RUNS=${RUNS:-20} CTR=$CTR PATH=$PATH bash $REPO_DIR/bench/run.sh"
+  exec unshare -m bash -c "$HIDE exec runuser -u $U -- env BENCH_INNER=1 PLACES=$PLACES RUNS=${RUNS:-20} CTR=$CTR PATH=$PATH bash $REPO_DIR/bench/run.sh"
 fi
 
 RUNS=${RUNS:-20}
-W=/dev/shm/ctr-bench-run-$(id -un)   # tmpfs, as the other benches
+W=$PLACES/ctr-bench-run-$(id -un)
 mkdir -p "$W"
 cd "$W"
 export CTR_ROOT="$W/store"
