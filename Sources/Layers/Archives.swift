@@ -465,12 +465,22 @@ public final class DockerArchiveSource: ImageSource {
 // MARK: - load and save
 
 public enum ImageArchive {
-    /// What a load did: the images, the unpack reports, and notes for stderr (an image that
-    /// came without a name, and why).
+    /// What a load did: the images, the unpack reports, notes for stderr (an image that came
+    /// without a name, and why), and the names that moved to a loaded image.
     public struct Loaded: Sendable {
         public var images: [CopiedImage]
         public var reports: [ApplyReport]
         public var notes: [String]
+        public var renamed: [Renamed] = []
+    }
+
+    /// A name that stood for another image before the load and names a loaded one now.
+    public struct Renamed: Sendable, Equatable {
+        public var name: Reference
+        /// The image it named: its id, or its manifest digest when its config is unreadable.
+        public var previous: Digest
+        /// The loaded image's id.
+        public var image: Digest
     }
 
     /// Load an OCI archive, OCI layout directory or docker-archive (detected) into the store.
@@ -480,7 +490,16 @@ public enum ImageArchive {
             throw TransferError("\(path): no such file or directory")
         }
         do {
-            return try loadOrThrow(path, isDir: isDir.boolValue, into: store, progress: progress)
+            let before = try store.images()
+            var loaded = try loadOrThrow(path, isDir: isDir.boolValue, into: store, progress: progress)
+            for i in loaded.images {
+                for n in i.names {
+                    guard let old = before.first(where: { $0.name == n }), old.descriptor.digest != i.descriptor.digest else { continue }
+                    let previous = (try? store.imageID(old)) ?? old.descriptor.digest
+                    loaded.renamed.append(Renamed(name: n, previous: previous, image: i.manifest.config.digest))
+                }
+            }
+            return loaded
         } catch let e as TransferError where !e.message.hasPrefix(path) {
             // the archive named in every error about its content
             throw TransferError("\(path): \(e.message)")

@@ -31,7 +31,8 @@ public enum ImageImport {
         return s + "Z"
     }
 
-    public static func run(source: String, store: Store, name: Reference?, changes: [String], message: String?,
+    /// `names`: every name the image gets (none: it is known by its id).
+    public static func run(source: String, store: Store, names: [Reference], changes: [String], message: String?,
                            platform: Platform = .current) throws -> Result {
         var containerConfig = ContainerConfig()
         for c in changes { try ConfigChange.apply(c, to: &containerConfig) }
@@ -96,7 +97,7 @@ public enum ImageImport {
             defer { unlink(tmp); unlink(configTmp) }
             try sink.putBlob(layer, from: BlobFile(path: tmp, verified: true, movable: true))
             try sink.putBlob(configDesc, from: BlobFile(path: configTmp, verified: true, movable: true))
-            let image = CopiedImage(names: name.map { [$0] } ?? [], descriptor: manifestDesc, manifestData: manifestData,
+            let image = CopiedImage(names: names, descriptor: manifestDesc, manifestData: manifestData,
                                     manifest: manifest, config: config)
             try sink.putImage(image)
             try sink.finish()

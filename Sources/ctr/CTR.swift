@@ -211,6 +211,7 @@ extension SysError: UserFacing {}
 extension ReferenceError: UserFacing { var message: String { description } }
 extension JSONError: UserFacing { var message: String { description } }
 extension DigestError: UserFacing { var message: String { description } }
+extension ImageNames.RemovalFailed: UserFacing { var message: String { description } }
 
 /// Notes about what a rootless unpack could not do, said once.
 enum RootlessNotes {

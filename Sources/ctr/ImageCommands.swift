@@ -40,31 +40,13 @@ struct Import: ParsableCommand {
         var source = self.source
         if source == "-" {
             if isatty(0) != 0 { throw CLIError("no tarball given: redirect standard input, or name a directory or file") }
-            source = try Self.spoolStdin(store)
+            source = try store.spool()
         }
         defer { if source != self.source { unlink(source) } }
-        let result = try ImageImport.run(source: source, store: store, name: names.first, changes: change, message: message)
-        for extra in names.dropFirst() { try store.setName(extra, to: result.image.descriptor) }
+        let result = try ImageImport.run(source: source, store: store, names: names, changes: change, message: message)
         RootlessNotes.mapping(store.ops.mapping)
         RootlessNotes.reports(result.reports)
         Out.line(result.imageID.string)
-    }
-}
-
-struct ImageInfo {
-    var record: ImageRecord
-    var manifest: Manifest
-    var config: ImageConfig
-    var configData: Data
-    var manifestData: Data
-    var size: Int64 { manifest.config.size + manifest.layers.reduce(0) { $0 + $1.size } }
-
-    init(_ r: ImageRecord, store: Store) throws {
-        record = r
-        manifestData = try store.readBlob(r.descriptor.digest)
-        manifest = try CanonicalJSON.decode(Manifest.self, from: manifestData, what: "manifest \(r.descriptor.digest)")
-        configData = try store.readBlob(manifest.config.digest)
-        config = try CanonicalJSON.decode(ImageConfig.self, from: configData, what: "image config \(manifest.config.digest)")
     }
 }
 
@@ -86,24 +68,11 @@ struct Images: ParsableCommand {
     var repository: String?
 
     func run() throws {
-        let store = try global.store()
-        var infos: [ImageInfo] = []
-        var wanted: (name: String, tag: String?)?
-        if let repository {
-            let ref = try Reference(parsing: repository, defaultTag: false)
-            wanted = (ref.name, ref.tag)
-        }
-        for r in try store.images() {
-            if let wanted, r.name?.name != wanted.name || (wanted.tag != nil && r.name?.tag != wanted.tag) { continue }
-            do { infos.append(try ImageInfo(r, store: store)) } catch {
-                Out.warn("\(r.name?.string ?? r.descriptor.digest.string): \(error)")
-            }
-        }
+        let listing = try ImageListing(try global.store(), repository: repository)
+        for u in listing.unreadable { Out.warn("\(u.image): \(u.error)") }
+        let infos = listing.images
         if quiet {
-            var seen = Set<Digest>()
-            for i in infos where seen.insert(i.manifest.config.digest).inserted {
-                Out.line(noTrunc ? i.manifest.config.digest.string : i.manifest.config.digest.short)
-            }
+            for id in listing.ids { Out.line(noTrunc ? id.string : id.short) }
             return
         }
         switch format {
@@ -159,52 +128,14 @@ struct Inspect: ParsableCommand {
     var images: [String]
 
     func run() throws {
-        let store = try global.store()
-        var out: [[String: Any]] = []
-        var missing: [String] = []
-        let records = try store.images()
-        for s in images {
-            // as docker: the images found are shown, the ones not found reported after
-            let r: ImageRecord
-            do { r = try store.resolve(s) } catch { missing.append((error as? UserFacing)?.message ?? "\(error)"); continue }
-            let i = try ImageInfo(r, store: store)
-            let named = records.filter { $0.descriptor.digest == r.descriptor.digest }.compactMap(\.name)
-            let names = named.map(\.string)
-            var repoDigests: [String] = []
-            for n in named where !repoDigests.contains("\(n.name)@\(r.descriptor.digest)") { repoDigests.append("\(n.name)@\(r.descriptor.digest)") }
-            let manifest = try JSONSerialization.jsonObject(with: i.manifestData)
-            let config = try JSONSerialization.jsonObject(with: i.configData)
-            var o: [String: Any] = [
-                "Id": i.manifest.config.digest.string,
-                "Digest": r.descriptor.digest.string,
-                "RepoTags": names,
-                "RepoDigests": repoDigests,
-                "Author": i.config.author ?? "",
-                "User": i.config.config?.user ?? "",
-                "Labels": i.config.config?.labels ?? [String: String](),
-                "Created": i.config.created ?? NSNull(),
-                "Architecture": i.config.architecture,
-                "Os": i.config.os,
-                "Size": i.size,
-                "ManifestMediaType": r.descriptor.mediaType.rawValue,
-                "Manifest": manifest,
-                "ImageConfig": config,
-                "Layers": i.manifest.layers.map(\.digest.string),
-            ]
-            if let c = config as? [String: Any] {
-                o["Config"] = c["config"] ?? [String: Any]()
-                o["History"] = c["history"] ?? []
-            }
-            // docker's and podman's shape: the diff-ids under RootFS.Layers
-            o["RootFS"] = ["Type": "layers", "Layers": i.config.rootfs.diffIDs.map(\.string)]
-            out.append(o)
-        }
+        // as docker: the images found are shown, the ones not found reported after
+        let (out, missing) = try ImageInspection.inspect(images, store: try global.store())
         if let format {
             for o in out { Out.line(try GoTemplate.render(format, o)) }
         } else if !out.isEmpty || missing.isEmpty {
             try Out.json(out)
         }
-        if !missing.isEmpty { throw CLIError(missing.joined(separator: "; ")) }
+        if !missing.isEmpty { throw CLIError(missing.map { "\($0)" }.joined(separator: "; ")) }
     }
 }
 
@@ -222,11 +153,7 @@ struct Tag: ParsableCommand {
     func run() throws {
         let store = try global.store()
         let r = try store.resolve(source)
-        let names = try targets.map { try Reference(parsing: $0) }
-        for n in names where n.digest != nil {
-            throw CLIError("\(n.string): a tag cannot contain a digest")
-        }
-        try store.writing { for n in names { try store.setName(n, to: r.descriptor) } }
+        try ImageNames.tag(r, as: try targets.map { try Reference(parsing: $0) }, in: store)
     }
 }
 
@@ -248,39 +175,16 @@ struct Rmi: ParsableCommand {
         let store = try global.store()
         if all && !images.isEmpty { throw ValidationError("give names or --all, not both") }
         if !all && images.isEmpty { throw ValidationError("give the images to remove (or --all)") }
-        let targets = all ? Array(Set(try store.images().map { $0.descriptor.digest.string })).sorted() : images
-        let containers = ContainerStore(store).all()
-        var removedManifests = Set<Digest>()
-        // as docker and podman: every name is tried, and the errors come at the end
-        var failures: [String] = []
-        for s in targets {
-            do {
-                let r = try store.resolve(s)
-                let all = try store.images().filter { $0.descriptor.digest == r.descriptor.digest }
-                let byName = (try? Reference(parsing: s)).map { ref in all.contains { $0.name == ref } } ?? false
-                let victims = byName ? all.filter { $0.name == (try? Reference(parsing: s)) } : all
-                if !byName && all.count > 1 && !force && !self.all {
-                    throw CLIError("\(s): the image has \(all.count) names (\(all.compactMap { $0.name?.familiar }.joined(separator: ", "))); remove them by name or use --force")
-                }
-                // the last name of an image a container uses stays, unless forced
-                if victims.count == all.count, !force, let id = try? store.imageID(r),
-                   let c = containers.first(where: { $0.imageID == id.string }) {
-                    throw CLIError("\(s): the image is in use by container \(c.name) (\(c.id.prefix(12))): remove the container first, or use --force")
-                }
-                try store.updateIndex { records in
-                    records.removeAll { rec in victims.contains { $0.name == rec.name && $0.descriptor.digest == rec.descriptor.digest } }
-                }
-                for v in victims where v.name != nil { Out.line("Untagged: \(v.name!.familiar)") }
-                if try !store.images().contains(where: { $0.descriptor.digest == r.descriptor.digest }) {
-                    removedManifests.insert(r.descriptor.digest)
-                    if let id = try? store.imageID(r) { Out.line("Deleted: \(id.string)") }
-                }
-            } catch {
-                failures.append((error as? UserFacing)?.message ?? "\(error)")
-            }
+        // the containers' images: the last name of one stays unless --force
+        let inUse = ContainerStore(store).all().compactMap { c in
+            (try? Digest(parsing: c.imageID)).map { ImageNames.ContainerUse(imageID: $0, name: c.name, id: c.id) }
         }
-        if !removedManifests.isEmpty { _ = try store.prune(waiting: { Out.progress("waiting for other ctr commands that write to the store to finish") }) }
-        if !failures.isEmpty { throw CLIError(failures.joined(separator: "; ")) }
+        try ImageNames.remove(all ? .all : .images(images), from: store, inUse: inUse, force: force, removed: { r in
+            switch r {
+            case .untagged(let name): Out.line("Untagged: \(name.familiar)")
+            case .deleted(let id): Out.line("Deleted: \(id.string)")
+            }
+        }, waiting: { Out.progress("waiting for other ctr commands that write to the store to finish") })
     }
 }
 
@@ -325,33 +229,6 @@ struct Save: ParsableCommand {
     }
 }
 
-extension ParsableCommand {
-    /// Standard input, copied into the store's ingest dir; the caller removes the file.
-    static func spoolStdin(_ store: Store) throws -> String {
-        let t = store.ingestPath()
-        let fd = try valueOrErrno("open", "cannot create \(t)") { open(t, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = read(0, &buf, buf.count)
-            if n == 0 { break }
-            if n < 0 {
-                if errno == EINTR { continue }
-                unlink(t)
-                throw SysError.errno("read", "cannot read standard input")
-            }
-            var off = 0
-            while off < n {
-                let w = buf.withUnsafeBytes { write(fd, $0.baseAddress! + off, n - off) }
-                if w < 0 && errno == EINTR { continue }
-                guard w > 0 else { unlink(t); throw SysError.errno("write", "cannot write \(t)") }
-                off += w
-            }
-        }
-        return t
-    }
-}
-
 struct Load: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Load images from an OCI archive, OCI layout directory or docker-archive.")
 
@@ -373,24 +250,19 @@ struct Load: ParsableCommand {
         var tmp: String?
         if path == nil {
             if isatty(0) != 0 { throw CLIError("no archive given: use -i FILE or redirect standard input") }
-            tmp = try Self.spoolStdin(store)
+            tmp = try store.spool()
             path = tmp
         }
         defer { if let tmp { unlink(tmp) } }
         let showProgress = !quiet && isatty(2) != 0
-        let before = try store.images()
         let loaded = try ImageArchive.load(path!, into: store, progress: showProgress ? { Out.progress($0) } : nil)
         let images = loaded.images
         RootlessNotes.mapping(store.ops.mapping)
         RootlessNotes.reports(loaded.reports)
         for n in loaded.notes { Out.progress("note: \(n)") }
         // a name that pointed at another image moves to the loaded one: said, as docker says it
-        for i in images {
-            for n in i.names {
-                guard let old = before.first(where: { $0.name == n }), old.descriptor.digest != i.descriptor.digest else { continue }
-                let oldID = (try? store.imageID(old))?.string ?? old.descriptor.digest.string
-                Out.progress("note: \(n.familiar) named image \(oldID); it names the loaded image \(i.manifest.config.digest) now")
-            }
+        for r in loaded.renamed {
+            Out.progress("note: \(r.name.familiar) named image \(r.previous); it names the loaded image \(r.image) now")
         }
         for i in images {
             if i.names.isEmpty {
@@ -414,50 +286,10 @@ struct Unpack: ParsableCommand {
 
     func run() throws {
         let store = try global.store()
-        try store.writing { try Self.unpack(store: store, image: image, destination: destination) }
-    }
-
-    /// DIR/rootfs and DIR/metadata.json {env, user, …} (also `ctr build --output type=rootfs`).
-    /// The image's files, layer by layer, into the directory `rootfs` (each blob checked).
-    static func applyLayers(store: Store, info: ImageInfo, to rootfs: String) throws {
-        RootlessNotes.mapping(store.ops.mapping)
-        var reports: [ApplyReport] = []
-        for (layer, diffID) in zip(info.manifest.layers, info.config.rootfs.diffIDs) {
-            let report: ApplyReport
-            do {
-                report = try store.ops.apply(blob: store.blobPath(layer.digest), to: rootfs, tree: .plain)
-            } catch let e as SysError {
-                throw LayerError("layer \(layer.digest): \(e.message)")
-            }
-            try Store.check(report.digests, layer: layer, diffID: diffID)
-            reports.append(report)
+        let reports = try store.writing {
+            try ImageUnpack.unpack(try store.resolve(image), store: store, to: destination, applying: { RootlessNotes.mapping(store.ops.mapping) })
         }
         RootlessNotes.reports(reports)
-    }
-
-    static func unpack(store: Store, image: String, destination: String) throws {
-        let r = try store.resolve(image)
-        let info = try ImageInfo(r, store: store)
-        let rootfs = "\(destination)/rootfs"
-        if mkdir(destination, 0o755) != 0 && errno != EEXIST {
-            throw SysError.errno("mkdir", "cannot create \(destination)")
-        }
-        if mkdir(rootfs, 0o755) != 0 {
-            if errno == EEXIST { throw CLIError("\(rootfs) already exists") }
-            throw SysError.errno("mkdir", "cannot create \(rootfs)")
-        }
-        // a layer that fails leaves no half-unpacked rootfs behind
-        do { try applyLayers(store: store, info: info, to: rootfs) } catch {
-            _ = try? store.ops.removeTree(rootfs)
-            throw error
-        }
-        let c = info.config.config
-        var meta: [String: Any] = ["env": c?.env ?? [], "user": c?.user ?? ""]
-        if let w = c?.workingDir { meta["workingDir"] = w }
-        if let e = c?.entrypoint { meta["entrypoint"] = e }
-        if let cmd = c?.cmd { meta["cmd"] = cmd }
-        let data = try JSONSerialization.data(withJSONObject: meta, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try Store.writeFile(path: "\(destination)/metadata.json", data: data + Data("\n".utf8), sync: false)
     }
 }
 

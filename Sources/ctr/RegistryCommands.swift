@@ -64,7 +64,6 @@ struct Pull: ParsableCommand {
         csys_catch_stop_signals(1)
         let view = quiet ? nil : ProgressView(verb: "pull")
         defer { view?.finish() }
-        let before = try? store.resolve(ref.string).descriptor.digest
         let result = try ImagePull.run(ref, store: store, access: access, platform: plat, progress: view)
         view?.finish()
         if !quiet { RootlessNotes.reports(result.reports) }
@@ -73,7 +72,7 @@ struct Pull: ParsableCommand {
         } else {
             Out.progress("Digest: \(result.digest)")
             // as docker: up to date when the name already stood for this image
-            Out.progress(before == result.manifest.digest ? "Status: Image is up to date for \(ref.familiar)" : "Status: Downloaded newer image for \(ref.familiar)")
+            Out.progress(result.upToDate ? "Status: Image is up to date for \(ref.familiar)" : "Status: Downloaded newer image for \(ref.familiar)")
             Out.line(ref.string)
         }
     }
@@ -152,11 +151,9 @@ struct Login: ParsableCommand {
 
     func run() throws {
         let opts = try registry.options()
-        let host = Login.normalise(server)
-        let env = AuthEnvironment(environment: opts.environment.merging(registry.authFile.map { ["REGISTRY_AUTH_FILE": $0] } ?? [:]) { $1 },
-                                  home: opts.home, uid: getuid())
+        let host = RegistryLogin.host(server)
         if getLogin {
-            guard let c = try AuthFile.credentials(for: host, reference: nil, env: env) else {
+            guard let c = try RegistryLogin.stored(for: host, options: opts) else {
                 throw CLIError("not logged into \(host)")
             }
             Out.line(c.username)
@@ -179,22 +176,8 @@ struct Login: ParsableCommand {
             guard terminal else { throw ValidationError("give the password with --password-stdin (or -p)") }
             pw = try Prompt.ask("Password: ", echo: false)
         }
-        var o = opts
-        o.credentials = Credentials(username: user, password: pw, identityToken: nil)
-        let access = try RegistryAccess(o)
-        try access.client(for: host).checkLogin()
-        let path = AuthFile.defaultWritePath(env: env)
-        try AuthFile.store(Credentials(username: user, password: pw, identityToken: nil), for: host, path: path)
+        try RegistryLogin.login(Credentials(username: user, password: pw, identityToken: nil), to: host, options: opts)
         Out.line("Login Succeeded!")
-    }
-
-    /// "https://index.docker.io/v1/" → "docker.io"; "http://h:5000/" → "h:5000"
-    static func normalise(_ s: String) -> String {
-        var h = s
-        for p in ["https://", "http://"] where h.hasPrefix(p) { h = String(h.dropFirst(p.count)) }
-        if let slash = h.firstIndex(of: "/") { h = String(h[..<slash]) }
-        if h == "index.docker.io" || h == "registry-1.docker.io" { h = "docker.io" }
-        return h
     }
 }
 
@@ -238,16 +221,13 @@ struct Logout: ParsableCommand {
         var envVars = ProcessInfo.processInfo.environment
         if let authFile { envVars["REGISTRY_AUTH_FILE"] = authFile }
         let env = AuthEnvironment(environment: envVars, home: envVars["HOME"] ?? NSHomeDirectory(), uid: getuid())
-        let path = AuthFile.defaultWritePath(env: env)
-        if all {
-            try AuthFile.removeAll(path: path)
+        let host = all ? nil : RegistryLogin.host(server)
+        let (path, removed) = try RegistryLogin.logout(host, env: env)
+        guard let host else {
             Out.line("Removed login credentials for all registries")
             return
         }
-        let host = Login.normalise(server)
-        guard try AuthFile.remove(registry: host, path: path) else {
-            throw CLIError("not logged into \(host) (in \(path))")
-        }
+        guard removed else { throw CLIError("not logged into \(host) (in \(path))") }
         Out.line("Removed login credentials for \(host)")
     }
 }

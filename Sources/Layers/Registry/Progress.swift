@@ -7,6 +7,12 @@ public protocol TransferProgress: AnyObject, Sendable {
     /// Its state changes: "waiting", "downloading", "uploading", "verifying", "unpacking",
     /// "exists", "mounted", "done", "failed".
     func state(_ id: String, _ state: String)
+    /// The transfer is over (done or failed): a renderer draws its last.
+    func finish()
+}
+
+extension TransferProgress {
+    public func finish() {}
 }
 
 /// A byte counter that a C transfer updates and a renderer reads.

@@ -14,16 +14,21 @@ public enum ImagePull {
         public var downloaded: Int
         public var reused: Int
         public var reports: [ApplyReport]
+        /// The name stood for this image before the pull (docker's "Image is up to date").
+        public var upToDate = false
     }
 
     public static func run(_ ref: Reference, store: Store, access: RegistryAccess, platform: Platform = .current,
                            progress: TransferProgress? = nil, parallel: Int = 3) throws -> Result {
+        let before = try? store.resolve(ref.string).descriptor.digest
         let sources = try access.pullSources(ref)
         var lastError: Error?
         for (i, src) in sources.enumerated() {
             do {
-                return try pull(ref, from: src.client, as: src.ref, store: store, platform: platform,
-                                progress: progress, parallel: parallel)
+                var result = try pull(ref, from: src.client, as: src.ref, store: store, platform: platform,
+                                      progress: progress, parallel: parallel)
+                result.upToDate = before == result.manifest.digest
+                return result
             } catch {
                 lastError = error
                 if csys_stop_signal() != 0 { break }
