@@ -286,7 +286,7 @@ static void mount_overlay(const csys_container_plan *p) {
     if (!refused) FAIL("overlay", "cannot mount the overlay root filesystem: %s", strerror(e));
     FAIL("overlay", "cannot mount the overlay root filesystem: %s (the kernel refuses overlayfs here%s, and there is no fuse-overlayfs fallback: %s)",
          strerror(e),
-         p->nlowers > 500 ? ": it stacks at most 500 layers" : p->userns ? " in a user namespace, as kernels before 5.11 do" : "",
+         p->nlowers > 500 ? ": it stacks at most 500 layers" : (p->userns || p->join_userns_fd >= 0) ? " in a user namespace, as kernels before 5.11 do" : "",
          p->fuse_missing ? p->fuse_missing : "not enabled");
 }
 
@@ -556,7 +556,7 @@ static int child_main(const csys_container_plan *p) {
     if (n != 1) _exit(125);
     /* from here until exec nobody may ptrace us or open /proc/PID/exe (the ctr binary) */
     prctl(PR_SET_DUMPABLE, 0);
-    if (p->userns) {
+    if (p->userns || p->join_userns_fd >= 0) {
         /* raw syscalls: after a raw clone3 glibc's wrappers would wait for the parent's other
          * threads (copied in its thread list, absent here) to acknowledge the id change */
         if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
@@ -597,12 +597,68 @@ static int child_main(const csys_container_plan *p) {
     return 127;
 }
 
+/* The user's shared user namespace: a middle process joins it (setns needs a single thread),
+ * clones the container's first process into new namespaces owned by it as a child of ours
+ * (CLONE_PARENT), reports its pid and exits. */
+static pid_t clone_joined(const csys_container_plan *p, uint64_t flags, csys_error *err) {
+    int rep[2];
+    if (pipe2(rep, O_CLOEXEC) < 0) {
+        csys_set_error(err, errno, "clone", "cannot make a pipe: %s", strerror(errno));
+        return -1;
+    }
+    long mid = syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL); /* raw: see child_main */
+    if (mid < 0) {
+        csys_set_error(err, errno, "clone", "cannot start the container: %s", strerror(errno));
+        close(rep[0]);
+        close(rep[1]);
+        return -1;
+    }
+    if (mid == 0) {
+        close(rep[0]);
+        if (p->pdeathsig) prctl(PR_SET_PDEATHSIG, p->pdeathsig);
+        csys_error e;
+        memset(&e, 0, sizeof e);
+        long pid = -1;
+        if (setns(p->join_userns_fd, CLONE_NEWUSER) < 0) {
+            csys_set_error(&e, errno, "clone", "cannot join the user namespace of this user's containers: %s", strerror(errno));
+        } else {
+            struct clone_args args;
+            memset(&args, 0, sizeof args);
+            args.flags = flags | CLONE_PARENT; /* exit_signal 0: the middle's SIGCHLD is inherited */
+            pid = syscall(SYS_clone3, &args, sizeof args);
+            if (pid == 0) _exit(child_main(p));
+            if (pid < 0) csys_set_error(&e, errno, "clone", "cannot create the container's namespaces: %s", strerror(errno));
+        }
+        e.err = pid > 0 ? (int)pid : e.err;
+        if (pid > 0) strcpy(e.stage, "pid");
+        (void)!write(rep[1], &e, sizeof e);
+        _exit(pid > 0 ? 0 : 125);
+    }
+    close(rep[1]);
+    csys_error e;
+    ssize_t n;
+    do n = read(rep[0], &e, sizeof e);
+    while (n < 0 && errno == EINTR);
+    close(rep[0]);
+    csys_wait_exit((pid_t)mid);
+    if (n != (ssize_t)sizeof e) {
+        csys_set_error(err, EIO, "clone", "the container's first process could not be started");
+        return -1;
+    }
+    if (strcmp(e.stage, "pid") != 0) {
+        *err = e;
+        return -1;
+    }
+    return (pid_t)e.err;
+}
+
 pid_t csys_container_clone(const csys_container_plan *p, csys_error *err) {
     struct clone_args args;
     memset(&args, 0, sizeof args);
     args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
     if (p->userns) args.flags |= CLONE_NEWUSER;
     if (p->netns) args.flags |= CLONE_NEWNET;
+    if (p->join_userns_fd >= 0) return clone_joined(p, args.flags, err);
     args.exit_signal = SIGCHLD;
     long pid = syscall(SYS_clone3, &args, sizeof args);
     if (pid < 0 && errno == ENOSYS) {
@@ -614,6 +670,45 @@ pid_t csys_container_clone(const csys_container_plan *p, csys_error *err) {
         return -1;
     }
     if (pid == 0) _exit(child_main(p));
+    return (pid_t)pid;
+}
+
+pid_t csys_userns_keeper_start(int stub_fd, const char *state_path, int *release_fd, csys_error *err) {
+    int rel[2];
+    if (pipe2(rel, O_CLOEXEC) < 0) {
+        csys_set_error(err, errno, "userns", "cannot make a pipe: %s", strerror(errno));
+        return -1;
+    }
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_NEWUSER;
+    args.exit_signal = SIGCHLD;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0) {
+        csys_set_error(err, errno, "userns", "cannot create a user namespace: %s", strerror(errno));
+        close(rel[0]);
+        close(rel[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* C only: wait for the maps, then a session of our own and the stub's pause loop */
+        char go;
+        ssize_t n;
+        do n = read(rel[0], &go, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1) _exit(0);
+        setsid();
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); }
+        csys_signals_reset_child();
+        csys_cloexec_from(3);
+        const char *argv[] = {"ctr-userns", "--ctr-stub=1", "pause", "-1", state_path, "pause", NULL};
+        const char *envp[] = {NULL};
+        syscall(SYS_execveat, stub_fd, "", argv, envp, AT_EMPTY_PATH);
+        _exit(127);
+    }
+    close(rel[0]);
+    *release_fd = rel[1];
     return (pid_t)pid;
 }
 

@@ -115,3 +115,12 @@ void csys_exec_via_stub(int stub_fd, int sync_fd, int init, const char *path, co
     if (sync_fd >= 0) fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
     errno = e;
 }
+
+#include <sys/ioctl.h>
+#ifndef NS_GET_OWNER_UID
+#define NS_GET_OWNER_UID _IO(0xb7, 0x4)
+#endif
+
+int csys_ns_owner_uid(int fd, uid_t *uid) {
+    return ioctl(fd, NS_GET_OWNER_UID, uid) < 0 ? -1 : 0;
+}

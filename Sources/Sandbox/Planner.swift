@@ -28,6 +28,9 @@ public struct HostFacts: Sendable, Equatable {
     public var environment: [String: String] = [:]
     /// NAME=VALUE lines of each `--env-file`, read.
     public var envFiles: [String: [String]] = [:]
+    /// Containers of an unprivileged user with subordinate ids may join the user's shared user
+    /// namespace (`UsernsKeeper`) instead of each mapping its own (`CTR_SHARED_USERNS=0`: never).
+    public var sharedUserNamespace = false
     /// Names of the containers there are (asked only when the request names one).
     public var containerNames: Set<String> = []
     public var platform: Platform = .current
@@ -70,6 +73,8 @@ public struct ContainerPlan: Sendable {
     public var nsMapping: IDMapping
     /// root with a user namespace: root's layers are seen through idmapped mounts
     public var idmappedLowers: Bool
+    /// Join the user's shared user namespace (already mapped) instead of making one.
+    public var sharedUserNamespace: Bool
     public var user: ResolvedUser
     public var groups: [UInt32]
     public var setgroups: Bool
@@ -314,7 +319,9 @@ public enum Planner {
 
         return ContainerPlan(
             id: id, name: name, hostname: hostname, stateDir: stateDir,
-            useUserns: useUserns, nsMapping: nsMapping, idmappedLowers: idmapped, user: user, groups: groups,
+            useUserns: useUserns, nsMapping: nsMapping, idmappedLowers: idmapped,
+            sharedUserNamespace: useUserns && !idmapped && facts.sharedUserNamespace && { if case .mapped = facts.mapping { return true } else { return false } }(),
+            user: user, groups: groups,
             setgroups: !(useUserns && nsMapping.isSingleMapping),
             argv: argv, env: env, recordedEnv: recordedEnv, pathEnv: pathEnv, cwd: cwd, tty: spec.tty,
             initProcess: spec.initProcess, rlimits: spec.rlimits,
@@ -351,6 +358,7 @@ extension HostFacts {
     /// What `spec` needs to know of this host, looked at now.
     public static func probe(for spec: RunSpec, mapping: IDMapping, containers: ContainerStore?) throws -> HostFacts {
         var f = HostFacts(mapping: mapping, fuse: try FuseOverlay.current())
+        f.sharedUserNamespace = getuid() != 0 && getenv("CTR_SHARED_USERNS").map { String(cString: $0) } != "0"
         if mapping == .root && spec.userns == .auto {
             func range(_ file: String) -> (UInt32, UInt32)? {
                 IDMapping.subordinateRanges(file: file, name: "root", id: 0).first

@@ -58,6 +58,8 @@ public struct Runtime: Sendable {
         /// fuse-overlayfs's command line, when the root may need it; the daemon once started
         var fuseArguments: [String]? = nil
         var fuseDaemon: pid_t? = nil
+        /// The container joined the user's shared user namespace: its maps are written already.
+        var joinedUserns = false
         var stateDir: String { plan.stateDir }
         var useUserns: Bool { plan.useUserns }
     }
@@ -260,6 +262,7 @@ public struct Runtime: Sendable {
         c.sync_fd = -1
         c.stub_fd = -1
         c.fuse_dev_fd = -1
+        c.join_userns_fd = -1
 
         // as root without a user namespace, a devices cgroup too (where cgroup v1 has one)
         let handle = try CgroupHandle.create(name: String(plan.id.prefix(12)), limits: plan.limits, devices: plan.restrictDevices)
@@ -285,7 +288,7 @@ public struct Runtime: Sendable {
             if userNS < 0 { throw SysError.errno("open", "cannot open the container's user namespace") }
         }
         defer { if userNS >= 0 { close(userNS) } }
-        if p.useUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.plan.nsMapping) }
+        if p.useUserns && !p.joinedUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.plan.nsMapping) }
         var passFDs: [Int32] = []
         defer { passFDs.forEach { close($0) } }
         if p.c.idmapped_lowers != 0 {
@@ -396,9 +399,11 @@ public struct Runtime: Sendable {
         let stub = try ExecStub.open()
         p.c.stub_fd = stub
         p.c.fuse_dev_fd = Self.fuseDevice(for: p)
+        try joinSharedUserns(&p)
         let pid = csys_container_clone(&p.c, &err)
         close(stub)
         if p.c.fuse_dev_fd >= 0 { close(p.c.fuse_dev_fd) }
+        if p.c.join_userns_fd >= 0 { close(p.c.join_userns_fd) }
         close(sv[1])
         if slave >= 0 { close(slave) }
         if null >= 0 { close(null) }
@@ -463,6 +468,15 @@ public struct Runtime: Sendable {
         return (code, record)
     }
 
+    /// The user's shared user namespace, when the plan says so and there is one to have: the
+    /// clone joins it instead of making a namespace of its own (see `UsernsKeeper`).
+    func joinSharedUserns(_ p: inout Prepared) throws {
+        guard p.plan.sharedUserNamespace, let fd = try UsernsKeeper.namespace(for: p.plan.nsMapping) else { return }
+        p.c.join_userns_fd = fd
+        p.c.userns = 0
+        p.joinedUserns = true
+    }
+
     /// Root without a user namespace whose root may be served by fuse-overlayfs: /dev/fuse
     /// opened here, since the devices cgroup the child is in by then refuses it (in a user
     /// namespace the child must open it itself, and there is no devices cgroup).
@@ -504,9 +518,11 @@ public struct Runtime: Sendable {
         let stub = try ExecStub.open()
         p.c.stub_fd = stub
         p.c.fuse_dev_fd = Self.fuseDevice(for: p)
+        try joinSharedUserns(&p)
         let monitor = csys_monitor_start(&p.c, &m, &err)
         close(stub)
         if p.c.fuse_dev_fd >= 0 { close(p.c.fuse_dev_fd) }
+        if p.c.join_userns_fd >= 0 { close(p.c.join_userns_fd) }
         close(report[1])
         close(sv[1])
         for fd in [outPipe[0], outPipe[1], errPipe[0], errPipe[1], master, slave] where fd >= 0 { close(fd) }

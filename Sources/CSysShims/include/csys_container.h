@@ -44,6 +44,8 @@ typedef struct csys_rlimit {
 typedef struct csys_container_plan {
     /* namespaces */
     int userns;                /* clone into a new user namespace (the parent writes its maps) */
+    int join_userns_fd;        /* >= 0: join this user namespace instead (the user's shared one,
+                                * already mapped: see csys_userns_keeper_start); userns is 0 */
     int netns;                 /* a new network namespace (not --network host) */
     int cgroupns;              /* unshare a cgroup namespace once in its cgroup */
     int setgroups;             /* setgroups(2) is allowed (maps not written with setgroups=deny) */
@@ -112,6 +114,14 @@ int csys_resolve_command(const char *cmd, const char *path_env, char *out, size_
  * across this exec and reported to by the stub if the command's exec fails. Returns only on
  * failure (errno). No allocation: for use after clone/fork. */
 void csys_exec_via_stub(int stub_fd, int sync_fd, int init, const char *path, const char *const *argv, const char *const *envp);
+
+/* Start the keeper of a user's shared user namespace: a process in a new user namespace that
+ * waits for `release_fd` (its maps written by the caller through newuidmap/newgidmap), then
+ * becomes the exec stub's "pause" mode in a session of its own: it holds the namespace until
+ * `state_path` is gone (or SIGTERM), with no capabilities. Containers then join that namespace
+ * (csys_container_plan.join_userns_fd), which saves two setuid programs per start. Returns its
+ * pid; *release_fd gets the pipe to write one byte to (or close, to make it exit). */
+pid_t csys_userns_keeper_start(int stub_fd, const char *state_path, int *release_fd, csys_error *err);
 
 /* Clone the container's first process. Returns its pid (in our pid namespace), or -1. */
 pid_t csys_container_clone(const csys_container_plan *p, csys_error *err);
@@ -214,6 +224,9 @@ typedef struct csys_monitor_args {
  * reports its pid on report_fd, copies its output to the log, and records its exit.
  * Returns the monitor's pid. */
 pid_t csys_monitor_start(const csys_container_plan *p, const csys_monitor_args *m, csys_error *err);
+
+/* The uid owning the user namespace `fd` (NS_GET_OWNER_UID). 0 or -1. */
+int csys_ns_owner_uid(int fd, uid_t *uid);
 
 /* /proc/PID/stat field 22 (start time in clock ticks), 0 if gone */
 uint64_t csys_proc_starttime(pid_t pid);

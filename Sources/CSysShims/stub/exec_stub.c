@@ -17,6 +17,8 @@
  *   MODE "exec": exec PATH with ARGV0 ARGS... and the stub's own environment.
  *   MODE "init": pid 1 of a container (--init): fork; the child execs as above, pid 1
  *                forwards signals to it, reaps every process and exits as the child did.
+ *   MODE "pause": the keeper of a user's shared user namespace (csys_userns_keeper_start):
+ *                no capabilities, waits until PATH is gone (checked every 5 s) or SIGTERM.
  *   SYNCFD: ctr's sync socket (-1: none). It is made close-on-exec before the command's exec,
  *           so ctr sees it close when the command starts; an exec failure is written to it as
  *           a csys_error {errno, "exec", message} and the stub exits 127 (ENOENT) or 126.
@@ -44,6 +46,7 @@ typedef long ssize_t;
 #define NR_rt_sigtimedwait 128
 #define NR_prctl 157
 #define NR_exit_group 231
+#define NR_newfstatat 262
 static long sc(long n, long a, long b, long c, long d, long e) {
     register long r10 __asm__("r10") = d;
     register long r8 __asm__("r8") = e;
@@ -67,6 +70,7 @@ __asm__(".text\n.global _start\n_start:\n\txor %rbp,%rbp\n\tmov %rsp,%rdi\n\tand
 #define NR_rt_sigtimedwait 137
 #define NR_prctl 167
 #define NR_exit_group 94
+#define NR_newfstatat 79
 static long sc(long n, long a, long b, long c, long d, long e) {
     register long x8 __asm__("x8") = n;
     register long x0 __asm__("x0") = a;
@@ -91,6 +95,10 @@ __asm__(".text\n.global _start\n_start:\n\tmov x29, #0\n\tmov x0, sp\n\tbl stub_
 #define WNOHANG 1
 #define PR_SET_NAME 15
 #define PR_SET_NO_NEW_PRIVS 38
+#define SIGHUP 1
+#define SIGINT 2
+#define SIGTERM 15
+#define AT_FDCWD -100
 #define EINTR 4
 #define EAGAIN 11
 #define ENOENT 2
@@ -184,6 +192,13 @@ static int atoi_fd(const char *s) {
     return v;
 }
 
+static void drop_capabilities(void) {
+    struct { unsigned version; int pid; } hdr = {0x20080522, 0};
+    unsigned data[6] = {0, 0, 0, 0, 0, 0};
+    sc(NR_capset, (long)&hdr, (long)data, 0, 0, 0);
+    sc(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
 /* pid 1 with --init: forward signals to the command, reap every process, exit as it did.
  * All signals stay blocked and are taken with sigtimedwait: no handlers. */
 static __attribute__((noreturn)) void init_loop(long child, int sync, char **argv) {
@@ -196,10 +211,7 @@ static __attribute__((noreturn)) void init_loop(long child, int sync, char **arg
         memset(argv[1], 0, (size_t)(end - argv[1]));
     }
     /* nothing of the command's capabilities is needed to forward and reap */
-    struct { unsigned version; int pid; } hdr = {0x20080522, 0};
-    unsigned data[6] = {0, 0, 0, 0, 0, 0};
-    sc(NR_capset, (long)&hdr, (long)data, 0, 0, 0);
-    sc(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    drop_capabilities();
     unsigned long all = ~0UL;
     for (;;) {
         struct { int signo, errno_, code, pad[29]; } info;
@@ -222,6 +234,23 @@ static __attribute__((noreturn)) void init_loop(long child, int sync, char **arg
     }
 }
 
+/* The keeper of a shared user namespace: holds it while `path` (its state file) exists. */
+static __attribute__((noreturn)) void pause_loop(const char *path) {
+    drop_capabilities();
+    unsigned long all = ~0UL;
+    sc(NR_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, 8, 0);
+    for (;;) {
+        struct { long sec, nsec; } every = {5, 0};
+        struct { int signo, errno_, code, pad[29]; } info;
+        long s = sc(NR_rt_sigtimedwait, (long)&all, (long)&info, (long)&every, 8, 0);
+        if (s == SIGTERM || s == SIGINT || s == SIGHUP) die(0);
+        if (s == -EAGAIN) {
+            static unsigned char st[256];
+            if (sc(NR_newfstatat, AT_FDCWD, (long)path, (long)st, 0, 0) < 0) die(0);
+        }
+    }
+}
+
 __attribute__((used, noreturn)) void stub_main(long *sp) {
     int argc = (int)sp[0];
     char **argv = (char **)(sp + 1);
@@ -235,6 +264,7 @@ __attribute__((used, noreturn)) void stub_main(long *sp) {
     int sync = atoi_fd(argv[3]);
     const char *path = argv[4];
     char **cmd = argv + 5;
+    if (seq(mode, "pause")) pause_loop(path);
     if (seq(mode, "init")) {
         unsigned long all = ~0UL, none = 0;
         sc(NR_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, 8, 0);
