@@ -19,7 +19,6 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])],
             linkerSettings: [
                 .linkedLibrary("dl"),
-                .linkedLibrary("cap"),
             ]
         ),
         // Typed wrappers over the shim: errno, user-namespace id maps, running a C job
