@@ -24,8 +24,10 @@ let package = Package(
         // Typed wrappers over the shim: errno, user-namespace id maps, running a C job
         // inside a mapped user namespace.
         .target(name: "HostOS", dependencies: ["CSysShims"]),
-        // Image store, OCI types, layers, archives (and later the registry client).
-        .target(name: "Layers", dependencies: ["HostOS", "CSysShims"]),
+        // TOML documents (registries.conf), with the line of every key. Pure Swift.
+        .target(name: "TOML"),
+        // Image store, OCI types, layers, archives, the registry client.
+        .target(name: "Layers", dependencies: ["HostOS", "CSysShims", "TOML"]),
         // Running a process from an image in namespaces.
         .target(name: "Sandbox", dependencies: ["Layers", "HostOS", "CSysShims"]),
         // Dockerfile syntax: parser, word expansion, .dockerignore patterns. Pure Swift.
@@ -40,6 +42,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "HostOS"]),
+        .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Layers", "HostOS", "CSysShims"]),
         .testTarget(name: "DockerfileTests", dependencies: ["Dockerfile"]),
         .testTarget(name: "BuilderTests", dependencies: ["Builder", "Dockerfile", "Layers", "Sandbox", "HostOS"]),
