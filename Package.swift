@@ -24,14 +24,14 @@ let package = Package(
         // Typed wrappers over the shim: errno, user-namespace id maps, running a C job
         // inside a mapped user namespace.
         .target(name: "HostOS", dependencies: ["CSysShims"]),
+        // Dockerfile syntax: parser, word expansion, .dockerignore patterns. Pure Swift.
+        .target(name: "Dockerfile"),
         // TOML documents (registries.conf), with the line of every key. Pure Swift.
         .target(name: "TOML"),
         // Image store, OCI types, layers, archives, the registry client.
-        .target(name: "Layers", dependencies: ["HostOS", "CSysShims", "TOML"]),
+        .target(name: "Layers", dependencies: ["HostOS", "CSysShims", "TOML", "Dockerfile"]),
         // Running a process from an image in namespaces.
         .target(name: "Sandbox", dependencies: ["Layers", "HostOS", "CSysShims"]),
-        // Dockerfile syntax: parser, word expansion, .dockerignore patterns. Pure Swift.
-        .target(name: "Dockerfile"),
         // ctr build: stages, RUN in the sandbox, COPY/ADD, the build cache, outputs.
         .target(name: "Builder", dependencies: ["Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims"]),
         .executableTarget(
