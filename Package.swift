@@ -43,9 +43,10 @@ let package = Package(
         ),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "HostOS"]),
         .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
+        .testTarget(name: "HostOSTests", dependencies: ["HostOS"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Layers", "HostOS", "CSysShims"]),
         .testTarget(name: "DockerfileTests", dependencies: ["Dockerfile"]),
         .testTarget(name: "BuilderTests", dependencies: ["Builder", "Dockerfile", "Layers", "Sandbox", "HostOS"]),
-        .testTarget(name: "CtrTests", dependencies: ["CSysShims"]),
+        .testTarget(name: "CtrTests", dependencies: ["CSysShims", "HostOS"]),
     ]
 )
