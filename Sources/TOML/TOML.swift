@@ -568,14 +568,7 @@ private struct TOMLParser {
             if atEnd || peek() == 0x0A || peek() == 0x0D {
                 throw error("unterminated inline table (opened on line \(lineAt(open)); inline tables must be on one line)")
             }
-            let keyPos = i
-            let path = try parseKey()
-            skipSpaces()
-            guard peek() == UInt8(ascii: "=") else { throw error("expected '=' after key") }
-            i += 1
-            skipSpaces()
-            let value = try parseValue()
-            try insert(path, value, into: node, at: keyPos)
+            try parseKeyValue(into: node)
             skipSpaces()
             guard let c = peek(), c != 0x0A, c != 0x0D else {
                 throw error("unterminated inline table (opened on line \(lineAt(open)); inline tables must be on one line)")
@@ -598,7 +591,7 @@ private struct TOMLParser {
         let start = i
         if allowMultiline && peek(1) == UInt8(ascii: "\"") && peek(2) == UInt8(ascii: "\"") {
             i += 3
-            return try parseMultilineBasic(start: start)
+            return try parseMultiline(UInt8(ascii: "\""), start: start)
         }
         i += 1
         var out: [UInt8] = []
@@ -620,20 +613,24 @@ private struct TOMLParser {
         }
     }
 
-    mutating func parseMultilineBasic(start: Int) throws(TOMLError) -> String {
+    /// A multi-line string after its opening `"""` (basic: escapes and line-ending backslashes)
+    /// or `'''` (literal: the bytes as they are).
+    mutating func parseMultiline(_ quote: UInt8, start: Int) throws(TOMLError) -> String {
+        let basic = quote == UInt8(ascii: "\"")
+        let kind = basic ? "multi-line string" : "multi-line literal string"
         _ = consumeNewline()  // a newline right after the opening delimiter is trimmed
         var out: [UInt8] = []
         while true {
-            guard let c = peek() else { throw error("unterminated multi-line string", at: start) }
-            if c == UInt8(ascii: "\"") && peek(1) == UInt8(ascii: "\"") && peek(2) == UInt8(ascii: "\"") {
+            guard let c = peek() else { throw error("unterminated \(kind)", at: start) }
+            if c == quote && peek(1) == quote && peek(2) == quote {
                 var n = 3
-                while peek(n) == UInt8(ascii: "\"") { n += 1 }
-                if n > 5 { throw error("too many quotes at the end of a multi-line string") }
-                out += Array(repeating: UInt8(ascii: "\""), count: n - 3)
+                while peek(n) == quote { n += 1 }
+                if n > 5 { throw error("too many quotes at the end of a \(kind)") }
+                out += Array(repeating: quote, count: n - 3)
                 i += n
                 return String(decoding: out, as: UTF8.self)
             }
-            if c == UInt8(ascii: "\\") {
+            if basic && c == UInt8(ascii: "\\") {
                 // Line-ending backslash: drop the newline and all whitespace that follows.
                 var j = i + 1
                 while j < b.count, b[j] == 0x20 || b[j] == 0x09 { j += 1 }
@@ -694,27 +691,7 @@ private struct TOMLParser {
         let start = i
         if allowMultiline && peek(1) == UInt8(ascii: "'") && peek(2) == UInt8(ascii: "'") {
             i += 3
-            _ = consumeNewline()
-            var out: [UInt8] = []
-            while true {
-                guard let c = peek() else { throw error("unterminated multi-line literal string", at: start) }
-                if c == UInt8(ascii: "'") && peek(1) == UInt8(ascii: "'") && peek(2) == UInt8(ascii: "'") {
-                    var n = 3
-                    while peek(n) == UInt8(ascii: "'") { n += 1 }
-                    if n > 5 { throw error("too many quotes at the end of a multi-line literal string") }
-                    out += Array(repeating: UInt8(ascii: "'"), count: n - 3)
-                    i += n
-                    return String(decoding: out, as: UTF8.self)
-                }
-                if c == 0x0D && peek(1) == 0x0A {
-                    out.append(0x0A)
-                    i += 2
-                    continue
-                }
-                if c != 0x0A && Self.isControl(c) { throw error("control character \(describe(c)) in string") }
-                out.append(c)
-                i += 1
-            }
+            return try parseMultiline(UInt8(ascii: "'"), start: start)
         }
         i += 1
         let contentStart = i
