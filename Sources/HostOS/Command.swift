@@ -106,38 +106,36 @@ public struct Command: Sendable {
     /// stdout and stderr collected (fds 3 and up as given). After `timeout` seconds it is killed
     /// (SIGKILL). A program that fails is no error: look at `termination`.
     public func run(input: [UInt8]? = nil, timeout: Double? = nil) throws(SpawnError) -> Output {
+        // our ends (read stdout and stderr, write stdin) and the child's, closed here once it has them
+        var ours: [Int32] = [], theirs: [Int32] = []
+        defer { for fd in ours + theirs { close(fd) } }
+        func pipe() throws(SpawnError) -> (read: Int32, write: Int32) {
+            var p: [Int32] = [-1, -1]
+            guard csys_pipe_cloexec(&p) == 0 else { throw SpawnError(program: program, reason: .failed(errno)) }
+            return (p[0], p[1])
+        }
         var c = self
         while c.fds.count < 3 { c.fds.append(-1) }
-        let out = try pipe(), err = try pipe()
-        var inPipe: (read: Int32, write: Int32)? = nil
-        defer {
-            close(out.read); close(err.read)
-            if let inPipe { close(inPipe.write) }
-        }
+        let out = try pipe()
+        (ours, theirs) = ([out.read], [out.write])
+        let err = try pipe()
+        (ours, theirs) = (ours + [err.read], theirs + [err.write])
+        var inFD: Int32 = -1
         if input != nil {
-            do { inPipe = try pipe() } catch { close(out.write); close(err.write); throw error }
-            c.fds[0] = inPipe!.read
+            let p = try pipe()
+            (ours, theirs) = (ours + [p.write], theirs + [p.read])
+            inFD = p.write
+            c.fds[0] = p.read
         }
         c.fds[1] = out.write
         c.fds[2] = err.write
-        let child: ChildProcess
-        do { child = try c.spawn() } catch {
-            close(out.write); close(err.write)
-            if let inPipe { close(inPipe.read) }
-            throw error
-        }
-        close(out.write); close(err.write)
-        if let inPipe { close(inPipe.read) }
-        let collected = Self.exchange(input: input ?? [], inFD: inPipe?.write ?? -1, outFD: out.read, errFD: err.read,
-                                      child: child, timeout: timeout)
-        inPipe = nil  // closed by exchange
-        return Output(termination: child.wait(), stdout: collected.0, stderr: collected.1)
-    }
-
-    private func pipe() throws(SpawnError) -> (read: Int32, write: Int32) {
-        var p: [Int32] = [-1, -1]
-        guard csys_pipe_cloexec(&p) == 0 else { throw SpawnError(program: program, reason: .failed(errno)) }
-        return (p[0], p[1])
+        let child = try c.spawn()
+        for fd in theirs { close(fd) }
+        theirs = []
+        let (stdout, stderr) = Self.exchange(input: input ?? [], inFD: inFD, outFD: out.read, errFD: err.read,
+                                             child: child, timeout: timeout)
+        ours.removeAll { $0 == inFD }  // closed by exchange
+        return Output(termination: child.wait(), stdout: stdout, stderr: stderr)
     }
 
     /// Feed `input` to `inFD` and read `outFD` and `errFD` to their ends, all at once (a full
