@@ -21,8 +21,8 @@ let package = Package(
                 .linkedLibrary("dl"),
             ]
         ),
-        // Typed wrappers over the shim: errno, user-namespace id maps, running a C job
-        // inside a mapped user namespace.
+        // Typed wrappers over the shim: errno, starting programs (Command: the one spawner),
+        // user-namespace id maps, running a C job inside a mapped user namespace.
         .target(name: "HostOS", dependencies: ["CSysShims"]),
         // Dockerfile syntax: parser, word expansion, .dockerignore patterns. Pure Swift.
         .target(name: "Dockerfile"),
