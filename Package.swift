@@ -19,18 +19,19 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])],
             linkerSettings: [
                 .linkedLibrary("dl"),
-                .linkedLibrary("cap"),
             ]
         ),
-        // Typed wrappers over the shim: errno, user-namespace id maps, running a C job
-        // inside a mapped user namespace.
+        // Typed wrappers over the shim: errno, starting programs (Command: the one spawner),
+        // user-namespace id maps, running a C job inside a mapped user namespace.
         .target(name: "HostOS", dependencies: ["CSysShims"]),
-        // Image store, OCI types, layers, archives (and later the registry client).
-        .target(name: "Layers", dependencies: ["HostOS", "CSysShims"]),
-        // Running a process from an image in namespaces.
-        .target(name: "Sandbox", dependencies: ["Layers", "HostOS", "CSysShims"]),
         // Dockerfile syntax: parser, word expansion, .dockerignore patterns. Pure Swift.
         .target(name: "Dockerfile"),
+        // TOML documents (registries.conf), with the line of every key. Pure Swift.
+        .target(name: "TOML"),
+        // Image store, OCI types, layers, archives, the registry client.
+        .target(name: "Layers", dependencies: ["HostOS", "CSysShims", "TOML", "Dockerfile"]),
+        // Running a process from an image in namespaces.
+        .target(name: "Sandbox", dependencies: ["Layers", "HostOS", "CSysShims"]),
         // ctr build: stages, RUN in the sandbox, COPY/ADD, the build cache, outputs.
         .target(name: "Builder", dependencies: ["Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims"]),
         .executableTarget(
@@ -41,10 +42,12 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "HostOS"]),
+        .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
+        .testTarget(name: "HostOSTests", dependencies: ["HostOS"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Layers", "HostOS", "CSysShims"]),
         .testTarget(name: "DockerfileTests", dependencies: ["Dockerfile"]),
         .testTarget(name: "BuilderTests", dependencies: ["Builder", "Dockerfile", "Layers", "Sandbox", "HostOS"]),
-        .testTarget(name: "CtrTests", dependencies: ["CSysShims"]),
+        .testTarget(name: "CtrTests", dependencies: ["CSysShims", "HostOS"]),
         // the CLI's own logic (the two `ctr run` parsers agree)
         .testTarget(name: "CLITests", dependencies: ["ctr", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     ]

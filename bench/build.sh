@@ -3,11 +3,12 @@
 # host) on the same Dockerfile and context (600 small files, two COPY and two RUN steps on the
 # busybox base): a cold build (--no-cache), a rebuild with nothing changed, and a rebuild after
 # one source file changed. Run as root to measure as ${BENCH_USER:-ctrtest}, or as the user.
+# It measures ctr as it ships: .build-static/release/ctr from scripts/build.sh (CTR=… picks another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO_DIR=$PWD
-CTR=${CTR:-$PWD/.build/release/ctr}
-[ -x "$CTR" ] || { echo "build first: swift build -c release" >&2; exit 1; }
+CTR=${CTR:-$PWD/.build-static/release/ctr}
+[ -x "$CTR" ] || { echo "build first: scripts/build.sh (or set CTR=)" >&2; exit 1; }
 for t in hyperfine buildah runc; do command -v $t >/dev/null || { echo "missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
 
 if [ "$(id -u)" -eq 0 ] && [ -z "${BENCH_INNER:-}" ]; then

@@ -3,10 +3,11 @@
 # against `skopeo copy`, on the same ~350 MB image (30,000 small files, four 64 MiB files).
 # Run it as the user you want to measure (rootless: e.g. `sudo -u ctrtest bench/layers.sh`).
 # Prints the hyperfine means and ratios (peer time / ctr time: above 1 means ctr is faster).
+# It measures ctr as it ships: .build-static/release/ctr from scripts/build.sh (CTR=… picks another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CTR=${CTR:-$PWD/.build/release/ctr}
-[ -x "$CTR" ] || { echo "build first: swift build -c release" >&2; exit 1; }
+CTR=${CTR:-$PWD/.build-static/release/ctr}
+[ -x "$CTR" ] || { echo "build first: scripts/build.sh (or set CTR=)" >&2; exit 1; }
 for t in hyperfine umoci skopeo; do command -v $t >/dev/null || { echo "missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
 RUNS=${RUNS:-5}
 # The work dir is on tmpfs by default: on ext4, creating tens of thousands of files right after

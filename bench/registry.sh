@@ -5,11 +5,12 @@
 # measure (rootless: `sudo -u ctrtest bench/registry.sh`). Prints means and peer/ctr ratios.
 # bench/pull-floor.sh runs alongside: the hashing and inflating a pull cannot skip, by the
 # fastest stand-alone tools, with nothing written.
+# It measures ctr as it ships: .build-static/release/ctr from scripts/build.sh (CTR=… picks another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO_DIR=$PWD
-CTR=${CTR:-$PWD/.build/release/ctr}
-[ -x "$CTR" ] || { echo "build first: swift build -c release" >&2; exit 1; }
+CTR=${CTR:-$PWD/.build-static/release/ctr}
+[ -x "$CTR" ] || { echo "build first: scripts/build.sh (or set CTR=)" >&2; exit 1; }
 for t in hyperfine umoci skopeo podman docker-registry igzip; do command -v $t >/dev/null || { echo "missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
 RUNS=${RUNS:-5}
 W=${BENCH_DIR:-/dev/shm/ctr-bench-$(id -un)}   # tmpfs: see bench/layers.sh

@@ -9,13 +9,12 @@
 # the cgroup2 controller list from it in a private mount namespace (bind-mounting an empty
 # file over /sys/fs/cgroup/unified/cgroup.controllers). ctr needs no such help.
 #
-# Measure ctr as it ships: scripts/build.sh,
-# then CTR=$PWD/.build-static/release/ctr bench/run.sh
+# It measures ctr as it ships: .build-static/release/ctr from scripts/build.sh (CTR=… picks another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO_DIR=$PWD
-CTR=${CTR:-$PWD/.build/release/ctr}
-[ -x "$CTR" ] || { echo "build first: swift build -c release" >&2; exit 1; }
+CTR=${CTR:-$PWD/.build-static/release/ctr}
+[ -x "$CTR" ] || { echo "build first: scripts/build.sh (or set CTR=)" >&2; exit 1; }
 for t in hyperfine umoci crun runc podman; do command -v $t >/dev/null || { echo "missing $t (scripts/setup.sh installs it)" >&2; exit 1; }; done
 
 # Where the stores and bundles live: PLACES (default "/dev/shm /var/tmp": tmpfs, and the

@@ -8,8 +8,9 @@
 set -euo pipefail
 
 FIXTURES=${CTR_FIXTURES:-/var/tmp/ctr-fixtures}
+# (xz-utils and bzip2 only make test fixtures: ctr decompresses xz and bzip2 with libarchive)
 PACKAGES=(
-  build-essential pkg-config libseccomp-dev libcap-dev libarchive-dev libssl-dev libzstd-dev libisal-dev libcurl4-openssl-dev
+  build-essential pkg-config libseccomp-dev libarchive-dev libssl-dev libzstd-dev libisal-dev libcurl4-openssl-dev
   uidmap busybox-static docker-registry apache2-utils debootstrap xz-utils bzip2
   skopeo umoci crun runc podman buildah slirp4netns passt fuse-overlayfs hyperfine isal
 )

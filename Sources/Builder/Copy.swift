@@ -223,8 +223,6 @@ extension BuildRun {
         let out = "\(tmpRoot)/add-\(UUID().uuidString.lowercased()).tar"
         do {
             guard try LayerOps.decompressOther(path, to: out) else { return nil }
-        } catch let e as LayerOps.MissingTool {
-            throw fail(inst, "ADD \(name): \(e)")
         } catch {
             // a file that does not decompress is copied as it is, as Docker does
             unlink(out)

@@ -73,12 +73,18 @@ static void csys_lazy_missing(void) {
     X(archive_entry_xattr_reset) \
     X(archive_errno) \
     X(archive_error_string) \
+    X(archive_filter_code) \
+    X(archive_read_data) \
     X(archive_read_data_block) \
     X(archive_read_data_skip) \
     X(archive_read_free) \
     X(archive_read_new) \
     X(archive_read_next_header) \
     X(archive_read_open) \
+    X(archive_read_open_fd) \
+    X(archive_read_support_filter_bzip2) \
+    X(archive_read_support_filter_xz) \
+    X(archive_read_support_format_raw) \
     X(archive_read_support_format_tar) \
     X(archive_set_error) \
     X(archive_write_close) \

@@ -283,51 +283,50 @@ void csys_signals_forward_to(pid_t pid, int tty_master) {
 
 /* ---------------------------------------------------------------- helpers */
 
-pid_t csys_spawn_start(const char *const *argv, int *outfd, char *errbuf, size_t errlen) {
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) return -1;
+int csys_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds, int flags,
+               const char *dir, pid_t *pid) {
+    if (nfds < 0 || nfds > CSYS_SPAWN_MAX_FDS) return EINVAL;
+    /* the fds to hand over, first copied to nfds or above: no dup2 onto 0..nfds-1 can then
+     * overwrite a source still to be copied (the copies close on exec) */
+    int high[CSYS_SPAWN_MAX_FDS];
+    int rc = 0, n = 0;
+    for (; n < nfds; n++) {
+        high[n] = -1;
+        if (fds[n] < 0) continue;
+        high[n] = fcntl(fds[n], F_DUPFD_CLOEXEC, nfds);
+        if (high[n] < 0) { rc = errno; break; }
+    }
     posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
     posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&attr);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+    if (rc == 0) {
+        for (int i = 0; i < nfds && rc == 0; i++) {
+            rc = high[i] >= 0 ? posix_spawn_file_actions_adddup2(&fa, high[i], i)
+                              : posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
+        }
+        /* and nothing else: not another thread's pipe, not a container's sync socket */
+        if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&fa, nfds);
+        if (rc == 0 && dir) rc = posix_spawn_file_actions_addchdir_np(&fa, dir);
+    }
+    if (rc == 0) {
+        sigset_t none, all;
+        sigemptyset(&none);
+        /* every signal, glibc's own two (32, 33) too: sigfillset leaves them out, and posix_spawn
+         * then leaves them ignored (SIG_IGN survives exec) */
+        memset(&all, 0xff, sizeof all);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &all);
+        short f = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+        if (flags & CSYS_SPAWN_SESSION) f |= POSIX_SPAWN_SETSID;
+        else if (flags & CSYS_SPAWN_PGROUP) { f |= POSIX_SPAWN_SETPGROUP; posix_spawnattr_setpgroup(&attr, 0); }
+        posix_spawnattr_setflags(&attr, f);
+        rc = posix_spawn(pid, path, &fa, &attr, argv, envp ? envp : environ);
+    }
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
-    close(pipefd[1]);
-    if (rc != 0) {
-        close(pipefd[0]);
-        if (errbuf) snprintf(errbuf, errlen, "%s", strerror(rc));
-        errno = rc;
-        return -1;
-    }
-    *outfd = pipefd[0];
-    return pid;
-}
-
-int csys_spawn_finish(pid_t pid, int outfd, char *errbuf, size_t errlen) {
-    size_t got = 0;
-    for (;;) {
-        char tmp[512];
-        ssize_t n = read(outfd, tmp, sizeof tmp);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        if (errbuf && got + 1 < errlen) {
-            size_t k = (size_t)n < errlen - 1 - got ? (size_t)n : errlen - 1 - got;
-            memcpy(errbuf + got, tmp, k);
-            got += k;
-        }
-    }
-    if (errbuf && errlen) errbuf[got < errlen ? got : errlen - 1] = 0;
-    close(outfd);
-    return csys_wait_exit(pid);
+    for (int i = 0; i < n && i < nfds; i++) if (high[i] >= 0) close(high[i]);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- monitor */

@@ -299,3 +299,74 @@ static int add_entry(csys_tar_writer *w, const csys_tar_entry *te, int src_fd) {
     }
     return 0;
 }
+
+/* ---------------------------------------------------------------- xz and bzip2 */
+
+int csys_xz_bzip2_kind(int in_fd) {
+    unsigned char magic[6] = {0};
+    ssize_t got;
+    do got = pread(in_fd, magic, sizeof magic, 0); while (got < 0 && errno == EINTR);
+    if (got < 0) return -1;
+    if (got == 6 && memcmp(magic, "\xfd" "7zXZ\0", 6) == 0) return CSYS_XZ;
+    if (got >= 3 && memcmp(magic, "BZh", 3) == 0) return CSYS_BZIP2;
+    return 0;
+}
+
+int csys_decompress_xz_bzip2(int in_fd, int out_fd, csys_error *err) {
+    int kind = csys_xz_bzip2_kind(in_fd);
+    if (kind < 0) {
+        csys_set_error(err, errno, "read", "cannot read: %s", strerror(errno));
+        return -1;
+    }
+    if (kind == 0) {
+        csys_set_error(err, 0, "decompress", "neither xz- nor bzip2-compressed");
+        return -1;
+    }
+    const char *name = kind == CSYS_XZ ? "xz" : "bzip2";
+    if (csys_load_archive(err) != 0) return -1;
+    struct archive *ar = archive_read_new();
+    unsigned char *buf = malloc(1 << 20);
+    int rc = -1;
+    if (!ar || !buf) {
+        csys_set_error(err, ENOMEM, "memory", "out of memory");
+        goto out;
+    }
+    /* ARCHIVE_WARN: this libarchive has no liblzma/libbz2 and would run the xz or bzip2
+     * program instead; ctr starts no program to decompress */
+    int r = kind == CSYS_XZ ? archive_read_support_filter_xz(ar) : archive_read_support_filter_bzip2(ar);
+    if (r != ARCHIVE_OK) {
+        csys_set_error(err, 0, "decompress", "this libarchive cannot decompress %s itself (it was built without %s)",
+                       name, kind == CSYS_XZ ? "liblzma" : "libbz2");
+        goto out;
+    }
+    archive_read_support_format_raw(ar);
+    struct archive_entry *e;
+    if (archive_read_open_fd(ar, in_fd, 1 << 16) != ARCHIVE_OK || archive_read_next_header(ar, &e) != ARCHIVE_OK) {
+        csys_set_error(err, 0, "decompress", "not a valid %s stream: %s", name,
+                       archive_error_string(ar) ? archive_error_string(ar) : "no data");
+        goto out;
+    }
+    /* the filter must have taken the stream (else raw would pass the bytes on as they are) */
+    if (archive_filter_code(ar, 0) != (kind == CSYS_XZ ? ARCHIVE_FILTER_XZ : ARCHIVE_FILTER_BZIP2)) {
+        csys_set_error(err, 0, "decompress", "not a valid %s stream", name);
+        goto out;
+    }
+    for (;;) {
+        la_ssize_t n = archive_read_data(ar, buf, 1 << 20);
+        if (n == 0) break;
+        if (n < 0) {
+            csys_set_error(err, 0, "decompress", "not a valid %s stream: %s", name,
+                           archive_error_string(ar) ? archive_error_string(ar) : "corrupt data");
+            goto out;
+        }
+        if (csys_write_all(out_fd, buf, (size_t)n) < 0) {
+            csys_set_error(err, errno, "write", "cannot write: %s", strerror(errno));
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (ar) archive_read_free(ar);
+    free(buf);
+    return rc;
+}

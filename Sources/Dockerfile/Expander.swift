@@ -34,6 +34,14 @@ public enum Expander {
         try expandWords(s, env: { env[$0] }, escape: escape)
     }
 
+    /// Quote removal and escapes only, no substitution: `$X` and `${X:-y}` stay as written
+    /// (as `--change` values are taken).
+    public static func unquote(_ s: String, escape: Character = "\\") throws(ExpansionError) -> String {
+        var lexer = ShellLexer(s, escape: escape, env: { _ in nil })
+        lexer.skipUnset = true
+        return try lexer.processWord().0
+    }
+
     /// With `skipUnset`, unset variables are left as written (`$X`, `${X:-y}`).
     static func expandWords(_ s: String, env: (String) -> String?, escape: Character, skipUnset: Bool) throws(ExpansionError) -> [String] {
         try withoutActuallyEscaping(env) { (env) throws(ExpansionError) -> [String] in

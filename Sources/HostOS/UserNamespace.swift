@@ -30,14 +30,25 @@ public enum UserNamespace {
         }
     }
 
+    /// newuidmap or newgidmap, started; `finish` waits for it.
     struct Mapper {
-        let tool: String, file: String, pid: pid_t, fd: Int32
+        let tool: String, file: String, child: ChildProcess, output: Int32
+
+        /// Nil when it mapped the ranges, else its complaint.
         func finish() -> SysError? {
-            var buf = [CChar](repeating: 0, count: 1024)
-            let status = csys_spawn_finish(pid, fd, &buf, buf.count)
-            if status == 0 { return nil }
-            let msg = String(cString: buf).trimmingCharacters(in: .whitespacesAndNewlines)
-            return SysError(stage: "idmap", message: "\(tool) failed: \(msg.isEmpty ? "exit \(status)" : msg) (check \(file))")
+            var said: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 512)
+            while true {
+                let n = read(output, &buf, buf.count)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                if said.count < 1024 { said += buf[0..<min(n, 1024 - said.count)] }
+            }
+            close(output)
+            let end = child.wait()
+            if end == .exited(0) { return nil }
+            let msg = String(decoding: said, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return SysError(stage: "idmap", message: "\(tool) failed: \(msg.isEmpty ? end.description : msg) (check \(file))")
         }
     }
 
@@ -45,22 +56,19 @@ public enum UserNamespace {
         guard let path = Command.find(tool) else {
             throw SysError(stage: "idmap", message: "\(tool) not found: install the uidmap package (it maps the ranges in \(file))")
         }
-        var args = [path, String(pid)]
+        var args = [String(pid)]
         for r in ranges { args += [String(r.containerID), String(r.hostID), String(r.count)] }
-        // posix_spawn: cheaper than Foundation's Process on the `ctr run` path
-        let cargs = args.map { strdup($0) } + [nil]
-        defer { cargs.forEach { free($0) } }
-        var buf = [CChar](repeating: 0, count: 256)
-        var fd: Int32 = -1
-        let child = cargs.withUnsafeBufferPointer { b in
-            b.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: b.count) {
-                csys_spawn_start($0, &fd, &buf, buf.count)
-            }
+        // its stdout and stderr into one pipe, read by finish
+        var p: [Int32] = [-1, -1]
+        guard csys_pipe_cloexec(&p) == 0 else { throw SysError.errno("pipe", "\(tool): cannot make a pipe") }
+        defer { close(p[1]) }
+        do {
+            let child = try Command(path, args, fds: [-1, p[1], p[1]]).spawn()
+            return Mapper(tool: tool, file: file, child: child, output: p[0])
+        } catch {
+            close(p[0])
+            throw SysError(stage: "idmap", message: "\(tool) failed: \(error.why) (check \(file))")
         }
-        if child < 0 {
-            throw SysError(stage: "idmap", message: "\(tool) failed: \(String(cString: buf)) (check \(file))")
-        }
-        return Mapper(tool: tool, file: file, pid: child, fd: fd)
     }
 
     /// Fork a child that enters a new user namespace mapped by `mapping` and runs

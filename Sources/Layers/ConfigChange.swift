@@ -1,3 +1,4 @@
+import Dockerfile
 import Foundation
 import HostOS
 
@@ -9,148 +10,75 @@ public struct ConfigChangeError: Error, CustomStringConvertible, Sendable {
 
 /// Dockerfile instructions that only touch the image config, as `podman import --change` and
 /// `docker import --change` accept them: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD,
-/// STOPSIGNAL, USER, VOLUME, WORKDIR.
+/// STOPSIGNAL, USER, VOLUME, WORKDIR. Parsed by the Dockerfile parser; values have their quotes
+/// and escapes removed, and `$VAR` is kept as written (there is no build environment).
 public enum ConfigChange {
     public static let allowed = ["CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"]
 
     public static func apply(_ change: String, to config: inout ContainerConfig) throws {
-        let trimmed = change.trimmingCharacters(in: .whitespacesAndNewlines)
         func fail(_ why: String) -> ConfigChangeError { ConfigChangeError(message: "--change \"\(change)\": \(why)") }
+        let trimmed = change.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw fail("empty instruction") }
         let keywordEnd = trimmed.firstIndex(where: { $0 == " " || $0 == "\t" || $0 == "=" }) ?? trimmed.endIndex
         let keyword = trimmed[..<keywordEnd].uppercased()
-        var rest = String(trimmed[keywordEnd...]).trimmingCharacters(in: .whitespaces)
-        // podman also accepts "CMD=..." forms
-        if rest.hasPrefix("=") { rest = String(rest.dropFirst()).trimmingCharacters(in: .whitespaces) }
         guard allowed.contains(keyword) else {
             throw fail("\(keyword) cannot be used here (allowed: \(allowed.joined(separator: ", ")))")
         }
-        switch keyword {
-        case "CMD":
-            config.cmd = try commandForm(rest, fail)
-        case "ENTRYPOINT":
-            config.entrypoint = try commandForm(rest, fail)
-            if config.entrypoint?.isEmpty == true { config.entrypoint = nil }
-        case "ENV":
-            for (k, v) in try keyValues(rest, allowSpaceForm: true, fail) { config.setEnv(k, v) }
-        case "LABEL":
-            for (k, v) in try keyValues(rest, allowSpaceForm: false, fail) {
-                var labels = config.labels ?? [:]
-                labels[k] = v
-                config.labels = labels
-            }
-        case "EXPOSE":
-            let ports = try ShellWords.split(rest).map { p -> String in
-                guard let key = exposedPortKey(p) else { throw fail("invalid port \"\(p)\": expected PORT[/tcp|udp|sctp] or a range START-END") }
-                return key
-            }
-            guard !ports.isEmpty else { throw fail("EXPOSE needs at least one port") }
+        // podman also accepts "CMD=..." forms
+        var rest = trimmed[keywordEnd...].drop(while: { $0 == " " || $0 == "\t" })
+        if rest.hasPrefix("=") { rest = rest.dropFirst() }
+        let inst: Instruction
+        do { inst = try Dockerfile.parseInstruction(keyword + " " + rest, file: "--change") } catch { throw fail(error.message) }
+        func unquote(_ word: String) throws -> String {
+            do { return try Expander.unquote(word) } catch { throw fail(error.message) }
+        }
+        switch inst.kind {
+        // exec form as it is, shell form wrapped in /bin/sh -c
+        case .cmd(.exec(let args)):
+            config.cmd = args
+        case .cmd(.shell(let script)):
+            config.cmd = ["/bin/sh", "-c", script]
+        case .entrypoint(.exec(let args)):
+            config.entrypoint = args.isEmpty ? nil : args
+        case .entrypoint(.shell(let script)):
+            config.entrypoint = ["/bin/sh", "-c", script]
+        case .env(let pairs):
+            for kv in pairs { config.setEnv(try unquote(kv.key), try unquote(kv.value)) }
+        case .label(let pairs):
+            var labels = config.labels ?? [:]
+            for kv in pairs { labels[try unquote(kv.key)] = try unquote(kv.value) }
+            config.labels = labels
+        case .expose(let words):
             var exposed = config.exposedPorts ?? [:]
-            for p in ports { exposed[p] = EmptyObject() }
+            for w in words {
+                let p = try unquote(w)
+                guard let key = exposedPortKey(p) else { throw fail("invalid port \"\(p)\": expected PORT[/tcp|udp|sctp] or a range START-END") }
+                exposed[key] = EmptyObject()
+            }
             config.exposedPorts = exposed
-        case "VOLUME":
-            let vols: [String] = rest.hasPrefix("[") ? try jsonArray(rest, fail) : try ShellWords.split(rest)
-            guard !vols.isEmpty else { throw fail("VOLUME needs a path") }
+        case .volume(let words):
             var v = config.volumes ?? [:]
-            for p in vols { v[p] = EmptyObject() }
+            for w in words { v[inst.jsonForm ? w : try unquote(w)] = EmptyObject() }
             config.volumes = v
-        case "USER":
-            guard !rest.isEmpty else { throw fail("USER needs a user") }
-            config.user = rest
-        case "WORKDIR":
-            guard !rest.isEmpty else { throw fail("WORKDIR needs a path") }
-            if rest.hasPrefix("/") {
-                config.workingDir = rest
+        case .user(let raw):
+            config.user = try unquote(raw)
+        case .workdir(let raw):
+            let path = try unquote(raw)
+            if path.hasPrefix("/") {
+                config.workingDir = path
             } else {
                 let base = config.workingDir ?? "/"
-                config.workingDir = (base.hasSuffix("/") ? base : base + "/") + rest
+                config.workingDir = (base.hasSuffix("/") ? base : base + "/") + path
             }
-        case "STOPSIGNAL":
-            guard !rest.isEmpty else { throw fail("STOPSIGNAL needs a signal") }
-            guard Signals.number(rest) != nil else { throw fail("unknown signal \"\(rest)\"") }
-            config.stopSignal = rest
-        case "ONBUILD":
-            guard !rest.isEmpty else { throw fail("ONBUILD needs an instruction") }
-            config.onBuild = (config.onBuild ?? []) + [rest]
+        case .stopsignal(let raw):
+            let signal = try unquote(raw)
+            guard Signals.number(signal) != nil else { throw fail("unknown signal \"\(signal)\"") }
+            config.stopSignal = signal
+        case .onbuild(let trigger):
+            config.onBuild = (config.onBuild ?? []) + [trigger]
         default:
-            break
+            throw fail("\(keyword) cannot be used here")
         }
-    }
-
-    /// Exec form (a JSON array) or shell form (wrapped in /bin/sh -c).
-    static func commandForm(_ s: String, _ fail: (String) -> ConfigChangeError) throws -> [String] {
-        if s.hasPrefix("[") {
-            return try jsonArray(s, fail)
-        }
-        guard !s.isEmpty else { throw fail("missing command") }
-        return ["/bin/sh", "-c", s]
-    }
-
-    static func jsonArray(_ s: String, _ fail: (String) -> ConfigChangeError) throws -> [String] {
-        guard let a = try? JSONDecoder().decode([String].self, from: Data(s.utf8)) else {
-            throw fail("not a JSON array of strings")
-        }
-        return a
-    }
-
-    /// `k=v k2="v 2"`, or the legacy `k v w` form (one pair, the rest is the value).
-    static func keyValues(_ s: String, allowSpaceForm: Bool, _ fail: (String) -> ConfigChangeError) throws -> [(String, String)] {
-        let words = try ShellWords.split(s)
-        guard let first = words.first else { throw fail("missing key=value") }
-        if !first.contains("=") {
-            guard allowSpaceForm, words.count >= 2 else { throw fail("expected key=value, got \"\(first)\"") }
-            // value: the text after the key, as written (quotes removed)
-            let value = words.dropFirst().joined(separator: " ")
-            return [(first, value)]
-        }
-        return try words.map { w in
-            guard let eq = w.firstIndex(of: "="), eq != w.startIndex else { throw fail("expected key=value, got \"\(w)\"") }
-            return (String(w[..<eq]), String(w[w.index(after: eq)...]))
-        }
-    }
-}
-
-/// Splits words the way a Dockerfile does for ENV/LABEL: whitespace separates, double and
-/// single quotes group, a backslash escapes the next character (not inside single quotes).
-public enum ShellWords {
-    public struct QuoteError: Error, CustomStringConvertible {
-        public var description: String { "unterminated quote" }
-    }
-
-    public static func split(_ s: String, escape: Character = "\\") throws -> [String] {
-        var words: [String] = []
-        var cur = ""
-        var inWord = false
-        var quote: Character? = nil
-        var it = s.makeIterator()
-        while let c = it.next() {
-            if let q = quote {
-                if c == q { quote = nil; continue }
-                if c == escape && q == "\"" {
-                    if let n = it.next() {
-                        if n != "\"" && n != escape && n != "$" { cur.append(escape) }
-                        cur.append(n)
-                    }
-                    continue
-                }
-                cur.append(c)
-                continue
-            }
-            if c == " " || c == "\t" || c == "\n" {
-                if inWord { words.append(cur); cur = ""; inWord = false }
-                continue
-            }
-            inWord = true
-            if c == "\"" || c == "'" { quote = c; continue }
-            if c == escape {
-                if let n = it.next() { cur.append(n) }
-                continue
-            }
-            cur.append(c)
-        }
-        if quote != nil { throw QuoteError() }
-        if inWord { words.append(cur) }
-        return words
     }
 }
 

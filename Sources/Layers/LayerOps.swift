@@ -265,38 +265,23 @@ public struct LayerOps: Sendable {
         if code != 0 { throw SysError(box.pointer.pointee.error, fallback: "cannot chown \(path)") }
     }
 
-    /// The decompressor a file needs is not installed.
-    public struct MissingTool: Error, CustomStringConvertible {
-        public let tool: String, input: String
-        public var description: String {
-            "\(input): \(tool)-compressed; unpacking it needs \(tool) (apt install \(tool == "xz" ? "xz-utils" : "bzip2"))"
-        }
-    }
-
     /// A tar compressed with xz or bzip2 (which layers may not be, but docker's ADD and
-    /// import take), decompressed by the xz or bzip2 program into `output`. False when `input`
-    /// is neither (nothing is written); throws when it is one and the program is missing or fails.
+    /// import take), decompressed by libarchive's own filters into `output`. False when `input`
+    /// is neither (nothing is written); throws when it is one and does not decompress (and
+    /// `output` is removed).
     public static func decompressOther(_ input: String, to output: String) throws -> Bool {
-        guard let fh = FileHandle(forReadingAtPath: input) else { return false }
-        let magic = [UInt8](fh.readData(ofLength: 6))
-        try? fh.close()
-        let tool: String
-        if magic == [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00] { tool = "xz" }
-        else if magic.starts(with: [0x42, 0x5A, 0x68]) { tool = "bzip2" }
-        else { return false }
-        guard let program = Command.find(tool) else { throw MissingTool(tool: tool, input: input) }
-        guard FileManager.default.createFile(atPath: output, contents: nil), let sink = FileHandle(forWritingAtPath: output) else {
-            throw LayerError("cannot create \(output)")
+        let inFD = try valueOrErrno("open", "cannot open \(input)") { Glibc.open(input, O_RDONLY | O_CLOEXEC) }
+        defer { close(inFD) }
+        let kind = try valueOrErrno("read", "cannot read \(input)") { csys_xz_bzip2_kind(inFD) }
+        if kind == 0 { return false }
+        let outFD = try valueOrErrno("open", "cannot create \(output)") { Glibc.open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        var err = csys_error()
+        let rc = csys_decompress_xz_bzip2(inFD, outFD, &err)
+        close(outFD)
+        if rc != 0 {
+            unlink(output)
+            throw LayerError("\(input): \(SysError(err).message)")
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: program)
-        p.arguments = ["-dc", input]
-        p.standardOutput = sink
-        p.standardError = FileHandle.nullDevice
-        do { try p.run() } catch { try? sink.close(); unlink(output); throw LayerError("cannot run \(program): \(error)") }
-        p.waitUntilExit()
-        try? sink.close()
-        guard p.terminationStatus == 0 else { unlink(output); throw LayerError("\(input): \(tool) could not decompress it") }
         return true
     }
 

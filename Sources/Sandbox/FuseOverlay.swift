@@ -57,19 +57,9 @@ public struct FuseOverlay: Sendable, Equatable {
     /// trusted.overlay.opaque, not from user.overlay.opaque, which is what rootless layers carry.
     /// Asked only when the fallback is taken (it costs a process).
     public static func oldVersionWarning(program: String) -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: program)
-        p.arguments = ["--version"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        p.standardInput = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return nil }
         // a program that does not answer in 2 s is not worth waiting for
-        let pid = p.processIdentifier
-        DispatchQueue.global().asyncAfter(deadline: .now() + 2) { if p.isRunning { kill(pid, SIGKILL) } }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        guard let out = try? Command(program, ["--version"], fds: [-1, -1, -1]).run(timeout: 2) else { return nil }
+        let data = out.stdout
         guard let line = String(decoding: data, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("fuse-overlayfs: version ") }) else { return nil }
         let v = line.dropFirst("fuse-overlayfs: version ".count).split(separator: ".").compactMap { Int($0) }
         guard v.count >= 2, (v[0], v[1]) < (1, 8) else { return nil }

@@ -122,7 +122,7 @@ public enum NetworkMode: Equatable, Sendable, CustomStringConvertible {
     /// Every mode and whether it can be used here (for `ctr info`). none and host always can;
     /// pasta and slirp4netns need their binary and a /dev/net/tun this process can open read/write.
     public static func availability() -> [NetworkAvailability] {
-        availability(tunPath: "/dev/net/tun", find: Command.find)
+        availability(tunPath: "/dev/net/tun", find: { Command.find($0) })
     }
 
     static func availability(tunPath: String, find: (String) -> String?) -> [NetworkAvailability] {
@@ -476,15 +476,15 @@ public final class NetworkAttachment: @unchecked Sendable {
             func gone(_ timeout: Double) -> Bool {
                 let deadline = Date().addingTimeInterval(timeout)
                 while true {
-                    if isChild, Spawn.waitStatus(pid, timeout: 0) != nil { return true }
+                    if isChild, ChildProcess(pid: pid).wait(timeout: 0) != nil { return true }
                     // by state, not isAlive: while a process exits, its cmdline is empty
                     // (mm released) before its sockets are closed
-                    if !exists { if isChild { _ = Spawn.waitStatus(pid, timeout: 0.2) }; return true }
+                    if !exists { if isChild { _ = ChildProcess(pid: pid).wait(timeout: 0.2) }; return true }
                     if Date() >= deadline { return false }
                     usleep(10_000)
                 }
             }
-            guard isAlive else { if isChild { _ = Spawn.waitStatus(pid, timeout: 0) }; return }
+            guard isAlive else { if isChild { _ = ChildProcess(pid: pid).wait(timeout: 0) }; return }
             kill(pid, SIGTERM)
             if gone(3) { return }
             if isAlive { kill(pid, SIGKILL) }
@@ -533,7 +533,7 @@ public final class NetworkAttachment: @unchecked Sendable {
         let pidFile = "\(runDir)/pasta.pid"
         let log = "\(runDir)/pasta.log"
         let args = pastaArguments(ports: ports, rootless: rootless, pidFile: pidFile, asRoot: geteuid() == 0)
-        let logFD = try Spawn.openLog(log)
+        let logFD = try HelperLog.open(log)
         defer { close(logFD) }
         let nullFD = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { if nullFD >= 0 { close(nullFD) } }
@@ -543,19 +543,19 @@ public final class NetworkAttachment: @unchecked Sendable {
         let userFD = rootless ? open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC) : nullFD
         guard userFD >= 0 else { throw NetworkError("pasta: cannot open /proc/\(pid)/ns/user: \(String(cString: strerror(errno)))") }
         defer { if rootless { close(userFD) } }
-        let child = try Spawn.spawn(exe, args, fds: [nullFD, logFD, logFD, netFD, userFD])
-        guard let status = Spawn.waitStatus(child, timeout: 20) else {
-            kill(child, SIGKILL)
-            _ = Spawn.waitStatus(child, timeout: 2)
-            throw NetworkError("pasta: did not finish setting up within 20 s\(Spawn.tail(log, prefix: ": "))")
+        let child = try spawnHelper(exe, args, fds: [nullFD, logFD, logFD, netFD, userFD])
+        guard let status = child.wait(timeout: 20) else {
+            child.signal(SIGKILL)
+            _ = child.wait(timeout: 2)
+            throw NetworkError("pasta: did not finish setting up within 20 s\(HelperLog.tail(log, prefix: ": "))")
         }
-        guard status == 0 else {
-            throw NetworkError("pasta failed (\(Spawn.describe(status)))\(Spawn.tail(log, prefix: ": "))")
+        guard status == .exited(0) else {
+            throw NetworkError("pasta failed (\(status))\(HelperLog.tail(log, prefix: ": "))")
         }
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
               let daemon = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), daemon > 0,
               let helper = HelperIdentity.of(daemon, exe: "pasta", isChild: false) else {
-            throw NetworkError("pasta: exited without leaving a running daemon (pid file \(pidFile))\(Spawn.tail(log, prefix: ": "))")
+            throw NetworkError("pasta: exited without leaving a running daemon (pid file \(pidFile))\(HelperLog.tail(log, prefix: ": "))")
         }
         return NetworkAttachment(mode: .pasta, dnsServer: nil, dnsForwarder: defaultDNSForwarder, helper: helper,
                                  ports: ports, runDir: runDir)
@@ -582,24 +582,24 @@ public final class NetworkAttachment: @unchecked Sendable {
         var ready: [Int32] = [-1, -1]
         guard csys_pipe_cloexec(&ready) == 0 else { throw NetworkError("slirp4netns: pipe: \(String(cString: strerror(errno)))") }
         defer { close(ready[0]); if ready[1] >= 0 { close(ready[1]) } }
-        let logFD = try Spawn.openLog(log)
+        let logFD = try HelperLog.open(log)
         defer { close(logFD) }
         let nullFD = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { if nullFD >= 0 { close(nullFD) } }
         // in the child: fd 3 = the ready pipe's write end
         let args = slirpArguments(pid: pid, rootless: rootless, apiSocket: api, readyFD: 3)
-        let child = try Spawn.spawn(exe, args, fds: [nullFD, logFD, logFD, ready[1]])
+        let child = try spawnHelper(exe, args, fds: [nullFD, logFD, logFD, ready[1]])
         close(ready[1]); ready[1] = -1
-        let helper = HelperIdentity.of(child, exe: "slirp4netns", isChild: true)
-            ?? HelperIdentity(pid: child, startTime: 0, exe: "slirp4netns", isChild: true)
+        let helper = HelperIdentity.of(child.pid, exe: "slirp4netns", isChild: true)
+            ?? HelperIdentity(pid: child.pid, startTime: 0, exe: "slirp4netns", isChild: true)
 
         func failure(_ why: String) -> NetworkError {
-            if let st = Spawn.waitStatus(child, timeout: 0.3) {
-                return NetworkError("slirp4netns failed (\(Spawn.describe(st)))\(Spawn.tail(log, prefix: ": "))")
+            if let st = child.wait(timeout: 0.3) {
+                return NetworkError("slirp4netns failed (\(st))\(HelperLog.tail(log, prefix: ": "))")
             }
-            kill(child, SIGKILL)
-            _ = Spawn.waitStatus(child, timeout: 2)
-            return NetworkError("slirp4netns: \(why)\(Spawn.tail(log, prefix: ": "))")
+            child.signal(SIGKILL)
+            _ = child.wait(timeout: 2)
+            return NetworkError("slirp4netns: \(why)\(HelperLog.tail(log, prefix: ": "))")
         }
 
         // wait for "1" on the ready fd (EOF: it died)
@@ -615,8 +615,8 @@ public final class NetworkAttachment: @unchecked Sendable {
                 break
             }
             if n < 0 && errno != EINTR { break }
-            if let st = Spawn.waitStatus(child, timeout: 0) {
-                throw NetworkError("slirp4netns failed (\(Spawn.describe(st)))\(Spawn.tail(log, prefix: ": "))")
+            if let st = child.wait(timeout: 0) {
+                throw NetworkError("slirp4netns failed (\(st))\(HelperLog.tail(log, prefix: ": "))")
             }
         }
         if !isReady { throw failure("not ready within 20 s") }
@@ -633,8 +633,8 @@ public final class NetworkAttachment: @unchecked Sendable {
                 do {
                     try slirpAPI(socket: api, req)
                 } catch {
-                    kill(child, SIGKILL)
-                    _ = Spawn.waitStatus(child, timeout: 2)
+                    child.signal(SIGKILL)
+                    _ = child.wait(timeout: 2)
                     throw NetworkError("slirp4netns: cannot publish -p \(p): \(error)")
                 }
             }
@@ -751,80 +751,23 @@ public final class NetworkAttachment: @unchecked Sendable {
     }
 }
 
-// MARK: - Spawning helpers
+// MARK: - Starting helpers
 
-/// posix_spawn with exactly the fds we hand over (a helper must not keep the container's
-/// sync socket or another thread's pipe open), default signal handling, own process group.
-enum Spawn {
-    private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
-    private static let closeFrom: CloseFrom? = {
-        guard let sym = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(sym, to: CloseFrom.self)
-    }()
-
-    /// `fds[i]` becomes fd i in the child; everything else is closed.
-    static func spawn(_ path: String, _ args: [String], fds: [Int32]) throws -> pid_t {
-        var high: [Int32] = []
-        defer { for h in high { close(h) } }
-        for fd in fds {
-            let h = fcntl(fd, F_DUPFD_CLOEXEC, 10)
-            guard h >= 0 else { throw NetworkError("\(path): cannot pass fd \(fd): \(String(cString: strerror(errno)))") }
-            high.append(h)
-        }
-        var fa = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fa)
-        defer { posix_spawn_file_actions_destroy(&fa) }
-        for (i, h) in high.enumerated() { posix_spawn_file_actions_adddup2(&fa, h, Int32(i)) }
-        if let closeFrom {
-            _ = closeFrom(&fa, Int32(high.count))
-        } else if let open = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
-            for fd in open.compactMap(Int32.init) where fd >= Int32(high.count) {
-                posix_spawn_file_actions_addclose(&fa, fd)
-            }
-        }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &fa, &attr, argv, environ)
-        guard rc == 0 else { throw NetworkError("cannot run \(path): \(String(cString: strerror(rc)))") }
-        return pid
+/// A helper with exactly these fds (`fds[i]` is its fd i: it must not keep the container's
+/// sync socket or another thread's pipe open), default signal handling, a process group of
+/// its own.
+func spawnHelper(_ path: String, _ args: [String], fds: [Int32]) throws -> ChildProcess {
+    do {
+        return try Command(path, args, fds: fds, group: .newGroup).spawn()
+    } catch {
+        throw NetworkError(error.description)
     }
+}
 
-    /// The wait status once `pid` (our child) has exited, nil if it is still running after `timeout`.
-    static func waitStatus(_ pid: pid_t, timeout: Double) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            var st: Int32 = 0
-            let r = waitpid(pid, &st, WNOHANG)
-            if r == pid { return st }
-            if r < 0 && errno == EINTR { continue }
-            if r < 0 { return -1 }  // reaped elsewhere (ECHILD)
-            if Date() >= deadline { return nil }
-            usleep(10_000)
-        }
-    }
-
-    static func waitExit(_ pid: pid_t, timeout: Double) -> Bool { waitStatus(pid, timeout: timeout) != nil }
-
-    static func describe(_ status: Int32) -> String {
-        if status == -1 { return "status unknown" }
-        let sig = status & 0x7f
-        if sig == 0 { return "exit status \((status >> 8) & 0xff)" }
-        return "killed by signal \(sig)"
-    }
-
-    static func openLog(_ path: String) throws -> Int32 {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+/// The helpers' logs (their stdout and stderr).
+enum HelperLog {
+    static func open(_ path: String) throws -> Int32 {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw NetworkError("cannot create \(path): \(String(cString: strerror(errno)))") }
         return fd
     }

@@ -1,4 +1,5 @@
 import Foundation
+import HostOS
 import Testing
 
 /// `ctr save` / `ctr load`, interop with skopeo, umoci and podman, bad input, crashes and
@@ -299,15 +300,6 @@ import Testing
 }
 
 func sha256Hex(_ d: Data) -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-    let inp = Pipe(), out = Pipe()
-    p.standardInput = inp
-    p.standardOutput = out
-    try? p.run()
-    inp.fileHandleForWriting.write(d)
-    try? inp.fileHandleForWriting.close()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return String(String(decoding: o, as: UTF8.self).prefix(64))
+    let out = try? Command("/usr/bin/sha256sum").run(input: Array(d))
+    return String((out?.stdoutText ?? "").prefix(64))
 }

@@ -180,7 +180,7 @@ import Testing
         expectOK(try w.sh(["tar", "--owner=1000", "--group=1000", "--mode=u+rwX,go+rX", "-czf", "\(w.dir)/ctx/pkg.tar.gz", "-C", "\(w.dir)/src", "pkg"]))
         let body = Data("fetched over http\n".utf8)
         let server = try FaultServer { _ in .respond(status: 200, headers: ["Last-Modified": "Thu, 05 May 2005 05:05:05 GMT"], body: body) }
-        let sum = "sha256:" + Digest256.hex(body)
+        let sum = "sha256:" + sha256Hex(body)
         try write(w, "ctx/Dockerfile", """
             FROM busybox:local
             ADD pkg.tar.gz /opt/
@@ -602,21 +602,5 @@ import Testing
         var lb = (b2["Labels"] as? [String: String]) ?? [:]
         lb.removeValue(forKey: "io.buildah.version")  // buildah stamps its version
         #expect((a["Labels"] as? [String: String]) == lb, "labels: \(a["Labels"] ?? "") vs \(lb)")
-    }
-}
-
-enum Digest256 {
-    static func hex(_ d: Data) -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        let inp = Pipe(), out = Pipe()
-        p.standardInput = inp
-        p.standardOutput = out
-        try? p.run()
-        inp.fileHandleForWriting.write(d)
-        try? inp.fileHandleForWriting.close()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: o, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HostOS
 import Testing
 
 /// Who runs ctr in a test: root, an unprivileged user with subordinate ids (rootless), or an
@@ -168,32 +169,8 @@ final class Workspace: @unchecked Sendable {
     }
 
     static func exec(_ path: String, _ args: [String], env: [String: String]? = nil, cwd: String? = nil, stdin: Data? = nil) throws -> RunResult {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        if let env { p.environment = env }
-        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        let inPipe = Pipe()
-        p.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
-        try p.run()
-        if let stdin {
-            DispatchQueue.global().async {
-                inPipe.fileHandleForWriting.write(stdin)
-                try? inPipe.fileHandleForWriting.close()
-            }
-        }
-        nonisolated(unsafe) var errData = Data()
-        let g = DispatchGroup()
-        g.enter()
-        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        g.wait()
-        p.waitUntilExit()
-        return RunResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+        let out = try Command(path, args, environment: env, directory: cwd).run(input: stdin.map { Array($0) })
+        return RunResult(status: out.status, stdout: out.stdoutText, stderr: out.stderrText)
     }
 
     /// Files under the store's blobs and the index, to show nothing was added.

@@ -1,4 +1,5 @@
 import Foundation
+import HostOS
 import Testing
 
 /// Debian's docker-registry (the CNCF distribution server) on 127.0.0.1, started once per test
@@ -7,7 +8,7 @@ final class TestRegistry: @unchecked Sendable {
     let addr: String          // "127.0.0.1:PORT"
     let dir: String
     let tls: Bool
-    let process: Process
+    let process: ChildProcess
     static let user = "tester"
     static let password = "s3cret-pw"
 
@@ -97,13 +98,8 @@ final class TestRegistry: @unchecked Sendable {
             """
         }
         try config.write(toFile: "\(dir)/config.yml", atomically: true, encoding: .utf8)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: bin)
-        process.arguments = ["serve", "\(dir)/config.yml"]
-        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        let pid = process.processIdentifier
+        process = try Command(bin, ["serve", "\(dir)/config.yml"], fds: [-1, -1, -1]).spawn()
+        let pid = process.pid
         atexit_pids.append(pid)
         if !registeredAtexit {
             registeredAtexit = true

@@ -676,14 +676,7 @@ struct LayerRoundTripTests {
             // the link after making it)
             let plain = s.sub("back.tar")
             _ = try LayerOps.decompress(blob, to: plain)
-            let listing = Process()
-            listing.executableURL = URL(fileURLWithPath: "/bin/tar")
-            listing.arguments = ["--numeric-owner", "-tvf", plain]
-            let out = Pipe()
-            listing.standardOutput = out
-            try listing.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            listing.waitUntilExit()
+            let text = try Command("/bin/tar", ["--numeric-owner", "-tvf", plain]).run().stdoutText
             let hl = text.split(separator: "\n").first { $0.contains("hl1000 link to f1000") || $0.contains("f1000 link to hl1000") }
             #expect(hl?.contains(" 1000/1000 ") == true, "\(text)")
             let again = s.dir("again")

@@ -218,14 +218,7 @@ enum TarBuilder {
 // MARK: - Compression through the system tools
 
 enum Tools {
-    static func find(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":") + ["/usr/bin", "/bin"] {
-            let p = "\(dir)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return nil
-    }
+    static func find(_ name: String) -> String? { Command.find(name) }
 
     static var haveZstd: Bool { find("zstd") != nil }
 
@@ -233,24 +226,14 @@ enum Tools {
     @discardableResult
     static func run(_ tool: String, _ args: [String], stdoutTo stdoutPath: String? = nil) throws -> (Int32, String) {
         guard let exe = find(tool) else { throw LayerError("\(tool) not found") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        let pipe = Pipe()
-        var outHandle: FileHandle?
-        if let stdoutPath {
-            _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-            outHandle = FileHandle(forWritingAtPath: stdoutPath)
-            p.standardOutput = outHandle
-        } else {
-            p.standardOutput = pipe
+        guard let stdoutPath else {
+            let out = try Command(exe, args).run()
+            return (out.status, out.stdoutText)
         }
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let captured = stdoutPath == nil ? pipe.fileHandleForReading.readDataToEndOfFile() : Data()
-        p.waitUntilExit()
-        try outHandle?.close()
-        return (p.terminationStatus, String(decoding: captured, as: UTF8.self))
+        let fd = open(stdoutPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LayerError("cannot create \(stdoutPath)") }
+        defer { close(fd) }
+        return (try Command(exe, args, fds: [-1, fd, -1]).spawn().wait().code, "")
     }
 
     static func gzip(_ input: String, to output: String) throws {

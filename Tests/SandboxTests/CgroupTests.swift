@@ -1,4 +1,5 @@
 import Foundation
+import HostOS
 import Testing
 @testable import Sandbox
 
@@ -60,77 +61,24 @@ private let fullLimits = ResourceLimits(memory: 256 << 20, pids: 64, cpus: 0.5)
 /// Run a program to completion; (status, stdout, stderr).
 @discardableResult
 private func run(_ path: String, _ args: [String]) throws -> (Int32, String, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    let out = try Command(path, args).run()
+    return (out.status, out.stdoutText, out.stderrText)
 }
 
-/// A child started with posix_spawn with an empty signal mask and default dispositions (the
-/// test runner's threads block SIGTERM/SIGCHLD…, and Foundation.Process passes that mask on,
-/// which makes `sleep` ignore SIGTERM and sh's `wait` hang).
-private struct Child {
-    let pid: pid_t
+/// A child started by HostOS's spawner, with an empty signal mask and default dispositions (the
+/// test runner's threads block SIGTERM/SIGCHLD…; a child with that mask has `sleep` ignore
+/// SIGTERM and sh's `wait` hang). -1: /dev/null.
+private func start(_ argv: [String], stdin: Int32 = -1, stdout: Int32 = -1, stderr: Int32 = -1) throws -> ChildProcess {
+    try Command(argv[0], Array(argv.dropFirst()), fds: [stdin, stdout, stderr]).spawn()
+}
 
-    init(_ argv: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil) throws {
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        sigdelset(&all, SIGKILL)
-        sigdelset(&all, SIGSTOP)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var fa = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fa)
-        defer { posix_spawn_file_actions_destroy(&fa) }
-        for (fd, target) in [(stdin, Int32(0)), (stdout, 1), (stderr, 2)] {
-            if let fd { posix_spawn_file_actions_adddup2(&fa, fd, target) } else {
-                posix_spawn_file_actions_addopen(&fa, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
-            }
-        }
-        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for a in cargs { free(a) } }
-        var pid = pid_t()
-        let rc = posix_spawn(&pid, argv[0], &fa, &attr, cargs, environ)
-        guard rc == 0 else { throw CgroupError("posix_spawn \(argv[0]): \(String(cString: strerror(rc)))") }
-        self.pid = pid
-    }
-
-    func signal(_ sig: Int32) { _ = kill(pid, sig) }
-
-    /// The raw wait status, nil if it did not exit in time.
-    func wait(timeout: TimeInterval = 10) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        var status: Int32 = 0
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { return status }
-            if r < 0 || Date() > deadline { return nil }
-            usleep(5_000)
-        }
-    }
-
+extension ChildProcess {
     /// Kill and reap (cleanup).
-    func reap() {
+    fileprivate func reap() {
         signal(SIGKILL)
         _ = wait(timeout: 5)
     }
 }
-
-private func exitCode(_ status: Int32) -> Int32? { status & 0x7f == 0 ? (status >> 8) & 0xff : nil }
-private func killedBy(_ status: Int32) -> Int32? { status & 0x7f != 0 ? status & 0x7f : nil }
 
 /// A close-on-exec pipe: (read end, write end).
 private func makePipe() -> (Int32, Int32) {
@@ -544,7 +492,7 @@ private func readAll(_ fd: Int32) -> String {
             #expect(words(readText(cpu + "/cpu.max")) == ["50000", "100000"])
         }
 
-        let sleeper = try Child(["/bin/sleep", "30"])
+        let sleeper = try start(["/bin/sleep", "30"])
         defer { sleeper.reap() }
         try h.add(pid: sleeper.pid)
         for d in h.paths {
@@ -555,8 +503,8 @@ private func readAll(_ fd: Int32) -> String {
         #expect(procCgroup.contains(name))
 
         sleeper.signal(SIGTERM)
-        let status = try #require(sleeper.wait())
-        #expect(killedBy(status) == SIGTERM)
+        let status = try #require(sleeper.wait(timeout: 10))
+        #expect(status == .signaled(SIGTERM))
         try h.remove()
         handleRemoved = true
         for d in h.paths { #expect(!exists(d), "\(d) still exists") }
@@ -580,15 +528,15 @@ private func readAll(_ fd: Int32) -> String {
             echo spawned $i
             """
         let (inR, inW) = makePipe(), (outR, outW) = makePipe(), (errR, errW) = makePipe()
-        let sh = try Child(["/bin/sh", "-c", script], stdin: inR, stdout: outW, stderr: errW)
+        let sh = try start(["/bin/sh", "-c", script], stdin: inR, stdout: outW, stderr: errW)
         close(inR); close(outW); close(errW)
         defer { sh.reap() }
         try h.add(pid: sh.pid)
         _ = write(inW, "go\n", 3)
         close(inW)
         let o = readAll(outR), e = readAll(errR)
-        let status = try #require(sh.wait(), "the shell did not finish")
-        #expect(exitCode(status) != 0, "forking 40 processes under pids.max 16 succeeded: \(o)")
+        let status = try #require(sh.wait(timeout: 10), "the shell did not finish")
+        #expect(status != .exited(0), "forking 40 processes under pids.max 16 succeeded: \(o)")
         #expect(!o.contains("spawned 40"))
         #expect(e.lowercased().contains("fork"), "\(e)")
         #expect(words(readText(dir + "/pids.current")) == ["0"], "the shell reaped its children")
@@ -604,12 +552,12 @@ private func readAll(_ fd: Int32) -> String {
         let s = CgroupSupport.detect()
         try #require(s.backend(for: "pids") != nil)
         let h = try CgroupHandle.create(name: uniqueName("kill"), limits: ResourceLimits(pids: 8), support: s)
-        let sleeper = try Child(["/bin/sleep", "60"])
+        let sleeper = try start(["/bin/sleep", "60"])
         defer { sleeper.reap() }
         try h.add(pid: sleeper.pid)
         try h.remove()
-        let status = try #require(sleeper.wait())
-        #expect(killedBy(status) == SIGKILL)
+        let status = try #require(sleeper.wait(timeout: 10))
+        #expect(status == .signaled(SIGKILL))
         for d in h.paths { #expect(!exists(d)) }
     }
 
@@ -642,7 +590,7 @@ private func readAll(_ fd: Int32) -> String {
         try CgFS.mkdirIfMissing(m + "/ctr/" + name)
         let h = try CgroupHandle.create(name: name, limits: ResourceLimits(pids: 7), support: s)
         #expect(h.pidsLimit() == 7)
-        let sleeper = try Child(["/bin/sleep", "30"])
+        let sleeper = try start(["/bin/sleep", "30"])
         defer { sleeper.reap() }
         try h.add(pid: sleeper.pid)
         #expect { try CgroupHandle.create(name: name, limits: ResourceLimits(pids: 7), support: s) } throws: {
@@ -663,7 +611,7 @@ private func readAll(_ fd: Int32) -> String {
         defer { if !rootHadIt { _ = CgFS.write(u + "/cgroup.subtree_control", "-" + c) } }
         let x = u + "/" + uniqueName("evac")
         try CgFS.mkdirIfMissing(x)
-        let sleeper = try Child(["/bin/sleep", "30"])
+        let sleeper = try start(["/bin/sleep", "30"])
         defer {
             sleeper.reap()
             _ = rmdir(x + "/init")

@@ -297,17 +297,14 @@ import Testing
 /// A process in a new network namespace (and a new user namespace with root mapped, for the
 /// rootless variant), like the runtime's container process.
 final class TargetNamespace {
-    let process = Process()
+    let process: ChildProcess
     let userns: Bool
-    var pid: pid_t { process.processIdentifier }
+    var pid: pid_t { process.pid }
 
     init(userns: Bool) throws {
         self.userns = userns
-        process.executableURL = URL(fileURLWithPath: try #require(Command.find("unshare")))
-        process.arguments = (userns ? ["--user", "--map-root-user"] : []) + ["--net", "sleep", "120"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try Command("unshare", (userns ? ["--user", "--map-root-user"] : []) + ["--net", "sleep", "120"],
+                              fds: [-1, -1, -1]).spawn()
         let ours = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
@@ -321,9 +318,12 @@ final class TargetNamespace {
         throw NetworkError("unshare did not make a namespace")
     }
 
+    private var stopped = false
     func stop() {
-        if process.isRunning { kill(pid, SIGKILL) }
-        process.waitUntilExit()
+        if stopped { return }
+        stopped = true
+        process.signal(SIGKILL)
+        _ = process.wait()
     }
 
     deinit { stop() }
@@ -333,36 +333,40 @@ final class TargetNamespace {
         ["-t", "\(pid)", "-n"] + (userns ? ["-U", "--preserve-credentials"] : []) + cmd
     }
 
-    func run(_ cmd: [String]) throws -> Command.Result {
-        try Command.run(try #require(Command.find("nsenter")), inside(cmd))
+    func run(_ cmd: [String]) throws -> Command.Output {
+        try Command("nsenter", inside(cmd)).run()
     }
 }
 
 /// A python3 program in the background that prints "ready" once it listens.
 final class Background {
-    let process = Process()
+    let process: ChildProcess
     init(_ executable: String, _ args: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = args
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // wait for the "ready" line (or EOF if it died)
-        var line = Data()
-        while true {
-            let b = out.fileHandleForReading.readData(ofLength: 1)
-            if b.isEmpty || b == Data("\n".utf8) { break }
-            line.append(b)
+        var p: [Int32] = [-1, -1]
+        guard pipe(&p) == 0 else { throw NetworkError("pipe: \(String(cString: strerror(errno)))") }
+        defer { close(p[0]) }
+        do {
+            process = try Command(executable, args, fds: [-1, p[1], -1]).spawn()
+        } catch {
+            close(p[1])
+            throw error
         }
+        close(p[1])
+        // wait for the "ready" line (or EOF if it died)
+        var line: [UInt8] = []
+        var b: UInt8 = 0
+        while read(p[0], &b, 1) == 1 && b != UInt8(ascii: "\n") { line.append(b) }
         guard String(decoding: line, as: UTF8.self) == "ready" else {
             stop()
             throw NetworkError("listener did not start: \(String(decoding: line, as: UTF8.self))")
         }
     }
+    private var stopped = false
     func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        if stopped { return }
+        stopped = true
+        process.signal(SIGKILL)
+        _ = process.wait()
     }
     deinit { stop() }
 }
@@ -463,12 +467,12 @@ enum Net {
     }
 
     /// The client, on the host.
-    static func connectFromHost(_ addr: String, _ port: UInt16, _ proto: PortMapping.Proto = .tcp, timeout: Double = 5) throws -> Command.Result {
-        try Command.run(try #require(python), ["-c", client, addr, "\(port)", proto.rawValue, "\(timeout)"])
+    static func connectFromHost(_ addr: String, _ port: UInt16, _ proto: PortMapping.Proto = .tcp, timeout: Double = 5) throws -> Command.Output {
+        try Command(try #require(python), ["-c", client, addr, "\(port)", proto.rawValue, "\(timeout)"]).run()
     }
 
     /// The client, inside the namespace.
-    static func connectFromInside(_ ns: TargetNamespace, _ addr: String, _ port: UInt16, _ proto: PortMapping.Proto = .tcp, timeout: Double = 5) throws -> Command.Result {
+    static func connectFromInside(_ ns: TargetNamespace, _ addr: String, _ port: UInt16, _ proto: PortMapping.Proto = .tcp, timeout: Double = 5) throws -> Command.Output {
         try ns.run([try #require(python), "-c", client, addr, "\(port)", proto.rawValue, "\(timeout)"])
     }
 }
@@ -513,9 +517,9 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
 
         // an interface with the address, and the default route
         let addr = try ns.run(["ip", "-4", "-o", "addr", "show"])
-        #expect(addr.stdout.contains("inet 10.0.2.100/24"), "\(addr.stdout)")
+        #expect(addr.stdoutText.contains("inet 10.0.2.100/24"), "\(addr.stdoutText)")
         let route = try ns.run(["ip", "route"])
-        #expect(route.stdout.contains("default via 10.0.2.2"), "\(route.stdout)")
+        #expect(route.stdoutText.contains("default via 10.0.2.2"), "\(route.stdoutText)")
 
         // outbound: to a listener on the host's non-loopback address
         if let hostIP = Net.hostAddress() {
@@ -524,7 +528,7 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
             let l = try Background(python, ["-c", Net.server, "0.0.0.0", "\(port)", token, "tcp"])
             defer { l.stop() }
             let r = try Net.connectFromInside(ns, hostIP, port)
-            #expect(r.status == 0 && r.stdout.contains(token), "container -> \(hostIP):\(port): \(r.stdout)\(r.stderr)")
+            #expect(r.status == 0 && r.stdoutText.contains(token), "container -> \(hostIP):\(port): \(r.stdoutText)\(r.stderrText)")
         } else {
             print("note: no non-loopback IPv4 address on the host; outbound check skipped")
         }
@@ -535,7 +539,7 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
             let l = try Background(python, ["-c", Net.server, "127.0.0.1", "\(port)", "loopback-leak", "tcp"])
             defer { l.stop() }
             let r = try Net.connectFromInside(ns, "10.0.2.2", port, timeout: 2)
-            #expect(r.status != 0 && !r.stdout.contains("loopback-leak"), "container reached the host's loopback: \(r.stdout)")
+            #expect(r.status != 0 && !r.stdoutText.contains("loopback-leak"), "container reached the host's loopback: \(r.stdoutText)")
         }
 
         // -p: host -> container. What this host's helper versions deliver (found by hand):
@@ -554,19 +558,19 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
         if let hostIP, c.mode == .slirp4netns { tcpVia.append(hostIP) }
         for t in tcpVia {
             let r = try Net.connectFromHost(t, tcpHost)
-            #expect(r.status == 0 && r.stdout.contains(token), "-p \(tcpHost):8080 via \(t): \(r.stdout)")
+            #expect(r.status == 0 && r.stdoutText.contains(token), "-p \(tcpHost):8080 via \(t): \(r.stdoutText)")
         }
         if let hostIP {
             let u = try Net.connectFromHost(hostIP, udpHost, .udp)
-            #expect(u.status == 0 && u.stdout.contains("\(token):ping"), "-p \(udpHost):5353/udp via \(hostIP): \(u.stdout)")
+            #expect(u.status == 0 && u.stdoutText.contains("\(token):ping"), "-p \(udpHost):5353/udp via \(hostIP): \(u.stdoutText)")
         }
 
         // DNS through the forwarder at 10.0.2.3, when the host's own resolver answers
         let hostNS = NetworkFiles.nameservers((try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? "").first
         if let hostNS, PortMapping.isIPv4(hostNS),
-           (try? Command.run(python, ["-c", Net.dns, hostNS]))?.status == 0 {
+           (try? Command(python, ["-c", Net.dns, hostNS]).run())?.status == 0 {
             let r = try ns.run([python, "-c", Net.dns, "10.0.2.3"])
-            #expect(r.status == 0, "DNS via 10.0.2.3: \(r.stdout)")
+            #expect(r.status == 0, "DNS via 10.0.2.3: \(r.stdoutText)")
         } else {
             print("note: the host's resolver does not answer; DNS forwarder check skipped")
         }
@@ -578,7 +582,7 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
         #expect(!att.isRunning)
         #expect(kill(helper, 0) != 0 || (try? String(contentsOfFile: "/proc/\(helper)/comm", encoding: .utf8))?.hasPrefix(c.mode.description.prefix(5)) != true)
         let links = try ns.run(["ip", "-o", "-4", "addr", "show"])
-        #expect(!links.stdout.contains("10.0.2.100"), "\(links.stdout)")
+        #expect(!links.stdoutText.contains("10.0.2.100"), "\(links.stdoutText)")
         #expect(NetworkAttachment.probeBind(proto: .tcp, address: nil, port: tcpHost) == 0)
         let after = try Net.connectFromHost("127.0.0.1", tcpHost, timeout: 2)
         #expect(after.status != 0)
@@ -604,7 +608,7 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
         NetworkAttachment.stopRecorded(at: "\(record).missing")  // no record: nothing to do
         NetworkAttachment.stopRecorded(at: record)
         #expect(!FileManager.default.fileExists(atPath: record))
-        if mode == .slirp4netns { _ = Spawn.waitStatus(helper, timeout: 1) }  // our child: reap
+        if mode == .slirp4netns { _ = ChildProcess(pid: helper).wait(timeout: 1) }  // our child: reap
         let gone = (try? String(contentsOfFile: "/proc/\(helper)/comm", encoding: .utf8))?.hasPrefix(String(mode.description.prefix(5))) != true
         #expect(gone, "helper \(helper) still running")
         #expect(NetworkAttachment.probeBind(proto: .tcp, address: nil, port: port) == 0)
@@ -615,12 +619,10 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
     func errorsNameTheHelper(_ mode: NetworkMode) throws {
         if let why = Self.unavailable(mode) { print("skip \(mode): \(why)"); return }
         // a process that is gone
-        let gone = Process()
-        gone.executableURL = URL(fileURLWithPath: "/bin/true")
-        try gone.run()
-        gone.waitUntilExit()
+        let gone = try Command("/bin/true").spawn()
+        _ = gone.wait()
         let e1 = #expect(throws: NetworkError.self) {
-            _ = try NetworkAttachment.attach(mode: mode, pid: gone.processIdentifier, ports: [], rootless: true)
+            _ = try NetworkAttachment.attach(mode: mode, pid: gone.pid, ports: [], rootless: true)
         }
         #expect(e1?.message.hasPrefix("\(mode):") == true, "\(e1?.message ?? "")")
 
@@ -644,7 +646,7 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
         defer { broken.stop() }
         if mode == .slirp4netns {
             let r = try broken.run(["ip", "tuntap", "add", "tap0", "mode", "tun"])
-            try #require(r.status == 0, "ip tuntap add: \(r.stderr)")
+            try #require(r.status == 0, "ip tuntap add: \(r.stderrText)")
         }
         let e3 = #expect(throws: NetworkError.self) {
             _ = try NetworkAttachment.attach(mode: mode, pid: broken.pid, ports: [], rootless: true)

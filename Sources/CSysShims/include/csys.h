@@ -279,6 +279,14 @@ const csys_error *csys_tar_writer_error(csys_tar_writer *w);
  * rejected. On success *listing is a malloc'd text, one line per file:
  * "f<N>\t<sha256 hex>\t<size>\t<cleaned entry name>\n"; free it with free(). */
 int csys_tar_extract_files(int in_fd, int dest_dirfd, char **listing, csys_error *err);
+/* xz and bzip2 (which layers may not be, but ADD and import take): which one in_fd holds
+ * (its first bytes, read at offset 0): CSYS_XZ, CSYS_BZIP2, 0 for neither, -1/errno. */
+enum { CSYS_XZ = 1, CSYS_BZIP2 = 2 };
+int csys_xz_bzip2_kind(int in_fd);
+/* Decompress it (read from its current offset) into out_fd with libarchive's own filters
+ * (liblzma, libbz2; no program is started). 0, or -1 with err set (stage "decompress": not a
+ * valid stream). */
+int csys_decompress_xz_bzip2(int in_fd, int out_fd, csys_error *err);
 void csys_free(void *p);
 
 /* ---------- HTTP (libcurl) ---------- */

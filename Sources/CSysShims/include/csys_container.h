@@ -242,10 +242,17 @@ int csys_fd_request(int sock, const char *path, int flags);
 int csys_fd_readlink(int fd, char *buf, size_t len);
 long csys_fgetxattr(int fd, const char *name, void *value, size_t size);
 
-/* Spawn a program (PATH searched) with stdin /dev/null, and wait for it: two halves, so that
- * two programs can run at once (newuidmap and newgidmap). finish: exit code or -1. */
-pid_t csys_spawn_start(const char *const *argv, int *outfd, char *errbuf, size_t errlen);
-int csys_spawn_finish(pid_t pid, int outfd, char *errbuf, size_t errlen);
+/* Start the program at path (HostOS.Command finds it and waits for it): posix_spawn, with
+ * exactly the fds given: fds[i] becomes fd i (-1: /dev/null), every other fd is closed; the
+ * signal mask empty and every signal at its default action; flags: a process group
+ * (CSYS_SPAWN_PGROUP) or a session (CSYS_SPAWN_SESSION) of its own; dir: its working directory
+ * (NULL: ours); envp NULL: our environment. 0 with *pid set, or an errno value (the exec's
+ * own too: ENOENT, EACCES, ENOEXEC). */
+#define CSYS_SPAWN_MAX_FDS 64
+#define CSYS_SPAWN_PGROUP 1
+#define CSYS_SPAWN_SESSION 2
+int csys_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds, int flags,
+               const char *dir, pid_t *pid);
 
 #ifdef __cplusplus
 }

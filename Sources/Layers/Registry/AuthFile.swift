@@ -1,4 +1,5 @@
 import Foundation
+import HostOS
 
 // Registry credentials where podman and Docker users keep them, read the way containers/image's
 // pkg/docker/config does (plus Docker's `credsStore`), and written the way `podman login` does.
@@ -560,52 +561,18 @@ public enum CredentialHelper {
         return Credentials(username: user, password: secret)
     }
 
-    /// The executable `program` in a PATH-style list, or nil.
+    /// The executable `program` on a PATH-style list (its environment's PATH), or nil.
     static func find(_ program: String, path: String?) -> String? {
-        for dir in (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":", omittingEmptySubsequences: false) {
-            let candidate = joinPath(dir.isEmpty ? "." : String(dir), program)
-            var st = stat()
-            if stat(candidate, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, access(candidate, X_OK) == 0 {
-                return candidate
-            }
-        }
-        return nil
-    }
-
-    private final class Collected: @unchecked Sendable {
-        var data = Data()
+        Command.find(program, path: path ?? "/usr/local/bin:/usr/bin:/bin")
     }
 
     static func run(_ executable: String, arguments: [String], input: Data, environment: [String: String],
                     program: String) throws -> (Int32, Data, Data) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        p.environment = environment
-        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
-        // The input is small: write it before starting so the helper never sees a half-open pipe and we
-        // never write to a helper that has already exited.
-        stdin.fileHandleForWriting.write(input)
-        try? stdin.fileHandleForWriting.close()
-        p.standardInput = stdin
-        p.standardOutput = stdout
-        p.standardError = stderr
         do {
-            try p.run()
+            let out = try Command(executable, arguments, environment: environment).run(input: Array(input))
+            return (out.status, Data(out.stdout), Data(out.stderr))
         } catch {
-            throw AuthFileError("cannot run credential helper \(program): \(describeIOError(error))")
+            throw AuthFileError("cannot run credential helper \(program): \(error.why)")
         }
-        let errBox = Collected()
-        let group = DispatchGroup()
-        let errHandle = stderr.fileHandleForReading
-        group.enter()
-        DispatchQueue.global().async {
-            errBox.data = errHandle.readDataToEndOfFile()
-            group.leave()
-        }
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        return (p.terminationStatus, out, errBox.data)
     }
 }
