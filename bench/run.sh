@@ -47,7 +47,8 @@ mkdir -p "$W"
 cd "$W"
 export CTR_ROOT="$W/store"
 if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -w "${XDG_RUNTIME_DIR:-/nonexistent}" ]; then
-  export XDG_RUNTIME_DIR="$W/xdg"
+  # a login session's /run/user/UID is a tmpfs: so is this one, wherever the stores are
+  export XDG_RUNTIME_DIR="/dev/shm/ctr-bench-xdg-$(id -un)"
   mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 fi
 FIXTURE=${CTR_FIXTURES:-/var/tmp/ctr-fixtures}/busybox.tar

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -599,48 +600,70 @@ static int child_main(const csys_container_plan *p) {
 
 /* The user's shared user namespace: a middle process joins it (setns needs a single thread),
  * clones the container's first process into new namespaces owned by it as a child of ours
- * (CLONE_PARENT), reports its pid and exits. */
+ * (CLONE_PARENT), reports its pid and exits. The middle shares our memory (vfork-style, on a
+ * stack of its own): only the container's process is a copy of ours. */
+struct joined_args {
+    const csys_container_plan *p;
+    uint64_t flags;
+    int report;
+};
+
+static int joined_middle(void *arg) {
+    struct joined_args *a = arg;
+    const csys_container_plan *p = a->p;
+    if (p->pdeathsig) prctl(PR_SET_PDEATHSIG, p->pdeathsig);
+    csys_error e;
+    memset(&e, 0, sizeof e);
+    long pid = -1;
+    if (setns(p->join_userns_fd, CLONE_NEWUSER) < 0) {
+        csys_set_error(&e, errno, "clone", "cannot join the user namespace of this user's containers: %s", strerror(errno));
+    } else {
+        struct clone_args args;
+        memset(&args, 0, sizeof args);
+        args.flags = a->flags | CLONE_PARENT; /* exit_signal 0: the middle's SIGCHLD is inherited */
+        pid = syscall(SYS_clone3, &args, sizeof args);
+        if (pid == 0) _exit(child_main(p));
+        if (pid < 0) csys_set_error(&e, errno, "clone", "cannot create the container's namespaces: %s", strerror(errno));
+    }
+    if (pid > 0) {
+        e.err = (int)pid;
+        strcpy(e.stage, "pid");
+    }
+    (void)!write(a->report, &e, sizeof e);
+    _exit(pid > 0 ? 0 : 125);
+}
+
 static pid_t clone_joined(const csys_container_plan *p, uint64_t flags, csys_error *err) {
     int rep[2];
     if (pipe2(rep, O_CLOEXEC) < 0) {
         csys_set_error(err, errno, "clone", "cannot make a pipe: %s", strerror(errno));
         return -1;
     }
-    long mid = syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL); /* raw: see child_main */
-    if (mid < 0) {
-        csys_set_error(err, errno, "clone", "cannot start the container: %s", strerror(errno));
+    /* a big stack: the container's process runs child_main on its copy of it */
+    size_t size = 1 << 20;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        csys_set_error(err, errno, "clone", "cannot map a stack: %s", strerror(errno));
         close(rep[0]);
         close(rep[1]);
         return -1;
     }
-    if (mid == 0) {
-        close(rep[0]);
-        if (p->pdeathsig) prctl(PR_SET_PDEATHSIG, p->pdeathsig);
-        csys_error e;
-        memset(&e, 0, sizeof e);
-        long pid = -1;
-        if (setns(p->join_userns_fd, CLONE_NEWUSER) < 0) {
-            csys_set_error(&e, errno, "clone", "cannot join the user namespace of this user's containers: %s", strerror(errno));
-        } else {
-            struct clone_args args;
-            memset(&args, 0, sizeof args);
-            args.flags = flags | CLONE_PARENT; /* exit_signal 0: the middle's SIGCHLD is inherited */
-            pid = syscall(SYS_clone3, &args, sizeof args);
-            if (pid == 0) _exit(child_main(p));
-            if (pid < 0) csys_set_error(&e, errno, "clone", "cannot create the container's namespaces: %s", strerror(errno));
-        }
-        e.err = pid > 0 ? (int)pid : e.err;
-        if (pid > 0) strcpy(e.stage, "pid");
-        (void)!write(rep[1], &e, sizeof e);
-        _exit(pid > 0 ? 0 : 125);
-    }
+    struct joined_args a = {p, flags, rep[1]};
+    pid_t mid = clone(joined_middle, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    int ce = errno;
+    munmap(stack, size);
     close(rep[1]);
+    if (mid < 0) {
+        csys_set_error(err, ce, "clone", "cannot start the container: %s", strerror(ce));
+        close(rep[0]);
+        return -1;
+    }
     csys_error e;
     ssize_t n;
     do n = read(rep[0], &e, sizeof e);
     while (n < 0 && errno == EINTR);
     close(rep[0]);
-    csys_wait_exit((pid_t)mid);
+    csys_wait_exit(mid);
     if (n != (ssize_t)sizeof e) {
         csys_set_error(err, EIO, "clone", "the container's first process could not be started");
         return -1;
@@ -815,7 +838,7 @@ pid_t csys_fuse_daemon_start(int userns_fd, int fuse_fd, const char *const *argv
     if (pid == 0) {
         setsid();
         if (dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0) _exit(125);
-        if (fuse_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(fuse_fd, 3) < 0) daemon_fail("cannot pass the fuse connection");
+        /* the namespace first: its fd may be the 3 the connection is about to take */
         if (userns_fd >= 0) {
             if (setns(userns_fd, CLONE_NEWUSER) < 0) daemon_fail("cannot join the container's user namespace");
             /* root of that namespace (already so rootless; as root with --userns, our host
@@ -823,6 +846,7 @@ pid_t csys_fuse_daemon_start(int userns_fd, int fuse_fd, const char *const *argv
             if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
                 daemon_fail("cannot become root in the container's user namespace");
         }
+        if (fuse_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(fuse_fd, 3) < 0) daemon_fail("cannot pass the fuse connection");
         static const int keep[1] = {3};
         csys_close_fds_except(keep, 1);
         csys_signals_reset_child();

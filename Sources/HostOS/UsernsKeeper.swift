@@ -22,6 +22,8 @@ public enum UsernsKeeper {
         let uid = getuid()
         var candidates: [String] = []
         if let x = getenv("XDG_RUNTIME_DIR").map({ String(cString: $0) }), x.hasPrefix("/") { candidates.append("\(x)/ctr") }
+        // (/dev/shm is a tmpfs nearly everywhere; /tmp often is not)
+        candidates.append("/dev/shm/ctr-run-\(uid)")
         candidates.append("/tmp/ctr-run-\(uid)")
         for dir in candidates {
             if mkdir(dir, 0o700) != 0 && errno != EEXIST { continue }
@@ -112,7 +114,7 @@ public enum UsernsKeeper {
     }
 
     /// A short stable name for a string (FNV-1a; not a security hash: a file name).
-    static func fnv(_ s: String) -> String {
+    public static func fnv(_ s: String) -> String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return String(h, radix: 16)

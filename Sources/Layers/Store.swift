@@ -59,11 +59,13 @@ public final class Store: @unchecked Sendable {
 
     /// The default store: $CTR_ROOT, else /var/lib/ctr for root, else $XDG_DATA_HOME/ctr or
     /// ~/.local/share/ctr.
-    public static func defaultRoot(environment env: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        if let r = env["CTR_ROOT"], !r.isEmpty { return r }
+    public static func defaultRoot(environment env: [String: String]? = nil) -> String {
+        // getenv, not ProcessInfo's dictionary of everything: this runs on every start-up
+        let get = { (k: String) -> String? in env.map { $0[k] } ?? getenv(k).map { String(cString: $0) } }
+        if let r = get("CTR_ROOT"), !r.isEmpty { return r }
         if getuid() == 0 { return "/var/lib/ctr" }
-        if let x = env["XDG_DATA_HOME"], !x.isEmpty { return "\(x)/ctr" }
-        let home = env["HOME"] ?? NSHomeDirectory()
+        if let x = get("XDG_DATA_HOME"), !x.isEmpty { return "\(x)/ctr" }
+        let home = get("HOME") ?? NSHomeDirectory()
         return "\(home)/.local/share/ctr"
     }
 
@@ -393,10 +395,17 @@ public final class Store: @unchecked Sendable {
             }
         }
         try images().forEach { mark($0.descriptor) }
-        // images that containers run on (ROOT/containers/ID/manifest), named or not
+        // images that containers run on (the "manifest" of ROOT/containers/ID/container.json;
+        // a file "manifest" there in containers of earlier versions), named or not
         for id in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/containers")) ?? [] {
-            guard let s = try? String(contentsOfFile: "\(root)/containers/\(id)/manifest", encoding: .utf8),
-                  let d = try? Digest(parsing: s.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
+            var digest: String?
+            if let data = FileManager.default.contents(atPath: "\(root)/containers/\(id)/container.json"),
+               let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                digest = obj["manifest"] as? String
+            } else if let s = try? String(contentsOfFile: "\(root)/containers/\(id)/manifest", encoding: .utf8) {
+                digest = s.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            guard let digest, let d = try? Digest(parsing: digest) else { continue }
             mark(Descriptor(mediaType: .ociManifest, digest: d, size: 0))
         }
 
@@ -421,6 +430,11 @@ public final class Store: @unchecked Sendable {
                 report.blobs += 1
                 continue
             }
+        }
+        // --rm containers whose removal was cut short (see Runtime.removeSoon)
+        for name in (try? fm.contentsOfDirectory(atPath: "\(root)/containers")) ?? [] where name.hasPrefix(".removing-") {
+            report.bytes += try ops.removeTree("\(root)/containers/\(name)")
+            report.partial += 1
         }
         for name in (try? fm.contentsOfDirectory(atPath: "\(root)/layers")) ?? [] where name.hasPrefix(".tmp-") {
             report.bytes += try ops.removeTree("\(root)/layers/\(name)")

@@ -20,7 +20,7 @@ public enum Capabilities {
 
     public static var lastCap: Int {
         if let s = try? String(contentsOfFile: "/proc/sys/kernel/cap_last_cap", encoding: .utf8),
-           let n = Int(s.trimmingCharacters(in: .whitespacesAndNewlines)) { return n }
+           let n = Int(s.filter { $0.isNumber }) { return n }
         return names.count - 1
     }
 

@@ -76,8 +76,19 @@ public struct ContainerStore: Sendable {
 
     public func path(_ id: String) -> String { "\(dir)/\(id)" }
 
+    /// Where a container's files that die with it live (its /etc/hosts, /etc/hostname,
+    /// /etc/resolv.conf and the mount point of its root): the user's runtime dir, a tmpfs in a
+    /// login session, so that a start writes less to the disk the store is on. Nil: none
+    /// (the store's container dir serves).
+    public func runPath(_ id: String) -> String? {
+        guard let base = UsernsKeeper.runtimeDir() else { return nil }
+        let dir = "\(base)/containers-\(UsernsKeeper.fnv(store.root))"
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST { return nil }
+        return "\(dir)/\(id)"
+    }
+
     public func all() -> [ContainerRecord] {
-        let ids = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        let ids = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { !$0.hasPrefix(".") }
         return ids.compactMap { load(id: $0) }.sorted { $0.created > $1.created }
     }
 

@@ -60,6 +60,8 @@ public struct Runtime: Sendable {
         var fuseDaemon: pid_t? = nil
         /// The container joined the user's shared user namespace: its maps are written already.
         var joinedUserns = false
+        /// Its /etc files and the mount point of its root (see `ContainerStore.runPath`).
+        var runDir = ""
         var stateDir: String { plan.stateDir }
         var useUserns: Bool { plan.useUserns }
     }
@@ -104,6 +106,7 @@ public struct Runtime: Sendable {
             return try materialize(plan)
         } catch {
             if access(stateDir, F_OK) == 0 { _ = try? store.ops.removeTree(stateDir) }
+            if let run = containers.runPath(id), access(run, F_OK) == 0 { _ = try? store.ops.removeTree(run) }
             throw error
         }
     }
@@ -113,20 +116,22 @@ public struct Runtime: Sendable {
     private func materialize(_ plan: ContainerPlan) throws -> Prepared {
         let stateDir = plan.stateDir
         var lowers = plan.lowers
-        for d in [stateDir, "\(stateDir)/upper", "\(stateDir)/work", "\(stateDir)/rootfs"] {
+        for d in [stateDir, "\(stateDir)/upper", "\(stateDir)/work"] {
             try valueOrErrno("mkdir", "cannot create \(d)") { mkdir(d, 0o700) }
         }
         chmod("\(stateDir)/upper", 0o755)
+        // the files that die with the container, in the runtime dir (as root with --userns
+        // auto, in the store: the container's root must be able to reach them)
+        let runDir = plan.idmappedLowers ? stateDir : (containers.runPath(plan.id) ?? stateDir)
+        if runDir != stateDir { try valueOrErrno("mkdir", "cannot create \(runDir)") { mkdir(runDir, 0o700) } }
+        try valueOrErrno("mkdir", "cannot create \(runDir)/rootfs") { mkdir("\(runDir)/rootfs", 0o700) }
         if plan.emptyLower {
             try valueOrErrno("mkdir", "cannot create the empty layer") { mkdir("\(stateDir)/empty", 0o755) }
             lowers = ["\(stateDir)/empty"]
         }
-        if !plan.record.manifest.isEmpty {
-            try Store.writeFile(path: "\(stateDir)/manifest", data: Data(plan.record.manifest.utf8), sync: false)
-        }
-        try Store.writeFile(path: "\(stateDir)/hosts", data: Data(plan.hostsFile.utf8), sync: false)
-        try Store.writeFile(path: "\(stateDir)/hostname", data: Data((plan.hostname + "\n").utf8), sync: false)
-        try Store.writeFile(path: "\(stateDir)/resolv.conf", data: Data(plan.resolvConf.utf8), sync: false)
+        try Store.writeFile(path: "\(runDir)/hosts", data: Data(plan.hostsFile.utf8), sync: false)
+        try Store.writeFile(path: "\(runDir)/hostname", data: Data((plan.hostname + "\n").utf8), sync: false)
+        try Store.writeFile(path: "\(runDir)/resolv.conf", data: Data(plan.resolvConf.utf8), sync: false)
         // root with a user namespace: the layers are root's; the container sees them through
         // idmapped mounts, and its root (a subordinate id) gets a way through root's store
         // (search permission for that id's group only) and owns its upper dir
@@ -216,7 +221,7 @@ public struct Runtime: Sendable {
         c.netns = plan.network == .host ? 0 : 1
         c.cgroupns = 1
         c.setgroups = plan.setgroups ? 1 : 0
-        c.rootfs = arena.string("\(stateDir)/rootfs")
+        c.rootfs = arena.string("\(runDir)/rootfs")
         c.lowers = UnsafePointer(arena.strings(lowers))
         c.nlowers = Int32(lowers.count)
         c.upper = arena.string(upperDir)
@@ -230,9 +235,9 @@ public struct Runtime: Sendable {
         c.mknod = plan.mknod ? 1 : 0
         c.own_sysfs = plan.ownSysfs ? 1 : 0
         c.devpts_gid5 = plan.devptsGid5 ? 1 : 0
-        c.etc_hosts = arena.string("\(stateDir)/hosts")
-        c.etc_hostname = arena.string("\(stateDir)/hostname")
-        c.etc_resolv = arena.string("\(stateDir)/resolv.conf")
+        c.etc_hosts = arena.string("\(runDir)/hosts")
+        c.etc_hostname = arena.string("\(runDir)/hostname")
+        c.etc_resolv = arena.string("\(runDir)/resolv.conf")
         c.mounts = arena.array(mounts)
         c.nmounts = Int32(mounts.count)
         c.masked = UnsafePointer(arena.strings(plan.maskedPaths))
@@ -270,10 +275,10 @@ public struct Runtime: Sendable {
         if let cgroup {
             try Store.writeFile(path: "\(stateDir)/cgroup.json", data: try JSONEncoder().encode(cgroup.paths), sync: false)
         }
+        // the record is written once, with the pid, just after the clone (see run)
         var record = plan.record
         record.created = ImageImport.rfc3339(Date(), fractional: true)
-        try containers.save(record)
-        return Prepared(plan: plan, record: record, c: c, arena: arena, cgroup: cgroup, fuseArguments: fuseArguments)
+        return Prepared(plan: plan, record: record, c: c, arena: arena, cgroup: cgroup, fuseArguments: fuseArguments, runDir: runDir)
     }
 
     // MARK: starting
@@ -303,8 +308,8 @@ public struct Runtime: Sendable {
         let net = try NetworkAttachment.attach(mode: p.plan.network, pid: pid, ports: p.plan.ports, rootless: p.useUserns)
         if let net {
             // the resolver the helper provides
-            try? Store.writeFile(path: "\(p.stateDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: p.plan.network, attachment: net, hostResolvConf: p.plan.hostResolvConf).utf8), sync: false)
-            try? Store.writeFile(path: "\(p.stateDir)/hosts", data: Data(NetworkFiles.hosts(hostname: p.plan.hostname, extraHosts: p.plan.extraHosts.map { ($0.name, $0.address) }, containerAddress: net.containerAddress).utf8), sync: false)
+            try? Store.writeFile(path: "\(p.runDir)/resolv.conf", data: Data(NetworkFiles.resolvConf(mode: p.plan.network, attachment: net, hostResolvConf: p.plan.hostResolvConf).utf8), sync: false)
+            try? Store.writeFile(path: "\(p.runDir)/hosts", data: Data(NetworkFiles.hosts(hostname: p.plan.hostname, extraHosts: p.plan.extraHosts.map { ($0.name, $0.address) }, containerAddress: net.containerAddress).utf8), sync: false)
         }
         var err = csys_error()
         var fuseFD: Int32 = -1
@@ -349,12 +354,44 @@ public struct Runtime: Sendable {
     /// Remove a container's state (its upper dir may hold files of subordinate ids).
     public func remove(_ r: ContainerRecord) throws {
         let dir = containers.path(r.id)
+        if let run = containers.runPath(r.id), access(run, F_OK) == 0 { _ = try? store.ops.removeTree(run) }
         _ = try? store.ops.removeTree(dir)
         if access(dir, F_OK) == 0 {
             // the mount point may still be busy in a dying namespace; try once more
             usleep(50_000)
             _ = try store.ops.removeTree(dir)
         }
+    }
+
+    /// A `--rm` container that exited: renamed out of the store's list at once (so it is gone
+    /// for `ps`, `rm` and the next run), its files removed by a detached child while ctr
+    /// returns. What the child leaves (killed) `ctr prune` removes. Falls back to `remove`.
+    func removeSoon(_ r: ContainerRecord, joinedUserns: Bool) {
+        if let run = containers.runPath(r.id), access(run, F_OK) == 0 { _ = try? store.ops.removeTree(run) }
+        let trash = ".removing-\(r.id)"
+        let dirfd = open(containers.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirfd >= 0, renameat(dirfd, r.id, dirfd, trash) == 0 else {
+            if dirfd >= 0 { close(dirfd) }
+            try? remove(r)
+            return
+        }
+        defer { close(dirfd) }
+        // files of subordinate ids need the user namespace: the shared one when there is one
+        var userns: Int32 = -1
+        if case .mapped = mapping {
+            userns = joinedUserns ? ((try? UsernsKeeper.namespace(for: mapping)) ?? nil) ?? -1 : -1
+            if userns < 0 {
+                _ = try? store.ops.removeTree("\(containers.dir)/\(trash)")
+                return
+            }
+        }
+        defer { if userns >= 0 { close(userns) } }
+        guard let stub = try? ExecStub.open() else { _ = try? store.ops.removeTree("\(containers.dir)/\(trash)"); return }
+        defer { close(stub) }
+        let name = strdup(trash)
+        defer { free(name) }
+        var names: [UnsafePointer<CChar>?] = [UnsafePointer(name)]
+        if csys_remove_detached(stub, dirfd, &names, 1, userns) < 0 { _ = try? store.ops.removeTree("\(containers.dir)/\(trash)") }
     }
 
     /// `ctr run`: foreground (returns the exit code) or detached (returns 0 after printing the id).
@@ -368,15 +405,20 @@ public struct Runtime: Sendable {
             // docker's answer: a terminal relay would wait on it for ever
             throw ContainerError("the input device is not a TTY: use -i without -t to pipe input")
         }
-        var p = try store.writing { try prepare(o, image: image) }
-        hold?.release()
+        // the gc lock, from before the image was resolved until the container's record (which
+        // keeps its image from prune) is written, just after the clone
+        let gcHold = try store.holdForWriting()
+        var gcReleased = false
+        func releaseGC() { if !gcReleased { gcReleased = true; gcHold.release(); hold?.release() } }
+        defer { releaseGC() }
+        var p = try prepare(o, image: image)
         Trace.point("prepared")
         var sv: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
             throw SysError.errno("socketpair", "cannot make the sync socket")
         }
         p.c.sync_fd = sv[1]
-        if o.detach { return try runDetached(&p, sv: sv, o) }
+        if o.detach { return try runDetached(&p, sv: sv, o, releaseGC: releaseGC) }
 
         var master: Int32 = -1, slave: Int32 = -1
         var null: Int32 = -1
@@ -427,10 +469,16 @@ public struct Runtime: Sendable {
         let net: NetworkAttachment?
         do {
             csys_signals_forward_to(pid, master)
+            // one write of the record, with its pid: from here prune keeps its image
+            try containers.save(record)
+            releaseGC()
             Trace.point("cloned")
             net = try start(&p, pid: pid, parentFD: sv[0])
             Trace.point("released (maps written)")
-            if p.fuseDaemon != nil { record.rootFS = "fuse-overlayfs" }
+            if p.fuseDaemon != nil {
+                record.rootFS = "fuse-overlayfs"
+                try? containers.save(record)
+            }
         } catch {
             Glibc.kill(pid, SIGKILL)
             _ = csys_wait_status(pid)
@@ -442,7 +490,6 @@ public struct Runtime: Sendable {
             throw error
         }
         close(sv[0])
-        try? containers.save(record)
         Trace.point("saved")
         if o.tty {
             let raw = isatty(0) != 0 && csys_tty_raw(0) == 0
@@ -458,7 +505,7 @@ public struct Runtime: Sendable {
         net?.stop()
         try? p.cgroup?.remove()
         if o.autoRemove {
-            try? remove(record)
+            if getenv("CTR_RM_SYNC") != nil { try? remove(record) } else { removeSoon(record, joinedUserns: p.joinedUserns) }
             Trace.point("removed")
         } else {
             record.exitCode = code
@@ -485,7 +532,7 @@ public struct Runtime: Sendable {
         return open("/dev/fuse", O_RDWR | O_CLOEXEC)
     }
 
-    func runDetached(_ p: inout Prepared, sv: [Int32], _ o: RunSpec) throws -> (code: Int32, record: ContainerRecord) {
+    func runDetached(_ p: inout Prepared, sv: [Int32], _ o: RunSpec, releaseGC: () -> Void) throws -> (code: Int32, record: ContainerRecord) {
         var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
         var master: Int32 = -1, slave: Int32 = -1
         let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -547,9 +594,15 @@ public struct Runtime: Sendable {
         record.pidStart = csys_proc_starttime(pid)
         record.monitorPid = monitor
         do {
+            // the record before the container may run (and exit: the monitor's cleanup reads it)
+            try containers.save(record)
+            releaseGC()
             let net = try start(&p, pid: pid, parentFD: sv[0])
             if let net { try? net.detachRecord(into: "\(p.stateDir)/network.json") }
-            if p.fuseDaemon != nil { record.rootFS = "fuse-overlayfs" }
+            if p.fuseDaemon != nil {
+                record.rootFS = "fuse-overlayfs"
+                try containers.save(record)
+            }
         } catch {
             Glibc.kill(pid, SIGKILL)
             close(sv[0])
@@ -559,7 +612,6 @@ public struct Runtime: Sendable {
             throw error
         }
         close(sv[0])
-        try containers.save(record)
         return (0, record)
     }
 }

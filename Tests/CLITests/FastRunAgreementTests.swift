@@ -36,7 +36,7 @@ import Testing
         return (fast.options, ref.flags)
     }
 
-    @Test(arguments: Array(FastRun.values.keys).filter { $0 != "--root" && $0 != "--pull" && $0 != "--platform" }.sorted())
+    @Test(arguments: FastRun.valueFlags.filter { $0 != "--root" && $0 != "--pull" && $0 != "--platform" }.sorted())
     func valueFlag(_ flag: String) throws {
         for args in [[flag, Self.sample(flag), "busybox", "echo", "hi"], ["\(flag)=\(Self.sample(flag))", "busybox"]] where !(args[0].hasPrefix("-") && !args[0].hasPrefix("--") && args[0].contains("=")) {
             let (f, r) = try both(args)
@@ -45,7 +45,7 @@ import Testing
         }
     }
 
-    @Test(arguments: Array(FastRun.bools.keys).sorted())
+    @Test(arguments: FastRun.boolFlags.sorted())
     func boolFlag(_ flag: String) throws {
         let (f, r) = try both([flag, "busybox", "true"])
         #expect(f == r, "\(flag)")

@@ -225,6 +225,12 @@ typedef struct csys_monitor_args {
  * Returns the monitor's pid. */
 pid_t csys_monitor_start(const csys_container_plan *p, const csys_monitor_args *m, csys_error *err);
 
+/* Remove the trees `names` (entries of dirfd, at most 8) in the exec stub's "rmtree" mode,
+ * started vfork-style (no copy of our memory), so the caller can go on (a `--rm` container's
+ * dirs, after it exited): as itself, then what is left as root of the user namespace
+ * userns_fd (>= 0: files of subordinate ids). Returns its pid once it has exec'd. */
+pid_t csys_remove_detached(int stub_fd, int dirfd, const char *const *names, int n, int userns_fd);
+
 /* The uid owning the user namespace `fd` (NS_GET_OWNER_UID). 0 or -1. */
 int csys_ns_owner_uid(int fd, uid_t *uid);
 

@@ -19,6 +19,10 @@
  *                forwards signals to it, reaps every process and exits as the child did.
  *   MODE "pause": the keeper of a user's shared user namespace (csys_userns_keeper_start):
  *                no capabilities, waits until PATH is gone (checked every 5 s) or SIGTERM.
+ *   MODE "rmtree": SYNCFD is a directory fd, PATH a user namespace fd (or -1), ARGV0… names
+ *                in that directory: removes each tree, as itself, then what is left as root
+ *                of that user namespace (files of subordinate ids): a finished --rm
+ *                container's dirs, after ctr returned (csys_remove_detached).
  *   SYNCFD: ctr's sync socket (-1: none). It is made close-on-exec before the command's exec,
  *           so ctr sees it close when the command starts; an exec failure is written to it as
  *           a csys_error {errno, "exec", message} and the stub exits 127 (ENOENT) or 126.
@@ -47,6 +51,15 @@ typedef long ssize_t;
 #define NR_prctl 157
 #define NR_exit_group 231
 #define NR_newfstatat 262
+#define NR_openat 257
+#define NR_getdents64 217
+#define NR_unlinkat 263
+#define NR_fchmod 91
+#define NR_fchmodat 268
+#define NR_lseek 8
+#define NR_setns 308
+#define NR_setresuid 117
+#define NR_setresgid 119
 static long sc(long n, long a, long b, long c, long d, long e) {
     register long r10 __asm__("r10") = d;
     register long r8 __asm__("r8") = e;
@@ -71,6 +84,15 @@ __asm__(".text\n.global _start\n_start:\n\txor %rbp,%rbp\n\tmov %rsp,%rdi\n\tand
 #define NR_prctl 167
 #define NR_exit_group 94
 #define NR_newfstatat 79
+#define NR_openat 56
+#define NR_getdents64 61
+#define NR_unlinkat 35
+#define NR_fchmod 52
+#define NR_fchmodat 53
+#define NR_lseek 62
+#define NR_setns 268
+#define NR_setresuid 147
+#define NR_setresgid 149
 static long sc(long n, long a, long b, long c, long d, long e) {
     register long x8 __asm__("x8") = n;
     register long x0 __asm__("x0") = a;
@@ -99,6 +121,14 @@ __asm__(".text\n.global _start\n_start:\n\tmov x29, #0\n\tmov x0, sp\n\tbl stub_
 #define SIGINT 2
 #define SIGTERM 15
 #define AT_FDCWD -100
+#define AT_REMOVEDIR 0x200
+#define O_RDONLY 0
+#define O_DIRECTORY 0200000
+#define O_NOFOLLOW 0400000
+#define O_CLOEXEC 02000000
+#define EACCES 13
+#define CLONE_NEWUSER 0x10000000
+#define DT_DIR 4
 #define EINTR 4
 #define EAGAIN 11
 #define ENOENT 2
@@ -251,6 +281,66 @@ static __attribute__((noreturn)) void pause_loop(const char *path) {
     }
 }
 
+/* Remove `name` (an entry of dirfd) and everything under it; 0, or -1 when something stayed. */
+static int rm_tree(int dirfd, const char *name, int depth) {
+    long r = sc(NR_unlinkat, dirfd, (long)name, 0, 0, 0);
+    if (r == 0 || r == -ENOENT) return 0;
+    if (r == -EACCES) {
+        sc(NR_fchmod, dirfd, 0700, 0, 0, 0);
+        r = sc(NR_unlinkat, dirfd, (long)name, 0, 0, 0);
+        if (r == 0) return 0;
+    }
+    if (depth > 512) return -1;
+    long fd = sc(NR_openat, dirfd, (long)name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0, 0);
+    if (fd == -EACCES) {
+        sc(NR_fchmodat, dirfd, (long)name, 0700, 0, 0);
+        fd = sc(NR_openat, dirfd, (long)name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0, 0);
+    }
+    if (fd == -ENOENT) return 0;
+    if (fd < 0) return -1;
+    int failed = 0;
+    char buf[2048];
+    for (int pass = 0; pass < 64; pass++) {
+        int removed = 0, seen = 0;
+        sc(NR_lseek, fd, 0, 0, 0, 0);
+        for (;;) {
+            long n = sc(NR_getdents64, fd, (long)buf, sizeof buf, 0, 0);
+            if (n <= 0) break;
+            for (long off = 0; off < n;) {
+                /* struct linux_dirent64 { u64 ino; s64 off; u16 reclen; u8 type; char name[]; } */
+                unsigned short reclen = *(unsigned short *)(buf + off + 16);
+                unsigned char type = *(unsigned char *)(buf + off + 18);
+                const char *nm = buf + off + 19;
+                off += reclen;
+                if (nm[0] == '.' && (nm[1] == 0 || (nm[1] == '.' && nm[2] == 0))) continue;
+                seen++;
+                long u = type == DT_DIR ? -21 /* EISDIR */ : sc(NR_unlinkat, fd, (long)nm, 0, 0, 0);
+                if (u == -EACCES) {
+                    sc(NR_fchmod, fd, 0700, 0, 0, 0);
+                    u = sc(NR_unlinkat, fd, (long)nm, 0, 0, 0);
+                }
+                if (u != 0 && u != -ENOENT) u = rm_tree((int)fd, nm, depth + 1);
+                if (u == 0 || u == -ENOENT) removed++;
+            }
+        }
+        if (seen == 0) break;
+        if (removed == 0) { failed = 1; break; }
+    }
+    sc(NR_close, fd, 0, 0, 0, 0);
+    r = sc(NR_unlinkat, dirfd, (long)name, AT_REMOVEDIR, 0, 0);
+    return r == 0 || r == -ENOENT ? (failed ? -1 : 0) : -1;
+}
+
+static __attribute__((noreturn)) void rmtree_mode(int dirfd, int userns, char **names) {
+    int left = 0;
+    for (char **n = names; *n; n++) left |= rm_tree(dirfd, *n, 0) != 0;
+    if (left && userns >= 0 && sc(NR_setns, userns, CLONE_NEWUSER, 0, 0, 0) == 0 &&
+        sc(NR_setresgid, 0, 0, 0, 0, 0) == 0 && sc(NR_setresuid, 0, 0, 0, 0, 0) == 0) {
+        for (char **n = names; *n; n++) rm_tree(dirfd, *n, 0);
+    }
+    die(0);
+}
+
 __attribute__((used, noreturn)) void stub_main(long *sp) {
     int argc = (int)sp[0];
     char **argv = (char **)(sp + 1);
@@ -265,6 +355,7 @@ __attribute__((used, noreturn)) void stub_main(long *sp) {
     const char *path = argv[4];
     char **cmd = argv + 5;
     if (seq(mode, "pause")) pause_loop(path);
+    if (seq(mode, "rmtree")) rmtree_mode(sync, atoi_fd(path), cmd);
     if (seq(mode, "init")) {
         unsigned long all = ~0UL, none = 0;
         sc(NR_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, 8, 0);
