@@ -363,8 +363,13 @@ static void setup_mounts(const csys_container_plan *p) {
     if (rootfd < 0) FAIL("mount", "cannot open the root filesystem: %s", strerror(errno));
 
     int proc = open_in_root(rootfd, "/proc", 0, 1);
-    if (proc < 0 || fs_onto("proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, proc) < 0)
+    if (proc < 0) FAIL("mount", "cannot create /proc: %s", strerror(errno));
+    if (p->bind_proc) {
+        /* the procfs we see, with what masks it: read-only where the kernel lets us */
+        if (bind_onto("/proc", proc, 1, 0) < 0) FAIL("mount", "cannot bind /proc: %s", strerror(errno));
+    } else if (fs_onto("proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, proc) < 0) {
         FAIL("mount", "cannot mount /proc: %s", strerror(errno));
+    }
     close(proc);
 
     setup_dev(p, rootfd);
@@ -568,7 +573,7 @@ static int child_main(const csys_container_plan *p) {
 
     setup_mounts(p);
 
-    if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
+    if (p->hostname && !p->keep_hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
         FAIL("hostname", "sethostname: %s", strerror(errno));
     if (p->netns) lo_up(p);
 

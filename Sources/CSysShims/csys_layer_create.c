@@ -39,6 +39,7 @@ typedef struct creator {
     size_t nlinks, caplinks;
     unsigned char *buf;
     size_t bufcap;
+    int norecurse; /* a directory is one entry (csys_layer_create_changes) */
 } creator;
 
 static la_ssize_t ar_write(struct archive *ar, void *client, const void *buf, size_t len) {
@@ -247,7 +248,7 @@ static int emit(creator *cr, int dfd, const char *name, const char *path) {
                 return -1;
             }
         }
-        int rc = walk(cr, fd, path, 1);
+        int rc = cr->norecurse ? 0 : walk(cr, fd, path, 1);
         if (restore != (mode_t)-1) fchmod(fd, restore);
         close(fd);
         return rc;
@@ -404,7 +405,55 @@ int csys_layer_create(csys_create *c) {
     return rc;
 }
 
-static int create(csys_create *c) {
+static int create_with(csys_create *c, const csys_change *changes, size_t nchanges);
+
+static int create(csys_create *c) { return create_with(c, NULL, 0); }
+
+/* One change of a list: a whiteout entry, or the entry at `path` (relative to root_fd). */
+static int emit_change(creator *cr, const csys_change *ch) {
+    if (ch->whiteout) {
+        char wh[CSYS_MAX_PATH];
+        const char *slash = strrchr(ch->path, '/');
+        if (slash)
+            snprintf(wh, sizeof wh, "%.*s/.wh.%s", (int)(slash - ch->path), ch->path, slash + 1);
+        else
+            snprintf(wh, sizeof wh, ".wh.%s", ch->path);
+        archive_entry_clear(cr->e);
+        archive_entry_set_pathname(cr->e, wh);
+        archive_entry_set_filetype(cr->e, AE_IFREG);
+        archive_entry_set_perm(cr->e, 0);
+        archive_entry_set_size(cr->e, 0);
+        archive_entry_set_mtime(cr->e, cr->c->clamp_mtime >= 0 ? cr->c->clamp_mtime : 0, 0);
+        return write_header(cr, wh);
+    }
+    /* the parent, resolved beneath the root with no symlink followed */
+    char parent[CSYS_MAX_PATH];
+    const char *slash = strrchr(ch->path, '/');
+    const char *name = slash ? slash + 1 : ch->path;
+    int dfd = cr->c->root_fd, own = 0;
+    if (slash) {
+        snprintf(parent, sizeof parent, "%.*s", (int)(slash - ch->path), ch->path);
+        dfd = csys_openat2_beneath(cr->c->root_fd, parent, O_PATH | O_DIRECTORY);
+        if (dfd < 0) {
+            csys_set_error(&cr->c->error, errno, "open", "cannot open %s: %s", parent, strerror(errno));
+            return -1;
+        }
+        own = 1;
+    }
+    int rc = emit(cr, dfd, name, ch->path);
+    if (own) close(dfd);
+    return rc;
+}
+
+int csys_layer_create_changes(csys_create *c, const csys_change *changes, size_t n) {
+    if (csys_load_archive(&c->error) != 0) return -1;
+    locale_t old = csys_utf8_begin();
+    int rc = create_with(c, changes, n);
+    csys_utf8_end(old);
+    return rc;
+}
+
+static int create_with(csys_create *c, const csys_change *changes, size_t nchanges) {
     creator cr;
     memset(&cr, 0, sizeof cr);
     cr.c = c;
@@ -422,7 +471,13 @@ static int create(csys_create *c) {
         csys_set_error(&c->error, 0, "archive", "%s", archive_error_string(cr.ar));
         goto out;
     }
-    if (walk(&cr, c->root_fd, "", 0) < 0) goto out;
+    if (changes) {
+        cr.norecurse = 1;
+        for (size_t i = 0; i < nchanges; i++)
+            if (emit_change(&cr, &changes[i]) < 0) goto out;
+    } else if (walk(&cr, c->root_fd, "", 0) < 0) {
+        goto out;
+    }
     if (archive_write_close(cr.ar) != ARCHIVE_OK) {
         csys_set_error(&c->error, 0, "archive", "%s", archive_error_string(cr.ar));
         goto out;

@@ -54,6 +54,19 @@ int csys_openat2_in_root(int rootfd, const char *path, int flags, mode_t mode) {
     }
 }
 
+int csys_openat2_beneath(int rootfd, const char *path, int flags) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    for (;;) {
+        long fd = syscall(SYS_openat2, rootfd, path && *path ? path : ".", &how, sizeof how);
+        if (fd >= 0) return (int)fd;
+        if (errno == EINTR || errno == EAGAIN) continue;
+        return -1;
+    }
+}
+
 int csys_write_all(int fd, const void *buf, size_t len) {
     const unsigned char *p = buf;
     while (len) {

@@ -119,6 +119,29 @@ typedef struct csys_create {
  * no user/group names, mtimes clamped, gzip header without a timestamp. */
 int csys_layer_create(csys_create *c);
 
+/* One entry of a layer made from a list (csys_layer_create_changes): the entry at `path`
+ * (relative to root_fd; a directory is one entry, not its contents), or a whiteout for it. */
+typedef struct csys_change {
+    const char *path;
+    int whiteout;
+} csys_change;
+/* Write the listed changes of the tree at c->root_fd as a layer, in the order given. */
+int csys_layer_create_changes(csys_create *c, const csys_change *changes, size_t n);
+
+/* A tree's entries and their metadata, to tell what a command changed in it (the chroot
+ * isolation level of ctr build, where there is no overlay upper dir to read). */
+typedef struct csys_snapshot csys_snapshot;
+/* Walk the tree at root_fd (no symlink followed; `skip`: paths relative to it whose whole
+ * subtree is left out, e.g. "proc", "dev", "etc/resolv.conf"). NULL with err set. */
+csys_snapshot *csys_snapshot_take(int root_fd, const char *const *skip, int nskip, csys_error *err);
+/* What changed from `before` to `after`, as a change list in layer order (parents before
+ * children; whiteouts for what is gone, the topmost gone path only). *out is malloc'd (free it
+ * with csys_changes_free). Returns the count, or -1. */
+long csys_snapshot_diff(const csys_snapshot *before, const csys_snapshot *after, csys_change **out, csys_error *err);
+void csys_changes_free(csys_change *changes, long n);
+void csys_snapshot_free(csys_snapshot *s);
+uint64_t csys_snapshot_count(const csys_snapshot *s);
+
 /* Verify that a blob is a readable tar (any compression) without extracting it; fills the
  * same outputs as csys_layer_apply. Used to check imported tarballs. */
 int csys_layer_scan(csys_apply *a);
@@ -218,6 +241,8 @@ pid_t csys_fork_job(csys_job_fn fn, void *arg, const int *keep, int nkeep);
 
 /* ---------- small helpers ---------- */
 int csys_openat2_in_root(int rootfd, const char *path, int flags, mode_t mode);
+/* openat2 beneath rootfd with no symlink followed at all (O_CLOEXEC added); -1 with errno. */
+int csys_openat2_beneath(int rootfd, const char *path, int flags);
 ssize_t csys_copy_file_range(int in_fd, int out_fd, size_t len);
 int csys_pipe_cloexec(int fds[2]);
 ssize_t csys_lgetxattr(const char *path, const char *name, void *value, size_t size);

@@ -67,7 +67,10 @@ typedef struct csys_container_plan {
     const char *overlay_data;  /* legacy mount(2) option string, if the new API is refused */
     int readonly_rootfs;
     int mknod;                 /* device nodes can be created (root, no user namespace) */
-    int own_sysfs;             /* a network namespace of our own: mount sysfs */
+    int own_sysfs;             /* a network namespace of our own: mount sysfs (else bind /sys) */
+    int bind_proc;             /* bind the /proc we see (read-only) instead of mounting one: a
+                                * CI container's masked /proc refuses a fresh procfs */
+    int keep_hostname;         /* no sethostname (refused, e.g. seccomp without CAP_SYS_ADMIN) */
     int devpts_gid5;           /* gid 5 (tty) is mapped: devpts gid=5 */
     const char *etc_hosts, *etc_hostname, *etc_resolv; /* host files bound onto /etc/…, or NULL */
     const csys_mount *mounts;  /* volumes and --tmpfs, in order */
