@@ -1127,3 +1127,71 @@ struct UnprivilegedLayerTests {
         }
     }
 }
+
+// MARK: - snapshot differences (the chroot isolation level's layers)
+
+@Suite("Tree snapshot layers")
+struct TreeSnapshotLayerTests {
+    /// A command's changes to a tree, taken as the difference of two snapshots and applied to
+    /// a copy of the tree as it was, give the tree as the command left it: content changed
+    /// with the mtime kept, modes, owners, xattrs, deletions (files, directories, a directory
+    /// replaced by a file), symlinks, hard links; the skipped paths stay out.
+    @Test func differenceAppliedGivesTheTreeAfter() throws {
+        guard getuid() == 0 else { print("skip: owners need root"); return }
+        try withScratch { s in
+            let tree = s.dir("tree")
+            func sh(_ script: String) {
+                let r = try? Workspace0.sh("cd \(tree) && \(script)")
+                #expect(r == 0, "\(script)")
+            }
+            sh("""
+               mkdir -p a/b c d/e keep proc/1 && echo one > a/b/f && echo same > a/same && echo 2 > c/g && echo 3 > d/e/h
+               ln -s a/b link && echo x > gone && mkdir -p olddir/sub && echo y > olddir/sub/z && echo host > resolv
+               chown 1000:1000 c/g && touch -d @1600000000 a/same
+               """)
+            let skip = ["proc", "resolv"]
+            let before = try TreeSnapshot(root: tree, skip: skip)
+            let copy = s.dir("copy")
+            sh("cp -a . \(copy)/")
+            sh("""
+               echo SAME > a/same && touch -d @1600000000 a/same
+               chmod 0600 a/b/f && chown 0:1000 a/b/f && chown 2000:2000 d/e/h
+               setfattr -n user.test -v v c/g 2>/dev/null || python3 -c "import os; os.setxattr('c/g','user.test',b'v')"
+               rm gone && rm -r d && rm -r olddir && echo file > olddir && rm link && mkdir link && echo in > link/x
+               mkdir -p new/deep && echo n > new/deep/n && ln new/deep/n new/hard && echo changed > resolv && echo p > proc/1/x
+               """)
+            let after = try TreeSnapshot(root: tree, skip: skip)
+            let blob = s.sub("layer")
+            let (digests, n) = try rootOps.createLayer(changedFrom: before, to: after, output: blob, compression: .none)
+            #expect(n > 0 && digests.size > 0)
+            _ = try rootOps.apply(blob: blob, to: copy, tree: .plain)
+            var want = treeState(tree), got = treeState(copy)
+            // the skipped paths are the copy's own, as they were
+            for k in want.keys where k == "resolv" || k.hasPrefix("proc") { want[k] = nil; got[k] = nil }
+            for k in got.keys where k == "resolv" || k.hasPrefix("proc") { got[k] = nil }
+            #expect(Set(got.keys) == Set(want.keys), "\(Set(got.keys).symmetricDifference(want.keys))")
+            for (k, w) in want.sorted(by: { $0.key < $1.key }) {
+                // directories' mtimes move with their contents when applied
+                if w.type == S_IFDIR, var g = got[k] { g.mtime = w.mtime; #expect(g == w, "\(k)") } else { #expect(got[k] == w, "\(k)") }
+            }
+            #expect(FS.inode("\(copy)/new/hard") == FS.inode("\(copy)/new/deep/n"), "hard links kept")
+            #expect(FS.text("\(copy)/resolv") == "host\n", "a skipped path is not in the layer")
+            // nothing changed: nothing in the layer
+            let again = try TreeSnapshot(root: tree, skip: skip)
+            let (_, none) = try rootOps.createLayer(changedFrom: after, to: again, output: s.sub("empty"), compression: .none)
+            #expect(none == 0)
+        }
+    }
+}
+
+/// A shell in the test (as the test's user).
+enum Workspace0 {
+    static func sh(_ script: String) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", script]
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+}
