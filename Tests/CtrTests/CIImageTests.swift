@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+
+/// The shipped binary in a plain CI image: one `ctr` mounted into a Debian container (podman,
+/// from the debootstrap fixture) that has none of the libraries ctr used to load from the
+/// system, nor the ones it links in now. Images, builds and archives work there; registry
+/// commands, which need libcurl, say so in one line.
+///
+/// ctr runs as root in the container and nothing here starts a container of ctr's own (RUN,
+/// `ctr run`): podman's default confinement refuses the namespaces that takes, which is
+/// another matter than libraries.
+@Suite(.serialized) struct CIImageTests {
+    /// Removed from the image (by file, so nothing of them is left to load): what ctr loaded
+    /// from the system before (ISA-L, libarchive, zstd, libseccomp, OpenSSL), what it links in
+    /// now (zlib, xz, bzip2), and libcurl, which a minimal image does not have anyway.
+    static let removed = ["libisal.so", "libarchive.so", "libzstd.so", "libseccomp.so", "libcrypto.so", "libssl.so",
+                          "libz.so", "liblzma.so", "libbz2.so", "libcurl.so"]
+    static let podman = "/usr/bin/podman"
+    /// As the podman of Debian 12 needs it to run containers as root on this kind of host.
+    static let runArgs = ["--runtime", "runc", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
+
+    /// The fixture imported into podman once, under a tag that changes with the fixture.
+    static func debianImage() throws -> String? {
+        var st = stat()
+        guard stat(TestEnv.debianTar, &st) == 0 else { return nil }
+        let image = "localhost/ctr-tests-debian:\(st.st_size)-\(st.st_mtim.tv_sec)"
+        if try Workspace.exec(podman, ["image", "exists", image]).status == 0 { return image }
+        let r = try Workspace.exec(podman, ["import", "-q", TestEnv.debianTar, image])
+        return r.status == 0 ? image : nil
+    }
+
+    func exec(_ name: String, _ script: String) throws -> RunResult {
+        try Workspace.exec(Self.podman, ["exec", name, "/bin/sh", "-c", script])
+    }
+
+    @Test func theShippedBinaryInAPlainDebianImage() throws {
+        guard TestEnv.amRoot else { print("skip: podman runs the Debian container as root"); return }
+        guard TestEnv.have("podman") else { print("skip: podman is not installed (\(TestEnv.setupHint))"); return }
+        guard TestEnv.haveDebian, TestEnv.haveBusybox else { print("skip: no Debian or busybox fixture (\(TestEnv.setupHint))"); return }
+        guard let image = try Self.debianImage() else { print("skip: podman cannot import \(TestEnv.debianTar)"); return }
+        let name = "ctr-tests-ci-\(UUID().uuidString.prefix(8).lowercased())"
+        let start = try Workspace.exec(Self.podman, ["run", "-d", "--name", name] + Self.runArgs + [
+            "-v", "\(TestEnv.binary):/usr/local/bin/ctr:ro", "-v", "\(TestEnv.busyboxTar):/fx/busybox.tar:ro",
+            image, "sleep", "infinity"])
+        guard start.status == 0 else { print("skip: podman cannot run a container here: \(start.stderr)"); return }
+        defer { _ = try? Workspace.exec(Self.podman, ["rm", "-f", "-t", "0", name]) }
+
+        // the image without the libraries, and ctr needing nothing of the system but glibc and libgcc_s
+        let pattern = Self.removed.map { "-name '\($0)*'" }.joined(separator: " -o ")
+        let strip = try exec(name, """
+            set -e
+            find / -xdev \\( \(pattern) \\) \\( -type f -o -type l \\) -delete
+            ldconfig
+            ! ldconfig -p | grep -E '\(Self.removed.map { $0.replacingOccurrences(of: ".", with: "\\.") }.joined(separator: "|"))'
+            ! test -e /usr/lib/x86_64-linux-gnu/libisal.so.2
+            ldd /usr/local/bin/ctr
+            """)
+        expectOK(strip, "removing the libraries")
+        #expect(!strip.stdout.contains("not found"), "\(strip)")
+        let needed = strip.lines.compactMap { $0.trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(String.init) }.filter { $0.hasPrefix("lib") }
+        #expect(Set(needed).isSubset(of: ["libc.so.6", "libm.so.6", "libgcc_s.so.1", "linux-vdso.so.1"]), "\(strip)")
+
+        // import (a plain tar, and a .tar.gz: gzip through zlib, there is no ISA-L)
+        expectOK(try exec(name, "ctr import -q --tag bb:1 /fx/busybox.tar"), "import")
+        expectOK(try exec(name, "gzip -c /fx/busybox.tar > /tmp/bb.tar.gz && ctr import -q /tmp/bb.tar.gz gz:1"), "import .tar.gz")
+        let ids = try exec(name, "ctr inspect --format '{{json .RootFS.Layers}}' bb:1 gz:1")
+        expectOK(ids)
+        #expect(ids.lines.count == 2 && ids.lines[0] == ids.lines[1], "\(ids)")
+
+        // build: COPY and ADD of a .tar.gz (no RUN, see above)
+        expectOK(try exec(name, """
+            set -e
+            mkdir -p /ctx/pkg/in && echo copied > /ctx/f && echo packed > /ctx/pkg/in/p.txt
+            tar -C /ctx/pkg -czf /ctx/p.tar.gz in
+            printf 'FROM bb:1\\nCOPY f /f\\nADD p.tar.gz /x/\\nENV A=1\\n' > /ctx/Dockerfile
+            """))
+        expectOK(try exec(name, "ctr build -q -t built:1 /ctx"), "build")
+
+        // save (OCI and docker archives), load into another store, unpack
+        expectOK(try exec(name, "ctr save -o /tmp/oci.tar built:1 && ctr save --format docker-archive -o /tmp/docker.tar built:1"), "save")
+        expectOK(try exec(name, "ctr --root /tmp/other load -i /tmp/oci.tar && ctr --root /tmp/third load -i /tmp/docker.tar"), "load")
+        let files = try exec(name, "ctr --root /tmp/other unpack built:1 /tmp/u && cat /tmp/u/rootfs/f /tmp/u/rootfs/x/in/p.txt && /tmp/u/rootfs/bin/busybox true")
+        #expect(files.lines == ["copied", "packed"], "\(files)")
+
+        // registry commands need libcurl: one line that names the package
+        let pull = try exec(name, "ctr pull 127.0.0.1:5000/team/app:1")
+        expectOneLineError(pull, mentions: "libcurl4")
+        let push = try exec(name, "ctr push built:1 127.0.0.1:5000/team/app:1")
+        expectOneLineError(push, mentions: "libcurl4")
+    }
+}
