@@ -33,10 +33,29 @@ import Testing
         try Workspace.exec(Self.podman, ["exec", name, "/bin/sh", "-c", script])
     }
 
+    /// The shared libraries the binary names (DT_NEEDED), or nil where readelf is missing.
+    static func needed(_ binary: String) throws -> [String]? {
+        guard TestEnv.have("readelf") else { return nil }
+        let r = try Workspace.exec("/usr/bin/readelf", ["-d", binary])
+        guard r.status == 0 else { return nil }
+        return r.stdout.split(separator: "\n").compactMap { line in
+            guard line.contains("(NEEDED)"), let a = line.firstIndex(of: "["), let b = line.lastIndex(of: "]") else { return nil }
+            return String(line[line.index(after: a)..<b])
+        }
+    }
+
+    /// A build for development (`swift build`) links the Swift runtime and loads every library
+    /// on first use: only the binary scripts/build.sh makes is meant for a CI image.
+    static func shipped() throws -> Bool {
+        guard let libs = try needed(TestEnv.binary) else { return false }
+        return !libs.contains { $0.hasPrefix("libswift") || $0.hasPrefix("libFoundation") }
+    }
+
     @Test func theShippedBinaryInAPlainDebianImage() throws {
         guard TestEnv.amRoot else { print("skip: podman runs the Debian container as root"); return }
         guard TestEnv.have("podman") else { print("skip: podman is not installed (\(TestEnv.setupHint))"); return }
         guard TestEnv.haveDebian, TestEnv.haveBusybox else { print("skip: no Debian or busybox fixture (\(TestEnv.setupHint))"); return }
+        guard try Self.shipped() else { print("skip: \(TestEnv.binary) is not the shipped binary (scripts/build.sh) or readelf is missing"); return }
         guard let image = try Self.debianImage() else { print("skip: podman cannot import \(TestEnv.debianTar)"); return }
         let name = "ctr-tests-ci-\(UUID().uuidString.prefix(8).lowercased())"
         let start = try Workspace.exec(Self.podman, ["run", "-d", "--name", name] + Self.runArgs + [
@@ -87,5 +106,25 @@ import Testing
         expectOneLineError(pull, mentions: "libcurl4")
         let push = try exec(name, "ctr push built:1 127.0.0.1:5000/team/app:1")
         expectOneLineError(push, mentions: "libcurl4")
+        let remote = try exec(name, "printf 'FROM 127.0.0.1:5000/team/base:1\\nCOPY f /f\\n' > /ctx/Dockerfile && ctr build -q -t remote:1 /ctx")
+        expectOneLineError(remote, mentions: "libcurl4")
+        #expect(remote.stderr.contains("Dockerfile:1"), "\(remote)")
+    }
+
+    /// The libraries linked in stay private to ctr: none of their symbols is exported, so
+    /// libcurl's libssl (loaded with the system's libcrypto) binds to that libcrypto, never to
+    /// the one inside ctr, and neither copy interposes the other. (An HTTPS push and pull with
+    /// both loaded: RegistryTests.tlsLoginAndAuthFiles.)
+    @Test func theLinkedLibrariesAreNotExported() throws {
+        guard try Self.shipped() else { print("skip: \(TestEnv.binary) is not the shipped binary (scripts/build.sh) or readelf is missing"); return }
+        guard TestEnv.have("nm") else { print("skip: nm (binutils) is missing"); return }
+        let r = try Workspace.exec("/usr/bin/nm", ["-D", "--defined-only", TestEnv.binary])
+        expectOK(r)
+        let prefixes = ["SHA", "EVP_", "OPENSSL_", "CRYPTO_", "ERR_", "BIO_", "archive_", "__archive", "ZSTD_", "inflate", "deflate",
+                        "crc32", "adler32", "lzma_", "BZ2_", "seccomp_", "isal_", "curl_"]
+        let exported = r.lines.compactMap { $0.split(separator: " ").last.map(String.init) }
+            .filter { sym in prefixes.contains { sym.hasPrefix($0) } }
+        #expect(exported.isEmpty, "exported: \(exported.prefix(20))")
+        #expect(Set(try Self.needed(TestEnv.binary) ?? []).isSubset(of: ["libc.so.6", "libm.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"]))
     }
 }
