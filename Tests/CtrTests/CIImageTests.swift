@@ -29,10 +29,6 @@ import Testing
         return r.status == 0 ? image : nil
     }
 
-    func exec(_ name: String, _ script: String) throws -> RunResult {
-        try Workspace.exec(Self.podman, ["exec", name, "/bin/sh", "-c", script])
-    }
-
     /// The shared libraries the binary names (DT_NEEDED), or nil where readelf is missing.
     static func needed(_ binary: String) throws -> [String]? {
         guard TestEnv.have("readelf") else { return nil }
@@ -57,56 +53,70 @@ import Testing
         guard TestEnv.haveDebian, TestEnv.haveBusybox else { print("skip: no Debian or busybox fixture (\(TestEnv.setupHint))"); return }
         guard try Self.shipped() else { print("skip: \(TestEnv.binary) is not the shipped binary (scripts/build.sh) or readelf is missing"); return }
         guard let image = try Self.debianImage() else { print("skip: podman cannot import \(TestEnv.debianTar)"); return }
-        let name = "ctr-tests-ci-\(UUID().uuidString.prefix(8).lowercased())"
-        let start = try Workspace.exec(Self.podman, ["run", "-d", "--name", name] + Self.runArgs + [
-            "-v", "\(TestEnv.binary):/usr/local/bin/ctr:ro", "-v", "\(TestEnv.busyboxTar):/fx/busybox.tar:ro",
-            image, "sleep", "infinity"])
-        guard start.status == 0 else { print("skip: podman cannot run a container here: \(start.stderr)"); return }
-        defer { _ = try? Workspace.exec(Self.podman, ["rm", "-f", "-t", "0", name]) }
-
-        // the image without the libraries, and ctr needing nothing of the system but glibc and libgcc_s
+        // One container runs every step (podman exec needs an events backend that is not
+        // reliable with several podmans at once); each step's output and status land in /out.
+        let w = try Workspace(.root)
+        let out = "\(w.dir)/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let pattern = Self.removed.map { "-name '\($0)*'" }.joined(separator: " -o ")
-        let strip = try exec(name, """
-            set -e
-            find / -xdev \\( \(pattern) \\) \\( -type f -o -type l \\) -delete
-            ldconfig
-            ! ldconfig -p | grep -E '\(Self.removed.map { $0.replacingOccurrences(of: ".", with: "\\.") }.joined(separator: "|"))'
-            ! test -e /usr/lib/x86_64-linux-gnu/libisal.so.2
-            ldd /usr/local/bin/ctr
-            """)
-        expectOK(strip, "removing the libraries")
-        #expect(!strip.stdout.contains("not found"), "\(strip)")
-        let needed = strip.lines.compactMap { $0.trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(String.init) }.filter { $0.hasPrefix("lib") }
-        #expect(Set(needed).isSubset(of: ["libc.so.6", "libm.so.6", "libgcc_s.so.1", "linux-vdso.so.1"]), "\(strip)")
-
-        // import (a plain tar, and a .tar.gz: gzip through zlib, there is no ISA-L)
-        expectOK(try exec(name, "ctr import -q --tag bb:1 /fx/busybox.tar"), "import")
-        expectOK(try exec(name, "gzip -c /fx/busybox.tar > /tmp/bb.tar.gz && ctr import -q /tmp/bb.tar.gz gz:1"), "import .tar.gz")
-        let ids = try exec(name, "ctr inspect --format '{{json .RootFS.Layers}}' bb:1 gz:1")
-        expectOK(ids)
-        #expect(ids.lines.count == 2 && ids.lines[0] == ids.lines[1], "\(ids)")
-
-        // build: COPY and ADD of a .tar.gz (no RUN, see above)
-        expectOK(try exec(name, """
-            set -e
+        let script = """
+            step() { n=$1; shift; "$@" > /out/$n.out 2> /out/$n.err; echo $? > /out/$n.rc; }
+            # the image without the libraries, and what ctr needs of it
+            step strip sh -ec "find / -xdev \\( \(pattern) \\) \\( -type f -o -type l \\) -delete; ldconfig
+                ! ldconfig -p | grep -E '\(Self.removed.map { $0.replacingOccurrences(of: ".", with: "\\.") }.joined(separator: "|"))'
+                ldd /usr/local/bin/ctr"
+            step import ctr import -q --tag bb:1 /fx/busybox.tar
+            step importgz sh -c 'gzip -c /fx/busybox.tar > /tmp/bb.tar.gz && ctr import -q /tmp/bb.tar.gz gz:1'
+            step layers ctr inspect --format '{{json .RootFS.Layers}}' bb:1 gz:1
             mkdir -p /ctx/pkg/in && echo copied > /ctx/f && echo packed > /ctx/pkg/in/p.txt
             tar -C /ctx/pkg -czf /ctx/p.tar.gz in
             printf 'FROM bb:1\\nCOPY f /f\\nADD p.tar.gz /x/\\nENV A=1\\n' > /ctx/Dockerfile
-            """))
-        expectOK(try exec(name, "ctr build -q -t built:1 /ctx"), "build")
+            step build ctr build -q -t built:1 /ctx
+            step save sh -c 'ctr save -o /tmp/oci.tar built:1 && ctr save --format docker-archive -o /tmp/docker.tar built:1'
+            step load sh -c 'ctr --root /tmp/other load -i /tmp/oci.tar && ctr --root /tmp/third load -i /tmp/docker.tar'
+            step unpack sh -c 'ctr --root /tmp/other unpack built:1 /tmp/u && cat /tmp/u/rootfs/f /tmp/u/rootfs/x/in/p.txt && /tmp/u/rootfs/bin/busybox true'
+            step pull ctr pull 127.0.0.1:5000/team/app:1
+            step push ctr push built:1 127.0.0.1:5000/team/app:1
+            printf 'FROM 127.0.0.1:5000/team/base:1\\nCOPY f /f\\n' > /ctx/Dockerfile
+            step remote ctr build -q -t remote:1 /ctx
+            """
+        let run = try Workspace.exec(Self.podman, ["run", "--rm"] + Self.runArgs + [
+            "-v", "\(TestEnv.binary):/usr/local/bin/ctr:ro", "-v", "\(TestEnv.busyboxTar):/fx/busybox.tar:ro", "-v", "\(out):/out",
+            image, "/bin/sh", "-c", script])
+        func step(_ n: String) -> RunResult {
+            func text(_ ext: String) -> String { (try? String(contentsOfFile: "\(out)/\(n).\(ext)", encoding: .utf8)) ?? "" }
+            return RunResult(status: Int32(text("rc").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1, stdout: text("out"), stderr: text("err"))
+        }
+        guard FileManager.default.fileExists(atPath: "\(out)/strip.rc") else {
+            print("skip: podman cannot run a container here: \(run)"); return
+        }
+        expectOK(run, "podman run")
 
-        // save (OCI and docker archives), load into another store, unpack
-        expectOK(try exec(name, "ctr save -o /tmp/oci.tar built:1 && ctr save --format docker-archive -o /tmp/docker.tar built:1"), "save")
-        expectOK(try exec(name, "ctr --root /tmp/other load -i /tmp/oci.tar && ctr --root /tmp/third load -i /tmp/docker.tar"), "load")
-        let files = try exec(name, "ctr --root /tmp/other unpack built:1 /tmp/u && cat /tmp/u/rootfs/f /tmp/u/rootfs/x/in/p.txt && /tmp/u/rootfs/bin/busybox true")
+        let strip = step("strip")
+        expectOK(strip, "removing the libraries")
+        #expect(!strip.stdout.contains("not found"), "\(strip)")
+        let needed = strip.lines.compactMap { $0.trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(String.init) }.filter { $0.hasPrefix("lib") }
+        #expect(Set(needed).isSubset(of: ["libc.so.6", "libm.so.6", "libgcc_s.so.1"]), "\(strip)")
+
+        // import (a plain tar, and a .tar.gz: gzip through zlib, there is no ISA-L)
+        expectOK(step("import"), "import")
+        expectOK(step("importgz"), "import .tar.gz")
+        let layers = step("layers")
+        expectOK(layers)
+        #expect(layers.lines.count == 2 && layers.lines[0] == layers.lines[1], "\(layers)")
+        // build: COPY and ADD of a .tar.gz (no RUN, see above)
+        expectOK(step("build"), "build")
+        // save (OCI and docker archives), load into other stores, unpack
+        expectOK(step("save"), "save")
+        expectOK(step("load"), "load")
+        let files = step("unpack")
+        expectOK(files, "unpack")
         #expect(files.lines == ["copied", "packed"], "\(files)")
 
         // registry commands need libcurl: one line that names the package
-        let pull = try exec(name, "ctr pull 127.0.0.1:5000/team/app:1")
-        expectOneLineError(pull, mentions: "libcurl4")
-        let push = try exec(name, "ctr push built:1 127.0.0.1:5000/team/app:1")
-        expectOneLineError(push, mentions: "libcurl4")
-        let remote = try exec(name, "printf 'FROM 127.0.0.1:5000/team/base:1\\nCOPY f /f\\n' > /ctx/Dockerfile && ctr build -q -t remote:1 /ctx")
+        expectOneLineError(step("pull"), mentions: "libcurl4")
+        expectOneLineError(step("push"), mentions: "libcurl4")
+        let remote = step("remote")
         expectOneLineError(remote, mentions: "libcurl4")
         #expect(remote.stderr.contains("Dockerfile:1"), "\(remote)")
     }
