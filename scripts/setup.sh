@@ -9,8 +9,11 @@ set -euo pipefail
 
 FIXTURES=${CTR_FIXTURES:-/var/tmp/ctr-fixtures}
 # (xz-utils and bzip2 only make test fixtures: ctr decompresses xz and bzip2 with libarchive)
+# The -dev packages also bring the static archives scripts/build.sh links into the shipped
+# binary: libarchive, libcrypto (libssl-dev), zstd, libseccomp, zlib, xz (liblzma), bzip2.
 PACKAGES=(
   build-essential pkg-config libseccomp-dev libarchive-dev libssl-dev libzstd-dev libisal-dev libcurl4-openssl-dev
+  zlib1g-dev liblzma-dev libbz2-dev
   uidmap busybox-static docker-registry apache2-utils debootstrap xz-utils bzip2
   skopeo umoci crun runc podman buildah slirp4netns passt fuse-overlayfs hyperfine isal
 )

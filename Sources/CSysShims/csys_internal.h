@@ -5,7 +5,11 @@
 #include "include/csys.h"
 #include <locale.h>
 #include <isa-l/igzip_lib.h>
+#include <zlib.h>
 #include <zstd.h>
+
+/* 1: gzip through ISA-L (libisal.so.2 loaded), 0: through zlib (csys_lazy.c). */
+int csys_gzip_isal(void);
 
 /* ---- input stream: read, detect compression, decompress, hash both sides ---- */
 typedef struct csys_instream {
@@ -13,6 +17,7 @@ typedef struct csys_instream {
     int compression;
     csys_sha256 *h_in, *h_out;
     struct inflate_state *gz; /* ISA-L: several times faster than zlib */
+    z_stream *zgz;            /* zlib, where ISA-L is missing */
     ZSTD_DStream *zs;
     unsigned char *inbuf;
     size_t in_cap, in_len, in_pos;
@@ -39,6 +44,7 @@ typedef struct csys_outstream {
     csys_sha256 *h_in, *h_out;
     struct isal_zstream *gz;
     unsigned char *gz_level_buf;
+    z_stream *zgz; /* zlib, where ISA-L is missing */
     ZSTD_CStream *zs;
     unsigned char *buf;
     size_t cap;

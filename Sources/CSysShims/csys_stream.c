@@ -1,4 +1,5 @@
-/* Streams that hash what they read/write and (de)compress in one pass. */
+/* Streams that hash what they read/write and (de)compress in one pass. gzip goes through
+ * ISA-L where libisal.so.2 is installed and through zlib where it is not (csys_gzip_isal). */
 #include "csys_internal.h"
 
 #include <errno.h>
@@ -58,6 +59,20 @@ int csys_instream_open(csys_instream *s, int fd, csys_error *err) {
     const unsigned char *b = s->inbuf;
     if (s->in_len >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
         s->compression = CSYS_COMPRESSION_GZIP;
+        if (!csys_gzip_isal()) {
+            z_stream *z = calloc(1, sizeof *z);
+            if (!z) {
+                csys_set_error(err, ENOMEM, "gzip", "out of memory");
+                return -1;
+            }
+            if (inflateInit2(z, 16 + MAX_WBITS) != Z_OK) { /* gzip wrapper only */
+                free(z);
+                csys_set_error(err, ENOMEM, "gzip", "cannot initialise zlib");
+                return -1;
+            }
+            s->zgz = z;
+            return 0;
+        }
         s->gz = malloc(sizeof *s->gz);
         if (!s->gz) {
             csys_set_error(err, ENOMEM, "gzip", "out of memory");
@@ -113,8 +128,12 @@ ssize_t csys_instream_read(csys_instream *s, const void **buf) {
             const unsigned char *b = s->inbuf + s->in_pos;
             size_t avail = s->in_len - s->in_pos;
             if (s->compression == CSYS_COMPRESSION_GZIP && b[0] == 0x1f) {
-                isal_inflate_reset(s->gz);
-                s->gz->crc_flag = ISAL_GZIP;
+                if (s->zgz) {
+                    inflateReset(s->zgz);
+                } else {
+                    isal_inflate_reset(s->gz);
+                    s->gz->crc_flag = ISAL_GZIP;
+                }
                 s->stream_end = 0;
             } else if (s->compression == CSYS_COMPRESSION_ZSTD && avail >= 4 && b[0] == 0x28) {
                 ZSTD_initDStream(s->zs);
@@ -140,7 +159,22 @@ ssize_t csys_instream_read(csys_instream *s, const void **buf) {
         }
         size_t produced = 0;
         size_t before = s->in_pos;
-        if (s->compression == CSYS_COMPRESSION_GZIP) {
+        if (s->zgz) {
+            z_stream *z = s->zgz;
+            z->next_in = s->inbuf + s->in_pos;
+            z->avail_in = (uInt)(s->in_len - s->in_pos);
+            z->next_out = s->outbuf;
+            z->avail_out = (uInt)s->out_cap;
+            int rc = inflate(z, Z_NO_FLUSH);
+            s->in_pos = s->in_len - z->avail_in;
+            produced = s->out_cap - z->avail_out;
+            if (rc == Z_STREAM_END) {
+                s->stream_end = 1;
+            } else if (rc != Z_OK && rc != Z_BUF_ERROR) { /* Z_BUF_ERROR: no progress, handled below */
+                csys_set_error(s->err, 0, "decompress", "gzip: %s", z->msg ? z->msg : "corrupt deflate data");
+                return -1;
+            }
+        } else if (s->compression == CSYS_COMPRESSION_GZIP) {
             s->gz->next_in = s->inbuf + s->in_pos;
             s->gz->avail_in = (uint32_t)(s->in_len - s->in_pos);
             s->gz->next_out = s->outbuf;
@@ -204,6 +238,10 @@ void csys_instream_finish(csys_instream *s, unsigned char digest[32], unsigned c
 
 void csys_instream_close(csys_instream *s) {
     free(s->gz);
+    if (s->zgz) {
+        inflateEnd(s->zgz);
+        free(s->zgz);
+    }
     if (s->zs) ZSTD_freeDStream(s->zs);
     csys_sha256_free(s->h_in);
     csys_sha256_free(s->h_out);
@@ -228,7 +266,24 @@ int csys_outstream_open(csys_outstream *s, int fd, int compression, int level, c
         csys_set_error(err, ENOMEM, "memory", "out of memory");
         return -1;
     }
-    if (compression == CSYS_COMPRESSION_GZIP) {
+    if (compression == CSYS_COMPRESSION_GZIP && !csys_gzip_isal()) {
+        /* zlib: level 1 by default, which compresses about as well as ISA-L's level 1 (at a
+         * sixth of its speed); its gzip header has no timestamp or name either. The bytes
+         * differ from ISA-L's, the layer's diff-id does not. */
+        if (level <= 0) level = 1;
+        if (level > 9) level = 9;
+        z_stream *z = calloc(1, sizeof *z);
+        if (!z) {
+            csys_set_error(err, ENOMEM, "gzip", "out of memory");
+            return -1;
+        }
+        if (deflateInit2(z, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+            free(z);
+            csys_set_error(err, ENOMEM, "gzip", "cannot initialise zlib");
+            return -1;
+        }
+        s->zgz = z;
+    } else if (compression == CSYS_COMPRESSION_GZIP) {
         /* ISA-L, level 1 by default (0-3): its generic gzip header has no timestamp or name,
          * so the same input gives the same bytes */
         if (level <= 0) level = 1;
@@ -269,7 +324,29 @@ static int emit(csys_outstream *s, const void *data, size_t len) {
     return 0;
 }
 
+static int zlib_deflate_some(csys_outstream *s, const void *data, size_t len, int finish) {
+    z_stream *z = s->zgz;
+    z->next_in = (Bytef *)data;
+    z->avail_in = (uInt)len;
+    for (;;) {
+        z->next_out = s->buf;
+        z->avail_out = (uInt)s->cap;
+        int rc = deflate(z, finish ? Z_FINISH : Z_NO_FLUSH);
+        if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) { /* Z_BUF_ERROR: nothing to do */
+            csys_set_error(s->err, 0, "gzip", "compression failed (%d)", rc);
+            return -1;
+        }
+        if (emit(s, s->buf, s->cap - z->avail_out) < 0) return -1;
+        if (finish) {
+            if (rc == Z_STREAM_END) return 0;
+        } else if (z->avail_in == 0 && z->avail_out != 0) {
+            return 0;
+        }
+    }
+}
+
 static int deflate_some(csys_outstream *s, const void *data, size_t len, int finish) {
+    if (s->zgz) return zlib_deflate_some(s, data, len, finish);
     s->gz->next_in = (uint8_t *)data;
     s->gz->avail_in = (uint32_t)len;
     s->gz->end_of_stream = finish ? 1 : 0;
@@ -326,6 +403,10 @@ int csys_outstream_close(csys_outstream *s, unsigned char digest[32], unsigned c
 
 void csys_outstream_free(csys_outstream *s) {
     free(s->gz);
+    if (s->zgz) {
+        deflateEnd(s->zgz);
+        free(s->zgz);
+    }
     free(s->gz_level_buf);
     if (s->zs) ZSTD_freeCStream(s->zs);
     csys_sha256_free(s->h_in);

@@ -22,7 +22,10 @@ import Testing
         // a real registry serving a signed schema 1 manifest, pushed by skopeo
         expectOK(try w.ctrHome(["save", "-o", "\(w.dir)/bb.tar", "busybox:local"]))
         let ref = "\(reg.addr)/old/busybox:v2s1"
-        expectOK(try w.sh(["skopeo", "copy", "-q", "--format", "v2s1", "--dest-tls-verify=false", "oci-archive:\(w.dir)/bb.tar", "docker://\(ref)"]))
+        // (its own runtime dir: with none, skopeo reads /run/containers/UID/auth.json, which a root
+        // podman's 0700 /run/containers makes unreadable to a user)
+        expectOK(try w.sh(["skopeo", "copy", "-q", "--format", "v2s1", "--dest-tls-verify=false", "oci-archive:\(w.dir)/bb.tar", "docker://\(ref)"],
+                          env: ["XDG_RUNTIME_DIR": "\(w.dir)/run"]))
         let before = w.storeSnapshot()
         let r = try w.ctrHome(["pull", ref])
         expectOneLineError(r, mentions: "schema 1")

@@ -269,10 +269,12 @@ int csys_view_finish_dir(int src_root, int dst_root, const char *rel, csys_error
 typedef struct csys_tar_writer csys_tar_writer;
 /* A tar stream on fd (uncompressed, pax). NULL with err set on failure. */
 /* libarchive and libcurl are loaded on first use (csys_lazy.c): call these in the parent
- * before forking a child that uses them. 0, or -1 with err set. */
+ * before forking a child that uses them. 0, or -1 with err set. In the shipped binary
+ * (CSYS_STATIC_LIBS) all but libcurl and ISA-L are linked in and load without fail. */
 int csys_load_archive(csys_error *err);
 int csys_load_curl(csys_error *err);
-/* zstd, ISA-L and OpenSSL's SHA-256 / libseccomp, likewise (err NULL: a failure aborts). */
+/* zstd, gzip's engine (ISA-L, else zlib: ISA-L is optional) and OpenSSL's SHA-256 /
+ * libseccomp, likewise (err NULL: a failure aborts). */
 int csys_load_codecs(csys_error *err);
 int csys_load_crypto(csys_error *err);
 int csys_load_seccomp(csys_error *err);
