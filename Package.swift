@@ -11,6 +11,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
+        // The one error type (CtrError: a code to act on, a one-line message, stage and errno,
+        // file and line, a cause). No dependencies: every other target throws it.
+        .target(name: "Errors"),
         // C: namespaces, mounts, seccomp, capabilities, tar (libarchive), hashing (OpenSSL),
         // compression (ISA-L gzip, zstd). Everything that runs after fork()/clone() lives here.
         .target(
@@ -23,32 +26,33 @@ let package = Package(
         ),
         // Typed wrappers over the shim: errno, starting programs (Command: the one spawner),
         // user-namespace id maps, running a C job inside a mapped user namespace.
-        .target(name: "HostOS", dependencies: ["CSysShims"]),
+        .target(name: "HostOS", dependencies: ["Errors", "CSysShims"]),
         // Dockerfile syntax: parser, word expansion, .dockerignore patterns. Pure Swift.
-        .target(name: "Dockerfile"),
+        .target(name: "Dockerfile", dependencies: ["Errors"]),
         // TOML documents (registries.conf), with the line of every key. Pure Swift.
-        .target(name: "TOML"),
+        .target(name: "TOML", dependencies: ["Errors"]),
         // Image store, OCI types, layers, archives, the registry client.
-        .target(name: "Layers", dependencies: ["HostOS", "CSysShims", "TOML", "Dockerfile"]),
+        .target(name: "Layers", dependencies: ["Errors", "HostOS", "CSysShims", "TOML", "Dockerfile"]),
         // Running a process from an image in namespaces.
-        .target(name: "Sandbox", dependencies: ["Layers", "HostOS", "CSysShims"]),
+        .target(name: "Sandbox", dependencies: ["Errors", "Layers", "HostOS", "CSysShims"]),
         // ctr build: stages, RUN in the sandbox, COPY/ADD, the build cache, outputs.
-        .target(name: "Builder", dependencies: ["Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims"]),
+        .target(name: "Builder", dependencies: ["Errors", "Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims"]),
         .executableTarget(
             name: "ctr",
             dependencies: [
-                "Builder", "Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims",
+                "Errors", "Builder", "Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "LayersTests", dependencies: ["Layers", "HostOS"]),
-        .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
-        .testTarget(name: "HostOSTests", dependencies: ["HostOS"]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Layers", "HostOS", "CSysShims"]),
-        .testTarget(name: "DockerfileTests", dependencies: ["Dockerfile"]),
-        .testTarget(name: "BuilderTests", dependencies: ["Builder", "Dockerfile", "Layers", "Sandbox", "HostOS"]),
+        .testTarget(name: "ErrorsTests", dependencies: ["Errors"]),
+        .testTarget(name: "LayersTests", dependencies: ["Errors", "Layers", "HostOS"]),
+        .testTarget(name: "TOMLTests", dependencies: ["Errors", "TOML"]),
+        .testTarget(name: "HostOSTests", dependencies: ["Errors", "HostOS", "CSysShims"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Errors", "Sandbox", "Layers", "HostOS", "CSysShims"]),
+        .testTarget(name: "DockerfileTests", dependencies: ["Errors", "Dockerfile"]),
+        .testTarget(name: "BuilderTests", dependencies: ["Errors", "Builder", "Dockerfile", "Layers", "Sandbox", "HostOS"]),
         .testTarget(name: "CtrTests", dependencies: ["CSysShims", "HostOS"]),
-        // the CLI's own logic (the two `ctr run` parsers agree)
-        .testTarget(name: "CLITests", dependencies: ["ctr", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // the CLI's own logic (the two `ctr run` parsers agree, errors to exit statuses)
+        .testTarget(name: "CLITests", dependencies: ["ctr", "Errors", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     ]
 )

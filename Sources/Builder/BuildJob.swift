@@ -1,6 +1,6 @@
+import Errors
 import Foundation
 import enum HostOS.IDMapping
-import struct HostOS.SysError
 import Layers
 import Sandbox
 
@@ -78,7 +78,7 @@ extension Builder {
     public static func run(_ request: BuildRequest, store: Store, runtime: Runtime, hooks: BuildHooks,
                            stdin: Int32 = 0) throws -> BuildResult {
         if request.push && request.options.tags.isEmpty {
-            throw BuildError("--push needs a name to push to: -t REGISTRY/REPO:TAG")
+            throw CtrError.build("--push needs a name to push to: -t REGISTRY/REPO:TAG")
         }
         let hold = try store.holdForWriting()
         defer { hold.release() }
@@ -97,8 +97,8 @@ extension Builder {
         var archived: [String: ImageRecord] = [:]
         for a in request.imageArchives {
             let images: [CopiedImage]
-            do { images = try ImageArchive.load(a.path, into: store, progress: nil).images } catch { throw BuildError("--image-archive \(a.spec): \(error)") }
-            guard let first = images.first else { throw BuildError("--image-archive \(a.spec): the archive holds no image") }
+            do { images = try ImageArchive.load(a.path, into: store, progress: nil).images } catch { throw CtrError.build("--image-archive \(a.spec): \(error)", cause: error) }
+            guard let first = images.first else { throw CtrError.build("--image-archive \(a.spec): the archive holds no image") }
             archived[a.name] = ImageRecord(name: nil, descriptor: first.descriptor)
         }
         let buildPlatform = o.platform
@@ -140,7 +140,7 @@ extension Builder {
         func spooled(as name: String) throws -> String {
             let spool = try store.spool(fd: stdin)
             let path = "\(try scratch.dir())/\(name)"
-            guard rename(spool, path) == 0 else { unlink(spool); throw SysError.errno("rename", "cannot move \(spool)") }
+            guard rename(spool, path) == 0 else { unlink(spool); throw CtrError.errno("rename", "cannot move \(spool)") }
             return path
         }
         switch source {
@@ -152,11 +152,11 @@ extension Builder {
             let context = "\(try scratch.dir())/context"
             try FileManager.default.createDirectory(atPath: context, withIntermediateDirectories: true)
             if (try? LayerOps.scan(blob: input)) != nil {
-                do { _ = try store.ops.apply(blob: input, to: context, tree: .plain) } catch { throw BuildError("the context on stdin: \(error)") }
+                do { _ = try store.ops.apply(blob: input, to: context, tree: .plain) } catch { throw CtrError.build("the context on stdin: \(error)", cause: error) }
                 return (context, dockerfile)
             }
             // not a tar: a Dockerfile with an empty context
-            guard dockerfile == nil else { throw BuildError("the context on stdin is not a tar (plain, gzip or zstd)") }
+            guard dockerfile == nil else { throw CtrError.build("the context on stdin is not a tar (plain, gzip or zstd)") }
             return (context, input)
         }
     }
@@ -168,10 +168,10 @@ extension Builder {
         switch s.source {
         case .file(let src):
             let path = URL(fileURLWithPath: src).standardizedFileURL.path
-            guard access(path, R_OK) == 0 else { throw BuildError("--secret \(s.spec): cannot read \(src)") }
+            guard access(path, R_OK) == 0 else { throw CtrError.build("--secret \(s.spec): cannot read \(src)") }
             return (path, false)
         case .env(let name):
-            guard let v = environment[name] else { throw BuildError("--secret \(s.spec): $\(name) is not set") }
+            guard let v = environment[name] else { throw CtrError.build("--secret \(s.spec): $\(name) is not set") }
             let dir = (environment["XDG_RUNTIME_DIR"].flatMap { access($0, W_OK) == 0 ? $0 : nil }) ?? NSTemporaryDirectory()
             let path = "\(dir)/ctr-secret-\(getpid())-\(s.id)"
             try Store.writeFile(path: path, data: Data(v.utf8), sync: false, mode: 0o600)

@@ -1,13 +1,7 @@
+import Errors
 import enum Dockerfile.OptionList
 import Foundation
 import Layers
-
-/// A flag value `ctr build` cannot use (the CLI shows it with the usage).
-public struct BuildFlagError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
 
 /// Everything `ctr build` was asked for: the build itself, where its context and Dockerfile
 /// come from, and what happens with the image afterwards. `Builder.run` carries it out.
@@ -47,9 +41,9 @@ public enum BuildSource: Sendable, Equatable {
     case stdin(dockerfile: String?)
 
     /// From the context argument and -f, where "-" is standard input.
-    public init(context: String, file: String?) throws(BuildFlagError) {
+    public init(context: String, file: String?) throws(CtrError) {
         switch (context, file) {
-        case ("-", "-"): throw BuildFlagError("stdin can be the Dockerfile (-f -) or the context (-), not both")
+        case ("-", "-"): throw CtrError.usage("stdin can be the Dockerfile (-f -) or the context (-), not both")
         case ("-", let f): self = .stdin(dockerfile: f)
         case (let dir, nil): self = .directory(dir, dockerfile: .inContext)
         case (let dir, "-"): self = .directory(dir, dockerfile: .stdin)
@@ -83,10 +77,10 @@ public enum BuildOutput: Sendable, Equatable {
     case tar(dest: String)
 
     /// `type=TYPE,dest=PATH`; a bare PATH is a local output, as in `docker build -o DIR`.
-    public init(parsing spec: String) throws(BuildFlagError) {
+    public init(parsing spec: String) throws(CtrError) {
         let fields = spec.contains("=") ? OptionList.parse(spec) : ["type": "local", "dest": spec]
         guard let type = fields["type"], let dest = fields["dest"] else {
-            throw BuildFlagError("--output \(spec): expected type=TYPE,dest=PATH")
+            throw CtrError.usage("--output \(spec): expected type=TYPE,dest=PATH")
         }
         switch type {
         case "rootfs": self = .rootfs(dest: dest)
@@ -94,7 +88,7 @@ public enum BuildOutput: Sendable, Equatable {
         case "tar": self = .tar(dest: dest)
         default:
             guard let format = ArchiveFormat(rawValue: type) else {
-                throw BuildFlagError("--output \(spec): type \(type) is not supported (local, tar, oci-archive, docker-archive, oci-dir, rootfs)")
+                throw CtrError.usage("--output \(spec): type \(type) is not supported (local, tar, oci-archive, docker-archive, oci-dir, rootfs)")
             }
             self = .archive(format, dest: dest)
         }
@@ -107,9 +101,9 @@ public struct BaseImageArchive: Sendable, Equatable {
     public var name: String
     public var path: String
 
-    public init(parsing spec: String) throws(BuildFlagError) {
+    public init(parsing spec: String) throws(CtrError) {
         let kv = spec.split(separator: "=", maxSplits: 1).map(String.init)
-        guard kv.count == 2, !kv[0].isEmpty else { throw BuildFlagError("--image-archive \(spec): expected NAME=PATH") }
+        guard kv.count == 2, !kv[0].isEmpty else { throw CtrError.usage("--image-archive \(spec): expected NAME=PATH") }
         name = kv[0]
         path = kv[1]
     }
@@ -129,9 +123,9 @@ public struct BuildSecret: Sendable, Equatable {
     /// As given, for errors.
     public var spec: String
 
-    public init(parsing spec: String) throws(BuildFlagError) {
+    public init(parsing spec: String) throws(CtrError) {
         let f = OptionList.parse(spec)
-        guard let id = f["id"], !id.isEmpty else { throw BuildFlagError("--secret \(spec): expected id=ID,src=PATH or id=ID,env=VAR") }
+        guard let id = f["id"], !id.isEmpty else { throw CtrError.usage("--secret \(spec): expected id=ID,src=PATH or id=ID,env=VAR") }
         self.id = id
         self.spec = spec
         if let src = f["src"] ?? f["source"] {
@@ -146,9 +140,9 @@ public struct BuildSecret: Sendable, Equatable {
 public enum BuildArgs {
     /// `NAME=VALUE`, or `NAME` alone to take the value from `environment` (unset: left out).
     public static func add(_ arg: String, to args: inout [String: String], flag: String,
-                           environment: [String: String]) throws(BuildFlagError) {
+                           environment: [String: String]) throws(CtrError) {
         let kv = arg.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-        guard !kv[0].isEmpty else { throw BuildFlagError("\(flag) \(arg): expected NAME=VALUE") }
+        guard !kv[0].isEmpty else { throw CtrError.usage("\(flag) \(arg): expected NAME=VALUE") }
         if kv.count == 2 { args[kv[0]] = kv[1] } else if let v = environment[kv[0]] { args[kv[0]] = v }
     }
 
@@ -158,7 +152,7 @@ public enum BuildArgs {
                                environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [String: String] {
         var out: [String: String] = [:]
         for f in files {
-            guard let text = try? String(contentsOfFile: f, encoding: .utf8) else { throw BuildError("--build-arg-file \(f): cannot read it") }
+            guard let text = try? String(contentsOfFile: f, encoding: .utf8) else { throw CtrError.notFound("--build-arg-file \(f): cannot read it") }
             for line in text.split(separator: "\n") {
                 let l = line.trimmingCharacters(in: .whitespaces)
                 if l.isEmpty || l.hasPrefix("#") { continue }

@@ -1,8 +1,8 @@
 import CSysShims
 import Dockerfile
+import Errors
 import Foundation
 import struct HostOS.IDRange
-import struct HostOS.SysError
 import enum HostOS.IDMapping
 import Layers
 import Sandbox
@@ -33,10 +33,13 @@ public struct BuildOptions: Sendable {
 /// JSON object per event (step, cached, done) for tools.
 public enum ProgressMode: String, Sendable { case plain, tty, json }
 
-public struct BuildError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+extension CtrError {
+    /// A build that cannot go on (its context, its Dockerfile, a step): `.invalidInput`, the
+    /// error it wraps (if any) as its cause. A step's own exit status never becomes ctr build's.
+    static func build(_ message: String, cause: (any Error)? = nil) -> CtrError {
+        guard let cause else { return .invalid(message) }
+        return .wrapping(cause, message, code: .invalidInput)
+    }
 }
 
 public struct BuildResult: Sendable {
@@ -125,7 +128,7 @@ public final class Builder {
         let context = URL(fileURLWithPath: o.context).standardizedFileURL.path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: context, isDirectory: &isDir), isDir.boolValue else {
-            throw BuildError("\(o.context): the build context must be a directory")
+            throw CtrError.build("\(o.context): the build context must be a directory")
         }
         let dfPath: String
         if let f = o.file {
@@ -135,14 +138,13 @@ public final class Builder {
         } else if access("\(context)/Containerfile", F_OK) == 0 {
             dfPath = "\(context)/Containerfile"
         } else {
-            throw BuildError("\(context): no Dockerfile or Containerfile (use -f FILE)")
+            throw CtrError.build("\(context): no Dockerfile or Containerfile (use -f FILE)")
         }
         guard let text = try? String(contentsOfFile: dfPath, encoding: .utf8) else {
-            throw BuildError("\(dfPath): cannot read it")
+            throw CtrError.build("\(dfPath): cannot read it")
         }
         let displayName = (dfPath as NSString).lastPathComponent
-        let df: Dockerfile
-        do { df = try Dockerfile.parse(text, file: displayName) } catch { throw BuildError(error.description) }
+        let df = try Dockerfile.parse(text, file: displayName)
 
         let run = BuildRun(builder: self, o: o, df: df, file: displayName, dockerfilePath: dfPath, context: context)
         // every layer of the build is unreferenced until the image is named (or the cache
@@ -201,8 +203,11 @@ final class BuildRun {
         tmpRoot = "\(builder.store.root)/build-tmp/\(UUID().uuidString.lowercased())"
     }
 
-    func fail(_ inst: Instruction, _ message: String) -> BuildError {
-        BuildError("\(file):\(inst.line): \(message)")
+    /// An error at the instruction's line of the Dockerfile (`.invalidInput`, see `CtrError.build`).
+    func fail(_ inst: Instruction, _ message: String, cause: (any Error)? = nil) -> CtrError {
+        var e = CtrError.build(message, cause: cause)
+        (e.file, e.line) = (file, inst.line)
+        return e
     }
 
     func expand(_ s: String, _ env: [String: String], _ inst: Instruction) throws -> String {
@@ -246,7 +251,7 @@ final class BuildRun {
         if let t = o.target {
             guard let s = df.stages.first(where: { $0.name == t.lowercased() }) else {
                 let names = df.stages.compactMap(\.name)
-                throw BuildError("--target \(t): no stage of that name in \(file) (\(names.isEmpty ? "its stages have no names" : "stages: " + names.joined(separator: ", ")))")
+                throw CtrError.build("--target \(t): no stage of that name in \(file) (\(names.isEmpty ? "its stages have no names" : "stages: " + names.joined(separator: ", ")))")
             }
             targetIndex = s.index
         } else {
@@ -341,9 +346,9 @@ final class BuildRun {
             var plat: Platform?
             if let p = stage.platform {
                 let v = try expand(p, globalArgs, stage.from)
-                do { plat = try Platform(parsing: v) } catch { throw fail(stage.from, "FROM --platform=\(v): \(error)") }
+                do { plat = try Platform(parsing: v) } catch { throw fail(stage.from, "FROM --platform=\(v): \(error)", cause: error) }
             }
-            do { rec = try b.resolveImage(base, plat) } catch { throw fail(stage.from, "FROM \(base): \(error)") }
+            do { rec = try b.resolveImage(base, plat) } catch { throw fail(stage.from, "FROM \(base): \(error)", cause: error) }
             let manifest = try b.store.manifest(rec.descriptor)
             let config = try b.store.config(manifest)
             state = ImageState(layers: manifest.layers, diffIDs: config.rootfs.diffIDs, config: config,
@@ -363,7 +368,7 @@ final class BuildRun {
         if !onbuild.isEmpty && base.lowercased() != "scratch" && stageIndex(base.lowercased(), before: stage.index) == nil {
             for t in onbuild {
                 let inst: Instruction
-                do { inst = try Dockerfile.parseInstruction(t, escape: df.escape, file: file, line: stage.line) } catch { throw BuildError(error.description) }
+                inst = try Dockerfile.parseInstruction(t, escape: df.escape, file: file, line: stage.line)
                 b.progress("  ONBUILD \(t)")
                 try apply(inst, stage: stage, state: &state)
             }
@@ -458,7 +463,7 @@ final class BuildRun {
                 // owned by the USER in effect, as BuildKit and buildah make it
                 var owner: (Int64, Int64)?
                 if let user = state.config.config?.user, !user.isEmpty {
-                    do { owner = try userIDs(user, tree) } catch { throw fail(inst, "WORKDIR \(path): USER \(user): \(error)") }
+                    do { owner = try userIDs(user, tree) } catch { throw fail(inst, "WORKDIR \(path): USER \(user): \(error)", cause: error) }
                     keyText += " \(owner!.0):\(owner!.1)"
                 }
                 state.cacheKey = sha(state.cacheKey + "\n" + keyText)
@@ -490,7 +495,7 @@ final class BuildRun {
         case .stopsignal(let raw):
             let sig = try expand(raw, env, inst)
             // checked now, as BuildKit does, not when `ctr stop` needs it
-            do { _ = try Runtime.signal(sig) } catch { throw fail(inst, "STOPSIGNAL \(sig): \(error)") }
+            do { _ = try Runtime.signal(sig) } catch { throw fail(inst, "STOPSIGNAL \(sig): \(error)", cause: error) }
             state.config.config?.stopSignal = sig
         case .cmd(let c):
             let args = commandArgs(c, state)
@@ -648,7 +653,7 @@ final class BuildRun {
             code = r.code
             fuseRoot = r.record.rootFS != nil
         } catch {
-            throw fail(inst, "\(createdBy): \(error)")
+            throw fail(inst, "\(createdBy): \(error)", cause: error)
         }
         if code != 0 {
             if captured >= 0 {
@@ -705,7 +710,7 @@ final class BuildRun {
             d = try b.store.ops.create(from: upper, to: blob, tree: .overlay, compression: .gzip, clampMtime: epoch)
         } catch {
             unlink(blob)
-            throw BuildError("cannot make the layer of \(createdBy): \(error)")
+            throw CtrError.build("cannot make the layer of \(createdBy): \(error)", cause: error)
         }
         let layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
         try b.store.writing {
@@ -772,7 +777,7 @@ final class BuildRun {
             return (try unpackedLayers(st), st.cacheKey)
         }
         let rec: ImageRecord
-        do { rec = try b.resolveImage(ref, nil) } catch { throw fail(inst, "\(what): \(error)") }
+        do { rec = try b.resolveImage(ref, nil) } catch { throw fail(inst, "\(what): \(error)", cause: error) }
         let m = try b.store.manifest(rec.descriptor)
         return (try b.store.unpackedLayers(m, try b.store.config(m)), rec.descriptor.digest.string)
     }
@@ -843,7 +848,7 @@ final class BuildRun {
                 if uid != 0 || gid != 0 || mode != 0o755 {
                     do { try b.store.ops.setOwner(dir, uid: uid, gid: gid, mode: mode) } catch {
                         _ = try? b.store.ops.removeTree(dir)
-                        throw fail(inst, "RUN --mount=\(spec): \(error)")
+                        throw fail(inst, "RUN --mount=\(spec): \(error)", cause: error)
                     }
                 }
             }
@@ -894,7 +899,7 @@ final class BuildRun {
                 do {
                     source = try contextMountSource(r, e, entries: entries, hidden: hidden || ignore.isExcluded(r), rw: rw)
                 } catch {
-                    throw fail(inst, "RUN --mount=\(spec): \(error)")
+                    throw fail(inst, "RUN --mount=\(spec): \(error)", cause: error)
                 }
             }
             // rw (as in BuildKit): the step may write, and what it writes is dropped; the

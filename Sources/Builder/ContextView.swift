@@ -1,6 +1,6 @@
 import CSysShims
+import Errors
 import Foundation
-import struct HostOS.SysError
 import Layers
 
 /// What RUN --mount=type=bind shows of the build context: what COPY sees, nothing more. A
@@ -41,7 +41,7 @@ extension BuildRun {
         if !hidden && !unmapped { return dir.hostPath }
         let view = try contextView()
         let path = r.isEmpty ? view : "\(view)/\(r)"
-        guard access(path, F_OK) == 0 else { throw BuildError("\(r) is not in the build context (.dockerignore excludes everything in it)") }
+        guard access(path, F_OK) == 0 else { throw CtrError.build("\(r) is not in the build context (.dockerignore excludes everything in it)") }
         return path
     }
 
@@ -52,7 +52,7 @@ extension BuildRun {
         try walk(LayeredTree(plain: context), "", into: "", fromContext: true, chown: nil, chmod: nil, &entries)
         let view = "\(tmpRoot)/context"
         guard mkdir(view, 0o700) == 0 else {
-            throw BuildError("cannot create \(view): \(String(cString: strerror(errno)))")
+            throw CtrError.build("cannot create \(view): \(String(cString: strerror(errno)))")
         }
         let src = open(context, O_PATH | O_DIRECTORY | O_CLOEXEC)
         let dst = open(view, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -60,10 +60,10 @@ extension BuildRun {
             if src >= 0 { close(src) }
             if dst >= 0 { close(dst) }
         }
-        guard src >= 0, dst >= 0 else { throw BuildError("cannot open \(src < 0 ? context : view): \(String(cString: strerror(errno)))") }
+        guard src >= 0, dst >= 0 else { throw CtrError.build("cannot open \(src < 0 ? context : view): \(String(cString: strerror(errno)))") }
         func add(_ rel: String, copy: Bool) throws {
             var err = csys_error()
-            if csys_view_add(src, dst, rel, copy ? 1 : 0, &err) != 0 { throw BuildError("the build context: \(SysError(err).message)") }
+            if csys_view_add(src, dst, rel, copy ? 1 : 0, &err) != 0 { throw CtrError.build("the build context: \(CtrError(err).message)") }
         }
         var dirs: [String] = []
         var made = Set<String>()
@@ -96,7 +96,7 @@ extension BuildRun {
         // modes and times once the contents are in, deepest first (a 0555 dir takes nothing)
         for d in dirs.reversed() + [""] {
             var err = csys_error()
-            if csys_view_finish_dir(src, dst, d, &err) != 0 { throw BuildError("the build context: \(SysError(err).message)") }
+            if csys_view_finish_dir(src, dst, d, &err) != 0 { throw CtrError.build("the build context: \(CtrError(err).message)") }
         }
         contextViewDir = view
         return view

@@ -1,8 +1,8 @@
 import CSysShims
 import Dockerfile
+import Errors
 import Foundation
 import struct HostOS.IDRange
-import struct HostOS.SysError
 import enum HostOS.IDMapping
 import Layers
 import Sandbox
@@ -101,7 +101,7 @@ extension BuildRun {
                     // Docker: a numeric user with no group gets the same number as its group
                     if !spec.contains(":"), let n = Int64(spec) { chown = (n, n) }
                 } catch {
-                    throw fail(inst, "\(name) --chown=\(spec): \(error)")
+                    throw fail(inst, "\(name) --chown=\(spec): \(error)", cause: error)
                 }
             case "chmod":
                 let v = try expand(f.value ?? "", env, inst)
@@ -177,7 +177,7 @@ extension BuildRun {
                     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                     extracted.append(dir)
                     do { _ = try b.store.ops.apply(blob: archive, to: dir, tree: .plain) } catch {
-                        throw fail(inst, "ADD \(m): cannot unpack it: \(error)")
+                        throw fail(inst, "ADD \(m): cannot unpack it: \(error)", cause: error)
                     }
                     let tree = LayeredTree(plain: dir, opener: opener)
                     try walk(tree, "", into: destRel, fromContext: false, chown: chown, chmod: chmod, &entries)
@@ -244,9 +244,9 @@ extension BuildRun {
 
     func fileDigest(_ path: String) throws -> String {
         let fd = openFile(path)
-        guard fd >= 0 else { throw BuildError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CtrError.build("cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        guard let h = Digest.sha256(fd: fd) else { throw BuildError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        guard let h = Digest.sha256(fd: fd) else { throw CtrError.build("cannot read \(path): \(String(cString: strerror(errno)))") }
         return h.digest.encoded
     }
 
@@ -289,7 +289,7 @@ extension BuildRun {
         if e.isDir {
             return FileEntry(path: path, kind: .dir, mode: chmod ?? UInt32(e.st.st_mode & 0o7777), uid: chown?.0 ?? ids.0, gid: chown?.1 ?? ids.1, mtime: clamped, size: 0)
         }
-        guard e.isRegular else { throw BuildError("\(path): only files, directories and symlinks can be copied") }
+        guard e.isRegular else { throw CtrError.build("\(path): only files, directories and symlinks can be copied") }
         return FileEntry(path: path, kind: .file(hostPath: e.hostPath), mode: chmod ?? UInt32(e.st.st_mode & 0o7777),
                          uid: chown?.0 ?? ids.0, gid: chown?.1 ?? ids.1, mtime: clamped, size: UInt64(e.st.st_size),
                          inode: e.st.st_nlink > 1 ? FileEntry.Inode(dev: UInt64(e.st.st_dev), ino: UInt64(e.st.st_ino)) : nil)
@@ -369,9 +369,9 @@ extension BuildRun {
         let blob = b.store.ingestPath()
         defer { unlink(tarPath); unlink(blob) }
         let fd = open(tarPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw BuildError("cannot create \(tarPath)") }
+        guard fd >= 0 else { throw CtrError.build("cannot create \(tarPath)") }
         var err = csys_error()
-        guard let w = csys_tar_writer_open(fd, &err) else { close(fd); throw BuildError(SysError(err).message) }
+        guard let w = csys_tar_writer_open(fd, &err) else { close(fd); throw CtrError.build(CtrError(err).message) }
         var ok = true
         var message = ""
         for e in all {
@@ -409,7 +409,7 @@ extension BuildRun {
                 }
             }
             if src >= 0 { close(src) }
-            if rc != 0 { ok = false; message = SysError(csys_tar_writer_error(w).pointee).message; break }
+            if rc != 0 { ok = false; message = CtrError(csys_tar_writer_error(w).pointee).message; break }
         }
         let closed = csys_tar_writer_close(w, ok ? 1 : 0)
         close(fd)
@@ -434,7 +434,7 @@ extension BuildRun {
             let client = try HTTPClient()
             resp = try client.perform(HTTPRequest(url: url), tls: TLSSettings(), sink: BodySink(maxMemory: 1 << 30))
         } catch {
-            throw fail(inst, "ADD \(url): \(error)")
+            throw fail(inst, "ADD \(url): \(error)", cause: error)
         }
         guard (200..<300).contains(resp.status) else { throw fail(inst, "ADD \(url): HTTP \(resp.status)") }
         if let checksum, Digest.sha256(resp.body) != checksum {

@@ -1,7 +1,6 @@
 import CSysShims
 import Foundation
 import struct HostOS.IDRange
-import struct HostOS.SysError
 import enum HostOS.IDMapping
 
 /// A read-only view of a root made of unpacked layer dirs (topmost first, overlay form:

@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -22,7 +23,7 @@ final class PrivilegedOpener: @unchecked Sendable {
     private func start() throws {
         var sv: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
-            throw SysError.errno("socketpair", "cannot start the file helper")
+            throw CtrError.errno("socketpair", "cannot start the file helper")
         }
         let b = SharedBox(csys_fd_server(sock: sv[1], error: csys_error()))
         let errPtr = UnsafeMutableRawPointer(b.pointer)

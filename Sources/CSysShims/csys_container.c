@@ -46,15 +46,19 @@ static void report(int fd, csys_error *e) {
     }
 }
 
-#define FAIL(stage, ...)                                          \
+#define FAIL_KIND(kind_, stage, ...)                              \
     do {                                                          \
         int e_ = errno;                                           \
         csys_error err_;                                          \
         memset(&err_, 0, sizeof err_);                            \
         csys_set_error(&err_, e_, stage, __VA_ARGS__);            \
+        err_.kind = kind_;                                        \
         report(p->sync_fd, &err_);                                \
         _exit(125);                                               \
     } while (0)
+#define FAIL(stage, ...) FAIL_KIND(CSYS_ERR_SYSTEM, stage, __VA_ARGS__)
+/* the command could not be executed: 126 or 127 for the caller, as docker */
+#define FAIL_EXEC(...) FAIL_KIND(CSYS_ERR_EXEC, "exec", __VA_ARGS__)
 
 /* ---------------------------------------------------------------- paths in the root */
 
@@ -543,12 +547,12 @@ static void exec_command(const csys_container_plan *p) {
     int r = csys_resolve_command(cmd, p->path_env, path, sizeof path);
     if (r < 0) {
         errno = -r;
-        if (strchr(cmd, '/')) FAIL("exec", "exec: \"%s\": %s", cmd, strerror(errno));
-        if (r == -EACCES) FAIL("exec", "exec: \"%s\": permission denied", cmd);
-        FAIL("exec", "exec: \"%s\": executable file not found in $PATH", cmd);
+        if (strchr(cmd, '/')) FAIL_EXEC("exec: \"%s\": %s", cmd, strerror(errno));
+        if (r == -EACCES) FAIL_EXEC("exec: \"%s\": permission denied", cmd);
+        FAIL_EXEC("exec: \"%s\": executable file not found in $PATH", cmd);
     }
     csys_exec_via_stub(p->stub_fd, p->sync_fd, p->init, path, p->argv, p->envp);
-    FAIL("exec", "cannot start ctr's exec stub: %s", strerror(errno));
+    FAIL_EXEC("cannot start ctr's exec stub: %s", strerror(errno));
 }
 
 /* ---------------------------------------------------------------- the child */

@@ -50,6 +50,7 @@ typedef struct csys_outstream {
     size_t cap;
     uint64_t in_total, out_total;
     csys_error *err;
+    const char *name; /* fd's name, for a write error (NULL: none) */
 } csys_outstream;
 
 int csys_outstream_open(csys_outstream *s, int fd, int compression, int level, csys_error *err);
@@ -58,6 +59,8 @@ int csys_outstream_close(csys_outstream *s, unsigned char digest[32], unsigned c
 void csys_outstream_free(csys_outstream *s);
 
 int csys_write_all(int fd, const void *buf, size_t len);
+/* A failed write of an output: "cannot write NAME: …" when its name is known. */
+void csys_write_error(csys_error *err, const char *name);
 
 /* ---- paths ---- */
 /* Clean an archive entry name into a relative path with no ".", "..", or empty components

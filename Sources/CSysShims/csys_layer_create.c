@@ -463,6 +463,7 @@ static int create_with(csys_create *c, const csys_change *changes, size_t nchang
     cr.e = archive_entry_new();
     if (!cr.buf || !cr.e) { csys_set_error(&c->error, ENOMEM, "memory", "out of memory"); goto out; }
     if (csys_outstream_open(&cr.out, c->out_fd, c->compression, c->level, &c->error) < 0) goto out;
+    cr.out.name = c->out_name;
     cr.ar = archive_write_new();
     archive_write_set_format_pax_restricted(cr.ar);
     archive_write_set_bytes_per_block(cr.ar, 10240);

@@ -33,15 +33,19 @@ extern char **environ;
 
 /* ---------------------------------------------------------------- exec */
 
-#define XFAIL(stage, ...)                                         \
+#define XFAIL_KIND(kind_, stage, ...)                             \
     do {                                                          \
         int e_ = errno;                                           \
         csys_error err_;                                          \
         memset(&err_, 0, sizeof err_);                            \
         csys_set_error(&err_, e_, stage, __VA_ARGS__);            \
+        err_.kind = kind_;                                        \
         if (p->sync_fd >= 0) (void)!write(p->sync_fd, &err_, sizeof err_); \
         _exit(125);                                               \
     } while (0)
+#define XFAIL(stage, ...) XFAIL_KIND(CSYS_ERR_SYSTEM, stage, __VA_ARGS__)
+/* the command could not be executed: 126 or 127 for the caller, as docker */
+#define XFAIL_EXEC(...) XFAIL_KIND(CSYS_ERR_EXEC, "exec", __VA_ARGS__)
 
 static void exec_inner(const csys_exec_plan *p) {
     int tmp[3];
@@ -86,11 +90,11 @@ static void exec_inner(const csys_exec_plan *p) {
     int r = csys_resolve_command(cmd, p->path_env, path, sizeof path);
     if (r < 0) {
         errno = -r;
-        if (strchr(cmd, '/')) XFAIL("exec", "exec: \"%s\": %s", cmd, errno == ENOENT ? "no such file or directory" : strerror(errno));
-        XFAIL("exec", "exec: \"%s\": %s", cmd, r == -EACCES ? "permission denied" : "executable file not found in $PATH");
+        if (strchr(cmd, '/')) XFAIL_EXEC("exec: \"%s\": %s", cmd, errno == ENOENT ? "no such file or directory" : strerror(errno));
+        XFAIL_EXEC("exec: \"%s\": %s", cmd, r == -EACCES ? "permission denied" : "executable file not found in $PATH");
     }
     csys_exec_via_stub(p->stub_fd, p->sync_fd, 0, path, p->argv, p->envp);
-    XFAIL("exec", "cannot start ctr's exec stub: %s", strerror(errno));
+    XFAIL_EXEC("cannot start ctr's exec stub: %s", strerror(errno));
 }
 
 pid_t csys_container_exec(const csys_exec_plan *p, csys_error *err) {
@@ -128,6 +132,29 @@ pid_t csys_container_exec(const csys_exec_plan *p, csys_error *err) {
         if (p->stdio[i] > 2) close(p->stdio[i]);
     int code = csys_wait_exit(inner);
     _exit(code < 0 ? 1 : code);
+}
+
+static ssize_t read_report(int fd, csys_error *e) {
+    ssize_t n;
+    do n = read(fd, e, sizeof *e);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+pid_t csys_exec_started(int sync, pid_t helper, csys_error *err) {
+    csys_error e;
+    if (read_report(sync, &e) != (ssize_t)sizeof e) return helper;
+    if (strcmp(e.stage, "pid") != 0) {
+        *err = e;
+        return -1;
+    }
+    pid_t inner = (pid_t)e.err;
+    /* then EOF (exec) or an error from the process */
+    if (read_report(sync, &e) == (ssize_t)sizeof e) {
+        *err = e;
+        return -1;
+    }
+    return inner;
 }
 
 /* ---------------------------------------------------------------- terminals */

@@ -318,7 +318,7 @@ static int emit(csys_outstream *s, const void *data, size_t len) {
     csys_sha256_update(s->h_out, data, len);
     s->out_total += len;
     if (s->fd >= 0 && csys_write_all(s->fd, data, len) < 0) {
-        csys_set_error(s->err, errno, "write", "write failed: %s", strerror(errno));
+        csys_write_error(s->err, s->name);
         return -1;
     }
     return 0;
@@ -428,7 +428,7 @@ int csys_decompress_copy(csys_decompress *d) {
         if (n < 0) goto out;
         if (n == 0) break;
         if (d->out_fd >= 0 && csys_write_all(d->out_fd, b, (size_t)n) < 0) {
-            csys_set_error(&d->error, errno, "write", "write failed: %s", strerror(errno));
+            csys_write_error(&d->error, d->out_name);
             goto out;
         }
     }
@@ -450,6 +450,7 @@ int csys_compress_copy(csys_compress *c) {
         return -1;
     }
     if (csys_outstream_open(&o, c->out_fd, c->compression, c->level, &c->error) < 0) goto out;
+    o.name = c->out_name;
     for (;;) {
         ssize_t n = read_some(c->in_fd, buf, IN_CAP);
         if (n < 0) {

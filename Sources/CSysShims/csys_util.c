@@ -81,6 +81,14 @@ int csys_write_all(int fd, const void *buf, size_t len) {
     return 0;
 }
 
+void csys_write_error(csys_error *err, const char *name) {
+    int e = errno;
+    if (name && e != 0)
+        csys_set_error(err, e, "write", "cannot write %s: %s", name, strerror(e));
+    else
+        csys_set_error(err, e, "write", "write failed: %s", strerror(e));
+}
+
 int csys_clean_path(const char *in, char *out, size_t outsz) {
     /* stack of component start offsets in out */
     size_t olen = 0;

@@ -11,19 +11,13 @@
 // - Exec/shell commands (RUN, CMD, ENTRYPOINT, HEALTHCHECK CMD) are never expanded by the
 //   builder; the shell form string is the argument text as written (after flags).
 
-/// A parse error: `file:line: message`.
-public struct DockerfileError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let file: String
-    public let line: Int
-    public let message: String
+import Errors
 
-    public init(file: String, line: Int, message: String) {
-        self.file = file
-        self.line = line
-        self.message = message
+extension CtrError {
+    /// A Dockerfile that does not parse (`.invalidInput`): reads `file:line: message`.
+    public static func dockerfile(file: String, line: Int, _ message: String) -> CtrError {
+        .at(file: file, line: line, message)
     }
-
-    public var description: String { "\(file):\(line): \(message)" }
 }
 
 /// A builder flag (`--name=value`, or `--name` with `value == nil`).

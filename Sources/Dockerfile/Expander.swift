@@ -1,10 +1,13 @@
 // Word expansion as BuildKit's frontend/dockerfile/shell lexer does it: quote removal,
 // escapes, `$VAR` / `${VAR...}` substitution, and (for expandWords) splitting.
 
-public struct ExpansionError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+import Errors
+
+extension CtrError {
+    /// A word that does not expand (a bad `${…}`, an unterminated quote): `.invalidInput`.
+    static func expansion(_ message: String) -> CtrError {
+        .invalid(message)
+    }
 }
 
 public enum Expander {
@@ -13,8 +16,8 @@ public enum Expander {
 
     /// Expands one word (no splitting): quote removal, escapes, variable substitution.
     /// Unset variables expand to "".
-    public static func expandWord(_ s: String, env: (String) -> String?, escape: Character = "\\") throws(ExpansionError) -> String {
-        try withoutActuallyEscaping(env) { (env) throws(ExpansionError) -> String in
+    public static func expandWord(_ s: String, env: (String) -> String?, escape: Character = "\\") throws(CtrError) -> String {
+        try withoutActuallyEscaping(env) { (env) throws(CtrError) -> String in
             var lexer = ShellLexer(s, escape: escape, env: env)
             return try lexer.processWord().0
         }
@@ -22,29 +25,29 @@ public enum Expander {
 
     /// Splits on unquoted whitespace (also whitespace produced by unquoted `$VAR`), then
     /// expands each word.
-    public static func expandWords(_ s: String, env: (String) -> String?, escape: Character = "\\") throws(ExpansionError) -> [String] {
+    public static func expandWords(_ s: String, env: (String) -> String?, escape: Character = "\\") throws(CtrError) -> [String] {
         try expandWords(s, env: env, escape: escape, skipUnset: false)
     }
 
-    public static func expandWord(_ s: String, env: [String: String], escape: Character = "\\") throws(ExpansionError) -> String {
+    public static func expandWord(_ s: String, env: [String: String], escape: Character = "\\") throws(CtrError) -> String {
         try expandWord(s, env: { env[$0] }, escape: escape)
     }
 
-    public static func expandWords(_ s: String, env: [String: String], escape: Character = "\\") throws(ExpansionError) -> [String] {
+    public static func expandWords(_ s: String, env: [String: String], escape: Character = "\\") throws(CtrError) -> [String] {
         try expandWords(s, env: { env[$0] }, escape: escape)
     }
 
     /// Quote removal and escapes only, no substitution: `$X` and `${X:-y}` stay as written
     /// (as `--change` values are taken).
-    public static func unquote(_ s: String, escape: Character = "\\") throws(ExpansionError) -> String {
+    public static func unquote(_ s: String, escape: Character = "\\") throws(CtrError) -> String {
         var lexer = ShellLexer(s, escape: escape, env: { _ in nil })
         lexer.skipUnset = true
         return try lexer.processWord().0
     }
 
     /// With `skipUnset`, unset variables are left as written (`$X`, `${X:-y}`).
-    static func expandWords(_ s: String, env: (String) -> String?, escape: Character, skipUnset: Bool) throws(ExpansionError) -> [String] {
-        try withoutActuallyEscaping(env) { (env) throws(ExpansionError) -> [String] in
+    static func expandWords(_ s: String, env: (String) -> String?, escape: Character, skipUnset: Bool) throws(CtrError) -> [String] {
+        try withoutActuallyEscaping(env) { (env) throws(CtrError) -> [String] in
             var lexer = ShellLexer(s, escape: escape, env: env)
             lexer.skipUnset = skipUnset
             return try lexer.processWord().1
@@ -114,14 +117,14 @@ struct ShellLexer {
         return s[pos - 1]
     }
 
-    mutating func processWord() throws(ExpansionError) -> (String, [String]) {
+    mutating func processWord() throws(CtrError) -> (String, [String]) {
         let (r, w, _) = try process(stopOn: nil, rawEscapes: false)
         return (r, w)
     }
 
     /// Processes until `stopOn` (consumed) or the end. Returns the text, the words and
     /// whether the stop character was found.
-    mutating func process(stopOn stop: Unicode.Scalar?, rawEscapes: Bool) throws(ExpansionError) -> (String, [String], Bool) {
+    mutating func process(stopOn stop: Unicode.Scalar?, rawEscapes: Bool) throws(CtrError) -> (String, [String], Bool) {
         var result = String.UnicodeScalarView()
         var words = Words()
         while let ch = peek() {
@@ -161,24 +164,24 @@ struct ShellLexer {
         return (String(result), words.result(), false)
     }
 
-    mutating func singleQuote() throws(ExpansionError) -> String {
+    mutating func singleQuote() throws(CtrError) -> String {
         _ = next()
         var out = String.UnicodeScalarView()
         while true {
             guard let ch = next() else {
-                throw ExpansionError("unexpected end of statement while looking for matching single-quote")
+                throw CtrError.expansion("unexpected end of statement while looking for matching single-quote")
             }
             if ch == "'" { return String(out) }
             out.append(ch)
         }
     }
 
-    mutating func doubleQuote() throws(ExpansionError) -> String {
+    mutating func doubleQuote() throws(CtrError) -> String {
         _ = next()
         var out = ""
         while true {
             guard let ch = peek() else {
-                throw ExpansionError("unexpected end of statement while looking for matching double-quote")
+                throw CtrError.expansion("unexpected end of statement while looking for matching double-quote")
             }
             if ch == "\"" {
                 _ = next()
@@ -222,7 +225,7 @@ struct ShellLexer {
         return String(out)
     }
 
-    mutating func dollar() throws(ExpansionError) -> String {
+    mutating func dollar() throws(CtrError) -> String {
         _ = next()  // $
         if peek() != "{" {
             let n = name()
@@ -232,12 +235,12 @@ struct ShellLexer {
         }
         _ = next()  // {
         switch peek() {
-        case nil: throw ExpansionError("syntax error: missing '}'")
-        case "{", "}", ":": throw ExpansionError("syntax error: bad substitution")
+        case nil: throw CtrError.expansion("syntax error: missing '}'")
+        case "{", "}", ":": throw CtrError.expansion("syntax error: bad substitution")
         default: break
         }
         let n = name()
-        guard let ch = next() else { throw ExpansionError("syntax error: missing '}'") }
+        guard let ch = next() else { throw CtrError.expansion("syntax error: missing '}'") }
         switch ch {
         case "}":
             if let v = env(n) { return v }
@@ -252,10 +255,10 @@ struct ShellLexer {
             }
             let rawEscapes = op == "#" || op == "%"
             if nullIsUnset && rawEscapes {
-                throw ExpansionError("unsupported modifier (\(modifier)) in substitution")
+                throw CtrError.expansion("unsupported modifier (\(modifier)) in substitution")
             }
             let (word, _, found) = try process(stopOn: "}", rawEscapes: rawEscapes)
-            guard found else { throw ExpansionError("syntax error: missing '}'") }
+            guard found else { throw CtrError.expansion("syntax error: missing '}'") }
             let value = env(n)
             if skipUnset && value == nil { return "${\(n)\(modifier)\(word)}" }
             let unset = value == nil || (nullIsUnset && value == "")
@@ -266,10 +269,10 @@ struct ShellLexer {
                 return unset ? "" : word
             case "?":
                 guard let value else {
-                    throw ExpansionError("\(n): \(word.isEmpty ? "is not allowed to be unset" : word)")
+                    throw CtrError.expansion("\(n): \(word.isEmpty ? "is not allowed to be unset" : word)")
                 }
                 if nullIsUnset && value.isEmpty {
-                    throw ExpansionError("\(n): \(word.isEmpty ? "is not allowed to be empty" : word)")
+                    throw CtrError.expansion("\(n): \(word.isEmpty ? "is not allowed to be empty" : word)")
                 }
                 return value
             case "#", "%":
@@ -281,22 +284,22 @@ struct ShellLexer {
                 }
                 return trim(value ?? "", pattern: pattern, suffix: op == "%", greedy: greedy)
             default:
-                throw ExpansionError("unsupported modifier (\(modifier)) in substitution")
+                throw CtrError.expansion("unsupported modifier (\(modifier)) in substitution")
             }
         case "/":
             let replaceAll = peek() == "/"
             if replaceAll { _ = next() }
             let (pattern, _, foundSlash) = try process(stopOn: "/", rawEscapes: true)
-            guard foundSlash else { throw ExpansionError("syntax error: missing '/' in ${}") }
+            guard foundSlash else { throw CtrError.expansion("syntax error: missing '/' in ${}") }
             let (replacement, _, foundBrace) = try process(stopOn: "}", rawEscapes: true)
-            guard foundBrace else { throw ExpansionError("syntax error: missing '}'") }
+            guard foundBrace else { throw CtrError.expansion("syntax error: missing '}'") }
             let value = env(n)
             if skipUnset && value == nil { return "${\(n)/\(pattern)/\(replacement)}" }
             let unescaped = Self.removeEscapes(replacement, escape: escape)
             return replace(value ?? "", pattern: pattern, with: unescaped, all: replaceAll)
         default:
-            if n.isEmpty { throw ExpansionError("syntax error: bad substitution") }
-            throw ExpansionError("unsupported modifier (\(String(ch))) in substitution")
+            if n.isEmpty { throw CtrError.expansion("syntax error: bad substitution") }
+            throw CtrError.expansion("unsupported modifier (\(String(ch))) in substitution")
         }
     }
 
@@ -454,7 +457,7 @@ extension KeyValue {
     /// Key and value expanded (ENV/LABEL). As Docker, every pair of one instruction is
     /// expanded with the environment from before the instruction (`ENV A=1 B=$A` gives B the
     /// old A).
-    public func expanded(env: (String) -> String?, escape: Character) throws(ExpansionError) -> KeyValue {
+    public func expanded(env: (String) -> String?, escape: Character) throws(CtrError) -> KeyValue {
         KeyValue(try Expander.expandWord(key, env: env, escape: escape),
                  try Expander.expandWord(value, env: env, escape: escape))
     }
@@ -462,7 +465,7 @@ extension KeyValue {
 
 extension ArgDecl {
     /// The default expanded (nil stays nil).
-    public func expanded(env: (String) -> String?, escape: Character) throws(ExpansionError) -> ArgDecl {
+    public func expanded(env: (String) -> String?, escape: Character) throws(CtrError) -> ArgDecl {
         guard let defaultValue else { return self }
         return ArgDecl(name, try Expander.expandWord(defaultValue, env: env, escape: escape))
     }

@@ -1,16 +1,18 @@
+import Errors
 import Foundation
 
 // The Dockerfile parser, following BuildKit's frontend/dockerfile/parser and instructions.
 
-/// An error without a location yet (the parser adds file and line).
-struct SyntaxError: Error {
-    let message: String
-    init(_ message: String) { self.message = message }
+extension CtrError {
+    /// A syntax error without a location yet (the parser adds file and line: `CtrError.at`).
+    static func syntax(_ message: String) -> CtrError {
+        .invalid(message)
+    }
 }
 
 extension Dockerfile {
     /// Parses a whole Dockerfile.
-    public static func parse(_ text: String, file: String = "Dockerfile") throws(DockerfileError) -> Dockerfile {
+    public static func parse(_ text: String, file: String = "Dockerfile") throws(CtrError) -> Dockerfile {
         var parser = DockerfileParser(text: text, file: file)
         return try parser.run()
     }
@@ -18,15 +20,15 @@ extension Dockerfile {
     /// Parses one instruction line (no continuations, no heredoc bodies): e.g. an ONBUILD
     /// trigger of a base image, or a `--change` argument.
     public static func parseInstruction(_ text: String, escape: Character = "\\", file: String = "Dockerfile",
-                                        line: Int = 1) throws(DockerfileError) -> Instruction {
+                                        line: Int = 1) throws(CtrError) -> Instruction {
         do {
             let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
             let head = try splitInstruction(trimmed, escape: escape)
             return try buildInstruction(head, heredocs: [], original: trimmed, line: line, escape: escape)
-        } catch let e as SyntaxError {
-            throw DockerfileError(file: file, line: line, message: e.message)
+        } catch let e as CtrError where e.file == nil {
+            throw CtrError.dockerfile(file: file, line: line, e.message)
         } catch {
-            throw DockerfileError(file: file, line: line, message: "\(error)")
+            throw CtrError.dockerfile(file: file, line: line, "\(error)")
         }
     }
 
@@ -47,11 +49,11 @@ struct DockerfileParser {
         self.file = file
     }
 
-    func fail(_ line: Int, _ message: String) -> DockerfileError {
-        DockerfileError(file: file, line: line, message: message)
+    func fail(_ line: Int, _ message: String) -> CtrError {
+        CtrError.dockerfile(file: file, line: line, message)
     }
 
-    mutating func run() throws(DockerfileError) -> Dockerfile {
+    mutating func run() throws(CtrError) -> Dockerfile {
         var result = Dockerfile()
         var directivesDone = false
         var instructions: [Instruction] = []
@@ -107,7 +109,7 @@ struct DockerfileParser {
                             }
                             content += body + "\n"
                         }
-                        if !terminated { throw SyntaxError("unterminated heredoc \(heredocs[i].name)") }
+                        if !terminated { throw CtrError.syntax("unterminated heredoc \(heredocs[i].name)") }
                         if heredocs[i].chomp {
                             content = content.split(separator: "\n", omittingEmptySubsequences: false)
                                 .map { String($0.drop(while: { $0 == "\t" })) }
@@ -119,9 +121,9 @@ struct DockerfileParser {
                 let inst = try buildInstruction(head, heredocs: heredocs, original: original, line: lineNo,
                                                 escape: result.escape)
                 instructions.append(inst)
-            } catch let e as SyntaxError {
+            } catch let e as CtrError where e.file == nil {
                 throw fail(lineNo, e.message)
-            } catch let e as DockerfileError {
+            } catch let e as CtrError {
                 throw e
             } catch {
                 throw fail(lineNo, "\(error)")
@@ -301,8 +303,6 @@ func splitWhitespace(_ s: String) -> [String] {
     s.split(whereSeparator: isBlank).map(String.init)
 }
 
-struct NotStringArray: Error {}
-
 /// A JSON array of strings, nil when `rest` is not a JSON array; throws when it is an
 /// array with other elements.
 func parseJSONStrings(_ rest: String) throws -> [String]? {
@@ -313,7 +313,7 @@ func parseJSONStrings(_ rest: String) throws -> [String]? {
     var out: [String] = []
     for el in array {
         guard let s = el as? String else {
-            throw SyntaxError("when using JSON array syntax, arrays must be comprised of strings only")
+            throw CtrError.syntax("when using JSON array syntax, arrays must be comprised of strings only")
         }
         out.append(s)
     }
@@ -366,19 +366,19 @@ func validateFlags(_ keyword: String, _ flags: [Flag]) throws -> [Flag] {
     var seen: Set<String> = []
     var out: [Flag] = []
     for f in flags {
-        guard let kind = allowed[f.name] else { throw SyntaxError("unknown flag: --\(f.name)") }
+        guard let kind = allowed[f.name] else { throw CtrError.syntax("unknown flag: --\(f.name)") }
         switch kind {
         case .string, .strings:
-            guard f.value != nil else { throw SyntaxError("missing a value on flag: --\(f.name)") }
-            if kind == .string, seen.contains(f.name) { throw SyntaxError("duplicate flag specified: --\(f.name)") }
+            guard f.value != nil else { throw CtrError.syntax("missing a value on flag: --\(f.name)") }
+            if kind == .string, seen.contains(f.name) { throw CtrError.syntax("duplicate flag specified: --\(f.name)") }
             out.append(f)
         case .bool:
-            if seen.contains(f.name) { throw SyntaxError("duplicate flag specified: --\(f.name)") }
+            if seen.contains(f.name) { throw CtrError.syntax("duplicate flag specified: --\(f.name)") }
             switch f.value?.lowercased() {
             case nil: out.append(f)
             case "true", "false": out.append(Flag(name: f.name, value: f.value!.lowercased()))
-            case "": throw SyntaxError("missing a value on flag: --\(f.name)")
-            default: throw SyntaxError("expecting boolean value for flag --\(f.name), not: \(f.value!)")
+            case "": throw CtrError.syntax("missing a value on flag: --\(f.name)")
+            default: throw CtrError.syntax("expecting boolean value for flag --\(f.name), not: \(f.value!)")
             }
         }
         seen.insert(f.name)
@@ -393,20 +393,20 @@ func stageNamePattern(_ name: String) -> Bool {
 
 func parseKeyValues(_ keyword: String, _ rest: String, escape: Character) throws -> [KeyValue] {
     let words = splitRawWords(rest, escape: escape)
-    guard let first = words.first else { throw SyntaxError("\(keyword) requires at least one argument") }
+    guard let first = words.first else { throw CtrError.syntax("\(keyword) requires at least one argument") }
     if !first.contains("=") {
         // Legacy form: KEY name value with spaces
         let key = rest.prefix(while: { !isBlank($0) })
         let value = rest.dropFirst(key.count).drop(while: isBlank)
-        guard !value.isEmpty else { throw SyntaxError("\(keyword) must have two arguments") }
+        guard !value.isEmpty else { throw CtrError.syntax("\(keyword) must have two arguments") }
         return [KeyValue(String(key), String(value))]
     }
     return try words.map { word in
         guard let eq = word.firstIndex(of: "=") else {
-            throw SyntaxError("Syntax error - can't find = in \"\(word)\". Must be of the form: name=value")
+            throw CtrError.syntax("Syntax error - can't find = in \"\(word)\". Must be of the form: name=value")
         }
         let key = String(word[..<eq])
-        guard !key.isEmpty else { throw SyntaxError("\(keyword) names can not be blank") }
+        guard !key.isEmpty else { throw CtrError.syntax("\(keyword) names can not be blank") }
         return KeyValue(key, String(word[word.index(after: eq)...]))
     }
 }
@@ -419,18 +419,18 @@ func buildInstruction(_ head: InstructionHead, heredocs: [Heredoc], original: St
     let known: Set<String> = ["FROM", "RUN", "CMD", "ENTRYPOINT", "SHELL", "ENV", "LABEL", "ARG", "COPY", "ADD",
                               "EXPOSE", "VOLUME", "USER", "WORKDIR", "STOPSIGNAL", "HEALTHCHECK", "ONBUILD",
                               "MAINTAINER"]
-    guard known.contains(kw) else { throw SyntaxError("unknown instruction: \(kw)") }
+    guard known.contains(kw) else { throw CtrError.syntax("unknown instruction: \(kw)") }
     let flags = try validateFlags(kw, head.flags)
     var json = false
     let kind: Kind
 
     func command() throws -> Command {
-        guard let c = try parseCommand(rest) else { throw SyntaxError("\(kw) requires at least one argument") }
+        guard let c = try parseCommand(rest) else { throw CtrError.syntax("\(kw) requires at least one argument") }
         if case .exec = c { json = true }
         return c
     }
     func exactlyOne() throws -> String {
-        guard !rest.isEmpty else { throw SyntaxError("\(kw) requires exactly one argument") }
+        guard !rest.isEmpty else { throw CtrError.syntax("\(kw) requires exactly one argument") }
         return rest
     }
 
@@ -438,14 +438,14 @@ func buildInstruction(_ head: InstructionHead, heredocs: [Heredoc], original: St
     case "FROM":
         let words = splitWhitespace(rest)
         guard words.count == 1 || words.count == 3 else {
-            throw SyntaxError("FROM requires either one or three arguments")
+            throw CtrError.syntax("FROM requires either one or three arguments")
         }
         var alias: String? = nil
         if words.count == 3 {
-            guard words[1].uppercased() == "AS" else { throw SyntaxError("Expected 'AS' after the image name, got '\(words[1])'") }
+            guard words[1].uppercased() == "AS" else { throw CtrError.syntax("Expected 'AS' after the image name, got '\(words[1])'") }
             let name = words[2].lowercased()
             guard stageNamePattern(name) else {
-                throw SyntaxError("invalid name for build stage: \"\(words[2])\", name can't start with a number or contain symbols")
+                throw CtrError.syntax("invalid name for build stage: \"\(words[2])\", name can't start with a number or contain symbols")
             }
             alias = name
         }
@@ -457,11 +457,11 @@ func buildInstruction(_ head: InstructionHead, heredocs: [Heredoc], original: St
     case "ENTRYPOINT":
         kind = .entrypoint(try command())
     case "SHELL":
-        guard !rest.isEmpty else { throw SyntaxError("SHELL requires at least one argument") }
+        guard !rest.isEmpty else { throw CtrError.syntax("SHELL requires at least one argument") }
         guard let array = try parseJSONStrings(rest) else {
-            throw SyntaxError("SHELL requires the arguments to be in JSON form")
+            throw CtrError.syntax("SHELL requires the arguments to be in JSON form")
         }
-        guard !array.isEmpty else { throw SyntaxError("SHELL requires at least one argument") }
+        guard !array.isEmpty else { throw CtrError.syntax("SHELL requires at least one argument") }
         json = true
         kind = .shell(array)
     case "ENV":
@@ -470,11 +470,11 @@ func buildInstruction(_ head: InstructionHead, heredocs: [Heredoc], original: St
         kind = .label(try parseKeyValues(kw, rest, escape: escape))
     case "ARG":
         let words = splitRawWords(rest, escape: escape)
-        guard !words.isEmpty else { throw SyntaxError("ARG requires at least one argument") }
+        guard !words.isEmpty else { throw CtrError.syntax("ARG requires at least one argument") }
         kind = .arg(try words.map { word in
             guard let eq = word.firstIndex(of: "=") else { return ArgDecl(word) }
             let name = String(word[..<eq])
-            guard !name.isEmpty else { throw SyntaxError("ARG names can not be blank") }
+            guard !name.isEmpty else { throw CtrError.syntax("ARG names can not be blank") }
             return ArgDecl(name, String(word[word.index(after: eq)...]))
         })
     case "COPY", "ADD":
@@ -488,16 +488,16 @@ func buildInstruction(_ head: InstructionHead, heredocs: [Heredoc], original: St
                 return word
             }
         }
-        if args.isEmpty { throw SyntaxError("\(kw) requires at least two arguments") }
+        if args.isEmpty { throw CtrError.syntax("\(kw) requires at least two arguments") }
         if args.count == 1 {
-            throw SyntaxError("\(kw) requires at least two arguments, but only one was provided. Destination could not be determined")
+            throw CtrError.syntax("\(kw) requires at least two arguments, but only one was provided. Destination could not be determined")
         }
         let dest = args.removeLast()
         kind = kw == "COPY" ? .copy(sources: args, dest: dest, heredocs: heredocs)
                             : .add(sources: args, dest: dest, heredocs: heredocs)
     case "EXPOSE":
         let words = splitRawWords(rest, escape: escape)
-        guard !words.isEmpty else { throw SyntaxError("EXPOSE requires at least one argument") }
+        guard !words.isEmpty else { throw CtrError.syntax("EXPOSE requires at least one argument") }
         kind = .expose(words)
     case "VOLUME":
         var words: [String]
@@ -507,9 +507,9 @@ func buildInstruction(_ head: InstructionHead, heredocs: [Heredoc], original: St
         } else {
             words = splitRawWords(rest, escape: escape)
         }
-        guard !words.isEmpty else { throw SyntaxError("VOLUME requires at least one argument") }
+        guard !words.isEmpty else { throw CtrError.syntax("VOLUME requires at least one argument") }
         if words.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
-            throw SyntaxError("VOLUME specified can not be an empty string")
+            throw CtrError.syntax("VOLUME specified can not be an empty string")
         }
         kind = .volume(words)
     case "USER":
@@ -523,33 +523,33 @@ func buildInstruction(_ head: InstructionHead, heredocs: [Heredoc], original: St
     case "HEALTHCHECK":
         kind = .healthcheck(try parseHealthcheck(rest, flags: flags, json: &json))
     case "ONBUILD":
-        guard !rest.isEmpty else { throw SyntaxError("ONBUILD requires at least one argument") }
+        guard !rest.isEmpty else { throw CtrError.syntax("ONBUILD requires at least one argument") }
         let trigger = try splitInstruction(rest, escape: escape)
         switch trigger.keyword {
-        case "ONBUILD": throw SyntaxError("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
-        case "FROM", "MAINTAINER": throw SyntaxError("\(trigger.keyword) isn't allowed as an ONBUILD trigger")
+        case "ONBUILD": throw CtrError.syntax("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+        case "FROM", "MAINTAINER": throw CtrError.syntax("\(trigger.keyword) isn't allowed as an ONBUILD trigger")
         default: break
         }
         _ = try buildInstruction(trigger, heredocs: [], original: rest, line: line, escape: escape)
         kind = .onbuild(rest)
     default:
-        throw SyntaxError("unknown instruction: \(kw)")
+        throw CtrError.syntax("unknown instruction: \(kw)")
     }
     return Instruction(keyword: kw, line: line, original: original, flags: flags, kind: kind, jsonForm: json)
 }
 
 func parseHealthcheck(_ rest: String, flags: [Flag], json: inout Bool) throws -> Healthcheck? {
-    guard !rest.isEmpty else { throw SyntaxError("HEALTHCHECK requires at least one argument") }
+    guard !rest.isEmpty else { throw CtrError.syntax("HEALTHCHECK requires at least one argument") }
     let typ = rest.prefix(while: { !isBlank($0) })
     let args = String(rest.dropFirst(typ.count).drop(while: isBlank))
     switch typ.uppercased() {
     case "NONE":
-        guard args.isEmpty else { throw SyntaxError("HEALTHCHECK NONE takes no arguments") }
+        guard args.isEmpty else { throw CtrError.syntax("HEALTHCHECK NONE takes no arguments") }
         return nil
     case "CMD":
         var test: [String]
         switch try parseCommand(args) {
-        case nil, .exec([]): throw SyntaxError("Missing command after HEALTHCHECK CMD")
+        case nil, .exec([]): throw CtrError.syntax("Missing command after HEALTHCHECK CMD")
         case let .exec(a):
             json = true
             test = ["CMD"] + a
@@ -559,8 +559,8 @@ func parseHealthcheck(_ rest: String, flags: [Flag], json: inout Bool) throws ->
         var hc = Healthcheck(test: test)
         func duration(_ name: String) throws -> String? {
             guard let v = flags.last(where: { $0.name == name })?.value, !v.isEmpty else { return nil }
-            guard let ns = GoDuration.parse(v) else { throw SyntaxError("time: invalid duration \"\(v)\" for --\(name)") }
-            if ns != 0 && ns < 1_000_000 { throw SyntaxError("Interval \"\(name)\" cannot be less than 1ms") }
+            guard let ns = GoDuration.parse(v) else { throw CtrError.syntax("time: invalid duration \"\(v)\" for --\(name)") }
+            if ns != 0 && ns < 1_000_000 { throw CtrError.syntax("Interval \"\(name)\" cannot be less than 1ms") }
             return v
         }
         hc.interval = try duration("interval")
@@ -569,14 +569,14 @@ func parseHealthcheck(_ rest: String, flags: [Flag], json: inout Bool) throws ->
         hc.startInterval = try duration("start-interval")
         if let r = flags.last(where: { $0.name == "retries" })?.value, !r.isEmpty {
             guard let n = Int(r), n >= Int(Int32.min), n <= Int(Int32.max) else {
-                throw SyntaxError("invalid value \"\(r)\" for --retries")
+                throw CtrError.syntax("invalid value \"\(r)\" for --retries")
             }
-            guard n >= 0 else { throw SyntaxError("--retries cannot be negative (\(n))") }
+            guard n >= 0 else { throw CtrError.syntax("--retries cannot be negative (\(n))") }
             hc.retries = n
         }
         return hc
     default:
-        throw SyntaxError("Unknown type \"\(typ.uppercased())\" in HEALTHCHECK (try CMD)")
+        throw CtrError.syntax("Unknown type \"\(typ.uppercased())\" in HEALTHCHECK (try CMD)")
     }
 }
 

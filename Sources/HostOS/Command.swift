@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Glibc
 
 /// A program to start: the one way ctr starts a program from Swift (helpers such as newuidmap,
@@ -67,13 +68,13 @@ public struct Command: Sendable {
     }
 
     /// Start the program; it runs on while the caller goes on (`ChildProcess.wait` reaps it).
-    public func spawn() throws(SpawnError) -> ChildProcess {
+    public func spawn() throws(CtrError) -> ChildProcess {
         // the child's PATH when it is given one, else ours
         let searchPath = environment?["PATH"]
         guard let path = Self.find(program, path: searchPath) else {
-            throw SpawnError(program: program, reason: .notFound(path: searchPath ?? getenv("PATH").map { String(cString: $0) } ?? ""))
+            throw CtrError.cannotRun(program, notFoundOn: searchPath ?? getenv("PATH").map { String(cString: $0) } ?? "")
         }
-        guard fds.count <= Int(CSYS_SPAWN_MAX_FDS) else { throw SpawnError(program: program, reason: .failed(EINVAL)) }
+        guard fds.count <= Int(CSYS_SPAWN_MAX_FDS) else { throw CtrError.cannotRun(program, errno: EINVAL) }
         let argv = ([program] + arguments).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
         let envp = environment.map { env in env.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
@@ -87,7 +88,7 @@ public struct Command: Sendable {
         let rc = envp.withOptionalBuffer { env in
             csys_spawn(path, argv, env, fds, Int32(fds.count), flags, directory, &pid)
         }
-        guard rc == 0 else { throw SpawnError(program: program, reason: .failed(rc)) }
+        guard rc == 0 else { throw CtrError.cannotRun(program, errno: rc) }
         return ChildProcess(pid: pid)
     }
 
@@ -105,13 +106,13 @@ public struct Command: Sendable {
     /// Run the program to its end with `input` on its stdin (nil: `fds[0]` as given) and its
     /// stdout and stderr collected (fds 3 and up as given). After `timeout` seconds it is killed
     /// (SIGKILL). A program that fails is no error: look at `termination`.
-    public func run(input: [UInt8]? = nil, timeout: Double? = nil) throws(SpawnError) -> Output {
+    public func run(input: [UInt8]? = nil, timeout: Double? = nil) throws(CtrError) -> Output {
         // our ends (read stdout and stderr, write stdin) and the child's, closed here once it has them
         var ours: [Int32] = [], theirs: [Int32] = []
         defer { for fd in ours + theirs { close(fd) } }
-        func pipe() throws(SpawnError) -> (read: Int32, write: Int32) {
+        func pipe() throws(CtrError) -> (read: Int32, write: Int32) {
             var p: [Int32] = [-1, -1]
-            guard csys_pipe_cloexec(&p) == 0 else { throw SpawnError(program: program, reason: .failed(errno)) }
+            guard csys_pipe_cloexec(&p) == 0 else { throw CtrError.cannotRun(program, errno: errno) }
             return (p[0], p[1])
         }
         var c = self
@@ -209,34 +210,19 @@ public struct Command: Sendable {
     }
 }
 
-/// A program that could not be started.
-public struct SpawnError: Error, CustomStringConvertible, Sendable, Equatable {
-    public enum Reason: Sendable, Equatable {
-        /// Not an executable file on this PATH.
-        case notFound(path: String)
-        /// posix_spawn or the exec failed with this errno.
-        case failed(Int32)
+extension CtrError {
+    /// A program that could not be started: not an executable file on `path` (`.notFound`), or
+    /// posix_spawn failed with `errno` (`.system`, stage "spawn"). `reason` is why, without
+    /// the program's name ("not found on PATH …", "permission denied").
+    static func cannotRun(_ program: String, notFoundOn path: String) -> CtrError {
+        let why = program.contains("/") ? "no such executable file" : "not found on PATH (\(path))"
+        return CtrError(.notFound, "cannot run \(program): \(why)", stage: "spawn", reason: why)
     }
 
-    public let program: String
-    public let reason: Reason
-
-    public init(program: String, reason: Reason) {
-        self.program = program
-        self.reason = reason
+    static func cannotRun(_ program: String, errno e: Int32) -> CtrError {
+        let why = String(cString: strerror(e))
+        return CtrError(.system, "cannot run \(program): \(why)", stage: "spawn", errno: e, reason: why)
     }
-
-    /// Why, without the program's name ("not found on PATH …", "permission denied").
-    public var why: String {
-        switch reason {
-        case .notFound(let path):
-            return program.contains("/") ? "no such executable file" : "not found on PATH (\(path))"
-        case .failed(let e):
-            return String(cString: strerror(e))
-        }
-    }
-
-    public var description: String { "cannot run \(program): \(why)" }
 }
 
 /// A started program (our child).

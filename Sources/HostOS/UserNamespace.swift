@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 
 /// Runs C jobs from the shim with the privileges an image's files need: directly as root,
@@ -12,13 +13,13 @@ public enum UserNamespace {
             return
         case .single(let uid, let gid):
             var err = csys_error()
-            if csys_write_single_map(pid, uid, gid, &err) != 0 { throw SysError(err) }
+            if csys_write_single_map(pid, uid, gid, &err) != 0 { throw CtrError(err) }
         case .mapped(let uids, let gids) where getuid() == 0:
             // root needs no newuidmap (nor an /etc/subuid entry checked by it)
             var err = csys_error()
             let u = uids.map { "\($0.containerID) \($0.hostID) \($0.count)\n" }.joined()
             let g = gids.map { "\($0.containerID) \($0.hostID) \($0.count)\n" }.joined()
-            if csys_write_maps(pid, u, g, &err) != 0 { throw SysError(err) }
+            if csys_write_maps(pid, u, g, &err) != 0 { throw CtrError(err) }
         case .mapped(let uids, let gids):
             // both at once: each is a setuid program that takes a millisecond or two to start
             let u = try startMapper("newuidmap", pid: pid, ranges: uids, file: "/etc/subuid")
@@ -35,7 +36,7 @@ public enum UserNamespace {
         let tool: String, file: String, child: ChildProcess, output: Int32
 
         /// Nil when it mapped the ranges, else its complaint.
-        func finish() -> SysError? {
+        func finish() -> CtrError? {
             var said: [UInt8] = []
             var buf = [UInt8](repeating: 0, count: 512)
             while true {
@@ -48,26 +49,26 @@ public enum UserNamespace {
             let end = child.wait()
             if end == .exited(0) { return nil }
             let msg = String(decoding: said, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            return SysError(stage: "idmap", message: "\(tool) failed: \(msg.isEmpty ? end.description : msg) (check \(file))")
+            return CtrError.system("idmap", "\(tool) failed: \(msg.isEmpty ? end.description : msg) (check \(file))")
         }
     }
 
     private static func startMapper(_ tool: String, pid: pid_t, ranges: [IDRange], file: String) throws -> Mapper {
         guard let path = Command.find(tool) else {
-            throw SysError(stage: "idmap", message: "\(tool) not found: install the uidmap package (it maps the ranges in \(file))")
+            throw CtrError.system("idmap", "\(tool) not found: install the uidmap package (it maps the ranges in \(file))")
         }
         var args = [String(pid)]
         for r in ranges { args += [String(r.containerID), String(r.hostID), String(r.count)] }
         // its stdout and stderr into one pipe, read by finish
         var p: [Int32] = [-1, -1]
-        guard csys_pipe_cloexec(&p) == 0 else { throw SysError.errno("pipe", "\(tool): cannot make a pipe") }
+        guard csys_pipe_cloexec(&p) == 0 else { throw CtrError.errno("pipe", "\(tool): cannot make a pipe") }
         defer { close(p[1]) }
         do {
             let child = try Command(path, args, fds: [-1, p[1], p[1]]).spawn()
             return Mapper(tool: tool, file: file, child: child, output: p[0])
         } catch {
             close(p[0])
-            throw SysError(stage: "idmap", message: "\(tool) failed: \(error.why) (check \(file))")
+            throw CtrError.system("idmap", "\(tool) failed: \(error.reason ?? error.message) (check \(file))")
         }
     }
 
@@ -95,7 +96,7 @@ public enum UserNamespace {
             if let code { return code }
             let c = csys_wait_exit(pid)
             code = c
-            if c == 125 { throw SysError(errOut.pointee, fallback: "the user-namespace child failed") }
+            if c == 125 { throw CtrError(errOut.pointee, fallback: "the user-namespace child failed") }
             return c
         }
 
@@ -108,11 +109,11 @@ public enum UserNamespace {
                              mapping: IDMapping, keepFDs: [Int32]) throws -> Child {
         var child = csys_userns_child()
         var err = csys_error()
-        if csys_userns_fork(job, arg, keepFDs, Int32(keepFDs.count), errOut, &child, &err) != 0 { throw SysError(err) }
+        if csys_userns_fork(job, arg, keepFDs, Int32(keepFDs.count), errOut, &child, &err) != 0 { throw CtrError(err) }
         if csys_userns_wait_ready(&child) != 0 {
             let code = csys_wait_exit(child.pid)
             close(child.release_fd)
-            throw SysError(errOut.pointee, fallback: "the user-namespace child exited (\(code)) before it was ready")
+            throw CtrError(errOut.pointee, fallback: "the user-namespace child exited (\(code)) before it was ready")
         }
         do {
             try writeMaps(pid: child.pid, mapping: mapping)
@@ -139,11 +140,11 @@ extension UserNamespace {
                 .assumingMemoryBound(to: csys_error.self)
             if case .root = mapping {
                 let pid = csys_fork_job(csys_job_exec, job.pointer, nil, 0)
-                if pid < 0 { throw SysError.errno("fork", "cannot fork") }
+                if pid < 0 { throw CtrError.errno("fork", "cannot fork") }
                 return csys_wait_exit(pid)
             }
             let code = try run(csys_job_exec, arg: UnsafeMutableRawPointer(job.pointer), errOut: errp, mapping: mapping, keepFDs: [])
-            if code == 127, job.pointer.pointee.error.stage.0 != 0 { throw SysError(job.pointer.pointee.error) }
+            if code == 127, job.pointer.pointee.error.stage.0 != 0 { throw CtrError(job.pointer.pointee.error) }
             return code
         }
     }

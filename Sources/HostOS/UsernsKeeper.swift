@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 
 /// One user namespace shared by a user's containers, as podman's pause process keeps one.
@@ -62,14 +63,14 @@ public enum UsernsKeeper {
         // a new keeper: its namespace mapped by newuidmap and newgidmap once
         var err = csys_error()
         let stub = csys_exec_stub_open(&err)
-        if stub < 0 { throw SysError(err) }
+        if stub < 0 { throw CtrError(err) }
         defer { close(stub) }
         let tmp = "\(state).tmp"
-        guard let f = fopen(tmp, "w") else { throw SysError.errno("userns", "cannot write \(tmp)") }
+        guard let f = fopen(tmp, "w") else { throw CtrError.errno("userns", "cannot write \(tmp)") }
         fclose(f)
         var release: Int32 = -1
         let pid = csys_userns_keeper_start(stub, state, &release, &err)
-        if pid < 0 { unlink(tmp); throw SysError(err) }
+        if pid < 0 { unlink(tmp); throw CtrError(err) }
         do {
             try UserNamespace.writeMaps(pid: pid, mapping: mapping)
         } catch {
@@ -89,7 +90,7 @@ public enum UsernsKeeper {
         rename(tmp, state)
         _ = write(release, "g", 1)
         close(release)
-        if fd < 0 { throw SysError.errno("userns", "cannot open the shared user namespace") }
+        if fd < 0 { throw CtrError.errno("userns", "cannot open the shared user namespace") }
         return fd
     }
 

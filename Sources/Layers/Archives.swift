@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -37,7 +38,7 @@ public struct ExtractedArchive {
         var listing: UnsafeMutablePointer<CChar>?
         var err = csys_error()
         if csys_tar_extract_files(inFD, dirFD, &listing, &err) != 0 {
-            throw TransferError("\(archive): \(SysError(err).message)")
+            throw CtrError.invalid("\(archive): \(CtrError(err).message)")
         }
         defer { csys_free(listing) }
         var entries: [String: Entry] = [:]
@@ -78,28 +79,28 @@ public struct OCILayoutSource: ImageSource {
 
     public func read(_ d: Descriptor) throws -> Data {
         guard let p = file("blobs/\(d.digest.algorithm)/\(d.digest.encoded)") else {
-            throw TransferError("\(label): blob \(d.digest) is missing")
+            throw CtrError.invalid("\(label): blob \(d.digest) is missing")
         }
         do {
             return try ImageCopy.readVerified(p, d)
-        } catch let e as TransferError {
-            throw TransferError("\(label): \(e.message)")
+        } catch let e as CtrError {
+            throw e.prefixed(label)
         }
     }
 
     public func blob(_ d: Descriptor) throws -> BlobFile {
         let name = "blobs/\(d.digest.algorithm)/\(d.digest.encoded)"
         if let archive {
-            guard let e = archive.entries[name] else { throw TransferError("\(label): blob \(d.digest) is missing") }
+            guard let e = archive.entries[name] else { throw CtrError.invalid("\(label): blob \(d.digest) is missing") }
             if e.digest != d.digest {
-                throw TransferError("\(label): blob \(d.digest) failed verification: its content hashes to \(e.digest)")
+                throw CtrError.invalid("\(label): blob \(d.digest) failed verification: its content hashes to \(e.digest)")
             }
             if e.size != d.size {
-                throw TransferError("\(label): blob \(d.digest) has \(e.size) bytes, its descriptor says \(d.size)")
+                throw CtrError.invalid("\(label): blob \(d.digest) has \(e.size) bytes, its descriptor says \(d.size)")
             }
             return BlobFile(path: e.path, verified: true, movable: true)
         }
-        guard let p = file(name) else { throw TransferError("\(label): blob \(d.digest) is missing") }
+        guard let p = file(name) else { throw CtrError.invalid("\(label): blob \(d.digest) is missing") }
         return BlobFile(path: p, verified: false, movable: false)
     }
 
@@ -110,10 +111,10 @@ public struct OCILayoutSource: ImageSource {
     /// entry is never dropped or renamed quietly.
     public func images() throws -> [SourceImage] {
         guard let p = file("index.json"), let data = FileManager.default.contents(atPath: p) else {
-            throw TransferError("\(label): no index.json (not an OCI layout)")
+            throw CtrError.invalid("\(label): no index.json (not an OCI layout)")
         }
         if let problem = ManifestSchema.problem(data, mediaType: nil) {
-            throw TransferError("\(label): index.json \(problem)")
+            throw CtrError.invalid("\(label): index.json \(problem)")
         }
         let index = try CanonicalJSON.decode(Index.self, from: data, what: "\(label) index.json")
         return try index.manifests.enumerated().map { i, d in
@@ -121,18 +122,18 @@ public struct OCILayoutSource: ImageSource {
             var names: [Reference] = []
             var tagOnly: String?
             if let n = d.annotations?[Annotations.containerdName] {
-                do throws(ReferenceError) { names.append(try Reference(parsing: n)) } catch {
-                    throw TransferError("\(entry): \(Annotations.containerdName) \"\(n)\" is not an image name (\(error.reason))")
+                do throws(CtrError) { names.append(try Reference(parsing: n)) } catch {
+                    throw CtrError.invalid("\(entry): \(Annotations.containerdName) \"\(n)\" is not an image name (\(error.reason ?? error.message))")
                 }
             }
             if let n = d.annotations?[Annotations.refName] {
                 guard Annotations.isValidRefName(n) else {
-                    throw TransferError("\(entry): \(Annotations.refName) \"\(n)\" is not a valid reference name (letters and digits joined by . _ - : @ + or --, components separated by /)")
+                    throw CtrError.invalid("\(entry): \(Annotations.refName) \"\(n)\" is not a valid reference name (letters and digits joined by . _ - : @ + or --, components separated by /)")
                 }
                 if names.isEmpty {
                     if n.contains(where: { "/:@".contains($0) }) {
-                        do throws(ReferenceError) { names.append(try Reference(parsing: n)) } catch {
-                            throw TransferError("\(entry): \(Annotations.refName) \"\(n)\" is not an image name (\(error.reason))")
+                        do throws(CtrError) { names.append(try Reference(parsing: n)) } catch {
+                            throw CtrError.invalid("\(entry): \(Annotations.refName) \"\(n)\" is not an image name (\(error.reason ?? error.message))")
                         }
                     } else {
                         tagOnly = n
@@ -183,7 +184,7 @@ public final class OCILayoutSink: ImageSink {
     public init(directory: String) throws {
         dir = directory
         for d in [dir, "\(dir)/blobs", "\(dir)/blobs/sha256"] where mkdir(d, 0o755) != 0 && Glibc.errno != EEXIST {
-            throw SysError.errno("mkdir", "cannot create \(d)")
+            throw CtrError.errno("mkdir", "cannot create \(d)")
         }
         if let data = FileManager.default.contents(atPath: "\(dir)/index.json") {
             manifests = try CanonicalJSON.decode(Index.self, from: data, what: "\(dir)/index.json").manifests
@@ -236,7 +237,7 @@ public final class OCIArchiveSink: ImageSink {
 
     public init(fd: Int32) throws {
         var err = csys_error()
-        guard let w = csys_tar_writer_open(fd, &err) else { throw SysError(err) }
+        guard let w = csys_tar_writer_open(fd, &err) else { throw CtrError(err) }
         writer = w
         try check(csys_tar_add_bytes(writer, "oci-layout", #"{"imageLayoutVersion":"1.0.0"}"#, 30, 0))
         try check(csys_tar_add_dir(writer, "blobs/", 0))
@@ -246,7 +247,7 @@ public final class OCIArchiveSink: ImageSink {
     deinit { if !closed { csys_tar_writer_close(writer, 0) } }
 
     func check(_ rc: Int32) throws {
-        if rc != 0 { throw SysError(csys_tar_writer_error(writer).pointee) }
+        if rc != 0 { throw CtrError(csys_tar_writer_error(writer).pointee) }
     }
 
     public func hasBlob(_ d: Descriptor) -> Bool { written.contains(d.digest) }
@@ -277,7 +278,7 @@ public final class OCIArchiveSink: ImageSink {
         let data = try CanonicalJSON.encode(Index(manifests: unambiguousRefNames(manifests)))
         try data.withUnsafeBytes { b in try check(csys_tar_add_bytes(writer, "index.json", b.baseAddress, b.count, 0)) }
         closed = true
-        if csys_tar_writer_close(writer, 1) != 0 { throw SysError(stage: "archive", message: "cannot finish the archive") }
+        if csys_tar_writer_close(writer, 1) != 0 { throw CtrError.system("archive", "cannot finish the archive") }
     }
 }
 
@@ -302,7 +303,7 @@ public final class DockerArchiveSink: ImageSink {
     /// `scratch`: a directory for decompressing layers (docker-archive layers are plain tars).
     public init(fd: Int32, scratch: String) throws {
         var err = csys_error()
-        guard let w = csys_tar_writer_open(fd, &err) else { throw SysError(err) }
+        guard let w = csys_tar_writer_open(fd, &err) else { throw CtrError(err) }
         writer = w
         self.scratch = scratch
     }
@@ -310,7 +311,7 @@ public final class DockerArchiveSink: ImageSink {
     deinit { if !closed { csys_tar_writer_close(writer, 0) } }
 
     func check(_ rc: Int32) throws {
-        if rc != 0 { throw SysError(csys_tar_writer_error(writer).pointee) }
+        if rc != 0 { throw CtrError(csys_tar_writer_error(writer).pointee) }
     }
 
     public func hasBlob(_ d: Descriptor) -> Bool { false }
@@ -333,11 +334,11 @@ public final class DockerArchiveSink: ImageSink {
         }
         defer { if let tmp { unlink(tmp) } }
         var info = stat()
-        guard stat(path, &info) == 0 else { throw SysError.errno("stat", "cannot stat \(path)") }
+        guard stat(path, &info) == 0 else { throw CtrError.errno("stat", "cannot stat \(path)") }
         let fd = try valueOrErrno("open", "cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { close(fd) }
         // the diff-id names the file, as podman's docker-archive writer does
-        guard let diffID = Digest.sha256(fd: fd)?.digest else { throw SysError.errno("read", "cannot read \(path)") }
+        guard let diffID = Digest.sha256(fd: fd)?.digest else { throw CtrError.errno("read", "cannot read \(path)") }
         lseek(fd, 0, SEEK_SET)
         let name = "\(diffID.encoded).tar"
         layerNames[d.digest] = name
@@ -377,7 +378,7 @@ public final class DockerArchiveSink: ImageSink {
             try data.withUnsafeBytes { b in try check(csys_tar_add_bytes(writer, name, b.baseAddress, b.count, 0)) }
         }
         closed = true
-        if csys_tar_writer_close(writer, 1) != 0 { throw SysError(stage: "archive", message: "cannot finish the archive") }
+        if csys_tar_writer_close(writer, 1) != 0 { throw CtrError.system("archive", "cannot finish the archive") }
     }
 }
 
@@ -394,27 +395,27 @@ public final class DockerArchiveSource: ImageSource {
         self.archive = archive
         self.label = label
         guard let m = archive.entries["manifest.json"], let data = FileManager.default.contents(atPath: m.path) else {
-            throw TransferError("\(label): no manifest.json (not a docker-archive)")
+            throw CtrError.invalid("\(label): no manifest.json (not a docker-archive)")
         }
         let list: [DockerManifestEntry]
         do {
             list = try JSONDecoder().decode([DockerManifestEntry].self, from: data)
         } catch {
-            throw TransferError("\(label): manifest.json is not valid: \(error)")
+            throw CtrError.invalid("\(label): manifest.json is not valid: \(error)", cause: error)
         }
         for entry in list {
             guard let cfg = archive.entries[Self.clean(entry.Config)] else {
-                throw TransferError("\(label): config \(entry.Config) named in manifest.json is missing")
+                throw CtrError.invalid("\(label): config \(entry.Config) named in manifest.json is missing")
             }
             files[cfg.digest] = cfg
             var layers: [Descriptor] = []
             for l in entry.Layers {
                 guard let f = archive.entries[Self.clean(l)] else {
-                    throw TransferError("\(label): layer \(l) named in manifest.json is missing")
+                    throw CtrError.invalid("\(label): layer \(l) named in manifest.json is missing")
                 }
                 files[f.digest] = f
                 let media: MediaType
-                switch try Self.sniff(f.path) {
+                switch try Self.sniff(f.path, label: label) {
                 case .gzip: media = .ociLayerGzip
                 case .zstd: media = .ociLayerZstd
                 case .none: media = .ociLayer
@@ -429,8 +430,8 @@ public final class DockerArchiveSource: ImageSource {
             synthesized[mdesc.digest] = mdata
             // a tag that is not a name refuses the archive, as an OCI ref.name does
             let names = try (entry.RepoTags ?? []).map { t in
-                do throws(ReferenceError) { return try Reference(parsing: t) } catch {
-                    throw TransferError("\(label): manifest.json names \(entry.Config) \"\(t)\", which is not an image name (\(error.reason))")
+                do throws(CtrError) { return try Reference(parsing: t) } catch {
+                    throw CtrError.invalid("\(label): manifest.json names \(entry.Config) \"\(t)\", which is not an image name (\(error.reason ?? error.message))")
                 }
             }
             images.append(SourceImage(names: names, descriptor: mdesc))
@@ -441,8 +442,8 @@ public final class DockerArchiveSource: ImageSource {
         p.split(separator: "/").filter { $0 != "." && !$0.isEmpty }.joined(separator: "/")
     }
 
-    static func sniff(_ path: String) throws -> Compression {
-        guard let h = FileHandle(forReadingAtPath: path) else { throw TransferError("cannot open \(path)") }
+    static func sniff(_ path: String, label: String) throws -> Compression {
+        guard let h = FileHandle(forReadingAtPath: path) else { throw CtrError.invalid("\(label): cannot open \(path)") }
         defer { try? h.close() }
         let b = [UInt8](h.readData(ofLength: 4))
         if b.count >= 2 && b[0] == 0x1f && b[1] == 0x8b { return .gzip }
@@ -452,12 +453,16 @@ public final class DockerArchiveSource: ImageSource {
 
     public func read(_ d: Descriptor) throws -> Data {
         if let data = synthesized[d.digest] { return data }
-        guard let f = files[d.digest] else { throw TransferError("\(label): blob \(d.digest) is missing") }
-        return try ImageCopy.readVerified(f.path, d)
+        guard let f = files[d.digest] else { throw CtrError.invalid("\(label): blob \(d.digest) is missing") }
+        do {
+            return try ImageCopy.readVerified(f.path, d)
+        } catch let e as CtrError {
+            throw e.prefixed(label)
+        }
     }
 
     public func blob(_ d: Descriptor) throws -> BlobFile {
-        guard let f = files[d.digest] else { throw TransferError("\(label): blob \(d.digest) is missing") }
+        guard let f = files[d.digest] else { throw CtrError.invalid("\(label): blob \(d.digest) is missing") }
         return BlobFile(path: f.path, verified: true, movable: true)
     }
 }
@@ -487,7 +492,7 @@ public enum ImageArchive {
     public static func load(_ path: String, into store: Store, progress: ((String) -> Void)? = nil) throws -> Loaded {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw TransferError("\(path): no such file or directory")
+            throw CtrError.notFound("\(path): no such file or directory")
         }
         do {
             let before = try store.images()
@@ -500,9 +505,6 @@ public enum ImageArchive {
                 }
             }
             return loaded
-        } catch let e as TransferError where !e.message.hasPrefix(path) {
-            // the archive named in every error about its content
-            throw TransferError("\(path): \(e.message)")
         }
     }
 
@@ -511,7 +513,7 @@ public enum ImageArchive {
             let sink = StoreSink(store)
             func fromLayout(_ src: OCILayoutSource) throws -> Loaded {
                 let listed = try src.images()
-                let imgs = try ImageCopy.copy(listed, from: src, to: sink, progress: progress)
+                let imgs = try ImageCopy.copy(listed, from: src, to: sink, progress: progress, label: path)
                 let notes = zip(listed, imgs).compactMap { s, i -> String? in
                     guard let tag = s.tagOnly else { return nil }
                     return "\(path): image \(i.manifest.config.digest) is named only by the tag \"\(tag)\" (\(Annotations.refName), no \(Annotations.containerdName)): loaded without a name, as docker and containerd load it (name it with ctr tag)"
@@ -522,7 +524,7 @@ public enum ImageArchive {
                 if access("\(path)/index.json", F_OK) == 0 {
                     return try fromLayout(OCILayoutSource(directory: path))
                 }
-                throw TransferError("\(path): not an OCI layout (no index.json)")
+                throw CtrError.invalid("\(path): not an OCI layout (no index.json)")
             }
             let tmp = "\(store.root)/ingest/load-\(UUID().uuidString.lowercased())"
             try valueOrErrno("mkdir", "cannot create \(tmp)") { mkdir(tmp, 0o700) }
@@ -534,10 +536,10 @@ public enum ImageArchive {
             }
             if ex.entries["manifest.json"] != nil {
                 let src = try DockerArchiveSource(archive: ex, label: path)
-                let imgs = try ImageCopy.copy(src.images, from: src, to: sink, progress: progress)
+                let imgs = try ImageCopy.copy(src.images, from: src, to: sink, progress: progress, label: path)
                 return Loaded(images: imgs, reports: sink.reports, notes: [])
             }
-            throw TransferError("\(path): not an OCI archive or docker-archive (it has neither index.json nor manifest.json)")
+            throw CtrError.invalid("\(path): not an OCI archive or docker-archive (it has neither index.json nor manifest.json)")
         }
     }
 
@@ -547,7 +549,7 @@ public enum ImageArchive {
         let images = try source.images(refs)
         switch format {
         case .ociDir:
-            guard let output else { throw TransferError("oci-dir needs an output directory (-o DIR)") }
+            guard let output else { throw CtrError.usage("oci-dir needs an output directory (-o DIR)") }
             _ = try ImageCopy.copy(images, from: source, to: OCILayoutSink(directory: output))
         case .ociArchive, .dockerArchive:
             var fd: Int32 = 1

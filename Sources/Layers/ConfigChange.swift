@@ -1,12 +1,7 @@
 import Dockerfile
+import Errors
 import Foundation
 import HostOS
-
-/// Errors in a `--change` instruction, naming it.
-public struct ConfigChangeError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public var description: String { message }
-}
 
 /// Dockerfile instructions that only touch the image config, as `podman import --change` and
 /// `docker import --change` accept them: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD,
@@ -16,7 +11,8 @@ public enum ConfigChange {
     public static let allowed = ["CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"]
 
     public static func apply(_ change: String, to config: inout ContainerConfig) throws {
-        func fail(_ why: String) -> ConfigChangeError { ConfigChangeError(message: "--change \"\(change)\": \(why)") }
+        // errors name the instruction
+        func fail(_ why: String) -> CtrError { .usage("--change \"\(change)\": \(why)") }
         let trimmed = change.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw fail("empty instruction") }
         let keywordEnd = trimmed.firstIndex(where: { $0 == " " || $0 == "\t" || $0 == "=" }) ?? trimmed.endIndex

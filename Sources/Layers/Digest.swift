@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 
 /// A content digest as used by OCI and Docker: `<algorithm>:<lowercase hex>`.
@@ -20,27 +21,27 @@ public struct Digest: Hashable, Sendable, Comparable, Codable, CustomStringConve
 
     /// Parses `"sha256:<hex>"` (or sha512). Rejects a missing colon, an unknown
     /// algorithm, uppercase or non-hex characters, and the wrong length.
-    public init(parsing s: String) throws(DigestError) {
-        if s.isEmpty { throw DigestError(input: s, reason: "empty digest") }
+    public init(parsing s: String) throws(CtrError) {
+        if s.isEmpty { throw CtrError.invalidValue("digest", s, reason: "empty digest") }
         guard let colon = s.firstIndex(of: ":") else {
-            throw DigestError(input: s, reason: "missing ':' between algorithm and hex")
+            throw CtrError.invalidValue("digest", s, reason: "missing ':' between algorithm and hex")
         }
         let algorithm = String(s[..<colon])
         let encoded = String(s[s.index(after: colon)...])
-        if algorithm.isEmpty { throw DigestError(input: s, reason: "missing algorithm") }
+        if algorithm.isEmpty { throw CtrError.invalidValue("digest", s, reason: "missing algorithm") }
         guard let expected = Digest.hexLengths[algorithm] else {
-            throw DigestError(input: s, reason: "unsupported algorithm \"\(algorithm)\"")
+            throw CtrError.invalidValue("digest", s, reason: "unsupported algorithm \"\(algorithm)\"")
         }
-        if encoded.isEmpty { throw DigestError(input: s, reason: "missing hex after ':'") }
+        if encoded.isEmpty { throw CtrError.invalidValue("digest", s, reason: "missing hex after ':'") }
         for b in encoded.utf8 where !Digest.isLowerHex(b) {
             if (0x41...0x46).contains(b) {
-                throw DigestError(input: s, reason: "hex must be lowercase")
+                throw CtrError.invalidValue("digest", s, reason: "hex must be lowercase")
             }
-            throw DigestError(input: s, reason: "invalid hex character \(Digest.describe(byte: b))")
+            throw CtrError.invalidValue("digest", s, reason: "invalid hex character \(Digest.describe(byte: b))")
         }
         let n = encoded.utf8.count
         if n != expected {
-            throw DigestError(input: s, reason: "\(algorithm) hex must be \(expected) characters, got \(n)")
+            throw CtrError.invalidValue("digest", s, reason: "\(algorithm) hex must be \(expected) characters, got \(n)")
         }
         self.init(unchecked: algorithm, encoded: encoded)
     }
@@ -145,14 +146,12 @@ public struct Digest: Hashable, Sendable, Comparable, Codable, CustomStringConve
     }
 }
 
-public struct DigestError: Error, CustomStringConvertible {
-    public let input: String
-    public let reason: String
-    public init(input: String, reason: String) {
-        self.input = input
-        self.reason = reason
+extension CtrError {
+    /// `input` is not a valid `what` ("digest", "reference", "platform"): reads
+    /// `invalid what "input": reason`, with `reason` kept apart.
+    static func invalidValue(_ what: String, _ input: String, reason: String) -> CtrError {
+        CtrError(.invalidInput, "invalid \(what) \"\(input)\": \(reason)", reason: reason)
     }
-    public var description: String { "invalid digest \"\(input)\": \(reason)" }
 }
 
 /// Incremental SHA-256 over the OpenSSL-backed C shim.

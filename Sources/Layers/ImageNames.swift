@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 
 /// Naming and removing images: `ctr tag` and `ctr rmi`'s policy (as docker and podman).
@@ -5,7 +6,7 @@ public enum ImageNames {
     /// Give `image` more names. A name with a digest is refused, before any name is set.
     public static func tag(_ image: ImageRecord, as names: [Reference], in store: Store) throws {
         for n in names where n.digest != nil {
-            throw StoreError("\(n.string): a tag cannot contain a digest")
+            throw CtrError.usage("\(n.string): a tag cannot contain a digest")
         }
         try store.writing { for n in names { try store.setName(n, to: image.descriptor) } }
     }
@@ -36,33 +37,22 @@ public enum ImageNames {
         case deleted(imageID: Digest)
     }
 
-    /// Why `rmi` left an image alone.
-    public enum Refusal: Error, CustomStringConvertible, Sendable, Equatable {
-        /// Given by id, the image has several names, and neither --force nor --all.
-        case severalNames(image: String, names: [String])
-        /// The image's last name, and a container uses it.
-        case inUse(image: String, container: ContainerUse)
-
-        public var description: String {
-            switch self {
-            case .severalNames(let s, let names):
-                return "\(s): the image has \(names.count) names (\(names.joined(separator: ", "))); remove them by name or use --force"
-            case .inUse(let s, let c):
-                return "\(s): the image is in use by container \(c.name) (\(c.id.prefix(12))): remove the container first, or use --force"
-            }
-        }
+    /// Why `rmi` leaves an image alone (`.conflict`): given by id, the image has several names,
+    /// and neither --force nor --all.
+    static func refusal(severalNames s: String, names: [String]) -> CtrError {
+        .conflict("\(s): the image has \(names.count) names (\(names.joined(separator: ", "))); remove them by name or use --force")
     }
 
-    /// Every image `rmi` could not remove, each with why; the others were removed.
-    public struct RemovalFailed: Error, CustomStringConvertible, @unchecked Sendable {
-        public var failures: [(image: String, error: any Error)]
-        public var description: String { failures.map { "\($0.error)" }.joined(separator: "; ") }
+    /// The image's last name, and a container uses it.
+    static func refusal(inUse s: String, container c: ContainerUse) -> CtrError {
+        .conflict("\(s): the image is in use by container \(c.name) (\(c.id.prefix(12))): remove the container first, or use --force")
     }
 
     /// `ctr rmi`. A name removes that name; an id (or digest) removes every name of the image,
     /// which an image of several names allows only with `force` (or for `.all`). The last name
     /// of an image a container in `inUse` holds stays unless `force`. Every image is tried and
-    /// the failures come at the end (`RemovalFailed`), as docker and podman do; `removed` hears
+    /// the failures come at the end (one error: each image's, joined by "; ", with the first's
+    /// code and as its cause), as docker and podman do; `removed` hears
     /// what was done as it is done. When an image went, the store is pruned (`waiting`: it
     /// waits for other writers).
     public static func remove(_ what: Removal, from store: Store, inUse: [ContainerUse], force: Bool,
@@ -87,12 +77,12 @@ public enum ImageNames {
                 let byName = ref.map { ref in all.contains { $0.name == ref } } ?? false
                 let victims = byName ? all.filter { $0.name == ref } : all
                 if !byName && all.count > 1 && !force && !everything {
-                    throw Refusal.severalNames(image: s, names: all.compactMap { $0.name?.familiar })
+                    throw refusal(severalNames: s, names: all.compactMap { $0.name?.familiar })
                 }
                 // the last name of an image a container uses stays, unless forced
                 if victims.count == all.count, !force, let id = try? store.imageID(r),
                    let c = inUse.first(where: { $0.imageID == id }) {
-                    throw Refusal.inUse(image: s, container: c)
+                    throw refusal(inUse: s, container: c)
                 }
                 try store.updateIndex { records in
                     records.removeAll { rec in victims.contains { $0.name == rec.name && $0.descriptor.digest == rec.descriptor.digest } }
@@ -107,6 +97,8 @@ public enum ImageNames {
             }
         }
         if !removedManifests.isEmpty { _ = try store.prune(waiting: waiting) }
-        if !failures.isEmpty { throw RemovalFailed(failures: failures) }
+        if let first = failures.first {
+            throw CtrError.wrapping(first.error, failures.map { "\($0.error)" }.joined(separator: "; "))
+        }
     }
 }

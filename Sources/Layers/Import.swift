@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 
@@ -38,7 +39,7 @@ public enum ImageImport {
         for c in changes { try ConfigChange.apply(c, to: &containerConfig) }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else {
-            throw TransferError("\(source): no such file or directory")
+            throw CtrError.notFound("\(source): no such file or directory")
         }
         let (created, epoch) = timestamp()
         // an xz or bzip2 tarball, as docker and podman import take it: decompressed first
@@ -62,8 +63,8 @@ public enum ImageImport {
                     let scanned: LayerDigests
                     do {
                         scanned = try LayerOps.scan(blob: source)
-                    } catch let e as SysError {
-                        throw TransferError("\(source): \(e.message)")
+                    } catch let e as CtrError where e.code == .system {
+                        throw CtrError.invalid("\(source): \(e.message)", cause: e)
                     }
                     diffID = scanned.diffID
                     switch scanned.compression {
@@ -73,7 +74,7 @@ public enum ImageImport {
                                            digest: scanned.digest, size: scanned.size)
                     case .none:
                         let d = try LayerOps.compress(source, to: tmp, compression: .gzip)
-                        if d.diffID != scanned.diffID { throw TransferError("\(source) changed while it was imported") }
+                        if d.diffID != scanned.diffID { throw CtrError.invalid("\(source) changed while it was imported") }
                         layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
                     }
                 }

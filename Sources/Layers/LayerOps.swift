@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -52,7 +53,7 @@ public struct ApplyReport: Sendable {
     /// What an apply job left in its shared `csys_apply`, or its error when it failed.
     init(_ result: csys_apply, exitCode: Int32) throws {
         var r = result
-        if exitCode != 0 { throw SysError(r.error, fallback: "applying the layer failed (exit \(exitCode))") }
+        if exitCode != 0 { throw CtrError(r.error, fallback: "applying the layer failed (exit \(exitCode))") }
         let skipped = cString(&r.first_skipped)
         digests = LayerDigests(digest: digest32(&r.digest), diffID: digest32(&r.diff_id), size: Int64(r.size),
                                tarSize: Int64(r.tar_size), compression: Compression(c: r.compression))
@@ -64,13 +65,6 @@ public struct ApplyReport: Sendable {
         let restricted = cString(&r.first_restricted)
         firstRestricted = restricted.isEmpty ? nil : restricted
     }
-}
-
-/// Errors about layer content, each naming the layer.
-public struct LayerError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }
 
 func cString<T>(_ tuple: inout T) -> String {
@@ -93,7 +87,7 @@ public struct LayerOps: Sendable {
     /// Load libarchive in this (parent) process before a job that uses it forks.
     static func loadArchive() throws {
         var err = csys_error()
-        if csys_load_archive(&err) != 0 { throw SysError(err) }
+        if csys_load_archive(&err) != 0 { throw CtrError(err) }
     }
 
     /// Run `fn` on the job struct in `box`; `errorField` locates its csys_error.
@@ -177,7 +171,7 @@ public struct LayerOps: Sendable {
         var a = csys_apply()
         a.in_fd = fd
         a.root_fd = -1
-        if csys_layer_scan(&a) != 0 { throw SysError(a.error) }
+        if csys_layer_scan(&a) != 0 { throw CtrError(a.error) }
         return LayerDigests(digest: digest32(&a.digest), diffID: digest32(&a.diff_id), size: Int64(a.size),
                             tarSize: Int64(a.tar_size), compression: Compression(c: a.compression))
     }
@@ -203,18 +197,17 @@ public struct LayerOps: Sendable {
         }
         let box = SharedBox(c)
         try Self.loadArchive()
-        let code = try runJob(csys_job_layer_create, box, \.error, keep: [rootFD, outFD])
+        // a failed write names the output (a full disk says where)
+        let code = try output.withCString { name in
+            box.pointer.pointee.out_name = name
+            defer { box.pointer.pointee.out_name = nil }
+            return try runJob(csys_job_layer_create, box, \.error, keep: [rootFD, outFD])
+        }
         var r = box.pointer.pointee
-        if code != 0 { throw Self.naming(SysError(r.error, fallback: "creating the layer failed (exit \(code))"), output: output) }
-        if fsync(outFD) != 0 { throw SysError.errno("fsync", "cannot sync \(output)") }
+        if code != 0 { throw CtrError(r.error, fallback: "creating the layer failed (exit \(code))") }
+        if fsync(outFD) != 0 { throw CtrError.errno("fsync", "cannot sync \(output)") }
         return LayerDigests(digest: digest32(&r.digest), diffID: digest32(&r.diff_id), size: Int64(r.size),
                             tarSize: Int64(r.tar_size), compression: compression)
-    }
-
-    /// A failed write of the shim names no file: name the output (a full disk says where).
-    static func naming(_ e: SysError, output: String) -> SysError {
-        guard e.stage == "write", e.errno != 0 else { return e }
-        return SysError(stage: "write", errno: e.errno, message: "cannot write \(output): \(String(cString: strerror(e.errno)))")
     }
 
     /// Remove a tree that may hold files of subordinate ids. Returns the bytes freed.
@@ -247,7 +240,7 @@ public struct LayerOps: Sendable {
         let box = SharedBox(j)
         box.pointer.pointee.error = csys_error()
         let code = try runJob(csys_job_rmtree, box, \.error, keep: [dfd])
-        if code != 0 { throw SysError(box.pointer.pointee.error, fallback: "cannot remove \(path)") }
+        if code != 0 { throw CtrError(box.pointer.pointee.error, fallback: "cannot remove \(path)") }
         return Int64(box.pointer.pointee.freed)
     }
 
@@ -269,7 +262,7 @@ public struct LayerOps: Sendable {
         }
         let box = SharedBox(j)
         let code = try runJob(csys_job_chown, box, \.error, keep: [dfd])
-        if code != 0 { throw SysError(box.pointer.pointee.error, fallback: "cannot chown \(path)") }
+        if code != 0 { throw CtrError(box.pointer.pointee.error, fallback: "cannot chown \(path)") }
     }
 
     /// A tar compressed with xz or bzip2 (which layers may not be, but docker's ADD and
@@ -287,7 +280,7 @@ public struct LayerOps: Sendable {
         close(outFD)
         if rc != 0 {
             unlink(output)
-            throw LayerError("\(input): \(SysError(err).message)")
+            throw CtrError.invalid("\(input): \(CtrError(err).message)", cause: CtrError(err))
         }
         return true
     }
@@ -304,7 +297,12 @@ public struct LayerOps: Sendable {
         var d = csys_decompress()
         d.in_fd = inFD
         d.out_fd = outFD
-        if csys_decompress_copy(&d) != 0 { throw output.map { Self.naming(SysError(d.error), output: $0) } ?? SysError(d.error) }
+        let rc = withOptionalCString(output) { name in
+            d.out_name = name
+            return csys_decompress_copy(&d)
+        }
+        d.out_name = nil
+        if rc != 0 { throw CtrError(d.error) }
         return LayerDigests(digest: digest32(&d.digest), diffID: digest32(&d.diff_id), size: Int64(d.size),
                             tarSize: Int64(d.tar_size), compression: Compression(c: d.compression))
     }
@@ -320,7 +318,12 @@ public struct LayerOps: Sendable {
         c.out_fd = outFD
         c.compression = compression.c
         c.level = Int32(level)
-        if csys_compress_copy(&c) != 0 { throw Self.naming(SysError(c.error), output: output) }
+        let rc = output.withCString { name in
+            c.out_name = name
+            return csys_compress_copy(&c)
+        }
+        c.out_name = nil
+        if rc != 0 { throw CtrError(c.error) }
         return LayerDigests(digest: digest32(&c.digest), diffID: digest32(&c.diff_id), size: Int64(c.size),
                             tarSize: Int64(c.tar_size), compression: compression)
     }

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 
 // MARK: - Media types
@@ -72,16 +73,6 @@ public enum Compression: String, Sendable, Codable {
 
 // MARK: - Platform
 
-public struct PlatformError: Error, CustomStringConvertible {
-    public let input: String
-    public let reason: String
-    public init(input: String, reason: String) {
-        self.input = input
-        self.reason = reason
-    }
-    public var description: String { "invalid platform \"\(input)\": \(reason)" }
-}
-
 public struct Platform: Codable, Hashable, Sendable, CustomStringConvertible {
     public var architecture: String
     public var os: String
@@ -108,18 +99,18 @@ public struct Platform: Codable, Hashable, Sendable, CustomStringConvertible {
 
     /// Parses "os/arch[/variant]", e.g. "linux/arm64/v8". Lowercases, and normalises the
     /// common aliases x86_64 → amd64 and aarch64 → arm64.
-    public init(parsing s: String) throws(PlatformError) {
+    public init(parsing s: String) throws(CtrError) {
         let parts = s.lowercased().split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 2 || parts.count == 3 else {
-            throw PlatformError(input: s, reason: "expected os/architecture[/variant]")
+            throw CtrError.invalidValue("platform", s, reason: "expected os/architecture[/variant]")
         }
         for p in parts {
-            if p.isEmpty { throw PlatformError(input: s, reason: "empty component") }
+            if p.isEmpty { throw CtrError.invalidValue("platform", s, reason: "empty component") }
             if !p.utf8.allSatisfy({
                 (0x30...0x39).contains($0) || (0x61...0x7a).contains($0)
                     || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".")
             }) {
-                throw PlatformError(input: s, reason: "invalid characters in \"\(p)\"")
+                throw CtrError.invalidValue("platform", s, reason: "invalid characters in \"\(p)\"")
             }
         }
         var arch = parts[1]
@@ -453,21 +444,12 @@ public struct History: Codable, Hashable, Sendable {
 // MARK: - JSON
 
 /// A JSON document that failed to decode, in one line: what it was, where, and why.
-public struct JSONError: Error, CustomStringConvertible {
-    /// What was being decoded, e.g. "manifest sha256:…".
-    public let what: String
-    /// The key path of the failing value, e.g. "layers[2].digest"; empty at the top level.
-    public let path: String
-    public let reason: String
-
-    public init(what: String, path: String, reason: String) {
-        self.what = what
-        self.path = path
-        self.reason = reason
-    }
-
-    public var description: String {
-        path.isEmpty ? "invalid \(what): \(reason)" : "invalid \(what): at \(path): \(reason)"
+extension CtrError {
+    /// A document that does not decode: `what` was being decoded ("manifest sha256:…"), `path`
+    /// is the key path of the failing value ("layers[2].digest"; empty at the top level).
+    static func json(what: String, path: String, reason: String) -> CtrError {
+        CtrError(.invalidInput, path.isEmpty ? "invalid \(what): \(reason)" : "invalid \(what): at \(path): \(reason)",
+                 keyPath: path, reason: reason)
     }
 }
 
@@ -479,7 +461,7 @@ public enum CanonicalJSON {
         return try enc.encode(v)
     }
 
-    /// Decodes `t`, turning a `DecodingError` into a one-line `JSONError` naming `what`.
+    /// Decodes `t`, turning a `DecodingError` into a one-line error naming `what` (`CtrError.json`).
     public static func decode<T: Decodable>(_ t: T.Type, from data: Data, what: String) throws -> T {
         do {
             return try JSONDecoder().decode(t, from: data)
@@ -488,7 +470,7 @@ public enum CanonicalJSON {
         }
     }
 
-    static func jsonError(_ e: DecodingError, what: String) -> JSONError {
+    static func jsonError(_ e: DecodingError, what: String) -> CtrError {
         func path(_ keys: [any CodingKey]) -> String {
             var s = ""
             for k in keys {
@@ -514,18 +496,18 @@ public enum CanonicalJSON {
         }
         switch e {
         case .typeMismatch(let type, let c):
-            return JSONError(what: what, path: path(c.codingPath),
-                             reason: "expected \(typeName(type)): \(detail(c))")
+            return CtrError.json(what: what, path: path(c.codingPath),
+                                 reason: "expected \(typeName(type)): \(detail(c))")
         case .valueNotFound(let type, let c):
-            return JSONError(what: what, path: path(c.codingPath),
-                             reason: "missing \(typeName(type)) value: \(detail(c))")
+            return CtrError.json(what: what, path: path(c.codingPath),
+                                 reason: "missing \(typeName(type)) value: \(detail(c))")
         case .keyNotFound(let key, let c):
-            return JSONError(what: what, path: path(c.codingPath + [key]),
-                             reason: "missing required key \"\(key.stringValue)\"")
+            return CtrError.json(what: what, path: path(c.codingPath + [key]),
+                                 reason: "missing required key \"\(key.stringValue)\"")
         case .dataCorrupted(let c):
-            return JSONError(what: what, path: path(c.codingPath), reason: detail(c))
+            return CtrError.json(what: what, path: path(c.codingPath), reason: detail(c))
         @unknown default:
-            return JSONError(what: what, path: "", reason: oneLine(String(describing: e)))
+            return CtrError.json(what: what, path: "", reason: oneLine(String(describing: e)))
         }
     }
 

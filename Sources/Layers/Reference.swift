@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 
 /// An image reference (`[registry/]repository[:tag][@digest]`), parsed and normalised the way
@@ -27,12 +28,12 @@ public struct Reference: Hashable, Sendable, CustomStringConvertible {
     /// the tag becomes "latest".
     /// A reference that may carry containers-transports' `docker://` in front, as podman and
     /// skopeo take it (`ctr pull docker://quay.io/x`).
-    public init(parsingRegistryReference s: String) throws(ReferenceError) {
+    public init(parsingRegistryReference s: String) throws(CtrError) {
         try self.init(parsing: s.hasPrefix("docker://") ? String(s.dropFirst("docker://".count)) : s)
     }
 
-    public init(parsing s: String, defaultTag: Bool = true) throws(ReferenceError) {
-        func fail(_ reason: String) -> ReferenceError { ReferenceError(input: s, reason: reason) }
+    public init(parsing s: String, defaultTag: Bool = true) throws(CtrError) {
+        func fail(_ reason: String) -> CtrError { .invalidValue("reference", s, reason: reason) }
 
         if s.isEmpty { throw fail("empty reference") }
         if s.utf8.count == 64 && s.utf8.allSatisfy(Digest.isLowerHex) {
@@ -55,7 +56,7 @@ public struct Reference: Hashable, Sendable, CustomStringConvertible {
             do {
                 digest = try Digest(parsing: d)
             } catch {
-                throw fail("bad digest: \(error.reason)")
+                throw fail("bad digest: \(error.reason ?? error.message)")
             }
         }
 
@@ -255,14 +256,4 @@ public struct Reference: Hashable, Sendable, CustomStringConvertible {
         if u == " " { return "' '" }
         return "'\(u)'"
     }
-}
-
-public struct ReferenceError: Error, CustomStringConvertible {
-    public let input: String
-    public let reason: String
-    public init(input: String, reason: String) {
-        self.input = input
-        self.reason = reason
-    }
-    public var description: String { "invalid reference \"\(input)\": \(reason)" }
 }

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 
@@ -15,7 +16,7 @@ extension Store {
             if n == 0 { break }
             if n < 0 {
                 if errno == EINTR { continue }
-                let e = SysError.errno("read", "cannot read \(what)")
+                let e = CtrError.errno("read", "cannot read \(what)")
                 unlink(t)
                 throw e
             }
@@ -24,7 +25,7 @@ extension Store {
                 let w = buf.withUnsafeBytes { write(fd, $0.baseAddress! + off, n - off) }
                 if w < 0 && errno == EINTR { continue }
                 guard w > 0 else {
-                    let e = SysError.errno("write", "cannot write \(t)")
+                    let e = CtrError.errno("write", "cannot write \(t)")
                     unlink(t)
                     throw e
                 }

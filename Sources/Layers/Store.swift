@@ -1,13 +1,7 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
-
-/// Errors about the store's content, each naming the image or digest.
-public struct StoreError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
 
 /// A named image in the store: a name and the manifest it points at.
 public struct ImageRecord: Sendable, Hashable {
@@ -43,12 +37,12 @@ public final class Store: @unchecked Sendable {
                 try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o700])
             } catch {
-                throw SysError(stage: "store", message: "cannot create the store directory \(root): \(error.localizedDescription)")
+                throw CtrError.system("store", "cannot create the store directory \(root): \(error.localizedDescription)")
             }
         }
         for dir in [root, "\(root)/blobs", "\(root)/blobs/sha256", "\(root)/ingest", "\(root)/layers", "\(root)/layers/sha256"] {
             if mkdir(dir, 0o700) != 0 && Glibc.errno != EEXIST {
-                throw SysError.errno("store", "cannot create the store directory \(dir)")
+                throw CtrError.errno("store", "cannot create the store directory \(dir)")
             }
         }
         let layout = "\(root)/oci-layout"
@@ -126,10 +120,10 @@ public final class Store: @unchecked Sendable {
     /// Read a blob, checking its digest (manifests and configs are small).
     public func readBlob(_ d: Digest) throws -> Data {
         guard let data = FileManager.default.contents(atPath: blobPath(d)) else {
-            throw StoreError("blob \(d) is missing from the store \(root)")
+            throw CtrError.notFound("blob \(d) is missing from the store \(root)")
         }
         let actual = Digest.sha256(data)
-        if actual != d { throw StoreError("blob \(d) in the store is corrupt (its content hashes to \(actual))") }
+        if actual != d { throw CtrError.invalid("blob \(d) in the store is corrupt (its content hashes to \(actual))") }
         return data
     }
 
@@ -151,12 +145,12 @@ public final class Store: @unchecked Sendable {
         let fd = try valueOrErrno("open", "cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
         let hashed = Digest.sha256(fd: fd)
         close(fd)
-        guard let (d, size) = hashed else { throw SysError.errno("read", "cannot read \(path)") }
+        guard let (d, size) = hashed else { throw CtrError.errno("read", "cannot read \(path)") }
         if d != expected.digest {
-            throw StoreError("blob \(expected.digest) failed verification: its content hashes to \(d)")
+            throw CtrError.invalid("blob \(expected.digest) failed verification: its content hashes to \(d)")
         }
         if Int64(size) != expected.size {
-            throw StoreError("blob \(expected.digest) has \(size) bytes, its descriptor says \(expected.size)")
+            throw CtrError.invalid("blob \(expected.digest) has \(size) bytes, its descriptor says \(expected.size)")
         }
     }
 
@@ -252,9 +246,9 @@ public final class Store: @unchecked Sendable {
             }
             let distinct = Set(found.map { $0.descriptor.digest })
             if distinct.count == 1 { return found[0] }
-            if distinct.count > 1 { throw StoreError("\(s): more than one image matches; use more of the id") }
+            if distinct.count > 1 { throw CtrError.conflict("\(s): more than one image matches; use more of the id") }
         }
-        throw StoreError("\(s): image not known (see `ctr images`)")
+        throw CtrError.notFound("\(s): image not known (see `ctr images`)")
     }
 
     // MARK: reading images
@@ -262,7 +256,7 @@ public final class Store: @unchecked Sendable {
     public func manifest(_ desc: Descriptor) throws -> Manifest {
         let data = try readBlob(desc.digest)
         if desc.mediaType.isIndex {
-            throw StoreError("\(desc.digest) is an image index, not a manifest")
+            throw CtrError.invalid("\(desc.digest) is an image index, not a manifest")
         }
         return try CanonicalJSON.decode(Manifest.self, from: data, what: "manifest \(desc.digest)")
     }
@@ -316,11 +310,11 @@ public final class Store: @unchecked Sendable {
             let report = try ops.apply(blob: blob, to: tmp, tree: .overlay)
             try Self.check(report.digests, layer: layer, diffID: diffID)
             return (tmp, report)
-        } catch let e as SysError {
+        } catch let e as CtrError where e.code == .system {
             _ = try? ops.removeTree(tmp)
             // a full disk names where the layer was going, not only the file in it
             let full = e.errno == ENOSPC || e.errno == EDQUOT
-            throw LayerError("layer \(layer.digest): \(e.message)\(full ? " (unpacking into the store at \(root))" : "")")
+            throw CtrError(full ? .system : .invalidInput, "layer \(layer.digest): \(e.message)\(full ? " (unpacking into the store at \(root))" : "")", errno: e.errno, cause: e)
         } catch {
             _ = try? ops.removeTree(tmp)
             throw error
@@ -330,13 +324,13 @@ public final class Store: @unchecked Sendable {
     /// Check what reading a layer found against its descriptor and diff-id.
     public static func check(_ d: LayerDigests, layer: Descriptor, diffID: Digest) throws {
         if d.digest != layer.digest {
-            throw LayerError("layer \(layer.digest) failed verification: its content hashes to \(d.digest)")
+            throw CtrError.invalid("layer \(layer.digest) failed verification: its content hashes to \(d.digest)")
         }
         if d.size != layer.size {
-            throw LayerError("layer \(layer.digest) has \(d.size) bytes, its descriptor says \(layer.size)")
+            throw CtrError.invalid("layer \(layer.digest) has \(d.size) bytes, its descriptor says \(layer.size)")
         }
         if d.diffID != diffID {
-            throw LayerError("layer \(layer.digest): its uncompressed content hashes to \(d.diffID), the image config says \(diffID)")
+            throw CtrError.invalid("layer \(layer.digest): its uncompressed content hashes to \(d.diffID), the image config says \(diffID)")
         }
     }
 
@@ -347,7 +341,7 @@ public final class Store: @unchecked Sendable {
             let e = Glibc.errno
             _ = try? ops.removeTree(tmp)
             if e != EEXIST && e != ENOTEMPTY {
-                throw SysError(stage: "rename", errno: e, message: "cannot move the unpacked layer into \(final)")
+                throw CtrError.system("rename", errno: e, "cannot move the unpacked layer into \(final)")
             }
         }
     }
@@ -367,12 +361,12 @@ public final class Store: @unchecked Sendable {
     /// has to).
     public func prune(waiting: (() -> Void)? = nil) throws -> PruneReport {
         if GCHolds.isHeld(root) {
-            throw StoreError("prune: this process is writing to the store \(root) (it would wait for itself)")
+            throw CtrError.internal("prune: this process is writing to the store \(root) (it would wait for itself)")
         }
         let fd = try valueOrErrno("lock", "cannot open \(root)/gc.lock") { open("\(root)/gc.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
         defer { close(fd) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            guard Glibc.errno == EWOULDBLOCK else { throw SysError.errno("lock", "cannot lock \(root)/gc.lock") }
+            guard Glibc.errno == EWOULDBLOCK else { throw CtrError.errno("lock", "cannot lock \(root)/gc.lock") }
             waiting?()
             try valueOrErrno("lock", "cannot lock \(root)/gc.lock") { flock(fd, LOCK_EX) }
         }
@@ -464,7 +458,7 @@ public final class Store: @unchecked Sendable {
                 let n = write(fd, buf.baseAddress! + off, buf.count - off)
                 if n < 0 {
                     if Glibc.errno == EINTR { continue }
-                    throw SysError.errno("write", "cannot write \(path)")
+                    throw CtrError.errno("write", "cannot write \(path)")
                 }
                 off += n
             }

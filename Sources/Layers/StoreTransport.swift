@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 
@@ -9,13 +10,13 @@ public struct StoreSource: ImageSource {
     public func read(_ d: Descriptor) throws -> Data {
         let data = try store.readBlob(d.digest)
         if Int64(data.count) != d.size {
-            throw TransferError("blob \(d.digest) has \(data.count) bytes, its descriptor says \(d.size)")
+            throw CtrError.invalid("blob \(d.digest) has \(data.count) bytes, its descriptor says \(d.size)")
         }
         return data
     }
 
     public func blob(_ d: Descriptor) throws -> BlobFile {
-        guard store.hasBlob(d.digest) else { throw StoreError("blob \(d.digest) is missing from the store") }
+        guard store.hasBlob(d.digest) else { throw CtrError.notFound("blob \(d.digest) is missing from the store") }
         return BlobFile(path: store.blobPath(d.digest), verified: true, movable: false)
     }
 
@@ -102,8 +103,8 @@ public final class StoreSink: ImageSink {
                 } else if !store.hasBlob(layer.digest) {
                     do {
                         try Store.check(LayerOps.scan(blob: path), layer: layer, diffID: diffID)
-                    } catch let e as SysError {
-                        throw LayerError("layer \(layer.digest): \(e.message)")
+                    } catch let e as CtrError where e.code == .system {
+                        throw CtrError.invalid("layer \(layer.digest): \(e.message)", cause: e)
                     }
                 }
             }

@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -62,19 +63,16 @@ public struct CopiedImage: Sendable {
     public var config: ImageConfig
 }
 
-public struct TransferError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// The one copy routine: for each image resolve the manifest (picking `platform` from an
-/// index), check it, hand the config and layers to the sink, then the manifest.
+/// index), check it, hand the config and layers to the sink, then the manifest. `label` (an
+/// archive's path) goes in front of the copy's own errors about the images, as the sources of
+/// an archive put it in front of theirs: the archive is named in every error about its content.
 public enum ImageCopy {
     public static func copy(_ images: [SourceImage], from source: ImageSource, to sink: ImageSink,
-                            platform: Platform = .current, progress: ((String) -> Void)? = nil) throws -> [CopiedImage] {
+                            platform: Platform = .current, progress: ((String) -> Void)? = nil,
+                            label: String? = nil) throws -> [CopiedImage] {
         do {
-            return try copyOrThrow(images, from: source, to: sink, platform: platform, progress: progress)
+            return try copyOrThrow(images, from: source, to: sink, platform: platform, progress: progress, label: label)
         } catch {
             sink.abort()
             throw error
@@ -82,15 +80,16 @@ public enum ImageCopy {
     }
 
     static func copyOrThrow(_ images: [SourceImage], from source: ImageSource, to sink: ImageSink,
-                            platform: Platform, progress: ((String) -> Void)?) throws -> [CopiedImage] {
+                            platform: Platform, progress: ((String) -> Void)?, label: String?) throws -> [CopiedImage] {
+        let named = { (m: String) in label.map { "\($0): \(m)" } ?? m }
         var done: [CopiedImage] = []
         for image in images {
             let (desc, data, manifest, _, config) = try checkedImage(
                 "image \(image.descriptor.digest)", image.descriptor, try source.read(image.descriptor), platform: platform,
-                readManifest: { d in (try source.read(d), d) }, readConfig: { try source.read($0) }, fail: { TransferError($0) })
+                readManifest: { d in (try source.read(d), d) }, readConfig: { try source.read($0) }, fail: { CtrError.invalid(named($0)) })
             for blob in [manifest.config] + manifest.layers where !sink.hasBlob(blob) {
                 // a stop signal (Ctrl-C) ends the copy here; the sink removes what it wrote
-                if csys_stop_signal() != 0 { throw TransferError("interrupted") }
+                if csys_stop_signal() != 0 { throw CtrError(.interrupted(signal: csys_stop_signal()), named("interrupted")) }
                 progress?("copying blob \(blob.digest.short)")
                 try sink.putBlob(blob, from: source.blob(blob))
             }
@@ -158,7 +157,7 @@ public enum ImageCopy {
     /// Read a file and check it against a descriptor.
     public static func readVerified(_ path: String, _ d: Descriptor) throws -> Data {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw TransferError("blob \(d.digest) is missing")
+            throw CtrError.notFound("blob \(d.digest) is missing")
         }
         try verify(data, d)
         return data
@@ -166,11 +165,11 @@ public enum ImageCopy {
 
     public static func verify(_ data: Data, _ d: Descriptor) throws {
         if Int64(data.count) != d.size {
-            throw TransferError("blob \(d.digest) has \(data.count) bytes, its descriptor says \(d.size)")
+            throw CtrError.invalid("blob \(d.digest) has \(data.count) bytes, its descriptor says \(d.size)")
         }
         let actual = Digest.sha256(data)
         if actual != d.digest {
-            throw TransferError("blob \(d.digest) failed verification: its content hashes to \(actual)")
+            throw CtrError.invalid("blob \(d.digest) failed verification: its content hashes to \(actual)")
         }
     }
 }
@@ -189,7 +188,7 @@ public enum FileCopy {
             if n < 0 {
                 if Glibc.errno == EINTR { continue }
                 if Glibc.errno == EXDEV || Glibc.errno == ENOSYS || Glibc.errno == EINVAL { return try slowCopy(src, dst, to) }
-                throw SysError.errno("copy", "cannot copy \(from) to \(to)")
+                throw CtrError.errno("copy", "cannot copy \(from) to \(to)")
             }
         }
     }
@@ -199,11 +198,11 @@ public enum FileCopy {
         while true {
             let n = read(src, &buf, buf.count)
             if n == 0 { return }
-            if n < 0 { if Glibc.errno == EINTR { continue }; throw SysError.errno("copy", "cannot read") }
+            if n < 0 { if Glibc.errno == EINTR { continue }; throw CtrError.errno("copy", "cannot read") }
             var off = 0
             while off < n {
                 let w = buf.withUnsafeBytes { write(dst, $0.baseAddress! + off, n - off) }
-                if w < 0 { if Glibc.errno == EINTR { continue }; throw SysError.errno("copy", "cannot write \(to)") }
+                if w < 0 { if Glibc.errno == EINTR { continue }; throw CtrError.errno("copy", "cannot write \(to)") }
                 off += w
             }
         }

@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -12,7 +13,7 @@ public final class TreeSnapshot: @unchecked Sendable {
     /// `skip`: paths relative to the root left out with all they hold ("proc", "etc/hosts").
     public init(root: String, skip: [String]) throws {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw SysError.errno("snapshot", "cannot open \(root)") }
+        guard fd >= 0 else { throw CtrError.errno("snapshot", "cannot open \(root)") }
         defer { close(fd) }
         let cs = skip.map { strdup($0) }
         defer { cs.forEach { free($0) } }
@@ -20,7 +21,7 @@ public final class TreeSnapshot: @unchecked Sendable {
         let p: OpaquePointer? = cs.map { UnsafePointer($0) }.withUnsafeBufferPointer { buf in
             csys_snapshot_take(fd, buf.baseAddress, Int32(buf.count), &err)
         }
-        guard let p else { throw SysError(err, fallback: "cannot read the tree \(root)") }
+        guard let p else { throw CtrError(err, fallback: "cannot read the tree \(root)") }
         raw = p
         self.root = root
     }
@@ -39,14 +40,14 @@ extension LayerOps {
         var err = csys_error()
         var list: UnsafeMutablePointer<csys_change>?
         let n = csys_snapshot_diff(before.raw, after.raw, &list, &err)
-        if n < 0 { throw SysError(err, fallback: "cannot compare the tree \(after.root)") }
+        if n < 0 { throw CtrError(err, fallback: "cannot compare the tree \(after.root)") }
         defer { csys_changes_free(list, n) }
         try Self.loadArchive()
         let rootFD = open(after.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard rootFD >= 0 else { throw SysError.errno("snapshot", "cannot open \(after.root)") }
+        guard rootFD >= 0 else { throw CtrError.errno("snapshot", "cannot open \(after.root)") }
         defer { close(rootFD) }
         let outFD = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard outFD >= 0 else { throw SysError.errno("write", "cannot create \(output)") }
+        guard outFD >= 0 else { throw CtrError.errno("write", "cannot create \(output)") }
         defer { close(outFD) }
         var c = csys_create()
         c.root_fd = rootFD
@@ -54,10 +55,15 @@ extension LayerOps {
         c.tree = TreeKind.plain.c
         c.compression = compression.c
         c.clamp_mtime = clampMtime ?? -1
-        if csys_layer_create_changes(&c, list, Int(n)) != 0 {
-            throw Self.naming(SysError(c.error, fallback: "creating the layer failed"), output: output)
+        let failed = output.withCString { name -> Bool in
+            c.out_name = name
+            defer { c.out_name = nil }
+            return csys_layer_create_changes(&c, list, Int(n)) != 0
         }
-        if fsync(outFD) != 0 { throw SysError.errno("fsync", "cannot sync \(output)") }
+        if failed {
+            throw CtrError(c.error, fallback: "creating the layer failed")
+        }
+        if fsync(outFD) != 0 { throw CtrError.errno("fsync", "cannot sync \(output)") }
         return (LayerDigests(digest: digest32(&c.digest), diffID: digest32(&c.diff_id), size: Int64(c.size),
                              tarSize: Int64(c.tar_size), compression: compression), Int(n))
     }

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 
@@ -15,8 +16,8 @@ public enum ImageUnpack {
             let report: ApplyReport
             do {
                 report = try store.ops.apply(blob: store.blobPath(layer.digest), to: root, tree: .plain)
-            } catch let e as SysError {
-                throw LayerError("layer \(layer.digest): \(e.message)")
+            } catch let e as CtrError where e.code == .system {
+                throw CtrError.invalid("layer \(layer.digest): \(e.message)", cause: e)
             }
             try Store.check(report.digests, layer: layer, diffID: diffID)
             reports.append(report)
@@ -31,11 +32,11 @@ public enum ImageUnpack {
         let info = try ImageInfo(record, store: store)
         let rootfs = "\(destination)/rootfs"
         if mkdir(destination, 0o755) != 0 && errno != EEXIST {
-            throw SysError.errno("mkdir", "cannot create \(destination)")
+            throw CtrError.errno("mkdir", "cannot create \(destination)")
         }
         if mkdir(rootfs, 0o755) != 0 {
-            if errno == EEXIST { throw LayerError("\(rootfs) already exists") }
-            throw SysError.errno("mkdir", "cannot create \(rootfs)")
+            if errno == EEXIST { throw CtrError.conflict("\(rootfs) already exists") }
+            throw CtrError.errno("mkdir", "cannot create \(rootfs)")
         }
         let reports: [ApplyReport]
         do { reports = try applyLayers(info, store: store, to: rootfs, applying: applying) } catch {

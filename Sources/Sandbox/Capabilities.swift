@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 
 /// Linux capabilities by name, podman's default set, and --cap-add/--cap-drop.
@@ -28,7 +29,7 @@ public enum Capabilities {
         let up = s.uppercased()
         if up == "ALL" { return "ALL" }
         let n = up.hasPrefix("CAP_") ? up : "CAP_" + up
-        guard names.contains(n) else { throw UserError(message: "unknown capability \"\(s)\"") }
+        guard names.contains(n) else { throw CtrError.usage("unknown capability \"\(s)\"") }
         return n
     }
 

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -23,15 +24,16 @@ import Glibc
 //      controllers is also made in the unified hierarchy (<unified>/ctr/ctr-<name>) when it is
 //      writable, so that remove() can kill every process of the container with cgroup.kill.
 //  * otherwise the limit cannot be applied and `CgroupHandle.create` throws a one-line
-//    `CgroupError` naming the flag, why, and what would make it work. A limit is never ignored.
+//    `CtrError` naming the flag, why, and what would make it work. A limit is never ignored.
 
 // MARK: - Errors
 
-/// A one-line error about resource limits or cgroups.
-public struct CgroupError: Error, CustomStringConvertible, Equatable, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+extension CtrError {
+    /// A one-line error about cgroups: an operation that failed (`.system`, stage "cgroup").
+    /// Flags ctr cannot use are `.usage`, limits this host cannot apply `.unsupported`.
+    static func cgroup(_ message: String) -> CtrError {
+        .system("cgroup", message)
+    }
 }
 
 // MARK: - Limits
@@ -90,7 +92,7 @@ public struct ResourceLimits: Equatable, Sendable {
             let m = try parseMemory(memory, flag: "--memory")
             if m != 0 {
                 guard m >= minimumMemory else {
-                    throw CgroupError("invalid --memory \"\(memory)\": the minimum memory limit is 6m")
+                    throw CtrError.usage("invalid --memory \"\(memory)\": the minimum memory limit is 6m")
                 }
                 l.memory = m
             }
@@ -100,10 +102,10 @@ public struct ResourceLimits: Equatable, Sendable {
             if memorySwap.trimmingCharacters(in: .whitespaces) == "-1" { s = -1 } else { s = try parseMemory(memorySwap, flag: "--memory-swap") }
             if s != 0 {
                 guard let m = l.memory else {
-                    throw CgroupError("invalid --memory-swap \"\(memorySwap)\": --memory-swap needs --memory as well")
+                    throw CtrError.usage("invalid --memory-swap \"\(memorySwap)\": --memory-swap needs --memory as well")
                 }
                 if s != -1 && s < m {
-                    throw CgroupError("invalid --memory-swap \"\(memorySwap)\": it is memory plus swap, so it must be at least --memory (\(formatBytes(m))), or -1 for unlimited swap")
+                    throw CtrError.usage("invalid --memory-swap \"\(memorySwap)\": it is memory plus swap, so it must be at least --memory (\(formatBytes(m))), or -1 for unlimited swap")
                 }
                 l.memorySwap = s
             }
@@ -117,7 +119,7 @@ public struct ResourceLimits: Equatable, Sendable {
     /// binary unit k/m/g/t/p (case-insensitive, optionally followed by "i" and/or "b");
     /// no unit = bytes. "256m" = 268435456, "1g", "512k", "1024b", "1000", "1.5g", "256MiB".
     public static func parseMemory(_ text: String, flag: String = "--memory") throws -> Int64 {
-        let bad = CgroupError("invalid \(flag) \"\(text)\": expected a size such as 256m, 1g, 512k or 1024b")
+        let bad = CtrError.usage("invalid \(flag) \"\(text)\": expected a size such as 256m, 1g, 512k or 1024b")
         var s = Substring(text.lowercased())
         if s.hasSuffix("b") { s = s.dropLast() }
         if s.hasSuffix("i") { s = s.dropLast() }
@@ -134,7 +136,7 @@ public struct ResourceLimits: Equatable, Sendable {
               let value = Double(s) else { throw bad }
         let bytes = value * multiplier
         guard bytes < 9.2e18 else {
-            throw CgroupError("invalid \(flag) \"\(text)\": too large")
+            throw CtrError.usage("invalid \(flag) \"\(text)\": too large")
         }
         return Int64(bytes)
     }
@@ -142,7 +144,7 @@ public struct ResourceLimits: Equatable, Sendable {
     /// `--pids-limit`: a positive number, or 0 / -1 for unlimited (returns nil).
     public static func parsePidsLimit(_ text: String) throws -> Int64? {
         guard let n = Int64(text.trimmingCharacters(in: .whitespaces)), n >= -1 else {
-            throw CgroupError("invalid --pids-limit \"\(text)\": expected a positive number of processes, or 0 or -1 for unlimited")
+            throw CtrError.usage("invalid --pids-limit \"\(text)\": expected a positive number of processes, or 0 or -1 for unlimited")
         }
         return n > 0 ? n : nil
     }
@@ -152,13 +154,13 @@ public struct ResourceLimits: Equatable, Sendable {
     public static func parseCPUs(_ text: String, cpuCount: Int = ResourceLimits.onlineCPUs()) throws -> Double {
         let t = text.trimmingCharacters(in: .whitespaces)
         guard !t.isEmpty, t.allSatisfy({ "0123456789.eE+-".contains($0) }), let v = Double(t), v.isFinite else {
-            throw CgroupError("invalid --cpus \"\(text)\": expected a number of CPUs such as 0.5 or 2")
+            throw CtrError.usage("invalid --cpus \"\(text)\": expected a number of CPUs such as 0.5 or 2")
         }
         guard v > 0 else {
-            throw CgroupError("invalid --cpus \"\(text)\": must be greater than 0")
+            throw CtrError.usage("invalid --cpus \"\(text)\": must be greater than 0")
         }
         guard v >= 0.01 && v <= Double(cpuCount) else {
-            throw CgroupError("invalid --cpus \"\(text)\": the range of CPUs is from 0.01 to \(cpuCount).00, as there \(cpuCount == 1 ? "is only 1 CPU" : "are only \(cpuCount) CPUs") available")
+            throw CtrError.usage("invalid --cpus \"\(text)\": the range of CPUs is from 0.01 to \(cpuCount).00, as there \(cpuCount == 1 ? "is only 1 CPU" : "are only \(cpuCount) CPUs") available")
         }
         return v
     }
@@ -450,7 +452,7 @@ public struct CgroupSupport: Equatable, Sendable {
     }
 
     /// The one-line error for the limits that cannot be applied here, nil when all can.
-    public func unavailableError(for limits: ResourceLimits) -> CgroupError? {
+    public func unavailableError(for limits: ResourceLimits) -> CtrError? {
         let missing = limits.controllers.filter { backend(for: $0) == nil }
         guard !missing.isEmpty else { return nil }
         var groups: [(controllers: [String], why: String, fix: String)] = []
@@ -466,7 +468,7 @@ public struct CgroupSupport: Equatable, Sendable {
             let flags = g.controllers.flatMap { limits.flags(for: $0) }
             return "\(Self.list(flags)) \(flags.count == 1 ? "needs" : "need") \(need(g.controllers)); \(g.why); \(g.fix)"
         }
-        return CgroupError(parts.joined(separator: "; also "))
+        return CtrError.unsupported(parts.joined(separator: "; also "))
     }
 
     /// "a cgroup v2 subtree delegated to alice with the memory controller" / "the memory cgroup controller".
@@ -600,7 +602,7 @@ enum DeviceRules {
     static func write(into dir: String) throws {
         for (file, rule) in [("devices.deny", "a")] + allow.map({ ("devices.allow", $0) }) {
             let e = CgFS.write(dir + "/" + file, rule)
-            if e != 0 { throw CgroupError("cannot restrict the container's devices (\(rule) into \(dir)/\(file)): \(CgFS.strerr(e))") }
+            if e != 0 { throw CtrError.cgroup("cannot restrict the container's devices (\(rule) into \(dir)/\(file)): \(CgFS.strerr(e))") }
         }
     }
 }
@@ -644,7 +646,7 @@ public final class CgroupHandle: @unchecked Sendable {
     /// The cgroup.procs files a process must be written to (for a child that joins itself).
     public var procsFiles: [String] { paths.map { $0 + "/cgroup.procs" } }
 
-    /// Create the container's cgroups and write `limits`. Throws a one-line `CgroupError` when a
+    /// Create the container's cgroups and write `limits`. Throws a one-line `CtrError` when a
     /// limit cannot be applied (nothing is left behind then). Empty limits: an inactive handle.
     ///
     /// `devices`: also a cgroup v1 devices cgroup with runc's default allow list, where the
@@ -660,7 +662,7 @@ public final class CgroupHandle: @unchecked Sendable {
         }
         guard let first = name.first, first.isASCII, first.isLetter || first.isNumber, name.count <= 128,
               name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else {
-            throw CgroupError("invalid container name \"\(name)\" for a cgroup: use letters, digits, '_', '.', '-'")
+            throw CtrError.usage("invalid container name \"\(name)\" for a cgroup: use letters, digits, '_', '.', '-'")
         }
         if let e = support.unavailableError(for: limits) { throw e }
 
@@ -701,7 +703,7 @@ public final class CgroupHandle: @unchecked Sendable {
 
     private static func makeV2Cgroup(name: String, controllers: [String], support: CgroupSupport,
                                      created: inout [String]) throws -> String {
-        guard let base = support.v2Base, let parent = support.v2Parent else { throw CgroupError("no cgroup v2 place for ctr") }
+        guard let base = support.v2Base, let parent = support.v2Parent else { throw CtrError.unsupported("no cgroup v2 place for ctr") }
         try enableControllers(controllers, in: base, evacuateTo: CgroupSupport.evacuationLeaf)
         if parent != base {
             try CgFS.mkdirIfMissing(parent)
@@ -719,9 +721,9 @@ public final class CgroupHandle: @unchecked Sendable {
         if e == EEXIST {
             let procs = CgFS.read(dir + "/cgroup.procs") ?? ""
             if procs.split(separator: "\n").isEmpty { created.append(dir); return }
-            throw CgroupError("cgroup \(dir) already exists and has processes: is a container with this name running?")
+            throw CtrError.conflict("cgroup \(dir) already exists and has processes: is a container with this name running?")
         }
-        throw CgroupError("cannot create cgroup \(dir): \(CgFS.strerr(e))")
+        throw CtrError.cgroup("cannot create cgroup \(dir): \(CgFS.strerr(e))")
     }
 
     /// Enable `controllers` for the children of the v2 cgroup `dir`. cgroup v2 refuses (EBUSY)
@@ -740,7 +742,7 @@ public final class CgroupHandle: @unchecked Sendable {
             }
             if e != 0 {
                 let hint = e == EBUSY ? " (the cgroup has processes of its own)" : ""
-                throw CgroupError("cannot enable the \(c) controller in \(dir)/cgroup.subtree_control: \(CgFS.strerr(e))\(hint)")
+                throw CtrError.cgroup("cannot enable the \(c) controller in \(dir)/cgroup.subtree_control: \(CgFS.strerr(e))\(hint)")
             }
         }
     }
@@ -754,19 +756,19 @@ public final class CgroupHandle: @unchecked Sendable {
             for p in pids {
                 let e = CgFS.write(leaf + "/cgroup.procs", String(p))
                 if e != 0 && e != ESRCH {
-                    throw CgroupError("cannot move process \(p) from \(dir) into \(leaf): \(CgFS.strerr(e))")
+                    throw CtrError.cgroup("cannot move process \(p) from \(dir) into \(leaf): \(CgFS.strerr(e))")
                 }
             }
         }
-        throw CgroupError("cannot empty \(dir): processes keep appearing")
+        throw CtrError.cgroup("cannot empty \(dir): processes keep appearing")
     }
 
     private func writeLimits() throws {
         func put(_ controller: String, _ file: String, _ value: String, flag: String) throws {
-            guard let dir = controllerDirs[controller] else { throw CgroupError("\(flag): no \(controller) cgroup") }
+            guard let dir = controllerDirs[controller] else { throw CtrError.unsupported("\(flag): no \(controller) cgroup") }
             let e = CgFS.write(dir + "/" + file, value)
             if e != 0 {
-                throw CgroupError("cannot set \(flag) (\(value) into \(dir)/\(file)): \(CgFS.strerr(e))")
+                throw CtrError.cgroup("cannot set \(flag) (\(value) into \(dir)/\(file)): \(CgFS.strerr(e))")
             }
         }
         let v2 = { (c: String) in self.controllerDirs[c] != nil && self.controllerDirs[c] == self.v2Path }
@@ -779,7 +781,7 @@ public final class CgroupHandle: @unchecked Sendable {
                 let hasSwap = access(dir + "/memory.swap.max", F_OK) == 0
                 if let swap = limits.memorySwap {
                     guard hasSwap else {
-                        throw CgroupError("\(swapFlag!) needs swap accounting, but \(dir) has no memory.swap.max; boot with swapaccount=1 or leave --memory-swap out")
+                        throw CtrError.unsupported("\(swapFlag!) needs swap accounting, but \(dir) has no memory.swap.max; boot with swapaccount=1 or leave --memory-swap out")
                     }
                     try put("memory", "memory.swap.max", swap < 0 ? "max" : String(swap - mem), flag: swapFlag!)
                 } else if hasSwap {
@@ -792,7 +794,7 @@ public final class CgroupHandle: @unchecked Sendable {
                 try put("memory", "memory.limit_in_bytes", String(mem), flag: flag)
                 if let swap = limits.memorySwap {
                     guard hasSwap else {
-                        throw CgroupError("\(swapFlag!) needs swap accounting, but \(dir) has no memory.memsw.limit_in_bytes; boot with swapaccount=1 or leave --memory-swap out")
+                        throw CtrError.unsupported("\(swapFlag!) needs swap accounting, but \(dir) has no memory.memsw.limit_in_bytes; boot with swapaccount=1 or leave --memory-swap out")
                     }
                     try put("memory", "memory.memsw.limit_in_bytes", swap < 0 ? "-1" : String(swap), flag: swapFlag!)
                 } else if hasSwap {
@@ -818,7 +820,7 @@ public final class CgroupHandle: @unchecked Sendable {
     public func add(pid: pid_t) throws {
         for dir in paths {
             let e = CgFS.write(dir + "/cgroup.procs", String(pid))
-            if e != 0 { throw CgroupError("cannot move process \(pid) into cgroup \(dir): \(CgFS.strerr(e))") }
+            if e != 0 { throw CtrError.cgroup("cannot move process \(pid) into cgroup \(dir): \(CgFS.strerr(e))") }
         }
     }
 
@@ -856,7 +858,7 @@ public final class CgroupHandle: @unchecked Sendable {
             }
         }
         if !problems.isEmpty {
-            throw CgroupError("cannot remove cgroup " + problems.joined(separator: "; "))
+            throw CtrError.cgroup("cannot remove cgroup " + problems.joined(separator: "; "))
         }
         removed = true
     }
@@ -938,7 +940,7 @@ enum CgFS {
 
     static func mkdirIfMissing(_ path: String) throws {
         if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
-        throw CgroupError("cannot create cgroup \(path): \(strerr(errno))")
+        throw CtrError.cgroup("cannot create cgroup \(path): \(strerr(errno))")
     }
 
     static func pids(_ procsFile: String) -> [pid_t] {

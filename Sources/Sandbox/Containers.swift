@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 import Layers
@@ -54,16 +55,6 @@ public enum ContainerStatus: Equatable, Sendable {
     }
 }
 
-public struct ContainerError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public let exitCode: Int32
-    public init(_ message: String, exitCode: Int32 = 125) {
-        self.message = message
-        self.exitCode = exitCode
-    }
-    public var description: String { message }
-}
-
 /// The containers of a store.
 public struct ContainerStore: Sendable {
     public let store: Store
@@ -108,8 +99,8 @@ public struct ContainerStore: Sendable {
         if let r = list.first(where: { $0.name == s || $0.id == s }) { return r }
         let m = list.filter { $0.id.hasPrefix(s) }
         if m.count == 1 { return m[0] }
-        if m.count > 1 { throw ContainerError("\(s): more than one container matches", exitCode: 1) }
-        throw ContainerError("no such container: \(s)", exitCode: 1)
+        if m.count > 1 { throw CtrError.conflict("\(s): more than one container matches") }
+        throw CtrError.notFound("no such container: \(s)")
     }
 
     /// Running, exited (with the code the monitor recorded), or lost.

@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -30,7 +31,7 @@ public struct FuseOverlay: Sendable, Equatable {
     public static func current() throws -> FuseOverlay {
         let want = getenv("CTR_OVERLAY").map { String(cString: $0) } ?? ""
         guard ["", "kernel", "fuse"].contains(want) else {
-            throw ContainerError("CTR_OVERLAY=\(want): use kernel or fuse")
+            throw CtrError.usage("CTR_OVERLAY=\(want): use kernel or fuse")
         }
         if want == "kernel" { return FuseOverlay(mode: .off, program: nil, missing: "CTR_OVERLAY=kernel") }
         let program = Command.find("fuse-overlayfs")
@@ -41,7 +42,7 @@ public struct FuseOverlay: Sendable, Equatable {
             missing = access("/dev/fuse", F_OK) != 0 ? "there is no /dev/fuse" : "/dev/fuse is not readable and writable by this user"
         }
         if want == "fuse", let missing {
-            throw ContainerError("CTR_OVERLAY=fuse: \(missing)")
+            throw CtrError.unsupported("CTR_OVERLAY=fuse: \(missing)")
         }
         if let missing { return FuseOverlay(mode: .off, program: nil, missing: missing) }
         return FuseOverlay(mode: want == "fuse" ? .always : .fallback, program: program, missing: nil)

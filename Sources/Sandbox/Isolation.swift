@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -118,7 +119,7 @@ public enum IsolationRequest: Sendable, Equatable {
     public init(parsing s: String) throws {
         if s == "auto" || s.isEmpty { self = .auto; return }
         guard let l = IsolationLevel(rawValue: s) else {
-            throw ContainerError("--isolation \(s): expected auto, userns, nested, chroot or container")
+            throw CtrError.usage("--isolation \(s): expected auto, userns, nested, chroot or container")
         }
         self = .level(l)
     }
@@ -175,9 +176,9 @@ public struct IsolationDecision: Sendable, Equatable {
                     + (d.mknod ? [] : ["device nodes (/dev holds plain files; CAP_MKNOD is refused)"])
             } else if purpose == .build {
                 refused.append("chroot: " + (f.uid != 0 ? "ctr is not root here (uid \(f.uid))" : "chroot(2) is refused (\(SandboxFacts.Namespaces.why(f.chroot)))"))
-                throw ContainerError("RUN cannot be sandboxed here: \(refused.joined(separator: "; ")). Run the job as root in its container, allow user namespaces (e.g. --security-opt seccomp=unconfined, or podman's default profile), or use a host runner; --isolation container runs RUN in this container itself")
+                throw CtrError.unsupported("RUN cannot be sandboxed here: \(refused.joined(separator: "; ")). Run the job as root in its container, allow user namespaces (e.g. --security-opt seccomp=unconfined, or podman's default profile), or use a host runner; --isolation container runs RUN in this container itself")
             } else {
-                throw ContainerError("a container cannot be made here: \(refused.joined(separator: "; ")). Allow user namespaces (e.g. --security-opt seccomp=unconfined, or podman's default profile) or run ctr on a host")
+                throw CtrError.unsupported("a container cannot be made here: \(refused.joined(separator: "; ")). Allow user namespaces (e.g. --security-opt seccomp=unconfined, or podman's default profile) or run ctr on a host")
             }
         }
         d.refused = refused
@@ -186,12 +187,12 @@ public struct IsolationDecision: Sendable, Equatable {
         switch want {
         case .userns, .nested:
             if d.level == .chroot || (want == .userns && d.level == .nested) {
-                throw ContainerError("--isolation \(want): not possible here (\(refused.joined(separator: "; ")))")
+                throw CtrError.unsupported("--isolation \(want): not possible here (\(refused.joined(separator: "; ")))")
             }
             return d
         case .chroot:
             guard f.uid == 0, f.chroot == nil else {
-                throw ContainerError("--isolation chroot: needs root with CAP_SYS_CHROOT (\(f.uid != 0 ? "ctr runs as uid \(f.uid)" : SandboxFacts.Namespaces.why(f.chroot)))")
+                throw CtrError.unsupported("--isolation chroot: needs root with CAP_SYS_CHROOT (\(f.uid != 0 ? "ctr runs as uid \(f.uid)" : SandboxFacts.Namespaces.why(f.chroot)))")
             }
             var c = IsolationDecision(level: .chroot)
             c.networkNamespace = false
@@ -202,7 +203,7 @@ public struct IsolationDecision: Sendable, Equatable {
             return c
         case .container:
             guard f.insideContainer else {
-                throw ContainerError("--isolation container: ctr is not inside a container (it would run RUN steps in this machine's own root)")
+                throw CtrError.unsupported("--isolation container: ctr is not inside a container (it would run RUN steps in this machine's own root)")
             }
             var c = IsolationDecision(level: .container)
             c.networkNamespace = false

@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 #if canImport(Glibc)
@@ -18,11 +19,12 @@ import Glibc
 // Both helpers open /dev/net/tun inside the container's namespaces, so they need a
 // /dev/net/tun the calling user can open read/write.
 
-/// One line that says what went wrong and what to do about it.
-public struct NetworkError: Error, CustomStringConvertible, Equatable, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+extension CtrError {
+    /// A network helper or its set-up failed (`.system`, stage "network"); one line that says
+    /// what went wrong and what to do about it.
+    static func network(_ message: String) -> CtrError {
+        .system("network", message)
+    }
 }
 
 // MARK: - Modes
@@ -60,12 +62,12 @@ public enum NetworkMode: Equatable, Sendable, CustomStringConvertible {
         case _ where privateAliases.contains(value): return nil
         default:
             if value.hasPrefix("pasta:") || value.hasPrefix("slirp4netns:") {
-                throw NetworkError("--network \(value): helper options are not supported; use --network \(value.prefix { $0 != ":" })")
+                throw CtrError.usage("--network \(value): helper options are not supported; use --network \(value.prefix { $0 != ":" })")
             }
             if value.hasPrefix("container:") || value.hasPrefix("ns:") {
-                throw NetworkError("--network \(value): joining another container's or a named network namespace is not supported")
+                throw CtrError.usage("--network \(value): joining another container's or a named network namespace is not supported")
             }
-            throw NetworkError("--network \(value): unknown network; use none, host, pasta, slirp4netns or private")
+            throw CtrError.usage("--network \(value): unknown network; use none, host, pasta, slirp4netns or private")
         }
     }
 
@@ -83,11 +85,11 @@ public enum NetworkMode: Equatable, Sendable, CustomStringConvertible {
         case let helper?:
             let a = availability.first { $0.name == helper.description }
             if let a, a.available { return helper }
-            throw NetworkError("--network \(value): \(a?.detail ?? "\(helper) is not usable"); use --network host for the host's network, or --network none")
+            throw CtrError.usage("--network \(value): \(a?.detail ?? "\(helper) is not usable"); use --network host for the host's network, or --network none")
         case nil:
             let (mode, note) = resolveDefault(availability: availability)
             if mode == .none {
-                throw NetworkError("--network \(value): \(note ?? "no private network is available")")
+                throw CtrError.usage("--network \(value): \(note ?? "no private network is available")")
             }
             return mode
         }
@@ -217,7 +219,7 @@ public struct PortMapping: Equatable, Hashable, Sendable, CustomStringConvertibl
     }
 
     public init(parsing value: String) throws {
-        func fail(_ why: String) -> NetworkError { NetworkError("-p \(value): \(why)") }
+        func fail(_ why: String) -> CtrError { .usage("-p \(value): \(why)") }
         var rest = Substring(value)
         var proto = Proto.tcp
         if let slash = rest.lastIndex(of: "/") {
@@ -359,7 +361,7 @@ public final class NetworkAttachment: @unchecked Sendable {
         switch mode {
         case .none, .host:
             if !ports.isEmpty {
-                throw NetworkError("-p \(ports[0]): publishing ports needs a private network (pasta or slirp4netns), not --network \(mode)")
+                throw CtrError.usage("-p \(ports[0]): publishing ports needs a private network (pasta or slirp4netns), not --network \(mode)")
             }
             return nil
         case .pasta, .slirp4netns:
@@ -367,13 +369,13 @@ public final class NetworkAttachment: @unchecked Sendable {
         }
         let name = mode.description
         guard let exe = Command.find(name) else {
-            throw NetworkError("\(name): not installed (package \(mode == .pasta ? "passt" : "slirp4netns"))")
+            throw CtrError.unsupported("\(name): not installed (package \(mode == .pasta ? "passt" : "slirp4netns"))")
         }
         if let problem = NetworkMode.tunCheck(path: "/dev/net/tun") {
-            throw NetworkError("\(name): needs \(problem.text); use --network host for the host's network, or --network none")
+            throw CtrError.unsupported("\(name): needs \(problem.text); use --network host for the host's network, or --network none")
         }
         guard access("/proc/\(pid)/ns/net", F_OK) == 0 else {
-            throw NetworkError("\(name): no process \(pid) whose network namespace to join")
+            throw CtrError.network("\(name): no process \(pid) whose network namespace to join")
         }
         try checkHostPorts(ports, helper: name)
         let runDir = try makeRunDir()
@@ -409,7 +411,7 @@ public final class NetworkAttachment: @unchecked Sendable {
     public func detachRecord(into path: String) throws {
         lock.lock()
         defer { lock.unlock() }
-        if released { throw NetworkError("\(mode): the helper was already stopped") }
+        if released { throw CtrError.network("\(mode): the helper was already stopped") }
         let record = DetachedRecord(mode: mode.description, helperPID: helper.pid, helperStart: helper.startTime,
                                     helperExe: helper.exe, runDir: runDir,
                                     containerAddress: containerAddress, dnsServer: dnsServer)
@@ -417,7 +419,7 @@ public final class NetworkAttachment: @unchecked Sendable {
         do {
             try data.write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            throw NetworkError("\(mode): cannot write \(path): \(error.localizedDescription)")
+            throw CtrError.network("\(mode): cannot write \(path): \(error.localizedDescription)")
         }
         released = true
     }
@@ -538,24 +540,24 @@ public final class NetworkAttachment: @unchecked Sendable {
         let nullFD = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { if nullFD >= 0 { close(nullFD) } }
         let netFD = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
-        guard netFD >= 0 else { throw NetworkError("pasta: cannot open /proc/\(pid)/ns/net: \(String(cString: strerror(errno)))") }
+        guard netFD >= 0 else { throw CtrError.network("pasta: cannot open /proc/\(pid)/ns/net: \(String(cString: strerror(errno)))") }
         defer { close(netFD) }
         let userFD = rootless ? open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC) : nullFD
-        guard userFD >= 0 else { throw NetworkError("pasta: cannot open /proc/\(pid)/ns/user: \(String(cString: strerror(errno)))") }
+        guard userFD >= 0 else { throw CtrError.network("pasta: cannot open /proc/\(pid)/ns/user: \(String(cString: strerror(errno)))") }
         defer { if rootless { close(userFD) } }
         let child = try spawnHelper(exe, args, fds: [nullFD, logFD, logFD, netFD, userFD])
         guard let status = child.wait(timeout: 20) else {
             child.signal(SIGKILL)
             _ = child.wait(timeout: 2)
-            throw NetworkError("pasta: did not finish setting up within 20 s\(HelperLog.tail(log, prefix: ": "))")
+            throw CtrError.network("pasta: did not finish setting up within 20 s\(HelperLog.tail(log, prefix: ": "))")
         }
         guard status == .exited(0) else {
-            throw NetworkError("pasta failed (\(status))\(HelperLog.tail(log, prefix: ": "))")
+            throw CtrError.network("pasta failed (\(status))\(HelperLog.tail(log, prefix: ": "))")
         }
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
               let daemon = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), daemon > 0,
               let helper = HelperIdentity.of(daemon, exe: "pasta", isChild: false) else {
-            throw NetworkError("pasta: exited without leaving a running daemon (pid file \(pidFile))\(HelperLog.tail(log, prefix: ": "))")
+            throw CtrError.network("pasta: exited without leaving a running daemon (pid file \(pidFile))\(HelperLog.tail(log, prefix: ": "))")
         }
         return NetworkAttachment(mode: .pasta, dnsServer: nil, dnsForwarder: defaultDNSForwarder, helper: helper,
                                  ports: ports, runDir: runDir)
@@ -580,7 +582,7 @@ public final class NetworkAttachment: @unchecked Sendable {
         let api = "\(runDir)/slirp4netns.sock"
         let log = "\(runDir)/slirp4netns.log"
         var ready: [Int32] = [-1, -1]
-        guard csys_pipe_cloexec(&ready) == 0 else { throw NetworkError("slirp4netns: pipe: \(String(cString: strerror(errno)))") }
+        guard csys_pipe_cloexec(&ready) == 0 else { throw CtrError.network("slirp4netns: pipe: \(String(cString: strerror(errno)))") }
         defer { close(ready[0]); if ready[1] >= 0 { close(ready[1]) } }
         let logFD = try HelperLog.open(log)
         defer { close(logFD) }
@@ -593,13 +595,13 @@ public final class NetworkAttachment: @unchecked Sendable {
         let helper = HelperIdentity.of(child.pid, exe: "slirp4netns", isChild: true)
             ?? HelperIdentity(pid: child.pid, startTime: 0, exe: "slirp4netns", isChild: true)
 
-        func failure(_ why: String) -> NetworkError {
+        func failure(_ why: String) -> CtrError {
             if let st = child.wait(timeout: 0.3) {
-                return NetworkError("slirp4netns failed (\(st))\(HelperLog.tail(log, prefix: ": "))")
+                return CtrError.network("slirp4netns failed (\(st))\(HelperLog.tail(log, prefix: ": "))")
             }
             child.signal(SIGKILL)
             _ = child.wait(timeout: 2)
-            return NetworkError("slirp4netns: \(why)\(HelperLog.tail(log, prefix: ": "))")
+            return CtrError.network("slirp4netns: \(why)\(HelperLog.tail(log, prefix: ": "))")
         }
 
         // wait for "1" on the ready fd (EOF: it died)
@@ -616,7 +618,7 @@ public final class NetworkAttachment: @unchecked Sendable {
             }
             if n < 0 && errno != EINTR { break }
             if let st = child.wait(timeout: 0) {
-                throw NetworkError("slirp4netns failed (\(st))\(HelperLog.tail(log, prefix: ": "))")
+                throw CtrError.network("slirp4netns failed (\(st))\(HelperLog.tail(log, prefix: ": "))")
             }
         }
         if !isReady { throw failure("not ready within 20 s") }
@@ -635,7 +637,7 @@ public final class NetworkAttachment: @unchecked Sendable {
                 } catch {
                     child.signal(SIGKILL)
                     _ = child.wait(timeout: 2)
-                    throw NetworkError("slirp4netns: cannot publish -p \(p): \(error)")
+                    throw CtrError.network("slirp4netns: cannot publish -p \(p): \(error)")
                 }
             }
         }
@@ -648,12 +650,12 @@ public final class NetworkAttachment: @unchecked Sendable {
     static func slirpAPI(socket path: String, _ request: [String: Any]) throws -> [String: Any] {
         let body = try JSONSerialization.data(withJSONObject: request)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw NetworkError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CtrError.network("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw NetworkError("API socket path too long: \(path)") }
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw CtrError.network("API socket path too long: \(path)") }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
@@ -661,11 +663,11 @@ public final class NetworkAttachment: @unchecked Sendable {
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard rc == 0 else { throw NetworkError("cannot connect to \(path): \(String(cString: strerror(errno)))") }
+        guard rc == 0 else { throw CtrError.network("cannot connect to \(path): \(String(cString: strerror(errno)))") }
         var tv = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let sent = body.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard sent == body.count else { throw NetworkError("cannot write to \(path): \(String(cString: strerror(errno)))") }
+        guard sent == body.count else { throw CtrError.network("cannot write to \(path): \(String(cString: strerror(errno)))") }
         shutdown(fd, Int32(SHUT_WR))
         var reply = Data()
         var buf = [UInt8](repeating: 0, count: 4096)
@@ -676,10 +678,10 @@ public final class NetworkAttachment: @unchecked Sendable {
             break
         }
         guard let obj = (try? JSONSerialization.jsonObject(with: reply)) as? [String: Any] else {
-            throw NetworkError("unreadable reply: \(String(decoding: reply.prefix(200), as: UTF8.self))")
+            throw CtrError.network("unreadable reply: \(String(decoding: reply.prefix(200), as: UTF8.self))")
         }
         if let err = obj["error"] as? [String: Any] {
-            throw NetworkError(String(describing: err["desc"] ?? err))
+            throw CtrError.network(String(describing: err["desc"] ?? err))
         }
         return obj
     }
@@ -696,13 +698,13 @@ public final class NetworkAttachment: @unchecked Sendable {
                 switch err {
                 case 0: continue
                 case EADDRINUSE:
-                    throw NetworkError("-p \(p): host port \(port)/\(p.proto.rawValue) is already in use")
+                    throw CtrError.conflict("-p \(p): host port \(port)/\(p.proto.rawValue) is already in use")
                 case EACCES, EPERM:
-                    throw NetworkError("-p \(p): this user may not bind host port \(port) (ports below \(unprivilegedPortStart()) need privileges; see net.ipv4.ip_unprivileged_port_start)")
+                    throw CtrError.network("-p \(p): this user may not bind host port \(port) (ports below \(unprivilegedPortStart()) need privileges; see net.ipv4.ip_unprivileged_port_start)")
                 case EADDRNOTAVAIL:
-                    throw NetworkError("-p \(p): \(p.hostIP ?? "the address") is not an address of this host")
+                    throw CtrError.network("-p \(p): \(p.hostIP ?? "the address") is not an address of this host")
                 default:
-                    throw NetworkError("-p \(p): cannot bind host port \(port): \(String(cString: strerror(err)))")
+                    throw CtrError.network("-p \(p): cannot bind host port \(port): \(String(cString: strerror(err)))")
                 }
             }
         }
@@ -745,7 +747,7 @@ public final class NetworkAttachment: @unchecked Sendable {
         if base.hasSuffix("/") { base.removeLast() }
         var template = Array("\(base)/ctr-net-XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else {
-            throw NetworkError("cannot create a directory in \(base) for the network helper: \(String(cString: strerror(errno)))")
+            throw CtrError.network("cannot create a directory in \(base) for the network helper: \(String(cString: strerror(errno)))")
         }
         return String(cString: p)
     }
@@ -760,7 +762,7 @@ func spawnHelper(_ path: String, _ args: [String], fds: [Int32]) throws -> Child
     do {
         return try Command(path, args, fds: fds, group: .newGroup).spawn()
     } catch {
-        throw NetworkError(error.description)
+        throw CtrError.wrapping(error, error.description)
     }
 }
 
@@ -768,7 +770,7 @@ func spawnHelper(_ path: String, _ args: [String], fds: [Int32]) throws -> Child
 enum HelperLog {
     static func open(_ path: String) throws -> Int32 {
         let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw NetworkError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CtrError.network("cannot create \(path): \(String(cString: strerror(errno)))") }
         return fd
     }
 
@@ -837,18 +839,18 @@ public enum NetworkFiles {
     /// `--add-host NAME:IP` (or NAME=IP); IPv6 addresses keep their colons (split at the first).
     public static func parseAddHost(_ value: String) throws -> (String, String) {
         let sep = value.firstIndex(of: "=") ?? value.firstIndex(of: ":")
-        guard let sep else { throw NetworkError("--add-host \(value): expected NAME:IP") }
+        guard let sep else { throw CtrError.usage("--add-host \(value): expected NAME:IP") }
         let name = String(value[..<sep])
         var ip = String(value[value.index(after: sep)...])
         if ip.hasPrefix("[") && ip.hasSuffix("]") { ip = String(ip.dropFirst().dropLast()) }
-        guard !name.isEmpty else { throw NetworkError("--add-host \(value): the host name is empty") }
+        guard !name.isEmpty else { throw CtrError.usage("--add-host \(value): the host name is empty") }
         guard !name.contains(where: { $0.isWhitespace || $0 == "#" }) else {
-            throw NetworkError("--add-host \(value): '\(name)' is not a valid host name")
+            throw CtrError.usage("--add-host \(value): '\(name)' is not a valid host name")
         }
         if ip == "host-gateway" {
-            throw NetworkError("--add-host \(value): host-gateway is not supported; give the host's address")
+            throw CtrError.usage("--add-host \(value): host-gateway is not supported; give the host's address")
         }
-        guard PortMapping.isIPAddress(ip) else { throw NetworkError("--add-host \(value): '\(ip)' is not an IP address") }
+        guard PortMapping.isIPAddress(ip) else { throw CtrError.usage("--add-host \(value): '\(ip)' is not an IP address") }
         return (name, ip)
     }
 

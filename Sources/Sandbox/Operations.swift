@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 import Layers
@@ -6,7 +7,7 @@ import Layers
 /// Operations on existing containers: exec, stop, kill, rm, logs.
 extension Runtime {
     public static func signal(_ s: String) throws -> Int32 {
-        guard let n = Signals.number(s) else { throw ContainerError("unknown signal \"\(s)\"", exitCode: 1) }
+        guard let n = Signals.number(s) else { throw CtrError.usage("unknown signal \"\(s)\"") }
         return n
     }
 
@@ -15,14 +16,14 @@ extension Runtime {
         case .running, .runningUnmonitored:
             return r.pid!
         default:
-            throw ContainerError("container \(r.name) is not running", exitCode: 1)
+            throw CtrError.conflict("container \(r.name) is not running")
         }
     }
 
     public func kill(_ r: ContainerRecord, signal: Int32) throws {
         let pid = try requireRunning(r)
         if Glibc.kill(pid, signal) != 0 {
-            throw ContainerError("cannot signal \(r.name): \(String(cString: strerror(errno)))", exitCode: 1)
+            throw CtrError.errno("kill", "cannot signal \(r.name)")
         }
     }
 
@@ -55,7 +56,7 @@ extension Runtime {
     public func rm(_ r: ContainerRecord, force: Bool) throws {
         switch containers.status(r) {
         case .running, .runningUnmonitored:
-            guard force else { throw ContainerError("container \(r.name) is running: stop it first or use --force", exitCode: 1) }
+            guard force else { throw CtrError.conflict("container \(r.name) is running: stop it first or use --force") }
             if let pid = r.pid { _ = Glibc.kill(pid, SIGKILL) }
             if let pid = r.pid, let start = r.pidStart {
                 for _ in 0..<300 where csys_proc_starttime(pid) == start { usleep(10_000) }
@@ -90,12 +91,12 @@ extension Runtime {
                      tty: Bool, interactive: Bool) throws -> Int32 {
         let pid = try requireRunning(r)
         if tty && interactive && isatty(0) == 0 {
-            throw ContainerError("the input device is not a TTY: use -i without -t to pipe input")
+            throw CtrError.usage("the input device is not a TTY: use -i without -t to pipe input")
         }
         // by the manifest digest the container keeps (and prune keeps for it): the image may
         // have lost its names since (rmi -f)
         guard let digest = try? Digest(parsing: r.manifest) else {
-            throw ContainerError("\(r.name): its record names no image manifest (\(r.manifest))")
+            throw CtrError.invalid("\(r.name): its record names no image manifest (\(r.manifest))")
         }
         let manifest = try store.manifest(Descriptor(mediaType: .ociManifest, digest: digest, size: 0))
         let config = try store.config(manifest)
@@ -130,7 +131,7 @@ extension Runtime {
         plan.ns_fds = (fds[0], fds[1], fds[2], fds[3], fds[4], fds[5], fds[6])
         // O_PATH: nothing is looked up in the root until the helper has joined the namespaces
         let rootFD = open(root, 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
-        guard rootFD >= 0 else { throw ContainerError("cannot open the root of \(r.name): \(String(cString: strerror(errno)))") }
+        guard rootFD >= 0 else { throw CtrError.errno("open", "cannot open the root of \(r.name)") }
         defer { close(rootFD) }
         plan.root_fd = rootFD
         plan.cwd = arena.string(workdir ?? r.workdir ?? cfg.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/")
@@ -154,7 +155,7 @@ extension Runtime {
         var relay: StdioRelay?
         if tty {
             var err = csys_error()
-            if csys_openpty(&master, &slave, isatty(0) != 0 ? 0 : -1, &err) != 0 { throw SysError(err) }
+            if csys_openpty(&master, &slave, isatty(0) != 0 ? 0 : -1, &err) != 0 { throw CtrError(err) }
             plan.stdio = (slave, slave, slave)
         } else {
             if !interactive { null = open("/dev/null", O_RDONLY | O_CLOEXEC) }
@@ -164,7 +165,7 @@ extension Runtime {
         }
         var sv: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
-            throw SysError.errno("socketpair", "cannot make the sync socket")
+            throw CtrError.errno("socketpair", "cannot make the sync socket")
         }
         plan.sync_fd = sv[1]
         var err = csys_error()
@@ -176,7 +177,7 @@ extension Runtime {
         close(sv[1])
         if slave >= 0 { close(slave) }
         if null >= 0 { close(null) }
-        if helper < 0 { relay?.finish(); close(sv[0]); throw SysError(err) }
+        if helper < 0 { relay?.finish(); close(sv[0]); throw CtrError(err) }
         do { try relay?.start() } catch {
             Glibc.kill(helper, SIGKILL)
             _ = csys_wait_status(helper)
@@ -184,32 +185,16 @@ extension Runtime {
             close(sv[0])
             throw error
         }
-        // first report: the inner pid (or an error)
-        var e = csys_error()
-        let n = read(sv[0], &e, MemoryLayout<csys_error>.size)
-        var inner: pid_t = helper
-        if n == MemoryLayout<csys_error>.size {
-            let stage = SysError(e).stage
-            if stage == "pid" {
-                inner = e.err
-                // then EOF (exec) or an error from the process
-                var e2 = csys_error()
-                let n2 = read(sv[0], &e2, MemoryLayout<csys_error>.size)
-                if n2 == MemoryLayout<csys_error>.size {
-                    close(sv[0])
-                    _ = csys_wait_status(helper)
-                    relay?.finish()
-                    let se = SysError(e2)
-                    throw ContainerError(se.message, exitCode: se.stage == "exec" ? (se.errno == EACCES ? 126 : 127) : 125)
-                }
-            } else {
-                close(sv[0])
-                _ = csys_wait_status(helper)
-                relay?.finish()
-                throw ContainerError(SysError(e).message)
-            }
-        }
+        // the inner pid, then EOF once it exec'd; or an error (126/127: the command could not
+        // be executed)
+        var startErr = csys_error()
+        let inner = csys_exec_started(sv[0], helper, &startErr)
         close(sv[0])
+        if inner < 0 {
+            _ = csys_wait_status(helper)
+            relay?.finish()
+            throw CtrError(startErr)
+        }
         csys_signals_forward_to(inner, master)
         if tty {
             let raw = isatty(0) != 0 && csys_tty_raw(0) == 0

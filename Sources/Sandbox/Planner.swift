@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 import Layers
@@ -195,7 +196,7 @@ public enum Planner {
             notices.append("the image's platform (\(p)) does not match this host's (\(facts.platform))")
         }
         let argv = Self.argv(imageEntrypoint: cfg.entrypoint, imageCmd: cfg.cmd, entrypoint: spec.entrypoint, args: spec.command)
-        guard !argv.isEmpty else { throw ContainerError("no command: the image has none, give one after the image name") }
+        guard !argv.isEmpty else { throw CtrError.usage("no command: the image has none, give one after the image name") }
 
         // ids: a user namespace for rootless users (and for root on request)
         var useUserns: Bool
@@ -206,7 +207,7 @@ public enum Planner {
             if spec.userns == .auto {
                 useUserns = true
                 guard let r = facts.rootRange else {
-                    throw ContainerError("--userns auto: root has no subordinate id range in /etc/subuid and /etc/subgid (add one, e.g. root:1000000:65536, as podman's --userns=auto wants for its containers user)")
+                    throw CtrError.unsupported("--userns auto: root has no subordinate id range in /etc/subuid and /etc/subgid (add one, e.g. root:1000000:65536, as podman's --userns=auto wants for its containers user)")
                 }
                 nsMapping = .mapped(uid: [IDRange(containerID: 0, hostID: r.uid.hostID, count: r.uid.count)],
                                     gid: [IDRange(containerID: 0, hostID: r.gid.hostID, count: r.gid.count)])
@@ -220,15 +221,15 @@ public enum Planner {
         }
         let userSpec = spec.user ?? cfg.user ?? ""
         let user: ResolvedUser
-        do { user = try UserDB.resolve(userSpec, read: image.read) } catch let e as UserError { throw ContainerError(e.message) }
+        user = try UserDB.resolve(userSpec, read: image.read)
         if useUserns && (nsMapping.hostUID(user.uid) == nil || nsMapping.hostGID(user.gid) == nil) {
-            throw ContainerError("user \(userSpec) (\(user.uid):\(user.gid)) is not mapped in this user namespace (\(nsMapping.isSingleMapping ? "no subordinate ids" : "the subordinate id range is too small"))")
+            throw CtrError.unsupported("user \(userSpec) (\(user.uid):\(user.gid)) is not mapped in this user namespace (\(nsMapping.isSingleMapping ? "no subordinate ids" : "the subordinate id range is too small"))")
         }
         let groups = useUserns && nsMapping.isSingleMapping ? [] : user.groups.filter { !useUserns || nsMapping.hostGID($0) != nil }
 
         let name = spec.name ?? String(id.prefix(12))
         if spec.name != nil, facts.containerNames.contains(name) {  // a generated name is unique
-            throw ContainerError("the container name \"\(name)\" is already in use; remove it (ctr rm \(name)) or choose another name")
+            throw CtrError.conflict("the container name \"\(name)\" is already in use; remove it (ctr rm \(name)) or choose another name")
         }
         // --network host: the host's name, as docker and podman give it
         let network = try resolveNetwork(spec, facts: facts, notices: &notices)
@@ -237,7 +238,7 @@ public enum Planner {
         // environment: the image's, then --env-file, then -e
         var fileEnv: [String] = []
         for f in spec.envFiles {
-            guard let lines = facts.envFiles[f] else { throw ContainerError("--env-file \(f): cannot read it") }
+            guard let lines = facts.envFiles[f] else { throw CtrError.notFound("--env-file \(f): cannot read it") }
             fileEnv += lines
         }
         let flagEnv = spec.env.compactMap { e -> String? in
@@ -255,7 +256,7 @@ public enum Planner {
         // root
         let idmapped = facts.mapping == .root && useUserns
         if idmapped && image.lowers.count > Int(CSYS_MAX_PASSED_FDS) {
-            throw ContainerError("--userns: images of more than \(CSYS_MAX_PASSED_FDS) layers need a user namespace of their own (run as a user)")
+            throw CtrError.unsupported("--userns: images of more than \(CSYS_MAX_PASSED_FDS) layers need a user namespace of their own (run as a user)")
         }
         var lowers = image.lowers
         var upper: String?, work: String?
@@ -280,7 +281,7 @@ public enum Planner {
             case .tmpfs(let target, let options):
                 mounts.append(PlannedMount(kind: .tmpfs(options: options), target: target, readOnly: false))
             case .layers(let dirs, let target, let scratch):
-                guard target.hasPrefix("/"), !dirs.isEmpty else { throw ContainerError("a layer mount needs an absolute target and a layer") }
+                guard target.hasPrefix("/"), !dirs.isEmpty else { throw CtrError.internal("a layer mount needs an absolute target and a layer") }
                 if let scratch {
                     mounts.append(PlannedMount(kind: .overlay(data: "lowerdir=\(dirs.joined(separator: ":")),upperdir=\(scratch)/upper,workdir=\(scratch)/work\(userxattr)", scratch: scratch),
                                                target: target, readOnly: false))
@@ -297,7 +298,7 @@ public enum Planner {
         // confinement
         let caps = try spec.security.capabilities()
         if !spec.ports.isEmpty && (network == .none || network == .host) {
-            throw ContainerError("-p needs a network of the container's own (pasta or slirp4netns); with --network \(network == .host ? "host" : "none") there is nothing to forward")
+            throw CtrError.usage("-p needs a network of the container's own (pasta or slirp4netns); with --network \(network == .host ? "host" : "none") there is nothing to forward")
         }
 
         // /etc files
@@ -345,7 +346,7 @@ public enum Planner {
             let (m, note) = NetworkMode.resolveDefault(availability: facts.network)
             if let note {
                 if !spec.ports.isEmpty && m == .none {
-                    throw ContainerError("-p needs pasta or slirp4netns, and neither can run here: \(note.replacingOccurrences(of: "warning: ", with: ""))")
+                    throw CtrError.unsupported("-p needs pasta or slirp4netns, and neither can run here: \(note.replacingOccurrences(of: "warning: ", with: ""))")
                 }
                 notices.append(note)
             }

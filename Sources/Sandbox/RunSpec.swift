@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 import Layers
@@ -68,7 +69,7 @@ public enum EnvSetting: Sendable, Equatable {
     case inherit(String)
 
     public init(parsing s: String) throws {
-        if s.isEmpty || s.hasPrefix("=") { throw ContainerError("-e \(s.debugDescription): a variable needs a name") }
+        if s.isEmpty || s.hasPrefix("=") { throw CtrError.usage("-e \(s.debugDescription): a variable needs a name") }
         self = s.contains("=") ? .set(s) : .inherit(s)
     }
 }
@@ -96,17 +97,17 @@ public enum Mount: Sendable, Equatable {
     /// with '.') or a volume name.
     public static func parseVolume(_ v: String, cwd: String = FileManager.default.currentDirectoryPath) throws -> Mount {
         let parts = v.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count >= 2, parts.count <= 3 else { throw ContainerError("-v \(v): expected SOURCE:TARGET[:ro|rw]") }
+        guard parts.count >= 2, parts.count <= 3 else { throw CtrError.usage("-v \(v): expected SOURCE:TARGET[:ro|rw]") }
         let target = parts[1]
-        guard target.hasPrefix("/") else { throw ContainerError("-v \(v): the target must be an absolute path") }
+        guard target.hasPrefix("/") else { throw CtrError.usage("-v \(v): the target must be an absolute path") }
         let opts = parts.count == 3 ? parts[2].split(separator: ",").map(String.init) : []
-        for opt in opts where !volumeOptions.contains(opt) { throw ContainerError("-v \(v): unknown option \(opt)") }
+        for opt in opts where !volumeOptions.contains(opt) { throw CtrError.usage("-v \(v): unknown option \(opt)") }
         let ro = opts.contains("ro")
         let source = parts[0]
-        guard !source.isEmpty else { throw ContainerError("-v \(v): the source is empty") }
+        guard !source.isEmpty else { throw CtrError.usage("-v \(v): the source is empty") }
         if !source.hasPrefix("/") && !source.hasPrefix(".") {
             guard source.range(of: #"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"#, options: .regularExpression) != nil else {
-                throw ContainerError("-v \(v): \(source.debugDescription) is neither an absolute path nor a volume name")
+                throw CtrError.usage("-v \(v): \(source.debugDescription) is neither an absolute path nor a volume name")
             }
             return .volume(name: source, target: target, readOnly: ro)
         }
@@ -117,7 +118,7 @@ public enum Mount: Sendable, Equatable {
     /// `--tmpfs PATH[:OPTIONS]`
     public static func parseTmpfs(_ t: String) throws -> Mount {
         let parts = t.split(separator: ":", maxSplits: 1).map(String.init)
-        guard let target = parts.first, target.hasPrefix("/") else { throw ContainerError("--tmpfs \(t): the target must be an absolute path") }
+        guard let target = parts.first, target.hasPrefix("/") else { throw CtrError.usage("--tmpfs \(t): the target must be an absolute path") }
         return .tmpfs(target: target, options: parts.count > 1 ? parts[1] : "mode=1777")
     }
 }
@@ -169,16 +170,16 @@ public struct SecurityOptions: Sendable, Equatable {
         switch key {
         case "no-new-privileges":
             guard ["", "true", "false"].contains(value) else {
-                throw ContainerError("--security-opt \(opt): expected no-new-privileges, no-new-privileges=true or =false")
+                throw CtrError.usage("--security-opt \(opt): expected no-new-privileges, no-new-privileges=true or =false")
             }
             noNewPrivileges = value != "false"
         case "seccomp":
-            guard !value.isEmpty else { throw ContainerError("--security-opt \(opt): expected seccomp=unconfined or seccomp=PROFILE.json") }
+            guard !value.isEmpty else { throw CtrError.usage("--security-opt \(opt): expected seccomp=unconfined or seccomp=PROFILE.json") }
             seccomp = value == "unconfined" ? .unconfined : .profile(value)
         case "label", "apparmor":
             return  // not on this kind of host; accepted as podman does when they do not apply
         default:
-            throw ContainerError("--security-opt \(opt): unknown option (no-new-privileges, seccomp=unconfined|PROFILE.json)")
+            throw CtrError.usage("--security-opt \(opt): unknown option (no-new-privileges, seccomp=unconfined|PROFILE.json)")
         }
     }
 
@@ -200,17 +201,17 @@ public struct RLimit: Sendable, Equatable {
 
     public init(parsing s: String) throws {
         let kv = s.split(separator: "=", maxSplits: 1).map(String.init)
-        guard kv.count == 2, let res = Self.names[kv[0]] else { throw ContainerError("--ulimit \(s): expected NAME=SOFT[:HARD]") }
+        guard kv.count == 2, let res = Self.names[kv[0]] else { throw CtrError.usage("--ulimit \(s): expected NAME=SOFT[:HARD]") }
         let vals = kv[1].split(separator: ":").map(String.init)
         func num(_ v: String) throws -> UInt64 {
             if v == "-1" || v == "unlimited" { return UInt64.max }
-            guard let n = UInt64(v) else { throw ContainerError("--ulimit \(s): \(v) is not a number") }
+            guard let n = UInt64(v) else { throw CtrError.usage("--ulimit \(s): \(v) is not a number") }
             return n
         }
-        guard vals.count == 1 || vals.count == 2 else { throw ContainerError("--ulimit \(s): expected NAME=SOFT[:HARD]") }
+        guard vals.count == 1 || vals.count == 2 else { throw CtrError.usage("--ulimit \(s): expected NAME=SOFT[:HARD]") }
         let soft = try num(vals[0])
         let hard = vals.count == 2 ? try num(vals[1]) : soft
-        guard soft <= hard else { throw ContainerError("--ulimit \(s): the soft limit is above the hard one") }
+        guard soft <= hard else { throw CtrError.usage("--ulimit \(s): the soft limit is above the hard one") }
         self.init(resource: res, soft: soft, hard: hard)
     }
 }
@@ -229,7 +230,7 @@ public enum UsernsRequest: Sendable, Equatable {
         case "host": self = .host
         case "auto": self = .auto
         case _ where u.hasPrefix("auto:"): self = .auto
-        default: throw ContainerError("--userns \(u): expected host or auto")
+        default: throw CtrError.usage("--userns \(u): expected host or auto")
         }
     }
 }
@@ -272,7 +273,7 @@ public struct RunFlags: Sendable, Equatable {
         s.command = command.first == "--" ? Array(command.dropFirst()) : command
         s.entrypoint = entrypoint
         if let n = name, n.range(of: #"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"#, options: .regularExpression) == nil {
-            throw ContainerError("--name \(n.debugDescription): a name must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+            throw CtrError.usage("--name \(n.debugDescription): a name must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
         }
         s.name = name
         s.detach = detach
@@ -281,7 +282,7 @@ public struct RunFlags: Sendable, Equatable {
         s.interactive = interactive
         s.env = try env.map(EnvSetting.init(parsing:))
         s.envFiles = envFiles
-        if let w = workdir, !w.hasPrefix("/") { throw ContainerError("-w \(w): the working directory must be an absolute path") }
+        if let w = workdir, !w.hasPrefix("/") { throw CtrError.usage("-w \(w): the working directory must be an absolute path") }
         s.workdir = workdir
         s.user = user
         s.mounts = try volumes.map { try Mount.parseVolume($0, cwd: cwd) } + tmpfs.map(Mount.parseTmpfs)

@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 import Layers
@@ -21,7 +22,7 @@ enum ExecStub {
     static func open() throws -> Int32 {
         var err = csys_error()
         let fd = csys_exec_stub_open(&err)
-        if fd < 0 { throw ContainerError(SysError(err).message) }
+        if fd < 0 { throw CtrError(err) }
         return fd
     }
 }
@@ -83,7 +84,7 @@ public struct Runtime: Sendable {
             let lowers = br.lowers
             return ImageFacts(config: br.config, lowers: lowers, read: { UserDB.readFromLayers(lowers, $0) })
         }
-        guard let image else { throw ContainerError("no image") }
+        guard let image else { throw CtrError.internal("no image") }
         let manifest = try store.manifest(image.descriptor)
         let config = try store.config(manifest)
         let lowers = try store.unpackedLayers(manifest, config)
@@ -136,7 +137,7 @@ public struct Runtime: Sendable {
         // idmapped mounts, and its root (a subordinate id) gets a way through root's store
         // (search permission for that id's group only) and owns its upper dir
         if plan.idmappedLowers {
-            guard let hu = plan.nsMapping.hostUID(0), let hg = plan.nsMapping.hostGID(0) else { throw ContainerError("--userns: no mapping for root") }
+            guard let hu = plan.nsMapping.hostUID(0), let hg = plan.nsMapping.hostGID(0) else { throw CtrError.unsupported("--userns: no mapping for root") }
             for d in ["\(stateDir)/upper", "\(stateDir)/work", "\(stateDir)/hosts", "\(stateDir)/hostname", "\(stateDir)/resolv.conf"] {
                 try valueOrErrno("chown", "cannot give \(d) to the container's root") { chown(d, hu, hg) }
             }
@@ -165,7 +166,7 @@ public struct Runtime: Sendable {
                     for c in source.split(separator: "/") {
                         made += "/" + c
                         if mkdir(made, 0o755) != 0 && errno != EEXIST {
-                            throw ContainerError("-v \(source):\(pm.target): cannot create \(made): \(String(cString: strerror(errno)))")
+                            throw CtrError.errno("mkdir", "-v \(source):\(pm.target): cannot create \(made)")
                         }
                     }
                 }
@@ -207,7 +208,7 @@ public struct Runtime: Sendable {
             }
         case .profile(let path):
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw ContainerError("--security-opt seccomp=\(path): cannot read the profile")
+                throw CtrError.notFound("--security-opt seccomp=\(path): cannot read the profile")
             }
             bpf = try SeccompCache(root: store.root).program(key: "file-\(Digest.sha256(data).encoded)", capabilities: caps) {
                 try SeccompProfile.load(path: path).compile(capabilities: caps)
@@ -290,7 +291,7 @@ public struct Runtime: Sendable {
         var userNS: Int32 = -1
         if p.useUserns && (p.fuseArguments != nil || p.plan.idmappedLowers) {
             userNS = open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC)
-            if userNS < 0 { throw SysError.errno("open", "cannot open the container's user namespace") }
+            if userNS < 0 { throw CtrError.errno("open", "cannot open the container's user namespace") }
         }
         defer { if userNS >= 0 { close(userNS) } }
         if p.useUserns && !p.joinedUserns { try UserNamespace.writeMaps(pid: pid, mapping: p.plan.nsMapping) }
@@ -300,7 +301,7 @@ public struct Runtime: Sendable {
             for i in 0..<Int(p.c.nlowers) {
                 var e = csys_error()
                 let t = csys_idmapped_tree(p.c.lowers[i], userNS, &e)
-                if t < 0 { throw SysError(e) }
+                if t < 0 { throw CtrError(e) }
                 passFDs.append(t)
             }
         }
@@ -335,18 +336,18 @@ public struct Runtime: Sendable {
         }
         if rc != 0 {
             net?.stop()
-            let e = SysError(err)
+            let e = CtrError(err)
             if let d = p.fuseDaemon {
                 Glibc.kill(pid, SIGKILL)
                 Glibc.kill(d, SIGKILL)
                 var status: Int32 = 0
                 _ = waitpid(d, &status, 0)
                 let said = FuseOverlay.lastWords(log: "\(p.stateDir)/fuse-overlayfs.log")
-                let what = e.stage == "timeout" ? "fuse-overlayfs did not answer within \(FuseOverlay.answerTimeout) s" : e.message
-                throw ContainerError(what + (said.map { " (fuse-overlayfs said: \($0))" } ?? ""))
+                let what = e.errno == ETIMEDOUT ? "fuse-overlayfs did not answer within \(FuseOverlay.answerTimeout) s" : e.message
+                throw CtrError(.system, what + (said.map { " (fuse-overlayfs said: \($0))" } ?? ""), stage: e.stage, errno: e.errno, cause: e)
             }
-            let code: Int32 = e.stage == "exec" ? (e.errno == EACCES ? 126 : 127) : 125
-            throw ContainerError(e.message, exitCode: code)
+            // the command could not be executed: its code says 126 or 127
+            throw e
         }
         return net
     }
@@ -403,7 +404,7 @@ public struct Runtime: Sendable {
         defer { hold?.release() }
         if o.tty && o.interactive && !o.detach && isatty(0) == 0 {
             // docker's answer: a terminal relay would wait on it for ever
-            throw ContainerError("the input device is not a TTY: use -i without -t to pipe input")
+            throw CtrError.usage("the input device is not a TTY: use -i without -t to pipe input")
         }
         // the gc lock, from before the image was resolved until the container's record (which
         // keeps its image from prune) is written, just after the clone
@@ -415,7 +416,7 @@ public struct Runtime: Sendable {
         Trace.point("prepared")
         var sv: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
-            throw SysError.errno("socketpair", "cannot make the sync socket")
+            throw CtrError.errno("socketpair", "cannot make the sync socket")
         }
         p.c.sync_fd = sv[1]
         if o.detach { return try runDetached(&p, sv: sv, o, releaseGC: releaseGC) }
@@ -425,7 +426,7 @@ public struct Runtime: Sendable {
         var relay: StdioRelay?
         if o.tty {
             var err = csys_error()
-            if csys_openpty(&master, &slave, isatty(0) != 0 ? 0 : -1, &err) != 0 { throw SysError(err) }
+            if csys_openpty(&master, &slave, isatty(0) != 0 ? 0 : -1, &err) != 0 { throw CtrError(err) }
             p.c.stdio = (slave, slave, slave)
         } else {
             if !o.interactive {
@@ -453,7 +454,7 @@ public struct Runtime: Sendable {
             relay?.finish()
             close(sv[0])
             try? remove(p.record)
-            throw ContainerError(SysError(err).message)
+            throw CtrError(err)
         }
         do { try relay?.start() } catch {
             Glibc.kill(pid, SIGKILL)
@@ -539,17 +540,17 @@ public struct Runtime: Sendable {
         defer { close(null) }
         if o.tty {
             var err = csys_error()
-            if csys_openpty(&master, &slave, -1, &err) != 0 { throw SysError(err) }
+            if csys_openpty(&master, &slave, -1, &err) != 0 { throw CtrError(err) }
             p.c.stdio = (slave, slave, slave)
         } else {
             guard csys_pipe_cloexec(&outPipe) == 0, csys_pipe_cloexec(&errPipe) == 0 else {
-                throw SysError.errno("pipe", "cannot make the output pipes")
+                throw CtrError.errno("pipe", "cannot make the output pipes")
             }
             p.c.stdio = (null, outPipe[1], errPipe[1])
         }
         p.c.pdeathsig = 0
         var report: [Int32] = [-1, -1]
-        guard csys_pipe_cloexec(&report) == 0 else { throw SysError.errno("pipe", "cannot make a pipe") }
+        guard csys_pipe_cloexec(&report) == 0 else { throw CtrError.errno("pipe", "cannot make a pipe") }
         var m = csys_monitor_args()
         let arena = p.arena
         m.log_path = arena.string("\(p.stateDir)/ctr.log")
@@ -576,7 +577,7 @@ public struct Runtime: Sendable {
         if monitor < 0 {
             close(report[0]); close(sv[0])
             try? remove(p.record)
-            throw SysError(err)
+            throw CtrError(err)
         }
         var pid: Int32 = -1
         let n = read(report[0], &pid, 4)
@@ -586,7 +587,7 @@ public struct Runtime: Sendable {
             close(report[0]); close(sv[0])
             _ = csys_wait_status(monitor)
             try? remove(p.record)
-            throw ContainerError(SysError(cerr, fallback: "the monitor could not start the container").message)
+            throw CtrError(cerr, fallback: "the monitor could not start the container")
         }
         close(report[0])
         var record = p.record

@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -7,16 +8,12 @@ import HostOS
 // into a BPF program with libseccomp. The program is installed in the child with
 // `csys_seccomp_install` after no_new_privs is set.
 
-/// A profile that cannot be read, parsed or compiled. The message is one line and names the
-/// file and the offending entry.
-public struct SeccompError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = SeccompError.oneLine(message) }
-    public var description: String { message }
-
-    static func oneLine(_ s: String) -> String {
-        s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty }.joined(separator: " ")
+extension CtrError {
+    /// A profile that cannot be read, parsed or compiled (`.invalidInput`). The message is one
+    /// line and names the file and the offending entry.
+    static func seccomp(_ message: String) -> CtrError {
+        .invalid(message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.joined(separator: " "))
     }
 }
 
@@ -158,25 +155,25 @@ public struct SeccompProfile: Codable, Sendable, Equatable {
             let name = try c.decodeIfPresent(String.self, forKey: .name)
             let names = try c.decodeIfPresent([String].self, forKey: .names)
             if let name, let names, !names.isEmpty {
-                throw SeccompError("\(position) (\(name)): both \"name\" and \"names\" are given; use one")
+                throw CtrError.seccomp("\(position) (\(name)): both \"name\" and \"names\" are given; use one")
             }
             let all = names ?? name.map { [$0] } ?? []
             let entry = all.isEmpty ? position : "\(position) (\(SeccompProfile.shortList(all)))"
             guard !all.isEmpty, all.allSatisfy({ !$0.isEmpty }) else {
-                throw SeccompError("\(entry): no syscall names")
+                throw CtrError.seccomp("\(entry): no syscall names")
             }
             let actionName = try c.decode(String.self, forKey: .action)
             guard let action = SeccompAction(rawValue: actionName) else {
-                throw SeccompError("\(entry): unknown action \"\(actionName)\" (expected one of \(SeccompProfile.actionList))")
+                throw CtrError.seccomp("\(entry): unknown action \"\(actionName)\" (expected one of \(SeccompProfile.actionList))")
             }
             let raw = try c.decodeIfPresent([RawArg].self, forKey: .args) ?? []
             var args: [Arg] = []
             for (i, a) in raw.enumerated() {
                 guard let op = SeccompOperator(rawValue: a.op) else {
-                    throw SeccompError("\(entry): args[\(i)]: unknown op \"\(a.op)\" (expected one of \(SeccompOperator.allCases.map(\.rawValue).joined(separator: ", ")))")
+                    throw CtrError.seccomp("\(entry): args[\(i)]: unknown op \"\(a.op)\" (expected one of \(SeccompOperator.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
                 guard a.index <= 5 else {
-                    throw SeccompError("\(entry): args[\(i)]: index \(a.index) is out of range (0-5)")
+                    throw CtrError.seccomp("\(entry): args[\(i)]: index \(a.index) is out of range (0-5)")
                 }
                 args.append(Arg(index: a.index, value: a.value ?? 0, valueTwo: a.valueTwo ?? 0, op: op))
             }
@@ -184,7 +181,7 @@ public struct SeccompProfile: Codable, Sendable, Equatable {
             let excludes = try c.decodeIfPresent(Filter.self, forKey: .excludes) ?? Filter()
             for (label, f) in [("includes", includes), ("excludes", excludes)] {
                 if let k = f.minKernel, KernelVersion(k) == nil {
-                    throw SeccompError("\(entry): \(label).minKernel \"\(k)\" is not a kernel version like \"5.8\"")
+                    throw CtrError.seccomp("\(entry): \(label).minKernel \"\(k)\" is not a kernel version like \"5.8\"")
                 }
             }
             self.init(names: all, action: action, errnoRet: try c.decodeIfPresent(UInt32.self, forKey: .errnoRet),
@@ -209,19 +206,19 @@ public struct SeccompProfile: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         guard let actionName = try c.decodeIfPresent(String.self, forKey: .defaultAction) else {
-            throw SeccompError("defaultAction is missing")
+            throw CtrError.seccomp("defaultAction is missing")
         }
         guard let action = SeccompAction(rawValue: actionName) else {
-            throw SeccompError("defaultAction: unknown action \"\(actionName)\" (expected one of \(SeccompProfile.actionList))")
+            throw CtrError.seccomp("defaultAction: unknown action \"\(actionName)\" (expected one of \(SeccompProfile.actionList))")
         }
         let architectures = try c.decodeIfPresent([String].self, forKey: .architectures)
         let archMap = try c.decodeIfPresent([ArchMap].self, forKey: .archMap)
         if let architectures, let archMap, !architectures.isEmpty, !archMap.isEmpty {
-            throw SeccompError("both \"architectures\" and \"archMap\" are given; use one")
+            throw CtrError.seccomp("both \"architectures\" and \"archMap\" are given; use one")
         }
         let arches = (architectures ?? []) + (archMap ?? []).flatMap { [$0.architecture] + ($0.subArchitectures ?? []) }
         for a in arches where !SeccompProfile.knownArchitectures.contains(a) {
-            throw SeccompError("unknown architecture \"\(a)\" (expected SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64, ...)")
+            throw CtrError.seccomp("unknown architecture \"\(a)\" (expected SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64, ...)")
         }
         self.init(defaultAction: action, defaultErrnoRet: try c.decodeIfPresent(UInt32.self, forKey: .defaultErrnoRet),
                   architectures: architectures, archMap: archMap,
@@ -252,13 +249,13 @@ extension SeccompProfile {
         let data: Data
         do {
             data = try readFile(path)
-        } catch let e as SeccompError {
-            throw SeccompError("seccomp profile \(path): \(e.message)")
+        } catch let e as CtrError {
+            throw CtrError.seccomp("seccomp profile \(path): \(e.message)")
         }
         do {
             return try decode(data)
-        } catch let e as SeccompError {
-            throw SeccompError("seccomp profile \(path): \(e.message)")
+        } catch let e as CtrError {
+            throw CtrError.seccomp("seccomp profile \(path): \(e.message)")
         }
     }
 
@@ -266,26 +263,26 @@ extension SeccompProfile {
     public static func decode(_ data: Data) throws -> SeccompProfile {
         do {
             return try JSONDecoder().decode(SeccompProfile.self, from: data)
-        } catch let e as SeccompError {
+        } catch let e as CtrError {
             throw e
         } catch let e as DecodingError {
             if case .dataCorrupted(let ctx) = e, ctx.codingPath.isEmpty, let syntax = syntaxError(data) {
-                throw SeccompError("invalid JSON: \(syntax)")
+                throw CtrError.seccomp("invalid JSON: \(syntax)")
             }
-            throw SeccompError(describe(e))
+            throw CtrError.seccomp(describe(e))
         } catch {
-            throw SeccompError("invalid profile: \(error)")
+            throw CtrError.seccomp("invalid profile: \(error)")
         }
     }
 
     private static func readFile(_ path: String) throws -> Data {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SeccompError("cannot open: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CtrError.seccomp("cannot open: \(String(cString: strerror(errno)))") }
         let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         do {
             return try handle.readToEnd() ?? Data()
         } catch {
-            throw SeccompError("cannot read: \(error.localizedDescription)")
+            throw CtrError.seccomp("cannot read: \(error.localizedDescription)")
         }
     }
 
@@ -478,7 +475,7 @@ extension SeccompProfile {
             csys_seccomp_compile(encodedDefaultAction, $0.baseAddress, Int32($0.count), &bpf, &len, &err)
         }
         guard rc == 0, let bpf else {
-            throw SeccompError("compiling the seccomp profile: \(SysError(err, fallback: "libseccomp failed").message)")
+            throw CtrError.seccomp("compiling the seccomp profile: \(CtrError(err, fallback: "libseccomp failed").message)")
         }
         defer { csys_free(bpf) }
         return Array(UnsafeBufferPointer(start: bpf, count: len))

@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -25,7 +26,7 @@ struct StdioRelay {
             // a closed fd stays closed; a passable one is passed as it is
             if fcntl(source, F_GETFD) < 0 || csys_stdio_passable(source) != 0 { continue }
             var p: [Int32] = [-1, -1]
-            guard csys_pipe_cloexec(&p) == 0 else { throw SysError.errno("pipe", "cannot make a pipe for the container's stdio") }
+            guard csys_pipe_cloexec(&p) == 0 else { throw CtrError.errno("pipe", "cannot make a pipe for the container's stdio") }
             if i == 0 {
                 out[i] = p[0]
                 childEnds.append(p[0])
@@ -46,7 +47,7 @@ struct StdioRelay {
         for c in copies {
             var err = csys_error()
             // input: ctr's fd stays, the pipe's write end closes at the end; output: the reverse
-            guard let r = csys_relay_start(c.from, c.to, c.input ? 0 : 1, c.input ? 1 : 0, &err) else { throw SysError(err) }
+            guard let r = csys_relay_start(c.from, c.to, c.input ? 0 : 1, c.input ? 1 : 0, &err) else { throw CtrError(err) }
             running.append((r, c.input))
         }
         copies.removeAll()

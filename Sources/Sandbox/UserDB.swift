@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 
 /// The user a container's process runs as, resolved the way Docker does it from the image's
@@ -7,11 +8,6 @@ public struct ResolvedUser: Sendable, Equatable {
     public var gid: UInt32
     public var groups: [UInt32]
     public var home: String
-}
-
-public struct UserError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public var description: String { message }
 }
 
 public enum UserDB {
@@ -53,7 +49,7 @@ public enum UserDB {
             if let e = passwd.first(where: { $0.uid == n }) { gid = e.gid; home = e.home; name = e.name }
         } else {
             guard let e = passwd.first(where: { $0.name == userPart }) else {
-                throw UserError(message: "unable to find user \(userPart): no matching entries in passwd file")
+                throw CtrError.notFound("unable to find user \(userPart): no matching entries in passwd file")
             }
             uid = e.uid; gid = e.gid; home = e.home; name = e.name
         }
@@ -63,7 +59,7 @@ public enum UserDB {
                 gid = n
             } else {
                 guard let e = groups.first(where: { $0.name == g }) else {
-                    throw UserError(message: "unable to find group \(g): no matching entries in group file")
+                    throw CtrError.notFound("unable to find group \(g): no matching entries in group file")
                 }
                 gid = e.gid
             }

@@ -1,22 +1,9 @@
 // TOML (v1.0) for configuration files such as registries.conf: a byte-level parser that keeps
 // the line of every key and table, so a caller can point at FILE:LINE. Dates and times are not
-// supported. Pure Swift, no Foundation.
+// supported. Pure Swift, no Foundation. Errors are CtrError.at(file:line:) (`.invalidInput`),
+// reading "FILE:LINE: message".
 
-/// A problem in a TOML document; reads "FILE:LINE: message".
-public struct TOMLError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let file: String
-    /// 1-based.
-    public let line: Int
-    public let message: String
-
-    public init(file: String, line: Int, message: String) {
-        self.file = file
-        self.line = line
-        self.message = message
-    }
-
-    public var description: String { "\(file):\(line): \(message)" }
-}
+import Errors
 
 /// Two (or four) upper-case hex digits of `v`, as `%02X` / `%04X` print them.
 func hex(_ v: UInt32, width: Int) -> String {
@@ -89,7 +76,7 @@ public struct TOMLTable: Sendable, Equatable {
 
 public enum TOML {
     /// Parses a TOML document. Errors read "FILE:LINE: message".
-    public static func parse(_ text: String, file: String = "<input>") throws(TOMLError) -> TOMLTable {
+    public static func parse(_ text: String, file: String = "<input>") throws(CtrError) -> TOMLTable {
         var p = TOMLParser(text: text, file: file)
         return try p.parseDocument()
     }
@@ -187,8 +174,8 @@ private struct TOMLParser {
         return lo
     }
 
-    func error(_ message: String, at pos: Int? = nil) -> TOMLError {
-        TOMLError(file: file, line: lineAt(min(pos ?? i, max(b.count - 1, 0))), message: message)
+    func error(_ message: String, at pos: Int? = nil) -> CtrError {
+        CtrError.at(file: file, line: lineAt(min(pos ?? i, max(b.count - 1, 0))), message)
     }
 
     var atEnd: Bool { i >= b.count }
@@ -221,7 +208,7 @@ private struct TOMLParser {
         while let c = peek(), c == 0x20 || c == 0x09 { i += 1 }
     }
 
-    mutating func skipComment() throws(TOMLError) {
+    mutating func skipComment() throws(CtrError) {
         guard peek() == UInt8(ascii: "#") else { return }
         while let c = peek(), c != 0x0A {
             if c == 0x0D && peek(1) == 0x0A { break }
@@ -237,7 +224,7 @@ private struct TOMLParser {
     }
 
     /// Spaces, comments and newlines (between top-level expressions and inside arrays).
-    mutating func skipBlank() throws(TOMLError) {
+    mutating func skipBlank() throws(CtrError) {
         while true {
             skipSpaces()
             try skipComment()
@@ -245,7 +232,7 @@ private struct TOMLParser {
         }
     }
 
-    mutating func expectLineEnd(after what: String) throws(TOMLError) {
+    mutating func expectLineEnd(after what: String) throws(CtrError) {
         skipSpaces()
         try skipComment()
         if atEnd || consumeNewline() { return }
@@ -254,7 +241,7 @@ private struct TOMLParser {
 
     // MARK: document
 
-    mutating func parseDocument() throws(TOMLError) -> TOMLTable {
+    mutating func parseDocument() throws(CtrError) -> TOMLTable {
         let root = TOMLNode(line: 0)
         var current = root
         while true {
@@ -275,7 +262,7 @@ private struct TOMLParser {
         path.map(TOML.quoteKey).joined(separator: ".")
     }
 
-    mutating func parseHeader(root: TOMLNode) throws(TOMLError) -> TOMLNode {
+    mutating func parseHeader(root: TOMLNode) throws(CtrError) -> TOMLNode {
         let pos = i
         let isArray = peek(1) == UInt8(ascii: "[")
         i += isArray ? 2 : 1
@@ -349,7 +336,7 @@ private struct TOMLParser {
 
     // MARK: keys
 
-    mutating func parseKey() throws(TOMLError) -> [String] {
+    mutating func parseKey() throws(CtrError) -> [String] {
         var parts: [String] = []
         while true {
             skipSpaces()
@@ -363,7 +350,7 @@ private struct TOMLParser {
         }
     }
 
-    mutating func parseSimpleKey() throws(TOMLError) -> String {
+    mutating func parseSimpleKey() throws(CtrError) -> String {
         guard let c = peek() else { throw error("expected a key, found end of file") }
         if c == UInt8(ascii: "\"") { return try parseBasicString(allowMultiline: false) }
         if c == UInt8(ascii: "'") { return try parseLiteralString(allowMultiline: false) }
@@ -373,7 +360,7 @@ private struct TOMLParser {
         return String(decoding: b[start..<i], as: UTF8.self)
     }
 
-    mutating func parseKeyValue(into table: TOMLNode) throws(TOMLError) {
+    mutating func parseKeyValue(into table: TOMLNode) throws(CtrError) {
         let keyPos = i
         let path = try parseKey()
         skipSpaces()
@@ -384,7 +371,7 @@ private struct TOMLParser {
         try insert(path, value, into: table, at: keyPos)
     }
 
-    func insert(_ path: [String], _ value: TOMLValue, into table: TOMLNode, at pos: Int) throws(TOMLError) {
+    func insert(_ path: [String], _ value: TOMLValue, into table: TOMLNode, at pos: Int) throws(CtrError) {
         let line = lineAt(pos)
         var node = table
         for (n, k) in path.dropLast().enumerated() {
@@ -414,7 +401,7 @@ private struct TOMLParser {
 
     // MARK: values
 
-    mutating func parseValue() throws(TOMLError) -> TOMLValue {
+    mutating func parseValue() throws(CtrError) -> TOMLValue {
         guard let c = peek() else { throw error("expected a value, found end of file") }
         switch c {
         case UInt8(ascii: "\""): return .string(try parseBasicString(allowMultiline: true))
@@ -426,7 +413,7 @@ private struct TOMLParser {
         }
     }
 
-    mutating func parseScalarWord() throws(TOMLError) -> TOMLValue {
+    mutating func parseScalarWord() throws(CtrError) -> TOMLValue {
         let start = i
         while let c = peek(), Self.isBareKeyByte(c) || c == UInt8(ascii: "+") || c == UInt8(ascii: ".") || c == UInt8(ascii: ":") {
             i += 1
@@ -528,7 +515,7 @@ private struct TOMLParser {
         return .float(v)
     }
 
-    mutating func parseArray() throws(TOMLError) -> TOMLValue {
+    mutating func parseArray() throws(CtrError) -> TOMLValue {
         let open = i
         i += 1
         var items: [TOMLValue] = []
@@ -554,7 +541,7 @@ private struct TOMLParser {
         }
     }
 
-    mutating func parseInlineTable() throws(TOMLError) -> TOMLValue {
+    mutating func parseInlineTable() throws(CtrError) -> TOMLValue {
         let open = i
         i += 1
         let node = TOMLNode(line: lineAt(open))
@@ -587,7 +574,7 @@ private struct TOMLParser {
 
     // MARK: strings
 
-    mutating func parseBasicString(allowMultiline: Bool) throws(TOMLError) -> String {
+    mutating func parseBasicString(allowMultiline: Bool) throws(CtrError) -> String {
         let start = i
         if allowMultiline && peek(1) == UInt8(ascii: "\"") && peek(2) == UInt8(ascii: "\"") {
             i += 3
@@ -615,7 +602,7 @@ private struct TOMLParser {
 
     /// A multi-line string after its opening `"""` (basic: escapes and line-ending backslashes)
     /// or `'''` (literal: the bytes as they are).
-    mutating func parseMultiline(_ quote: UInt8, start: Int) throws(TOMLError) -> String {
+    mutating func parseMultiline(_ quote: UInt8, start: Int) throws(CtrError) -> String {
         let basic = quote == UInt8(ascii: "\"")
         let kind = basic ? "multi-line string" : "multi-line literal string"
         _ = consumeNewline()  // a newline right after the opening delimiter is trimmed
@@ -653,7 +640,7 @@ private struct TOMLParser {
         }
     }
 
-    mutating func parseEscape(into out: inout [UInt8]) throws(TOMLError) {
+    mutating func parseEscape(into out: inout [UInt8]) throws(CtrError) {
         let pos = i
         i += 1
         guard let e = peek() else { throw error("unterminated string") }
@@ -687,7 +674,7 @@ private struct TOMLParser {
         (0x21...0x7E).contains(c) ? String(Character(Unicode.Scalar(c))) : "x" + hex(UInt32(c), width: 2)
     }
 
-    mutating func parseLiteralString(allowMultiline: Bool) throws(TOMLError) -> String {
+    mutating func parseLiteralString(allowMultiline: Bool) throws(CtrError) -> String {
         let start = i
         if allowMultiline && peek(1) == UInt8(ascii: "'") && peek(2) == UInt8(ascii: "'") {
             i += 3

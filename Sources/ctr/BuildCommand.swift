@@ -1,5 +1,6 @@
 import ArgumentParser
 import Builder
+import Errors
 import Foundation
 import Layers
 import Sandbox
@@ -37,7 +38,8 @@ struct Build: ParsableCommand {
 
     func run() throws {
         let request: BuildRequest
-        do { request = try self.request() } catch let e as BuildFlagError { throw ValidationError(e.message) }
+        // a flag value it cannot use is shown with the usage (exit 64)
+        do { request = try self.request() } catch let e as CtrError where e.code == .usage { throw ValidationError(e.message) }
         let store = try global.store()
         let notices = Notices()
         var runtime = Runtime(store: store, notice: { notices.say($0) })
@@ -105,5 +107,3 @@ struct Build: ParsableCommand {
         return r
     }
 }
-
-extension BuildError: UserFacing {}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 import Layers
@@ -16,40 +17,28 @@ struct CTR: ParsableCommand {
     )
 
     /// Parse and run; errors become one line on stderr and a non-zero exit.
-    static func runMain(_ args: [String]) {
+    static func runMain(_ args: [String]) -> Never {
+        var command: ParsableCommand
         do {
-            var command = try parseAsRoot(args)
-            try command.run()
+            command = try parseAsRoot(args)
         } catch {
-            exit(after: error)
+            finish(.other) { throw error }  // help, usage errors: ArgumentParser's
         }
+        finish(ExitMapping.Command(command)) { try command.run() }
     }
 
-    /// End the process for an error: one line on stderr for ours, ArgumentParser's handling
-    /// for its own errors, help and `ExitCode`.
-    static func exit(after error: any Error) -> Never {
-        // stopped by a signal (see Interrupts): its partial writes are gone; end as it asked
-        let sig = csys_stop_signal()
-        if sig != 0 { Glibc.exit(128 + sig) }
-        if let u = error as? UserFacing {
-            Out.write(2, Data("Error: \(u.message)\n".utf8))
-            Glibc.exit(u.exitCode)
+    /// Run `body` and end the process: 0, or its failure printed and mapped to an exit status
+    /// by `ExitMapping` (docker's conventions). The one place ctr exits; FastRun ends here too.
+    static func finish(_ command: ExitMapping.Command, _ body: () throws -> Void) -> Never {
+        do {
+            try body()
+            Glibc.exit(0)
+        } catch {
+            let end = ExitMapping.outcome(for: error, in: command, stopSignal: csys_stop_signal())
+            if let text = end.text { Out.write(end.status == 0 ? 1 : 2, Data((text + "\n").utf8)) }
+            Glibc.exit(end.status)
         }
-        exit(withError: error)
     }
-}
-
-/// An error with a message for the user.
-protocol UserFacing: Error {
-    var message: String { get }
-    var exitCode: Int32 { get }
-}
-
-extension UserFacing { var exitCode: Int32 { 1 } }
-
-struct CLIError: UserFacing {
-    let message: String
-    init(_ m: String) { message = m }
 }
 
 struct GlobalOptions: ParsableArguments {
@@ -66,7 +55,7 @@ struct GlobalOptions: ParsableArguments {
         do {
             return try Store(root: path)
         } catch {
-            throw CLIError("cannot open the store at \(path): \(error)")
+            throw CtrError.wrapping(error, "cannot open the store at \(path): \(error)")
         }
     }
 
@@ -202,16 +191,6 @@ enum Out {
         return nil
     }
 }
-
-extension StoreError: UserFacing {}
-extension TransferError: UserFacing {}
-extension LayerError: UserFacing {}
-extension ConfigChangeError: UserFacing {}
-extension SysError: UserFacing {}
-extension ReferenceError: UserFacing { var message: String { description } }
-extension JSONError: UserFacing { var message: String { description } }
-extension DigestError: UserFacing { var message: String { description } }
-extension ImageNames.RemovalFailed: UserFacing { var message: String { description } }
 
 /// Notes about what a rootless unpack could not do, said once.
 enum RootlessNotes {

@@ -1,14 +1,10 @@
 import ArgumentParser
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 import Layers
 import Sandbox
-
-extension ContainerError: UserFacing {}
-extension UserError: UserFacing {}
-extension NetworkError: UserFacing {}
-extension CgroupError: UserFacing {}
 
 /// Said once on stderr.
 final class Notices: @unchecked Sendable {
@@ -100,21 +96,9 @@ struct Run: ParsableCommand {
     }
 
     /// `ctr run` after its flags are read (by ArgumentParser, or by FastRun for the common ones).
-    static func execute(_ opts: RunFlags, store: Store, pull: String, platform: String?,
+    /// Its failures exit as docker run's (see `ExitMapping`).
+    static func execute(_ flags: RunFlags, store: Store, pull: String, platform: String?,
                         registry: () throws -> RegistryOptions) throws {
-        // docker run's convention: 125 when ctr itself fails (126 and 127 are the command's)
-        do { try executeOrThrow(opts, store: store, pull: pull, platform: platform, registry: registry) } catch let e as UserFacing where e.exitCode == 1 {
-            throw RunFailure(message: e.message)
-        }
-    }
-
-    struct RunFailure: UserFacing {
-        let message: String
-        var exitCode: Int32 { 125 }
-    }
-
-    static func executeOrThrow(_ flags: RunFlags, store: Store, pull: String, platform: String?,
-                               registry: () throws -> RegistryOptions) throws {
         // the flags are checked before anything is pulled or made
         let spec = try flags.spec()
         let notices = Notices()
@@ -127,7 +111,7 @@ struct Run: ParsableCommand {
         runtime.selfPath = Run.selfPath()
         let (code, rec) = try runtime.run(spec, image: record, hold: hold)
         if spec.detach { Out.line(rec.id) }
-        if code != 0 { throw ExitCode(code) }
+        if code != 0 { throw CtrError(.container(status: code), "") }
     }
 
     static func selfPath() -> String {
@@ -153,7 +137,8 @@ struct Run: ParsableCommand {
             let result = try ImagePull.run(ref, store: store, access: access, platform: platform, progress: view)
             csys_catch_stop_signals(0)
             view.finish()
-            if csys_stop_signal() != 0 { CTR.exit(after: ExitCode(1)) }
+            let sig = csys_stop_signal()
+            if sig != 0 { throw CtrError(.interrupted(signal: sig), "") }
             return try store.resolve(result.name.string)
         default:
             throw ValidationError("--pull must be missing, always or never")
@@ -274,7 +259,7 @@ struct Exec: ParsableCommand {
         let cmd = command.first == "--" ? Array(command.dropFirst()) : command
         guard !cmd.isEmpty else { throw ValidationError("give a command to run") }
         let code = try runtime.exec(r, command: cmd, env: env, workdir: workdir, user: user, tty: tty, interactive: interactive)
-        if code != 0 { throw ExitCode(code) }
+        if code != 0 { throw CtrError(.container(status: code), "") }
     }
 }
 
@@ -327,7 +312,7 @@ struct Rm: ParsableCommand {
         for c in containers {
             guard let r = try? runtime.containers.find(c) else {
                 if force { continue }
-                throw ContainerError("no such container: \(c)", exitCode: 1)
+                throw CtrError.notFound("no such container: \(c)")
             }
             try runtime.rm(r, force: force)
             Out.line(c)

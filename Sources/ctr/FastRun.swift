@@ -112,15 +112,10 @@ enum FastRun {
         return p
     }
 
-    /// Run it; errors end the process as CTR.runMain would.
-    static func run(_ p: Parsed) -> Never {
+    /// Run it (`CTR.finish` ends the process, as for `CTR.runMain`).
+    static func run(_ p: Parsed) throws {
         Trace.point("main")
-        do {
-            try Run.execute(p.options, store: try GlobalOptions.store(root: p.root), pull: p.pull, platform: p.platform,
-                            registry: { RegistryOptions.cli() })
-            exit(0)
-        } catch {
-            CTR.exit(after: error)
-        }
+        try Run.execute(p.options, store: try GlobalOptions.store(root: p.root), pull: p.pull, platform: p.platform,
+                        registry: { RegistryOptions.cli() })
     }
 }

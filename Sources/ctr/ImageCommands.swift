@@ -1,5 +1,6 @@
 import ArgumentParser
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 import Layers
@@ -39,7 +40,7 @@ struct Import: ParsableCommand {
         // - : a tarball on standard input, as docker and podman import take it
         var source = self.source
         if source == "-" {
-            if isatty(0) != 0 { throw CLIError("no tarball given: redirect standard input, or name a directory or file") }
+            if isatty(0) != 0 { throw CtrError.usage("no tarball given: redirect standard input, or name a directory or file") }
             source = try store.spool()
         }
         defer { if source != self.source { unlink(source) } }
@@ -135,7 +136,7 @@ struct Inspect: ParsableCommand {
         } else if !out.isEmpty || missing.isEmpty {
             try Out.json(out)
         }
-        if !missing.isEmpty { throw CLIError(missing.map { "\($0)" }.joined(separator: "; ")) }
+        if let first = missing.first { throw CtrError.wrapping(first, missing.map { "\($0)" }.joined(separator: "; ")) }
     }
 }
 
@@ -221,7 +222,7 @@ struct Save: ParsableCommand {
         }
         let output = self.output == "-" ? nil : self.output
         if output == nil && isatty(1) != 0 {
-            throw CLIError("refusing to write an archive to a terminal; use -o FILE or redirect standard output")
+            throw CtrError.usage("refusing to write an archive to a terminal; use -o FILE or redirect standard output")
         }
         let store = try global.store()
         // save reads blobs and writes scratch files in ingest/ (docker-archive)
@@ -249,7 +250,7 @@ struct Load: ParsableCommand {
         var path = input == "-" ? nil : input
         var tmp: String?
         if path == nil {
-            if isatty(0) != 0 { throw CLIError("no archive given: use -i FILE or redirect standard input") }
+            if isatty(0) != 0 { throw CtrError.usage("no archive given: use -i FILE or redirect standard input") }
             tmp = try store.spool()
             path = tmp
         }
@@ -305,6 +306,7 @@ struct Unshare: ParsableCommand {
         if argv.first == "--" { argv.removeFirst() }
         if argv.isEmpty { argv = [ProcessInfo.processInfo.environment["SHELL"] ?? "/bin/sh"] }
         let code = try UserNamespace.exec(argv, mapping: .current())
-        throw ExitCode(code)
+        // the command's status is ctr's
+        if code != 0 { throw CtrError(.container(status: code), "") }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 import Layers
@@ -38,8 +39,6 @@ extension RegistryOptions {
     }
 }
 
-extension RegistryError: UserFacing {}
-
 struct Pull: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Pull an image from a registry.")
 
@@ -77,8 +76,6 @@ struct Pull: ParsableCommand {
         }
     }
 }
-
-extension PlatformError: UserFacing { var message: String { description } }
 
 struct Push: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Push an image to a registry.")
@@ -154,7 +151,7 @@ struct Login: ParsableCommand {
         let host = RegistryLogin.host(server)
         if getLogin {
             guard let c = try RegistryLogin.stored(for: host, options: opts) else {
-                throw CLIError("not logged into \(host)")
+                throw CtrError.notFound("not logged into \(host)")
             }
             Out.line(c.username)
             return
@@ -199,7 +196,7 @@ enum Prompt {
                 Out.write(2, Data("\n".utf8))
             }
         }
-        guard var line = readLine(strippingNewline: true) else { throw CLIError("no answer on standard input") }
+        guard var line = readLine(strippingNewline: true) else { throw CtrError.usage("no answer on standard input") }
         if line.hasSuffix("\r") { line.removeLast() }
         return line
     }
@@ -227,7 +224,7 @@ struct Logout: ParsableCommand {
             Out.line("Removed login credentials for all registries")
             return
         }
-        guard removed else { throw CLIError("not logged into \(host) (in \(path))") }
+        guard removed else { throw CtrError.notFound("not logged into \(host) (in \(path))") }
         Out.line("Removed login credentials for \(host)")
     }
 }

@@ -1,19 +1,16 @@
+import Errors
 import Foundation
 
 /// The part of Go's text/template that `--format` users write: `{{.Field.Sub}}`, `{{.}}`,
 /// `{{json .Field}}`, with text around; values print as Go prints them (`[a b]`, `map[k:v]`).
 enum GoTemplate {
-    struct Unsupported: UserFacing {
-        let message: String
-    }
-
     static func render(_ template: String, _ value: Any) throws -> String {
         var out = ""
         var rest = Substring(template)
         while let open = rest.range(of: "{{") {
             out += rest[..<open.lowerBound]
             guard let close = rest.range(of: "}}", range: open.upperBound..<rest.endIndex) else {
-                throw Unsupported(message: "--format \(template): unclosed {{")
+                throw CtrError.usage("--format \(template): unclosed {{")
             }
             var action = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
             if action.hasPrefix("-") { action = String(action.dropFirst()).trimmingCharacters(in: .whitespaces) }
@@ -24,7 +21,7 @@ enum GoTemplate {
             } else if words.count == 2, words[0] == "json", words[1].hasPrefix(".") {
                 out += try json(try lookup(words[1], in: value, template))
             } else {
-                throw Unsupported(message: "--format \(template): {{\(action)}} is not supported (use {{.Field}} or {{json .Field}})")
+                throw CtrError.usage("--format \(template): {{\(action)}} is not supported (use {{.Field}} or {{json .Field}})")
             }
             rest = rest[close.upperBound...]
         }
@@ -35,7 +32,7 @@ enum GoTemplate {
         var cur: Any? = value
         for key in path.split(separator: ".").map(String.init) {
             guard let dict = cur as? [String: Any] else {
-                throw Unsupported(message: "--format \(template): \(path): \(key) is not a field here")
+                throw CtrError.usage("--format \(template): \(path): \(key) is not a field here")
             }
             cur = dict[key]
             if cur is NSNull { cur = nil }

@@ -2,6 +2,7 @@
 // and Dockerfile, secrets, build args, base-image archives, cache references), the actions a
 // request plans after the build, and what standard input becomes (spooled into the store's
 // scratch, which goes at the end).
+import Errors
 import Foundation
 import Testing
 import Layers
@@ -30,7 +31,7 @@ import Layers
         ("type=OCI-archive,dest=x", "--output type=OCI-archive,dest=x: type OCI-archive is not supported (local, tar, oci-archive, docker-archive, oci-dir, rootfs)"),
     ])
     func badOutput(_ spec: String, _ message: String) {
-        #expect(throws: BuildFlagError(message)) { try BuildOutput(parsing: spec) }
+        #expect(throws: CtrError.usage(message)) { try BuildOutput(parsing: spec) }
     }
 
     @Test(arguments: [
@@ -45,7 +46,7 @@ import Layers
     }
 
     @Test func stdinIsOneOrTheOther() {
-        #expect(throws: BuildFlagError("stdin can be the Dockerfile (-f -) or the context (-), not both")) {
+        #expect(throws: CtrError.usage("stdin can be the Dockerfile (-f -) or the context (-), not both")) {
             try BuildSource(context: "-", file: "-")
         }
     }
@@ -64,7 +65,7 @@ import Layers
 
     @Test(arguments: ["src=/x", "id=,src=/x", "npmrc"])
     func secretWithoutID(_ spec: String) {
-        #expect(throws: BuildFlagError("--secret \(spec): expected id=ID,src=PATH or id=ID,env=VAR")) { try BuildSecret(parsing: spec) }
+        #expect(throws: CtrError.usage("--secret \(spec): expected id=ID,src=PATH or id=ID,env=VAR")) { try BuildSecret(parsing: spec) }
     }
 
     @Test(arguments: [
@@ -78,7 +79,7 @@ import Layers
 
     @Test(arguments: ["base", "=x.tar", ""])
     func badImageArchive(_ spec: String) {
-        #expect(throws: BuildFlagError("--image-archive \(spec): expected NAME=PATH")) { try BaseImageArchive(parsing: spec) }
+        #expect(throws: CtrError.usage("--image-archive \(spec): expected NAME=PATH")) { try BaseImageArchive(parsing: spec) }
     }
 
     @Test(arguments: [
@@ -104,7 +105,7 @@ import Layers
 
     @Test(arguments: ["=x", ""])
     func badBuildArg(_ arg: String) {
-        #expect(throws: BuildFlagError("--build-arg \(arg): expected NAME=VALUE")) {
+        #expect(throws: CtrError.usage("--build-arg \(arg): expected NAME=VALUE")) {
             try BuildArgs.collect(files: [], args: [arg], environment: [:])
         }
     }
@@ -184,7 +185,7 @@ final class TempDir {
     let path: String
     init() throws {
         var template = Array("/var/tmp/ctr-buildertest-XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else { throw BuildError("mkdtemp failed") }
+        guard let p = mkdtemp(&template) else { throw CtrError.system("mkdtemp", errno: errno, "mkdtemp failed") }
         path = String(cString: p)
     }
     deinit { try? FileManager.default.removeItem(atPath: path) }

@@ -22,8 +22,8 @@ import Testing
         // a real registry serving a signed schema 1 manifest, pushed by skopeo
         expectOK(try w.ctrHome(["save", "-o", "\(w.dir)/bb.tar", "busybox:local"]))
         let ref = "\(reg.addr)/old/busybox:v2s1"
-        // (its own runtime dir: with none, skopeo reads /run/containers/UID/auth.json, which a root
-        // podman's 0700 /run/containers makes unreadable to a user)
+        // skopeo's auth file in the workspace's runtime dir: without XDG_RUNTIME_DIR it reads
+        // /run/containers/UID/auth.json, which a root-only /run/containers (root podman) refuses
         expectOK(try w.sh(["skopeo", "copy", "-q", "--format", "v2s1", "--dest-tls-verify=false", "oci-archive:\(w.dir)/bb.tar", "docker://\(ref)"],
                           env: ["XDG_RUNTIME_DIR": "\(w.dir)/run"]))
         let before = w.storeSnapshot()

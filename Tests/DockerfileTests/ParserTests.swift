@@ -1,3 +1,4 @@
+import Errors
 import Testing
 @testable import Dockerfile
 
@@ -202,7 +203,7 @@ private func parseError(_ text: String) -> String? {
             FOO bar
             """
         #expect(parseError(text) == "Dockerfile:7: unknown instruction: FOO")
-        #expect(throws: DockerfileError(file: "x/Dockerfile.dev", line: 2, message: "unknown instruction: BOGUS")) {
+        #expect(throws: CtrError.dockerfile(file: "x/Dockerfile.dev", line: 2, "unknown instruction: BOGUS")) {
             try Dockerfile.parse("FROM a\nbogus x", file: "x/Dockerfile.dev")
         }
     }
@@ -351,7 +352,7 @@ private func parseError(_ text: String) -> String? {
         let i = try Dockerfile.parseInstruction("RUN echo hi", line: 3)
         #expect(i.kind == .run(.shell("echo hi"), heredocs: []))
         #expect(i.line == 3)
-        #expect(throws: DockerfileError(file: "Dockerfile", line: 1, message: "unknown instruction: NOPE")) {
+        #expect(throws: CtrError.dockerfile(file: "Dockerfile", line: 1, "unknown instruction: NOPE")) {
             try Dockerfile.parseInstruction("nope")
         }
     }

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 import Testing
@@ -110,18 +111,20 @@ import Testing
     }
 
     @Test func programsThatCannotRun() throws {
-        let missing = #expect(throws: SpawnError.self) { try Command("no-such-program-ctr", environment: ["PATH": "/usr/bin:/bin"]).spawn() }
-        #expect(missing?.program == "no-such-program-ctr")
+        let missing = #expect(throws: CtrError.self) { try Command("no-such-program-ctr", environment: ["PATH": "/usr/bin:/bin"]).spawn() }
+        #expect(missing?.code == .notFound)
+        #expect(missing?.reason == "not found on PATH (/usr/bin:/bin)")
         #expect(missing?.description == "cannot run no-such-program-ctr: not found on PATH (/usr/bin:/bin)")
-        let absent = #expect(throws: SpawnError.self) { try Command("/nonexistent/tool").run() }
+        let absent = #expect(throws: CtrError.self) { try Command("/nonexistent/tool").run() }
+        #expect(absent?.code == .notFound)
         #expect(absent?.description == "cannot run /nonexistent/tool: no such executable file")
         // executable, but not a program
         let dir = NSTemporaryDirectory() + "ctr-command-bad-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         FileManager.default.createFile(atPath: "\(dir)/junk", contents: Data([0, 1, 2, 3, 0xff, 0xfe]), attributes: [.posixPermissions: 0o755])
-        let junk = #expect(throws: SpawnError.self) { try Command("\(dir)/junk").spawn() }
-        #expect(junk?.reason == .failed(ENOEXEC), "\(String(describing: junk))")
+        let junk = #expect(throws: CtrError.self) { try Command("\(dir)/junk").spawn() }
+        #expect(junk?.code == .system && junk?.stage == "spawn" && junk?.errno == ENOEXEC, "\(String(describing: junk))")
         #expect(junk?.description == "cannot run \(dir)/junk: \(String(cString: strerror(ENOEXEC)))")
     }
 }

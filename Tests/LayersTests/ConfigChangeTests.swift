@@ -1,3 +1,4 @@
+import Errors
 import Testing
 import Layers
 
@@ -10,7 +11,7 @@ import Layers
         try ConfigChange.apply("STOPSIGNAL SIGQUIT", to: &c)
         #expect(c.stopSignal == "SIGQUIT")
         for bad in ["EXPOSE 99999", "EXPOSE abc", "EXPOSE 80/xyz", "STOPSIGNAL FOO", "STOPSIGNAL 99"] {
-            #expect(throws: ConfigChangeError.self, "\(bad)") { try ConfigChange.apply(bad, to: &c) }
+            #expect(throws: CtrError.self, "\(bad)") { try ConfigChange.apply(bad, to: &c) }
         }
     }
 

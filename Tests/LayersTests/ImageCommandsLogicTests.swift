@@ -2,6 +2,7 @@
 // policy (names, ids, --force, --all, images containers use, every failure at the end), tag,
 // the images listing, inspect's document, unpack and the files exports, the names a load
 // moves, and the registry a login names.
+import Errors
 import Foundation
 import HostOS
 import Testing
@@ -116,7 +117,7 @@ final class ImageFixture {
                 case .deleted(let id): said.append(label("Deleted: \(id.string)"))
                 }
             }, waiting: {})
-        } catch let e as ImageNames.RemovalFailed {
+        } catch let e as CtrError {
             failure = label(e.description)
         }
         #expect(failure == c.failure)
@@ -143,7 +144,7 @@ final class ImageFixture {
         let f = try ImageFixture()
         let r = try f.image("a", names: ["a:1"]).record
         let digestName = try Reference(parsing: "b@\(r.descriptor.digest.string)")
-        #expect(throws: StoreError.self) {
+        #expect(throws: CtrError.usage("\(digestName.string): a tag cannot contain a digest")) {
             try ImageNames.tag(r, as: [try Reference(parsing: "ok:1"), digestName], in: f.store)
         }
         #expect(try f.names() == ["a:1"])

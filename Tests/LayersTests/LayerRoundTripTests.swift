@@ -1,6 +1,7 @@
 // Layer engine round trips and semantics: create → apply keeps what a rootfs needs, created
 // layers are deterministic, overlay upper dirs and whiteouts convert both ways, rootless
 // ownership is recorded and restored, and digests/compression/corruption are reported right.
+import Errors
 import Foundation
 import HostOS
 import Testing
@@ -879,7 +880,7 @@ struct LayerRoundTripTests {
                     Issue.record("\(what) accepted \(c.name)")
                 } catch {
                     let msg = errorMessage(error)
-                    #expect(error is SysError, "\(what): \(error)")
+                    #expect((error as? CtrError)?.code == .system, "\(what): \(error)")
                     for part in c.message {
                         #expect(msg.contains(part), "\(what): \"\(msg)\" does not mention \"\(part)\"")
                     }
@@ -942,8 +943,8 @@ struct UnprivilegedLayerTests {
         return (root, mine)
     }
 
-    private func attempt<T>(_ body: () throws -> T) -> Result<T, LayerError> {
-        do { return .success(try body()) } catch { return .failure(LayerError(errorMessage(error))) }
+    private func attempt<T>(_ body: () throws -> T) -> Result<T, CtrError> {
+        do { return .success(try body()) } catch { return .failure(CtrError.invalid(errorMessage(error))) }
     }
 
     @Test("later layers can change directories an earlier layer made read-only")

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import Testing
 @testable import Layers
@@ -166,7 +167,7 @@ private let imageConfigJSON = """
             let p = try Platform(parsing: input)
             Issue.record("parsed \(input) as \(p)")
         } catch {
-            #expect(error.reason.contains(reason), "reason was: \(error.reason)")
+            #expect(error.reason?.contains(reason) == true, "reason was: \(error.reason ?? "none")")
             #expect(error.description.hasPrefix("invalid platform \"\(input)\""))
         }
     }
@@ -350,9 +351,9 @@ private let imageConfigJSON = """
         do {
             _ = try CanonicalJSON.decode(Manifest.self, from: Data(bad.utf8), what: "manifest \(configDigest)")
             Issue.record("decoded a bad manifest")
-        } catch let e as JSONError {
-            #expect(e.what == "manifest \(configDigest)")
-            #expect(e.path == "layers[0].digest")
+        } catch let e as CtrError {
+            #expect(e.code == .invalidInput)
+            #expect(e.keyPath == "layers[0].digest")
             #expect(e.description.hasPrefix("invalid manifest \(configDigest): at layers[0].digest: "))
             #expect(e.description.contains("invalid digest \"sha256:nothex\""))
             #expect(!e.description.contains("\n"))
@@ -371,9 +372,9 @@ private let imageConfigJSON = """
         do {
             _ = try CanonicalJSON.decode(Manifest.self, from: Data(json.utf8), what: "manifest x")
             Issue.record("decoded \(json)")
-        } catch let e as JSONError {
-            #expect(e.path == path)
-            #expect(e.reason.contains(reason), "reason was: \(e.reason)")
+        } catch let e as CtrError {
+            #expect(e.keyPath == path)
+            #expect(e.reason?.contains(reason) == true, "reason was: \(e.reason ?? "none")")
             #expect(e.description.hasPrefix("invalid manifest x: "))
             #expect(!e.description.contains("\n"))
         } catch {

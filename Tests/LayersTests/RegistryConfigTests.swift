@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import Testing
 @testable import Layers
@@ -56,14 +57,14 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
 // MARK: - TOML errors in registries.conf
 
 /// The TOML target's errors (its own tests are in TOMLTests) come out of registries.conf
-/// reading as RegistriesConfError, FILE:LINE first.
+/// reading as they are: FILE:LINE first.
 @Suite struct RegistriesConfTOMLErrorTests {
     @Test func tomlErrorsNameFileAndLine() {
-        let e = #expect(throws: RegistriesConfError.self) {
+        let e = #expect(throws: CtrError.self) {
             try RegistriesConf.parse("[[registry]]\nlocation = \"x\"\n[[registry]]\nlocation = 'y\n", file: "/etc/containers/registries.conf")
         }
-        #expect(e == RegistriesConfError(file: "/etc/containers/registries.conf", line: 4,
-                                         message: "unterminated literal string (use ''' for strings that span lines)"))
+        #expect(e == CtrError.at(file: "/etc/containers/registries.conf", line: 4,
+                                 "unterminated literal string (use ''' for strings that span lines)"))
         #expect(e?.description.hasPrefix("/etc/containers/registries.conf:4: ") == true)
     }
 }
@@ -168,7 +169,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
         do {
             _ = try RegistriesConf.parse(text, file: "/etc/containers/registries.conf")
             Issue.record("expected an error")
-        } catch let e as RegistriesConfError {
+        } catch let e as CtrError {
             #expect(e.message.contains("mixing sysregistry v1/v2 is not supported"))
             #expect(e.description.hasPrefix("/etc/containers/registries.conf:"))
             #expect(e.line != nil)
@@ -178,7 +179,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
     }
 
     @Test func v1InDropInIsAnError() {
-        #expect(throws: RegistriesConfError.self) {
+        #expect(throws: CtrError.self) {
             try RegistriesConf.parse("[registries.search]\nregistries = [\"docker.io\"]\n", file: "d.conf", dropIn: true)
         }
         #expect(throws: Never.self) {
@@ -216,7 +217,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
         do {
             _ = try RegistriesConf.parse(text, file: "test.conf")
             Issue.record("expected an error for \(text.debugDescription)")
-        } catch let e as RegistriesConfError {
+        } catch let e as CtrError {
             #expect(e.line == line, "\(e)")
             #expect(e.message.contains(fragment), "\(e)")
             #expect(e.description.hasPrefix("test.conf:\(line): "))
@@ -363,7 +364,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
 
     @Test func nonCanonicalRewriteIsAnError() throws {
         let conf = try RegistriesConf.parse("[[registry]]\nprefix = \"example.com\"\nlocation = \"docker.io\"\n", file: "r.conf")
-        #expect(throws: RegistriesConfError.self) { try conf.pullSources(for: ref("example.com/foo:1")) }
+        #expect(throws: CtrError.self) { try conf.pullSources(for: ref("example.com/foo:1")) }
     }
 
     @Test func noEntryMeansTheReferenceItself() throws {
@@ -568,7 +569,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
             _ = try RegistriesConf.loadDefault(environment: ["CONTAINERS_REGISTRIES_CONF": missing], home: home,
                                                systemFile: system, systemDropInDirectory: systemDir)
             Issue.record("expected an error")
-        } catch let e as RegistriesConfError {
+        } catch let e as CtrError {
             #expect(e.file == missing)
             #expect(e.description.contains("no such file"))
         } catch {
@@ -593,7 +594,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
         do {
             _ = try RegistriesConf.load(RegistriesConfSources(mainFile: main, dropInDirectories: [t.path("d")]))
             Issue.record("expected an error")
-        } catch let e as RegistriesConfError {
+        } catch let e as CtrError {
             #expect(e.description.hasPrefix(dropIn + ":2: "))
             #expect(e.message.contains("v2 format"))
         } catch {
@@ -833,7 +834,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
 
     @Test(arguments: ["quay.io/ns/repo:tag", "quay.io/x@" + digestA, "", "https://"])
     func badLoginKeys(input: String) {
-        #expect(throws: AuthFileError.self) { try AuthFile.loginKey(input) }
+        #expect(throws: CtrError.self) { try AuthFile.loginKey(input) }
     }
 
     @Test func storeCreatesPrivateFileAndDirectories() throws {
@@ -909,7 +910,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
         let t = TempDir()
         defer { t.cleanup() }
         let path = t.write("auth.json", Self.richFile)
-        #expect(throws: AuthFileError.self) { try AuthFile.store(Credentials(username: "u", password: "p"), for: "gcr.io", path: path) }
+        #expect(throws: CtrError.self) { try AuthFile.store(Credentials(username: "u", password: "p"), for: "gcr.io", path: path) }
     }
 
     @Test func removeDropsTheRegistryAndItsURLForms() throws {
@@ -1053,7 +1054,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
         #expect(try AuthFile.credentials(for: "fail.example.com", env: e, helpers: ["nonexistent", "containers-auth.json"])?.username == "fromfile")
         // A failing helper is reported only when no later helper has credentials.
         #expect(try AuthFile.credentials(for: "fail.example.com", env: e, helpers: ["fake", "containers-auth.json"])?.username == "fromfile")
-        #expect(throws: AuthFileError.self) { try AuthFile.credentials(for: "fail.example.com", env: e, helpers: ["fake"]) }
+        #expect(throws: CtrError.self) { try AuthFile.credentials(for: "fail.example.com", env: e, helpers: ["fake"]) }
     }
 }
 
@@ -1127,7 +1128,7 @@ private let digestA = "sha256:" + String(repeating: "a", count: 64)
 
     @Test(arguments: ["../etc", "", "a/b", ".hidden"])
     func invalidHosts(host: String) {
-        #expect(throws: CertsDirError.self) { try CertsDir.material(for: host, dirs: ["/nonexistent"]) }
+        #expect(throws: CtrError.self) { try CertsDir.material(for: host, dirs: ["/nonexistent"]) }
     }
 
     @Test func defaultDirsInContainersImageOrder() {

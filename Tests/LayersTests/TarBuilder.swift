@@ -2,6 +2,7 @@
 // malicious) tar streams byte by byte, compression through the system gzip/zstd, scratch
 // directories, and thin wrappers over the file system calls the assertions need.
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 @testable import Layers
@@ -225,31 +226,31 @@ enum Tools {
     /// Run `tool args`, stdout to `stdoutPath` (or captured). Returns (status, captured stdout).
     @discardableResult
     static func run(_ tool: String, _ args: [String], stdoutTo stdoutPath: String? = nil) throws -> (Int32, String) {
-        guard let exe = find(tool) else { throw LayerError("\(tool) not found") }
+        guard let exe = find(tool) else { throw CtrError.internal("\(tool) not found") }
         guard let stdoutPath else {
             let out = try Command(exe, args).run()
             return (out.status, out.stdoutText)
         }
         let fd = open(stdoutPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw LayerError("cannot create \(stdoutPath)") }
+        guard fd >= 0 else { throw CtrError.internal("cannot create \(stdoutPath)") }
         defer { close(fd) }
         return (try Command(exe, args, fds: [-1, fd, -1]).spawn().wait().code, "")
     }
 
     static func gzip(_ input: String, to output: String) throws {
         let (status, _) = try run("gzip", ["-n", "-c", input], stdoutTo: output)
-        if status != 0 { throw LayerError("gzip failed: \(status)") }
+        if status != 0 { throw CtrError.internal("gzip failed: \(status)") }
     }
 
     static func zstd(_ input: String, to output: String) throws {
         let (status, _) = try run("zstd", ["-q", "-c", input], stdoutTo: output)
-        if status != 0 { throw LayerError("zstd failed: \(status)") }
+        if status != 0 { throw CtrError.internal("zstd failed: \(status)") }
     }
 
     /// Entry names of a (compressed) tar, as GNU tar lists them.
     static func tarList(_ blob: String) throws -> [String] {
         let (status, out) = try run("tar", ["-tf", blob])
-        if status != 0 { throw LayerError("tar -tf \(blob) failed: \(status)") }
+        if status != 0 { throw CtrError.internal("tar -tf \(blob) failed: \(status)") }
         return out.split(separator: "\n").map(String.init)
     }
 }
@@ -438,7 +439,7 @@ let rootOps = LayerOps(mapping: .root)
 
 /// The message of a layer error, or a description of anything else thrown.
 func errorMessage(_ error: any Error) -> String {
-    if let e = error as? SysError { return e.message }
+    if let e = error as? CtrError, e.code == .system { return e.message }
     return String(describing: error)
 }
 

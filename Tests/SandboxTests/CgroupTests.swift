@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 import Testing
@@ -159,10 +160,10 @@ private func readAll(_ fd: Int32) -> String {
         #expect(try ResourceLimits.parse(memory: "64m", memorySwap: "-1").memorySwap == -1)
         #expect(try ResourceLimits.parse(memory: "64m", memorySwap: "0").memorySwap == nil)
         #expect(try ResourceLimits.parse(memory: "64m", memorySwap: "64m").memorySwap == 64 << 20)
-        #expect(throws: CgroupError("invalid --memory \"1m\": the minimum memory limit is 6m")) {
+        #expect(throws: CtrError.usage("invalid --memory \"1m\": the minimum memory limit is 6m")) {
             try ResourceLimits.parse(memory: "1m")
         }
-        #expect(throws: CgroupError("invalid --memory-swap \"1g\": --memory-swap needs --memory as well")) {
+        #expect(throws: CtrError.usage("invalid --memory-swap \"1g\": --memory-swap needs --memory as well")) {
             try ResourceLimits.parse(memorySwap: "1g")
         }
         #expect { try ResourceLimits.parse(memory: "256m", memorySwap: "128m") } throws: {
@@ -263,10 +264,11 @@ private func readAll(_ fd: Int32) -> String {
         }
         try #require(!usable, "this host delegates cgroups to ctrtest; the unavailable path cannot be tested here")
         let name = uniqueName("ctrtest")
-        let err = try #require(throws: CgroupError.self) {
+        let err = try #require(throws: CtrError.self) {
             try CgroupHandle.create(name: name, limits: fullLimits, support: s)
         }
         let m = err.message
+        #expect(err.code == .unsupported)
         #expect(!m.contains("\n"))
         #expect(m.hasPrefix("--memory 256m, --pids-limit 64 and --cpus 0.5 need a cgroup v2 subtree delegated to ctrtest with the memory, pids and cpu controllers; "), "\(m)")
         #expect(m.contains("run as root"))
@@ -280,7 +282,7 @@ private func readAll(_ fd: Int32) -> String {
         for m in seen.v1.values { #expect(!exists(m + "/ctr/" + name)) }
         for u in seen.cgroup2 { #expect(!exists(u + "/ctr/ctr-" + name)) }
         // one limit only: the message names just that flag
-        let one = try #require(throws: CgroupError.self) {
+        let one = try #require(throws: CtrError.self) {
             try CgroupHandle.create(name: name, limits: ResourceLimits(pids: 10), support: s)
         }
         #expect(one.message.hasPrefix("--pids-limit 10 needs a cgroup v2 subtree delegated to ctrtest with the pids controller; "))
@@ -357,7 +359,7 @@ private func readAll(_ fd: Int32) -> String {
         let s = CgroupSupport.detect(probe: fakeProbe(mounts: v2Mounts, selfCgroup: "0::\(scope)\n", user: alice,
                                                       files: files, writable: []))
         #expect(!s.v2Writable)
-        let err = try #require(throws: CgroupError.self) {
+        let err = try #require(throws: CtrError.self) {
             try CgroupHandle.create(name: "web", limits: ResourceLimits(cpus: 0.5), support: s)
         }
         #expect(err.message == "--cpus 0.5 needs a cgroup v2 subtree delegated to alice with the cpu controller; this process's cgroup \(scope) is not delegated to alice (not writable); run as root, or start ctr in a delegated cgroup, e.g. systemd-run --user --scope -p Delegate=yes ctr run …")
@@ -439,7 +441,7 @@ private func readAll(_ fd: Int32) -> String {
         try h.remove()
         #expect(h.memoryLimit() == nil && h.pidsLimit() == nil && h.cpuLimit() == nil)
         for bad in ["", "../x", "a/b", ".hidden", "x y", String(repeating: "a", count: 129)] {
-            #expect(throws: CgroupError.self) { try CgroupHandle.create(name: bad, limits: ResourceLimits(pids: 3)) }
+            #expect(throws: CtrError.self) { try CgroupHandle.create(name: bad, limits: ResourceLimits(pids: 3)) }
         }
     }
 
@@ -578,7 +580,7 @@ private func readAll(_ fd: Int32) -> String {
 
     private func failedLimitRollsBackV2(_ s: CgroupSupport) throws {
         let name = uniqueName("bad")
-        #expect(throws: CgroupError.self) { try CgroupHandle.create(name: name, limits: ResourceLimits(pids: -5), support: s) }
+        #expect(throws: CtrError.self) { try CgroupHandle.create(name: name, limits: ResourceLimits(pids: -5), support: s) }
         #expect(!exists(s.v2Parent! + "/ctr-" + name))
     }
 

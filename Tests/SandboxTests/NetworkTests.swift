@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 import Testing
@@ -18,7 +19,7 @@ import Testing
         #expect(try NetworkMode.parseName(value) == nil)
         #expect(try NetworkMode.resolve(value, availability: Self.table(pasta: true, slirp: true)) == .slirp4netns)
         #expect(try NetworkMode.resolve(value, availability: Self.table(pasta: false, slirp: true)) == .slirp4netns)
-        let e = #expect(throws: NetworkError.self) {
+        let e = #expect(throws: CtrError.self) {
             try NetworkMode.resolve(value, availability: Self.table(pasta: false, slirp: false))
         }
         #expect(e?.message.hasPrefix("--network \(value): no network: pasta and slirp4netns need /dev/net/tun") == true)
@@ -26,7 +27,7 @@ import Testing
 
     @Test(arguments: ["", "bridged", "Host", "pasta:--foo", "slirp4netns:port_handler=slirp4netns", "container:abc", "ns:/run/netns/x"])
     func badModes(_ value: String) {
-        let e = #expect(throws: NetworkError.self) { try NetworkMode.parseName(value) }
+        let e = #expect(throws: CtrError.self) { try NetworkMode.parseName(value) }
         #expect(e?.message.hasPrefix("--network \(value):") == true)
         #expect(e?.message.contains("\n") == false)
     }
@@ -34,7 +35,7 @@ import Testing
     @Test func explicitHelperThatCannotWorkIsAnError() throws {
         let t = Self.table(pasta: false, slirp: false)
         for v in ["pasta", "slirp4netns"] {
-            let e = #expect(throws: NetworkError.self) { try NetworkMode.resolve(v, availability: t) }
+            let e = #expect(throws: CtrError.self) { try NetworkMode.resolve(v, availability: t) }
             #expect(e?.message == "--network \(v): \(v) needs /dev/net/tun, which this user cannot open; use --network host for the host's network, or --network none")
         }
         #expect(try NetworkMode.resolve("none", availability: t) == .none)
@@ -105,7 +106,7 @@ import Testing
         ("", "a host port is required"),
     ])
     func badPorts(_ value: String, _ why: String) {
-        let e = #expect(throws: NetworkError.self) { try PortMapping(parsing: value) }
+        let e = #expect(throws: CtrError.self) { try PortMapping(parsing: value) }
         #expect(e?.message.hasPrefix("-p \(value): ") == true)
         #expect(e?.message.contains(why) == true, "\(e?.message ?? "")")
         #expect(e?.message.contains("\n") == false)
@@ -150,7 +151,7 @@ import Testing
 
     @Test(arguments: ["db", "db:", ":10.0.0.5", "db:10.0.0", "db:host-gateway", "a b:1.2.3.4", "db:example.com"])
     func badAddHost(_ value: String) {
-        let e = #expect(throws: NetworkError.self) { try NetworkFiles.parseAddHost(value) }
+        let e = #expect(throws: CtrError.self) { try NetworkFiles.parseAddHost(value) }
         #expect(e?.message.hasPrefix("--add-host \(value): ") == true)
     }
 
@@ -315,7 +316,7 @@ final class TargetNamespace {
             usleep(20_000)
         }
         stop()
-        throw NetworkError("unshare did not make a namespace")
+        throw CtrError.system("test", "unshare did not make a namespace")
     }
 
     private var stopped = false
@@ -343,7 +344,7 @@ final class Background {
     let process: ChildProcess
     init(_ executable: String, _ args: [String]) throws {
         var p: [Int32] = [-1, -1]
-        guard pipe(&p) == 0 else { throw NetworkError("pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&p) == 0 else { throw CtrError.system("test", "pipe: \(String(cString: strerror(errno)))") }
         defer { close(p[0]) }
         do {
             process = try Command(executable, args, fds: [-1, p[1], -1]).spawn()
@@ -358,7 +359,7 @@ final class Background {
         while read(p[0], &b, 1) == 1 && b != UInt8(ascii: "\n") { line.append(b) }
         guard String(decoding: line, as: UTF8.self) == "ready" else {
             stop()
-            throw NetworkError("listener did not start: \(String(decoding: line, as: UTF8.self))")
+            throw CtrError.system("test", "listener did not start: \(String(decoding: line, as: UTF8.self))")
         }
     }
     private var stopped = false
@@ -621,7 +622,7 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
         // a process that is gone
         let gone = try Command("/bin/true").spawn()
         _ = gone.wait()
-        let e1 = #expect(throws: NetworkError.self) {
+        let e1 = #expect(throws: CtrError.self) {
             _ = try NetworkAttachment.attach(mode: mode, pid: gone.pid, ports: [], rootless: true)
         }
         #expect(e1?.message.hasPrefix("\(mode):") == true, "\(e1?.message ?? "")")
@@ -633,7 +634,7 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
         let python = try #require(Net.python)
         let busy = try Background(python, ["-c", Net.server, "0.0.0.0", "\(port)", "x", "tcp"])
         defer { busy.stop() }
-        let e2 = #expect(throws: NetworkError.self) {
+        let e2 = #expect(throws: CtrError.self) {
             _ = try NetworkAttachment.attach(mode: mode, pid: ns.pid, ports: [PortMapping(hostPort: port, containerPort: 80)], rootless: true)
         }
         #expect(e2?.message == "-p \(port):80/tcp: host port \(port)/tcp is already in use")
@@ -648,7 +649,7 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
             let r = try broken.run(["ip", "tuntap", "add", "tap0", "mode", "tun"])
             try #require(r.status == 0, "ip tuntap add: \(r.stderrText)")
         }
-        let e3 = #expect(throws: NetworkError.self) {
+        let e3 = #expect(throws: CtrError.self) {
             _ = try NetworkAttachment.attach(mode: mode, pid: broken.pid, ports: [], rootless: true)
         }
         let m = e3?.message ?? ""
@@ -660,7 +661,7 @@ struct AttachCase: CustomTestStringConvertible, Sendable {
     @Test func noneAndHostNeedNoHelper() throws {
         #expect(try NetworkAttachment.attach(mode: .none, pid: getpid(), ports: [], rootless: true) == nil)
         #expect(try NetworkAttachment.attach(mode: .host, pid: getpid(), ports: [], rootless: false) == nil)
-        let e = #expect(throws: NetworkError.self) {
+        let e = #expect(throws: CtrError.self) {
             _ = try NetworkAttachment.attach(mode: .host, pid: getpid(), ports: [PortMapping(hostPort: 8080, containerPort: 80)], rootless: false)
         }
         #expect(e?.message.contains("publishing ports needs a private network") == true)

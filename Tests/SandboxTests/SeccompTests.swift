@@ -5,6 +5,7 @@
 // "the filter refused" (EPERM/ENOSYS/EINVAL that the baseline does not give) from "the kernel
 // refused" (the baseline's own result). The probed calls are harmless (see csys_seccomp.h).
 import CSysShims
+import Errors
 import Foundation
 import Testing
 @testable import Sandbox
@@ -305,14 +306,15 @@ private let isRoot = geteuid() == 0
     ])
     func badProfilesGiveOneLineErrors(file: String, json: String, mentions: [String]) throws {
         let path = try tempFile(file, json)
-        let error = try #require(throws: SeccompError.self) { try SeccompProfile.load(path: path) }
+        let error = try #require(throws: CtrError.self) { try SeccompProfile.load(path: path) }
         #expect(error.message.hasPrefix("seccomp profile \(path): "), "\(error.message)")
         for m in mentions { #expect(error.message.contains(m), "\(error.message) should mention \(m)") }
         #expect(!error.message.contains("\n"))
+        #expect(error.code == .invalidInput)
     }
 
     @Test func missingFile() throws {
-        let error = try #require(throws: SeccompError.self) { try SeccompProfile.load(path: "/nonexistent/ctr/profile.json") }
+        let error = try #require(throws: CtrError.self) { try SeccompProfile.load(path: "/nonexistent/ctr/profile.json") }
         #expect(error.message == "seccomp profile /nonexistent/ctr/profile.json: cannot open: No such file or directory")
     }
 

@@ -1,3 +1,4 @@
+import Errors
 import Testing
 import TOML
 
@@ -135,10 +136,10 @@ private func lookup(_ t: TOMLTable, _ path: [String]) -> TOMLValue? {
 
     /// Bytes that cannot be shown are named by their hex value.
     @Test func controlBytesAreNamedInHex() {
-        #expect(throws: TOMLError(file: "x.toml", line: 1, message: "control character byte 0x7F in string")) {
+        #expect(throws: CtrError.at(file: "x.toml", line: 1, "control character byte 0x7F in string")) {
             try TOML.parse("a = \"\u{7f}\"", file: "x.toml")
         }
-        #expect(throws: TOMLError(file: "x.toml", line: 2, message: "invalid escape sequence \\x01 in string")) {
+        #expect(throws: CtrError.at(file: "x.toml", line: 2, "invalid escape sequence \\x01 in string")) {
             try TOML.parse("b = 1\na = \"\\\u{1}\"", file: "x.toml")
         }
     }

@@ -18,10 +18,17 @@ extern "C" {
 
 /* ---------- errors ---------- */
 
+/* What a caller acts on, beyond "this step failed with this errno" (Swift: CtrError.Code). */
+enum {
+    CSYS_ERR_SYSTEM = 0, /* a system call or step failed: stage and errno say which */
+    CSYS_ERR_EXEC = 1,   /* the container's command could not be executed (errno: why) */
+};
+
 typedef struct csys_error {
     int err;            /* errno, or 0 */
     char stage[64];     /* what was being done: "open", "archive", "mkdir", ... */
     char message[1024]; /* one line, names the culprit (a path, an entry name) */
+    int kind;           /* CSYS_ERR_*; stub/exec_stub.c writes this layout too */
 } csys_error;
 
 /* ---------- hashing (OpenSSL) ---------- */
@@ -98,6 +105,7 @@ typedef struct csys_create {
     /* in */
     int root_fd;          /* directory to archive */
     int out_fd;           /* the blob is written here */
+    const char *out_name; /* its name, for a write error (NULL: none) */
     int tree;             /* CSYS_TREE_OVERLAY: an overlay upper dir (whiteouts converted) */
     int compression;      /* CSYS_COMPRESSION_* */
     int level;            /* compression level; 0 = default */
@@ -156,6 +164,7 @@ int csys_rmtree_count(int dirfd, const char *name, uint64_t *freed, csys_error *
  * digest = sha256 of input, diff_id = sha256 of output. out_fd may be -1 (hash only). */
 typedef struct csys_decompress {
     int in_fd, out_fd;
+    const char *out_name; /* out_fd's name, for a write error (NULL: none) */
     int compression;
     unsigned char digest[32];
     unsigned char diff_id[32];
@@ -168,6 +177,7 @@ int csys_decompress_copy(csys_decompress *d);
  * diff_id = sha256 of the input, digest = sha256 of the output. */
 typedef struct csys_compress {
     int in_fd, out_fd;
+    const char *out_name; /* out_fd's name, for a write error (NULL: none) */
     int compression;
     int level;
     unsigned char digest[32];

@@ -179,6 +179,11 @@ typedef struct csys_exec_plan {
  * pid namespace); returns the helper's pid. The helper exits with the process's status. */
 pid_t csys_container_exec(const csys_exec_plan *p, csys_error *err);
 
+/* Read what the helper of csys_container_exec says on `sync` (the parent's end): the process's
+ * pid, then EOF once it exec'd. Returns that pid (`helper` when the helper said nothing), or
+ * -1 with the failure in *err (kind CSYS_ERR_EXEC when the command could not be executed). */
+pid_t csys_exec_started(int sync, pid_t helper, csys_error *err);
+
 /* ---- terminals ---- */
 /* Open a new pty: *master and *slave (CLOEXEC); copies the window size of `from` (a tty fd, or -1). */
 int csys_openpty(int *master, int *slave, int from, csys_error *err);

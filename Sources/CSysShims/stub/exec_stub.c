@@ -25,7 +25,7 @@
  *                container's dirs, after ctr returned (csys_remove_detached).
  *   SYNCFD: ctr's sync socket (-1: none). It is made close-on-exec before the command's exec,
  *           so ctr sees it close when the command starts; an exec failure is written to it as
- *           a csys_error {errno, "exec", message} and the stub exits 127 (ENOENT) or 126.
+ *           a csys_error {errno, "exec", message, CSYS_ERR_EXEC} and the stub exits 127 (ENOENT) or 126.
  * Invoked any other way (the `#!/proc/self/exe` trick) it says so and exits 126.
  */
 
@@ -159,11 +159,12 @@ static __attribute__((noreturn)) void die(int code) {
     for (;;) sc(NR_exit_group, code, 0, 0, 0, 0);
 }
 
-/* the csys_error of csys.h: int err; char stage[64]; char message[1024] */
+/* the csys_error of csys.h: int err; char stage[64]; char message[1024]; int kind */
 struct report {
     int err;
     char stage[64];
     char message[1024];
+    int kind; /* CSYS_ERR_EXEC: the command could not be executed */
 };
 
 static const char *errtext(int e) {
@@ -193,6 +194,7 @@ static __attribute__((noreturn)) void exec_or_report(int sync, const char *path,
     int e = (int)-r;
     static struct report rep;
     rep.err = e;
+    rep.kind = 1;
     size_t n = 0;
     append(rep.stage, &n, sizeof rep.stage, "exec");
     n = 0;

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 
@@ -59,13 +60,6 @@ public struct AuthFileLocation: Sendable, Equatable {
     }
 }
 
-/// A problem reading or writing credentials; one line.
-public struct AuthFileError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 public enum AuthFile {
     /// The `credential-helpers` entry (registries.conf) that stands for the auth files.
     public static let authFilesHelper = "containers-auth.json"
@@ -124,7 +118,7 @@ public enum AuthFile {
     public static func credentials(for registry: String, reference: Reference? = nil, env: AuthEnvironment,
                                    helpers: [String] = [AuthFile.authFilesHelper]) throws -> Credentials? {
         let registry = normalizedRegistry(registry)
-        guard !registry.isEmpty else { throw AuthFileError("empty registry name") }
+        guard !registry.isEmpty else { throw CtrError.usage("empty registry name") }
         var key = registry
         if let reference, normalizedRegistry(reference.registry) == registry {
             key = registry + "/" + reference.repository
@@ -143,7 +137,7 @@ public enum AuthFile {
                 errors.append("\(error)")
             }
         }
-        if !errors.isEmpty { throw AuthFileError(errors.joined(separator: "; ")) }
+        if !errors.isEmpty { throw CtrError.authentication(errors.joined(separator: "; ")) }
         return nil
     }
 
@@ -265,7 +259,7 @@ public enum AuthFile {
     static func decode(_ entry: AuthEntry, key: String, path: String) throws -> Credentials? {
         guard let auth = entry.auth, !auth.isEmpty else { return nil }
         guard let data = Data(base64Encoded: auth) else {
-            throw AuthFileError("\(path): the \"auth\" field of \"\(key)\" is not valid base64")
+            throw CtrError.authentication("\(path): the \"auth\" field of \"\(key)\" is not valid base64")
         }
         let decoded = String(decoding: data, as: UTF8.self)
         // Without a ':' the entry is skipped, as Docker and containers/image do.
@@ -295,19 +289,19 @@ public enum AuthFile {
         var contents = FileContents()
         func entries(_ value: Any, name: String) throws -> [String: AuthEntry] {
             guard let map = value as? [String: Any] else {
-                throw AuthFileError("\(path): \"\(name)\" must be a JSON object")
+                throw CtrError.authentication("\(path): \"\(name)\" must be a JSON object")
             }
             var out: [String: AuthEntry] = [:]
             for (k, v) in map {
                 if v is NSNull { continue }
                 guard let e = v as? [String: Any] else {
-                    throw AuthFileError("\(path): the entry for \"\(k)\" must be a JSON object")
+                    throw CtrError.authentication("\(path): the entry for \"\(k)\" must be a JSON object")
                 }
                 var entry = AuthEntry()
                 for (field, target) in [("auth", \AuthEntry.auth), ("identitytoken", \AuthEntry.identityToken)] {
                     guard let raw = e[field], !(raw is NSNull) else { continue }
                     guard let s = raw as? String else {
-                        throw AuthFileError("\(path): \"\(field)\" of \"\(k)\" must be a string")
+                        throw CtrError.authentication("\(path): \"\(field)\" of \"\(k)\" must be a string")
                     }
                     entry[keyPath: target] = s
                 }
@@ -324,17 +318,17 @@ public enum AuthFile {
         }
         if let helpers = object["credHelpers"], !(helpers is NSNull) {
             guard let map = helpers as? [String: Any] else {
-                throw AuthFileError("\(path): \"credHelpers\" must be a JSON object of strings")
+                throw CtrError.authentication("\(path): \"credHelpers\" must be a JSON object of strings")
             }
             for (k, v) in map {
                 guard let s = v as? String else {
-                    throw AuthFileError("\(path): credHelpers[\"\(k)\"] must be a string")
+                    throw CtrError.authentication("\(path): credHelpers[\"\(k)\"] must be a string")
                 }
                 contents.credHelpers[k] = s
             }
         }
         if let store = object["credsStore"], !(store is NSNull) {
-            guard let s = store as? String else { throw AuthFileError("\(path): \"credsStore\" must be a string") }
+            guard let s = store as? String else { throw CtrError.authentication("\(path): \"credsStore\" must be a string") }
             contents.credsStore = s
         }
         return contents
@@ -349,16 +343,16 @@ public enum AuthFile {
             if isNoSuchFile(error) { return nil }
             // a directory we may not enter (/run/containers is root's) holds no credentials of ours
             if access(path, F_OK) != 0 && (errno == EACCES || errno == ENOTDIR) { return nil }
-            throw AuthFileError("\(path): cannot read: \(describeIOError(error))")
+            throw CtrError.authentication("\(path): cannot read: \(describeIOError(error))")
         }
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: data, options: [])
         } catch {
-            throw AuthFileError("\(path): invalid JSON: \(jsonErrorDetail(error))")
+            throw CtrError.authentication("\(path): invalid JSON: \(jsonErrorDetail(error))")
         }
         guard let dict = object as? [String: Any] else {
-            throw AuthFileError("\(path): invalid JSON: the top level must be an object")
+            throw CtrError.authentication("\(path): invalid JSON: the top level must be an object")
         }
         return dict
     }
@@ -403,10 +397,10 @@ public enum AuthFile {
             host = Substring(key)
             rest = ""
         }
-        if host.isEmpty { throw AuthFileError("invalid registry \"\(s)\": empty host") }
-        if key.contains("@") { throw AuthFileError("invalid registry \"\(s)\": contains a '@' character") }
-        if rest.contains(":") { throw AuthFileError("invalid registry \"\(s)\": contains a ':' character after host[:port]") }
-        if key.contains(where: { $0.isWhitespace }) { throw AuthFileError("invalid registry \"\(s)\": contains whitespace") }
+        if host.isEmpty { throw CtrError.usage("invalid registry \"\(s)\": empty host") }
+        if key.contains("@") { throw CtrError.usage("invalid registry \"\(s)\": contains a '@' character") }
+        if rest.contains(":") { throw CtrError.usage("invalid registry \"\(s)\": contains a ':' character after host[:port]") }
+        if key.contains(where: { $0.isWhitespace }) { throw CtrError.usage("invalid registry \"\(s)\": contains whitespace") }
         return normalizedRegistry(String(host)) + rest
     }
 
@@ -416,11 +410,11 @@ public enum AuthFile {
         let key = try loginKey(registry)
         var object = try readJSONObject(path) ?? [:]
         if let helpers = object["credHelpers"] as? [String: Any], let helper = helpers[key] as? String {
-            throw AuthFileError("\(path): credentials for \(key) are kept by docker-credential-\(helper) (credHelpers); remove that entry to store them in the file")
+            throw CtrError.authentication("\(path): credentials for \(key) are kept by docker-credential-\(helper) (credHelpers); remove that entry to store them in the file")
         }
         var auths: [String: Any] = [:]
         if let existing = object["auths"], !(existing is NSNull) {
-            guard let map = existing as? [String: Any] else { throw AuthFileError("\(path): \"auths\" must be a JSON object") }
+            guard let map = existing as? [String: Any] else { throw CtrError.authentication("\(path): \"auths\" must be a JSON object") }
             auths = map
         }
         var entry = auths[key] as? [String: Any] ?? [:]
@@ -442,7 +436,7 @@ public enum AuthFile {
         let key = try loginKey(registry)
         guard var object = try readJSONObject(path) else { return false }
         guard let existing = object["auths"], !(existing is NSNull) else { return false }
-        guard var auths = existing as? [String: Any] else { throw AuthFileError("\(path): \"auths\" must be a JSON object") }
+        guard var auths = existing as? [String: Any] else { throw CtrError.authentication("\(path): \"auths\" must be a JSON object") }
         var removed = auths.removeValue(forKey: key) != nil
         if !key.contains("/") {
             let wanted = dockerHubAlias(key)
@@ -470,7 +464,7 @@ public enum AuthFile {
         do {
             data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         } catch {
-            throw AuthFileError("\(path): cannot encode JSON: \(jsonErrorDetail(error))")
+            throw CtrError.authentication("\(path): cannot encode JSON: \(jsonErrorDetail(error))")
         }
         try makeDirectories((path as NSString).deletingLastPathComponent, mode: 0o700)
         try atomicWrite(data + Data("\n".utf8), to: path, mode: 0o600)
@@ -482,7 +476,7 @@ public enum AuthFile {
         let parent = (dir as NSString).deletingLastPathComponent
         if parent != dir { try makeDirectories(parent, mode: mode) }
         if mkdir(dir, mode) != 0 && errno != EEXIST {
-            throw AuthFileError("cannot create directory \(dir): \(String(cString: strerror(errno)))")
+            throw CtrError.authentication("cannot create directory \(dir): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -492,7 +486,7 @@ public enum AuthFile {
         let base = (path as NSString).lastPathComponent
         var template = Array(joinPath(dir.isEmpty ? "." : dir, ".\(base).tmp-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        if fd < 0 { throw AuthFileError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        if fd < 0 { throw CtrError.authentication("cannot write \(path): \(String(cString: strerror(errno)))") }
         let tmp = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         var ok = false
         defer {
@@ -501,7 +495,7 @@ public enum AuthFile {
         guard fchmod(fd, mode) == 0 else {
             let e = errno
             close(fd)
-            throw AuthFileError("cannot write \(path): \(String(cString: strerror(e)))")
+            throw CtrError.authentication("cannot write \(path): \(String(cString: strerror(e)))")
         }
         var failure: Int32 = 0
         data.withUnsafeBytes { raw in
@@ -518,8 +512,8 @@ public enum AuthFile {
         }
         if failure == 0 && fsync(fd) != 0 { failure = errno }
         if close(fd) != 0 && failure == 0 { failure = errno }
-        if failure != 0 { throw AuthFileError("cannot write \(path): \(String(cString: strerror(failure)))") }
-        if rename(tmp, path) != 0 { throw AuthFileError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        if failure != 0 { throw CtrError.authentication("cannot write \(path): \(String(cString: strerror(failure)))") }
+        if rename(tmp, path) != 0 { throw CtrError.authentication("cannot write \(path): \(String(cString: strerror(errno)))") }
         ok = true
     }
 
@@ -547,10 +541,10 @@ public enum CredentialHelper {
             let text = outText.isEmpty ? errText : outText
             if text.lowercased().contains("credentials not found") { return nil }
             let firstLine = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-            throw AuthFileError("credential helper \(program) failed to get credentials for \(serverURL): \(firstLine.isEmpty ? "exit status \(status)" : firstLine)")
+            throw CtrError.authentication("credential helper \(program) failed to get credentials for \(serverURL): \(firstLine.isEmpty ? "exit status \(status)" : firstLine)")
         }
         guard let object = try? JSONSerialization.jsonObject(with: out, options: []) as? [String: Any] else {
-            throw AuthFileError("credential helper \(program) returned invalid JSON for \(serverURL)")
+            throw CtrError.authentication("credential helper \(program) returned invalid JSON for \(serverURL)")
         }
         let user = object["Username"] as? String ?? ""
         let secret = object["Secret"] as? String ?? ""
@@ -572,7 +566,7 @@ public enum CredentialHelper {
             let out = try Command(executable, arguments, environment: environment).run(input: Array(input))
             return (out.status, Data(out.stdout), Data(out.stderr))
         } catch {
-            throw AuthFileError("cannot run credential helper \(program): \(error.why)")
+            throw CtrError.authentication("cannot run credential helper \(program): \(error.reason ?? error.message)", cause: error)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 
 // Per-registry TLS material in certs.d directories, as containers/image (podman, skopeo) and Docker
@@ -30,17 +31,11 @@ public struct TLSMaterial: Sendable, Equatable {
                 if d.last != UInt8(ascii: "\n") { d.append(UInt8(ascii: "\n")) }
                 out.append(d)
             } catch {
-                throw CertsDirError("\(f): cannot read: \(describeIOError(error))")
+                throw CtrError.invalid("\(f): cannot read: \(describeIOError(error))")
             }
         }
         return out
     }
-}
-
-public struct CertsDirError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }
 
 public enum CertsDir {
@@ -60,7 +55,7 @@ public enum CertsDir {
             if stat(candidate, &st) == 0 { return candidate }
             // Missing or not accessible: try the next root, as containers/image does.
             if errno == ENOENT || errno == ENOTDIR || errno == EACCES || errno == EPERM { continue }
-            throw CertsDirError("\(candidate): \(String(cString: strerror(errno)))")
+            throw CtrError.invalid("\(candidate): \(String(cString: strerror(errno)))")
         }
         return nil
     }
@@ -93,7 +88,7 @@ public enum CertsDir {
             } else if name.hasSuffix(".cert") {
                 let key = String(name.dropLast(".cert".count)) + ".key"
                 guard files.contains(key) else {
-                    throw CertsDirError("missing key \(key) for client certificate \(path). Note that CA certificates should use the extension .crt")
+                    throw CtrError.invalid("missing key \(key) for client certificate \(path). Note that CA certificates should use the extension .crt")
                 }
                 if m.clientCert == nil {
                     m.clientCert = path
@@ -102,7 +97,7 @@ public enum CertsDir {
             } else if name.hasSuffix(".key") {
                 let cert = String(name.dropLast(".key".count)) + ".cert"
                 guard files.contains(cert) else {
-                    throw CertsDirError("missing client certificate \(cert) for key \(path)")
+                    throw CtrError.invalid("missing client certificate \(cert) for key \(path)")
                 }
             }
         }
@@ -111,7 +106,7 @@ public enum CertsDir {
 
     static func validate(_ host: String) throws {
         if host.isEmpty || host.contains("/") || host.hasPrefix(".") || host.contains("\0") {
-            throw CertsDirError("invalid registry host \"\(host)\" for certs.d lookup")
+            throw CtrError.invalid("invalid registry host \"\(host)\" for certs.d lookup")
         }
     }
 

@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -48,20 +49,6 @@ public struct BodySink {
     }
 }
 
-/// A failure below HTTP: the exchange did not complete.
-public struct TransportError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case resolve, connect, certificate, tls, timeout, cut, tooLarge, write, other }
-    public let kind: Kind
-    public let detail: String
-    public let received: UInt64
-    /// Given up because nothing moved for as long as `HTTPTiming` allows.
-    public var stalled = false
-    /// When body bytes last moved (`monotonicSeconds`), if any did.
-    public var lastData: Double?
-    public var description: String { detail }
-    public var transient: Bool { kind == .timeout || kind == .cut }
-}
-
 /// How long one exchange may wait. An exchange is given up when nothing arrives or leaves for
 /// `stall` seconds, or at `giveUpAt` (a `monotonicSeconds` time) unless body bytes moved: then
 /// `idle` seconds after the last of them. A slow transfer that keeps moving is never cut.
@@ -78,7 +65,7 @@ public struct HTTPTiming: Sendable {
     }
 }
 
-/// CLOCK_MONOTONIC in seconds: the clock of `HTTPTiming.giveUpAt` and `TransportError.lastData`.
+/// CLOCK_MONOTONIC in seconds: the clock of `HTTPTiming.giveUpAt` and `CtrError.Transport.lastData`.
 public func monotonicSeconds() -> Double { Double(csys_monotonic_ms()) / 1000 }
 
 /// TLS settings for one registry.
@@ -100,21 +87,21 @@ public final class HTTPClient: @unchecked Sendable {
     let handle: OpaquePointer
 
     /// Fails when libcurl cannot be loaded (the error says which library is missing).
-    public init() throws(TransportError) {
+    public init() throws(CtrError) {
         var loadErr = csys_error()
-        if csys_load_curl(&loadErr) != 0 { throw TransportError(kind: .other, detail: SysError(loadErr).message, received: 0) }
-        guard let h = csys_http_new() else { throw TransportError(kind: .other, detail: "libcurl initialisation failed", received: 0) }
+        if csys_load_curl(&loadErr) != 0 { throw CtrError.transport(.other, CtrError(loadErr).message) }
+        guard let h = csys_http_new() else { throw CtrError.transport(.other, "libcurl initialisation failed") }
         handle = h
     }
 
     deinit { csys_http_free(handle) }
 
     public func perform(_ req: HTTPRequest, tls: TLSSettings, sink: BodySink = BodySink(maxMemory: 1 << 20),
-                        timing: HTTPTiming = HTTPTiming()) throws(TransportError) -> HTTPResponse {
+                        timing: HTTPTiming = HTTPTiming()) throws(CtrError) -> HTTPResponse {
         var fileFD: Int32 = -1
         if case .file(let path, let offset, _) = req.body {
             fileFD = open(path, O_RDONLY | O_CLOEXEC)
-            if fileFD < 0 { throw TransportError(kind: .other, detail: "cannot open \(path): \(String(cString: strerror(errno)))", received: 0) }
+            if fileFD < 0 { throw CtrError.transport(.other, "cannot open \(path): \(String(cString: strerror(errno)))") }
             lseek(fileFD, off_t(offset), SEEK_SET)
         }
         defer { if fileFD >= 0 { close(fileFD) } }
@@ -166,13 +153,13 @@ public final class HTTPClient: @unchecked Sendable {
         defer { csys_http_response_free(&resp) }
         var errorText = cString(&resp.error)
         if resp.too_large != 0 {
-            throw TransportError(kind: .tooLarge, detail: "the response is larger than \(sink.maxMemory) bytes", received: resp.received)
+            throw CtrError.transport(.tooLarge, "the response is larger than \(sink.maxMemory) bytes", received: resp.received)
         }
         if resp.write_failed != 0 {
-            throw TransportError(kind: .write, detail: "cannot write what was received: \(String(cString: strerror(resp.os_errno)))", received: resp.received)
+            throw CtrError.transport(.write, "cannot write what was received: \(String(cString: strerror(resp.os_errno)))", received: resp.received)
         }
         if rc != 0 {
-            let kind: TransportError.Kind
+            let kind: CtrError.Transport.Kind
             switch csys_http_error_kind(resp.curl_code) {
             case 1: kind = .resolve
             case 2: kind = .connect
@@ -183,10 +170,8 @@ public final class HTTPClient: @unchecked Sendable {
             default: kind = .other
             }
             if errorText.isEmpty { errorText = "transfer failed (curl \(resp.curl_code))" }
-            var e = TransportError(kind: resp.stalled != 0 ? .timeout : kind, detail: errorText, received: resp.received)
-            e.stalled = resp.stalled != 0
-            e.lastData = resp.last_data_ms > 0 ? Double(resp.last_data_ms) / 1000 : nil
-            throw e
+            throw CtrError(.transport(.init(resp.stalled != 0 ? .timeout : kind, received: resp.received, stalled: resp.stalled != 0,
+                                            lastData: resp.last_data_ms > 0 ? Double(resp.last_data_ms) / 1000 : nil)), errorText)
         }
         var headers: [String: String] = [:]
         var challenges: [String] = []
@@ -204,7 +189,7 @@ public final class HTTPClient: @unchecked Sendable {
     }
 }
 
-private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
     guard let s else { return body(nil) }
     return s.withCString { body($0) }
 }

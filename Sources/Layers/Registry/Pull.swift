@@ -1,4 +1,5 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
@@ -37,7 +38,7 @@ public enum ImagePull {
                 }
             }
         }
-        throw lastError ?? RegistryError("no registry to pull \(ref.string) from")
+        throw lastError ?? CtrError.internal("no registry to pull \(ref.string) from")
     }
 
     static func pull(_ name: Reference, from client: RegistryClient, as ref: Reference, store: Store, platform: Platform,
@@ -49,7 +50,7 @@ public enum ImagePull {
         let (desc, data, manifest, configData, config) = try ImageCopy.checkedImage(
             name.string, named, namedData, platform: platform, platformHint: "; use --platform",
             readManifest: { try client.manifest(repo: repo, reference: $0.digest.string, expected: $0.digest) },
-            readConfig: { try client.smallBlob(repo: repo, $0) }, fail: { RegistryError($0) })
+            readConfig: { try client.smallBlob(repo: repo, $0) }, fail: { CtrError.invalid($0) })
 
         return try store.writing {
             let staging = PullStaging(store: store)
@@ -105,9 +106,9 @@ public enum ImagePull {
     /// registry sent other bytes than the digest names, so the rest of the blob is fetched and
     /// the whole is hashed: a mismatch is reported as such; a blob that matches its digest was
     /// published broken, and the unpack error says how.
-    static func contentError(_ e: SysError, _ w: LayerWork, blobFD: Int32, blobPath: String, client: RegistryClient,
+    static func contentError(_ e: CtrError, _ w: LayerWork, blobFD: Int32, blobPath: String, client: RegistryClient,
                              repo: String) -> Error {
-        let unpackError = LayerError("layer \(w.layer.digest): \(e.message)")
+        let unpackError = CtrError.invalid("layer \(w.layer.digest): \(e.message)", cause: e)
         if csys_stop_signal() != 0 { return unpackError }
         let have = lseek(blobFD, 0, SEEK_END)
         guard have >= 0, Int64(have) <= w.layer.size else { return unpackError }
@@ -121,9 +122,9 @@ public enum ImagePull {
         defer { close(fd) }
         guard let (actual, size) = Digest.sha256(fd: fd) else { return unpackError }
         if actual != w.layer.digest || size != UInt64(w.layer.size) {
-            return RegistryError("\(client.endpoint.registry): blob \(w.layer.digest) failed verification: what the registry sent hashes to \(actual) (\(size) bytes); nothing was stored")
+            return CtrError.invalid("\(client.endpoint.registry): blob \(w.layer.digest) failed verification: what the registry sent hashes to \(actual) (\(size) bytes); nothing was stored")
         }
-        return LayerError("layer \(w.layer.digest): \(e.message) (the blob matches its digest: the image was published with this layer broken)")
+        return CtrError.invalid("layer \(w.layer.digest): \(e.message) (the blob matches its digest: the image was published with this layer broken)", cause: e)
     }
 
     /// Download one layer into ingest while a layer job unpacks it from a pipe.
@@ -159,13 +160,14 @@ public enum ImagePull {
                 close(p[1])
                 let report: ApplyReport
                 do {
-                    if let downloadError, !"\(downloadError)".contains("cannot write") {
+                    // a failed write into the pipe: the layer job stopped reading, and its error says why
+                    if let downloadError, (downloadError as? CtrError)?.transport?.kind != .write {
                         job.cancel()
                         _ = try? job.wait()
                         throw downloadError
                     }
                     report = try job.wait()
-                } catch let e as SysError {
+                } catch let e as CtrError where e.code == .system {
                     throw contentError(e, w, blobFD: blobFD, blobPath: blobTmp, client: client, repo: repo)
                 }
                 if let downloadError { throw downloadError }
@@ -176,8 +178,8 @@ public enum ImagePull {
                 try client.downloadBlob(repo: repo, w.layer, to: [blobFD], progress: w.counter.pointer)
                 do {
                     try Store.check(LayerOps.scan(blob: blobTmp), layer: w.layer, diffID: w.diffID)
-                } catch let e as SysError {
-                    throw LayerError("layer \(w.layer.digest): \(e.message)")
+                } catch let e as CtrError where e.code == .system {
+                    throw CtrError.invalid("layer \(w.layer.digest): \(e.message)", cause: e)
                 }
             }
             try valueOrErrno("fsync", "cannot sync \(blobTmp)") { fsync(blobFD) }

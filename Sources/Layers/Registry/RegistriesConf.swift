@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import TOML
 
@@ -8,25 +9,6 @@ import TOML
 // The file format is TOML (the TOML target reads it).
 
 // MARK: - Errors
-
-/// A problem in a registries.conf file or the TOML in it; reads "FILE:LINE: message".
-public struct RegistriesConfError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let file: String
-    /// 1-based; nil when the problem is not tied to one line (e.g. the file cannot be read).
-    public let line: Int?
-    public let message: String
-
-    public init(file: String, line: Int? = nil, message: String) {
-        self.file = file
-        self.line = line
-        self.message = message
-    }
-
-    public var description: String {
-        if let line { return "\(file):\(line): \(message)" }
-        return "\(file): \(message)"
-    }
-}
 
 // MARK: - Model
 
@@ -145,13 +127,13 @@ public struct RegistryEntry: Sendable, Equatable {
     public func rewrite(_ ref: Reference, toLocation location: String) throws -> Reference {
         let s = ref.string
         guard let n = RegistriesConf.matchingPrefixLength(s, prefix) else {
-            throw RegistriesConfError(file: file ?? "registries.conf", line: line,
-                                      message: "invalid prefix '\(prefix)' for reference '\(s)'")
+            throw CtrError.at(file: file ?? "registries.conf", line: line,
+                              "invalid prefix '\(prefix)' for reference '\(s)'")
         }
         if location.isEmpty {
             guard prefix.hasPrefix("*.") else {
-                throw RegistriesConfError(file: file ?? "registries.conf", line: line,
-                                          message: "invalid prefix '\(prefix)' for empty location, should be in the format: *.example.com")
+                throw CtrError.at(file: file ?? "registries.conf", line: line,
+                                  "invalid prefix '\(prefix)' for empty location, should be in the format: *.example.com")
             }
             return ref
         }
@@ -160,12 +142,12 @@ public struct RegistryEntry: Sendable, Equatable {
         do {
             parsed = try Reference(parsing: rewritten, defaultTag: false)
         } catch {
-            throw RegistriesConfError(file: file ?? "registries.conf", line: line,
-                                      message: "rewriting reference \(s) for location '\(location)': \(error)")
+            throw CtrError.at(file: file ?? "registries.conf", line: line,
+                              "rewriting reference \(s) for location '\(location)': \(error)")
         }
         guard parsed.string == rewritten else {
-            throw RegistriesConfError(file: file ?? "registries.conf", line: line,
-                                      message: "rewriting reference \(s) for location '\(location)': \"\(rewritten)\" is not a canonical reference (it would be \"\(parsed.string)\")")
+            throw CtrError.at(file: file ?? "registries.conf", line: line,
+                              "rewriting reference \(s) for location '\(location)': \"\(rewritten)\" is not a canonical reference (it would be \"\(parsed.string)\")")
         }
         return parsed
     }
@@ -415,7 +397,7 @@ public struct RegistriesConf: Sendable, Equatable {
             var st = stat()
             if lstat(dir, &st) != 0 {
                 if errno == ENOENT || errno == ENOTDIR { continue }
-                throw RegistriesConfError(file: dir, message: "reading registries.conf.d: \(String(cString: strerror(errno)))")
+                throw CtrError.at(file: dir, "reading registries.conf.d: \(String(cString: strerror(errno)))")
             }
             // Follow a symlinked directory; a non-directory is not a drop-in directory.
             guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
@@ -423,7 +405,7 @@ public struct RegistriesConf: Sendable, Equatable {
             do {
                 names = try FileManager.default.contentsOfDirectory(atPath: dir)
             } catch {
-                throw RegistriesConfError(file: dir, message: "reading registries.conf.d: \(describeIOError(error))")
+                throw CtrError.at(file: dir, "reading registries.conf.d: \(describeIOError(error))")
             }
             for name in names.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) where name.hasSuffix(".conf") {
                 let path = joinPath(dir, name)
@@ -478,10 +460,10 @@ public struct RegistriesConf: Sendable, Equatable {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             if !required, isNoSuchFile(error) { return nil }
-            throw RegistriesConfError(file: path, message: "cannot read registries configuration: \(describeIOError(error))")
+            throw CtrError.at(file: path, "cannot read registries configuration: \(describeIOError(error))")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw RegistriesConfError(file: path, message: "not valid UTF-8")
+            throw CtrError.at(file: path, "not valid UTF-8")
         }
         return text
     }
@@ -489,12 +471,8 @@ public struct RegistriesConf: Sendable, Equatable {
     // MARK: Decoding one file
 
     static func decode(_ text: String, file: String, dropIn: Bool) throws -> ParsedFile {
-        let root: TOMLTable
-        do {
-            root = try TOML.parse(text, file: file)
-        } catch {
-            throw RegistriesConfError(file: error.file, line: error.line, message: error.message)
-        }
+        // TOML's errors read "FILE:LINE: message" as ours do
+        let root = try TOML.parse(text, file: file)
         let d = TOMLFieldReader(file: file)
 
         // v1: [registries.search|insecure|block] registries = [...]
@@ -526,10 +504,10 @@ public struct RegistriesConf: Sendable, Equatable {
         var unqualifiedLine = root.line(of: "unqualified-search-registries")
         if !v1.isEmpty {
             if dropIn {
-                throw RegistriesConfError(file: file, line: v1Line, message: "registry must be in v2 format but is in v1 (drop-in files must use [[registry]] tables)")
+                throw CtrError.at(file: file, line: v1Line, "registry must be in v2 format but is in v1 (drop-in files must use [[registry]] tables)")
             }
             if v2Set {
-                throw RegistriesConfError(file: file, line: v1Line, message: "mixing sysregistry v1/v2 is not supported ([registries.*] tables together with v2 keys such as [[registry]] or unqualified-search-registries)")
+                throw CtrError.at(file: file, line: v1Line, "mixing sysregistry v1/v2 is not supported ([registries.*] tables together with v2 keys such as [[registry]] or unqualified-search-registries)")
             }
             // ConvertToV2: blocked entries first, then insecure, in order of first mention.
             var order: [String] = []
@@ -559,10 +537,10 @@ public struct RegistriesConf: Sendable, Equatable {
             let key = r.location.isEmpty ? r.prefix : r.location
             if let other = seenByKey[key] {
                 if other.insecure != r.insecure {
-                    throw RegistriesConfError(file: file, line: r.line, message: "registry '\(r.location)' is defined multiple times with conflicting 'insecure' setting")
+                    throw CtrError.at(file: file, line: r.line, "registry '\(r.location)' is defined multiple times with conflicting 'insecure' setting")
                 }
                 if other.blocked != r.blocked {
-                    throw RegistriesConfError(file: file, line: r.line, message: "registry '\(r.location)' is defined multiple times with conflicting 'blocked' setting")
+                    throw CtrError.at(file: file, line: r.line, "registry '\(r.location)' is defined multiple times with conflicting 'blocked' setting")
                 }
             } else {
                 seenByKey[key] = r
@@ -573,7 +551,7 @@ public struct RegistriesConf: Sendable, Equatable {
             for (n, raw) in list.enumerated() {
                 let host = try parseLocation(raw, file: file, line: unqualifiedLine)
                 if host.isEmpty || Reference.hostProblem(host) != nil {
-                    throw RegistriesConfError(file: file, line: unqualifiedLine, message: "invalid unqualified-search-registries entry \"\(host)\": must be a host[:port]")
+                    throw CtrError.at(file: file, line: unqualifiedLine, "invalid unqualified-search-registries entry \"\(host)\": must be a host[:port]")
                 }
                 list[n] = host
             }
@@ -588,14 +566,14 @@ public struct RegistriesConf: Sendable, Equatable {
         var mode: ShortNameMode?
         if let modeString, !modeString.isEmpty {
             guard let m = ShortNameMode(rawValue: modeString) else {
-                throw RegistriesConfError(file: file, line: root.line(of: "short-name-mode"),
-                                          message: "invalid short-name mode: \"\(modeString)\" (use \"enforcing\", \"permissive\" or \"disabled\")")
+                throw CtrError.at(file: file, line: root.line(of: "short-name-mode"),
+                                  "invalid short-name mode: \"\(modeString)\" (use \"enforcing\", \"permissive\" or \"disabled\")")
             }
             mode = m
         }
 
         for r in registries where r.prefix.hasPrefix("*.") && r.prefix.contains(where: { "/@:".contains($0) }) {
-            throw RegistriesConfError(file: file, line: r.line, message: "Wildcarded prefix should be in the format: *.example.com. Current prefix \"\(r.prefix)\" is incorrectly formatted")
+            throw CtrError.at(file: file, line: r.line, "Wildcarded prefix should be in the format: *.example.com. Current prefix \"\(r.prefix)\" is incorrectly formatted")
         }
 
         var aliases: [String: AliasEntry] = [:]
@@ -603,7 +581,7 @@ public struct RegistriesConf: Sendable, Equatable {
             for name in aliasesTable.keys {
                 let line = aliasesTable.line(of: name)
                 guard case .string(let value)? = aliasesTable[name] else {
-                    throw RegistriesConfError(file: file, line: line, message: "aliases.\(TOML.quoteKey(name)): expected a string, found \(aliasesTable[name]!.typeName)")
+                    throw CtrError.at(file: file, line: line, "aliases.\(TOML.quoteKey(name)): expected a string, found \(aliasesTable[name]!.typeName)")
                 }
                 try validateShortName(name, file: file, line: line)
                 if value.isEmpty {
@@ -631,18 +609,18 @@ public struct RegistriesConf: Sendable, Equatable {
         location = try parseLocation(location, file: file, line: t.line(of: "location") ?? t.line)
         if prefix.isEmpty {
             if location.isEmpty {
-                throw RegistriesConfError(file: file, line: t.line, message: "invalid condition: both location and prefix are unset")
+                throw CtrError.at(file: file, line: t.line, "invalid condition: both location and prefix are unset")
             }
             prefix = location
         } else {
             prefix = try parseLocation(prefix, file: file, line: t.line(of: "prefix") ?? t.line)
             if !prefix.hasPrefix("*.") && location.isEmpty {
-                throw RegistriesConfError(file: file, line: t.line, message: "invalid condition: location is unset and prefix is not in the format: *.example.com")
+                throw CtrError.at(file: file, line: t.line, "invalid condition: location is unset and prefix is not in the format: *.example.com")
             }
         }
         if !primaryPull.isEmpty {
-            throw RegistriesConfError(file: file, line: t.line(of: "pull-from-mirror") ?? t.line,
-                                      message: "pull-from-mirror must not be set for a non-mirror registry \"\(prefix)\"")
+            throw CtrError.at(file: file, line: t.line(of: "pull-from-mirror") ?? t.line,
+                              "pull-from-mirror must not be set for a non-mirror registry \"\(prefix)\"")
         }
 
         var mirrors: [Mirror] = []
@@ -651,18 +629,18 @@ public struct RegistriesConf: Sendable, Equatable {
             let mLocation = try parseLocation(try d.string(m, "location", context: mc) ?? "", file: file,
                                               line: m.line(of: "location") ?? m.line)
             if mLocation.isEmpty {
-                throw RegistriesConfError(file: file, line: m.line, message: "invalid condition: mirror location is unset")
+                throw CtrError.at(file: file, line: m.line, "invalid condition: mirror location is unset")
             }
             let mInsecure = try d.bool(m, "insecure", context: mc) ?? false
             let pull = try d.string(m, "pull-from-mirror", context: mc) ?? ""
             let pullLine = m.line(of: "pull-from-mirror") ?? m.line
             if byDigest && !pull.isEmpty {
-                throw RegistriesConfError(file: file, line: pullLine, message: "cannot set mirror usage mirror-by-digest-only for the registry (\"\(prefix)\") and pull-from-mirror for per-mirror (\"\(mLocation)\") at the same time")
+                throw CtrError.at(file: file, line: pullLine, "cannot set mirror usage mirror-by-digest-only for the registry (\"\(prefix)\") and pull-from-mirror for per-mirror (\"\(mLocation)\") at the same time")
             }
             var pullFromMirror: PullFromMirror?
             if !pull.isEmpty {
                 guard let p = PullFromMirror(rawValue: pull) else {
-                    throw RegistriesConfError(file: file, line: pullLine, message: "unsupported pull-from-mirror value \"\(pull)\" for mirror \"\(mLocation)\" (use \"all\", \"digest-only\" or \"tag-only\")")
+                    throw CtrError.at(file: file, line: pullLine, "unsupported pull-from-mirror value \"\(pull)\" for mirror \"\(mLocation)\" (use \"all\", \"digest-only\" or \"tag-only\")")
                 }
                 pullFromMirror = p
             }
@@ -677,7 +655,7 @@ public struct RegistriesConf: Sendable, Equatable {
         var trimmed = Substring(input)
         while trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
         if trimmed.hasPrefix("http://") || trimmed.hasPrefix("https://") {
-            throw RegistriesConfError(file: file, line: line, message: "invalid location '\(input)': URI schemes are not supported")
+            throw CtrError.at(file: file, line: line, "invalid location '\(input)': URI schemes are not supported")
         }
         return String(trimmed)
     }
@@ -688,16 +666,16 @@ public struct RegistriesConf: Sendable, Equatable {
         do {
             ref = try Reference(parsing: name, defaultTag: false)
         } catch {
-            throw RegistriesConfError(file: file, line: line, message: "invalid short name \"\(name)\": \(error.reason)")
+            throw CtrError.at(file: file, line: line, "invalid short name \"\(name)\": \(error.reason ?? error.message)")
         }
         if ref.digest != nil {
-            throw RegistriesConfError(file: file, line: line, message: "invalid short name \"\(name)\": must not contain digest")
+            throw CtrError.at(file: file, line: line, "invalid short name \"\(name)\": must not contain digest")
         }
         if ref.tag != nil {
-            throw RegistriesConfError(file: file, line: line, message: "invalid short name \"\(name)\": must not contain tag")
+            throw CtrError.at(file: file, line: line, "invalid short name \"\(name)\": must not contain tag")
         }
         if hasExplicitRegistry(name) {
-            throw RegistriesConfError(file: file, line: line, message: "invalid short name \"\(name)\": must not contain registry")
+            throw CtrError.at(file: file, line: line, "invalid short name \"\(name)\": must not contain registry")
         }
     }
 
@@ -707,16 +685,16 @@ public struct RegistriesConf: Sendable, Equatable {
         do {
             ref = try Reference(parsing: value, defaultTag: false)
         } catch {
-            throw RegistriesConfError(file: file, line: line, message: "invalid alias \"\(value)\": \(error.reason)")
+            throw CtrError.at(file: file, line: line, "invalid alias \"\(value)\": \(error.reason ?? error.message)")
         }
         if ref.digest != nil {
-            throw RegistriesConfError(file: file, line: line, message: "invalid alias \"\(value)\": must not contain digest")
+            throw CtrError.at(file: file, line: line, "invalid alias \"\(value)\": must not contain digest")
         }
         if ref.tag != nil {
-            throw RegistriesConfError(file: file, line: line, message: "invalid alias \"\(value)\": must not contain tag")
+            throw CtrError.at(file: file, line: line, "invalid alias \"\(value)\": must not contain tag")
         }
         if !hasExplicitRegistry(value) {
-            throw RegistriesConfError(file: file, line: line, message: "invalid alias \"\(value)\": must contain registry and repository")
+            throw CtrError.at(file: file, line: line, "invalid alias \"\(value)\": must contain registry and repository")
         }
         return ref.name
     }
@@ -734,9 +712,9 @@ public struct RegistriesConf: Sendable, Equatable {
 struct TOMLFieldReader {
     let file: String
 
-    private func mismatch(_ t: TOMLTable, _ key: String, _ context: String, _ expected: String) -> RegistriesConfError {
-        RegistriesConfError(file: file, line: t.line(of: key) ?? t.line,
-                            message: "\(context)\(TOML.quoteKey(key)): expected \(expected), found \(t[key]!.typeName)")
+    private func mismatch(_ t: TOMLTable, _ key: String, _ context: String, _ expected: String) -> CtrError {
+        CtrError.at(file: file, line: t.line(of: key) ?? t.line,
+                    "\(context)\(TOML.quoteKey(key)): expected \(expected), found \(t[key]!.typeName)")
     }
 
     func string(_ t: TOMLTable, _ key: String, context: String) throws -> String? {
@@ -764,8 +742,8 @@ struct TOMLFieldReader {
         guard case .array(let items) = v else { throw mismatch(t, key, context, expected) }
         return try items.map {
             guard let x = element($0) else {
-                throw RegistriesConfError(file: file, line: t.line(of: key) ?? t.line,
-                                          message: "\(context)\(TOML.quoteKey(key)): expected an array of \(of), found an element that is \($0.typeName)")
+                throw CtrError.at(file: file, line: t.line(of: key) ?? t.line,
+                                  "\(context)\(TOML.quoteKey(key)): expected an array of \(of), found an element that is \($0.typeName)")
             }
             return x
         }

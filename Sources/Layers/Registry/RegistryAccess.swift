@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 
@@ -46,11 +47,7 @@ public final class RegistryAccess: @unchecked Sendable {
     public init(_ options: RegistryOptions = RegistryOptions()) throws {
         self.options = options
         idleLimit = try RegistryClient.idleLimit(from: options.environment)
-        do {
-            conf = try RegistriesConf.loadDefault(environment: options.environment, home: options.home)
-        } catch let e as RegistriesConfError {
-            throw RegistryError(e.description)
-        }
+        conf = try RegistriesConf.loadDefault(environment: options.environment, home: options.home)
     }
 
 
@@ -70,7 +67,7 @@ public final class RegistryAccess: @unchecked Sendable {
         do {
             material = try CertsDir.material(for: registry, dirs: CertsDir.defaultDirs(home: options.home), certDir: options.certDir)
         } catch {
-            throw RegistryError("\(registry): \(error)")
+            throw CtrError.wrapping(error, "\(registry): \(error)")
         }
         var tls = TLSSettings(verify: !insecure)
         if !material.caFiles.isEmpty {
@@ -88,7 +85,7 @@ public final class RegistryAccess: @unchecked Sendable {
             do {
                 creds = try AuthFile.credentials(for: registry, reference: nil, env: options.authEnvironment)
             } catch {
-                throw RegistryError("\(error)")
+                throw CtrError.wrapping(error, "\(error)")
             }
         }
         var endpoint = RegistryEndpoint(registry: registry, insecure: insecure, tls: tls, credentials: creds)
@@ -119,13 +116,13 @@ public final class RegistryAccess: @unchecked Sendable {
         do {
             sources = try conf.pullSources(for: ref)
         } catch {
-            throw RegistryError("\(error)")
+            throw CtrError.wrapping(error, "\(error)")
         }
         var out: [(RegistryClient, Reference, Bool)] = []
         for s in sources {
             if s.blocked {
                 if s.isMirror { continue }
-                throw RegistryError("\(blockedBy(conf.registry(for: s.reference) ?? conf.registry(for: ref), s.location)) (pulling \(ref.string))")
+                throw CtrError.conflict("\(blockedBy(conf.registry(for: s.reference) ?? conf.registry(for: ref), s.location)) (pulling \(ref.string))")
             }
             out.append((try client(for: s.reference.registry, insecure: s.insecure), s.reference, s.isMirror))
         }
@@ -134,7 +131,7 @@ public final class RegistryAccess: @unchecked Sendable {
 
     /// Where to push `ref`: the registry's location from registries.conf (no mirrors).
     public func pushTarget(_ ref: Reference) throws -> (client: RegistryClient, ref: Reference) {
-        if conf.isBlocked(ref) { throw RegistryError("\(blockedBy(conf.registry(for: ref), ref.registry)) (pushing \(ref.string))") }
+        if conf.isBlocked(ref) { throw CtrError.conflict("\(blockedBy(conf.registry(for: ref), ref.registry)) (pushing \(ref.string))") }
         var target = ref
         if let entry = conf.registry(for: ref), !entry.location.isEmpty {
             target = (try? entry.rewrite(ref, toLocation: entry.location)) ?? ref

@@ -1,18 +1,13 @@
 import CSysShims
+import Errors
 import Foundation
 import HostOS
 
-/// An error from a registry or on the way to it: one line that says what to do.
-public struct RegistryError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public let status: Int?
-    public let code: String?
-    public init(_ message: String, status: Int? = nil, code: String? = nil) {
-        self.message = message
-        self.status = status
-        self.code = code
+extension CtrError {
+    /// The registry refused: its HTTP status and error code.
+    static func registry(_ message: String, status: Int? = nil, code: String? = nil) -> CtrError {
+        CtrError(.registry(status: status, code: code), message)
     }
-    public var description: String { message }
 }
 
 /// How to reach one registry.
@@ -125,7 +120,7 @@ public final class RegistryClient: @unchecked Sendable {
     public static func idleLimit(from environment: [String: String]) throws -> Double {
         guard let v = environment["CTR_REGISTRY_TIMEOUT"], !v.isEmpty else { return defaultIdleLimit }
         guard let d = Double(v), d > 0, d.isFinite else {
-            throw RegistryError("CTR_REGISTRY_TIMEOUT=\(v): expected a number of seconds greater than 0")
+            throw CtrError.usage("CTR_REGISTRY_TIMEOUT=\(v): expected a number of seconds greater than 0")
         }
         return d
     }
@@ -169,25 +164,26 @@ public final class RegistryClient: @unchecked Sendable {
     }
 
     /// The error of a request that went without progress for the whole of its patience.
-    func stalledError(_ doing: String, received: UInt64 = 0, of total: Int64? = nil) -> RegistryError {
+    func stalledError(_ doing: String, received: UInt64 = 0, of total: Int64? = nil) -> CtrError {
         let got = total.map { ", \(received) of \($0) bytes in" } ?? ""
-        return RegistryError("\(endpoint.registry): nothing received for \(Self.seconds(idleLimit)) (\(doing)\(got)); gave up (CTR_REGISTRY_TIMEOUT sets how long to wait)")
+        return CtrError(.transport(.init(.timeout, received: received, stalled: true)), "\(endpoint.registry): nothing received for \(Self.seconds(idleLimit)) (\(doing)\(got)); gave up (CTR_REGISTRY_TIMEOUT sets how long to wait)")
     }
 
     /// After a transient transport failure: say so and wait before the next attempt, or throw
     /// when the attempts or the patience are used up.
-    func retryAfter(_ e: TransportError, attempt: inout Int, patience: inout Patience, timing: HTTPTiming, url: String,
+    func retryAfter(_ e: CtrError, attempt: inout Int, patience: inout Patience, timing: HTTPTiming, url: String,
                     doing: String, received: UInt64 = 0, of total: Int64? = nil) throws {
-        patience.noteProgress(e.lastData)
+        let t = e.transport ?? .init(.other)
+        patience.noteProgress(t.lastData)
         let left = patience.remaining
-        if e.transient && attempt + 1 < maxAttempts && left > 0.05 {
-            let why = e.stalled ? "nothing received for \(Self.seconds(timing.stall))" : e.detail
+        if t.transient && attempt + 1 < maxAttempts && left > 0.05 {
+            let why = t.stalled ? "nothing received for \(Self.seconds(timing.stall))" : e.message
             notice?("\(endpoint.registry): \(why) (\(doing)); retrying; giving up after \(Self.seconds(idleLimit)) without progress")
             try pause(min(backoff(attempt), left))
             attempt += 1
             return
         }
-        if e.stalled || (e.transient && left <= 0.05) { throw stalledError(doing, received: received, of: total) }
+        if t.stalled || (t.transient && left <= 0.05) { throw stalledError(doing, received: received, of: total) }
         throw transportError(e, url: url)
     }
 
@@ -197,34 +193,40 @@ public final class RegistryClient: @unchecked Sendable {
     func pause(_ seconds: Double) throws {
         let end = Date().addingTimeInterval(seconds)
         while true {
-            if csys_stop_signal() != 0 { throw RegistryError("interrupted") }
+            let sig = csys_stop_signal()
+            if sig != 0 { throw CtrError(.interrupted(signal: sig), "interrupted") }
             let left = end.timeIntervalSinceNow
             if left <= 0 { return }
             Thread.sleep(forTimeInterval: min(left, 0.05))
         }
     }
 
-    func transportError(_ e: TransportError, url: String) -> RegistryError {
-        switch e.kind {
+    /// A transport failure as the user sees it: what to do about it, its code kept.
+    func transportError(_ e: CtrError, url: String) -> CtrError {
+        let detail = e.message
+        let message: String
+        switch e.transport?.kind ?? .other {
         case .resolve:
-            return RegistryError("cannot resolve \(hostOnly(host)): check the registry name (\(e.detail))")
+            message = "cannot resolve \(hostOnly(host)): check the registry name (\(detail))"
         case .connect:
-            return RegistryError("cannot connect to \(host): \(e.detail) (is the registry running, and is the port right?)")
+            message = "cannot connect to \(host): \(detail) (is the registry running, and is the port right?)"
         case .certificate:
-            return RegistryError("\(host): the registry's TLS certificate is not trusted (\(e.detail)); put its CA in /etc/containers/certs.d/\(host)/ca.crt or ~/.config/containers/certs.d/\(host)/ca.crt, or use --tls-verify=false")
+            message = "\(host): the registry's TLS certificate is not trusted (\(detail)); put its CA in /etc/containers/certs.d/\(host)/ca.crt or ~/.config/containers/certs.d/\(host)/ca.crt, or use --tls-verify=false"
         case .tls:
-            let hint = e.detail.contains("wrong version number") || e.detail.contains("record")
+            // libcurl's words for a plain HTTP answer to a TLS hello (OpenSSL's text, not ours)
+            let hint = detail.contains("wrong version number") || detail.contains("record")
                 ? " (it may serve plain HTTP: use --tls-verify=false or mark it insecure in registries.conf)" : ""
-            return RegistryError("\(host): TLS handshake failed: \(e.detail)\(hint)")
+            message = "\(host): TLS handshake failed: \(detail)\(hint)"
         case .timeout:
-            return RegistryError("\(host): timed out: \(e.detail)")
+            message = "\(host): timed out: \(detail)"
         case .cut:
-            return RegistryError("\(host): the connection was cut: \(e.detail)")
+            message = "\(host): the connection was cut: \(detail)"
         case .tooLarge:
-            return RegistryError("\(host): \(url): \(e.detail)")
+            message = "\(host): \(url): \(detail)"
         case .write, .other:
-            return RegistryError("\(host): \(e.detail)")
+            message = "\(host): \(detail)"
         }
+        return CtrError(e.code, message, cause: e)
     }
 
     func hostOnly(_ h: String) -> String {
@@ -250,19 +252,19 @@ public final class RegistryClient: @unchecked Sendable {
         return (body.isEmpty || body.hasPrefix("<") ? "HTTP \(resp.status) \(reason)" : "HTTP \(resp.status): \(body.replacingOccurrences(of: "\n", with: " "))", nil)
     }
 
-    func statusError(_ resp: HTTPResponse, doing: String) -> RegistryError {
+    func statusError(_ resp: HTTPResponse, doing: String) -> CtrError {
         let (text, code) = Self.describe(resp)
         if resp.status == 401 {
             if let c = endpoint.credentials {
-                return RegistryError("\(endpoint.registry): authentication failed for \(c.username) (\(text)): check the username and password, or run `ctr login \(endpoint.registry)`", status: 401, code: code)
+                return .authentication("\(endpoint.registry): authentication failed for \(c.username) (\(text)): check the username and password, or run `ctr login \(endpoint.registry)`")
             }
             let hint = endpoint.missingHelper?().map { ", or install \($0)" } ?? ""
-            return RegistryError("\(endpoint.registry): authentication required (\(text)): run `ctr login \(endpoint.registry)`\(hint)", status: 401, code: code)
+            return .authentication("\(endpoint.registry): authentication required (\(text)): run `ctr login \(endpoint.registry)`\(hint)")
         }
         if resp.status == 403 {
-            return RegistryError("\(endpoint.registry): access denied \(doing) (\(text))", status: 403, code: code)
+            return .registry("\(endpoint.registry): access denied \(doing) (\(text))", status: 403, code: code)
         }
-        return RegistryError("\(endpoint.registry): \(text) (\(doing))", status: resp.status, code: code)
+        return .registry("\(endpoint.registry): \(text) (\(doing))", status: resp.status, code: code)
     }
 
     // MARK: ping and auth
@@ -275,14 +277,14 @@ public final class RegistryClient: @unchecked Sendable {
         if done { return }
         var schemes = ["https"]
         if endpoint.insecure { schemes.append("http") }
-        var lastError: RegistryError?
+        var lastError: CtrError?
         for scheme in schemes {
             let url = "\(scheme)://\(host)/v2/"
             let timing = HTTPTiming(connect: min(20, idleLimit), stall: idleLimit)
             do {
                 let resp = try pool.with { try $0.perform(HTTPRequest(url: url), tls: endpoint.tls, timing: timing) }
                 if resp.status == 404 {
-                    throw RegistryError("\(host) does not look like a registry (GET /v2/ answered 404)")
+                throw CtrError.registry("\(host) does not look like a registry (GET /v2/ answered 404)", status: 404)
                 }
                 lock.lock()
                 baseURL = "\(scheme)://\(host)"
@@ -290,14 +292,14 @@ public final class RegistryClient: @unchecked Sendable {
                 pinged = true
                 lock.unlock()
                 return
-            } catch let e as TransportError {
-                if e.stalled { throw stalledError("GET \(url)") }
+            } catch let e as CtrError where e.transport != nil {
+                if e.transport!.stalled { throw stalledError("GET \(url)") }
                 lastError = transportError(e, url: url)
                 // a TLS failure or refusal on https: try plain http when allowed
                 continue
             }
         }
-        throw lastError ?? RegistryError("\(host): unreachable")
+        throw lastError ?? CtrError(.transport(.init(.connect)), "\(host): unreachable")
     }
 
     public var base: String {
@@ -333,7 +335,7 @@ public final class RegistryClient: @unchecked Sendable {
         if let service = ch.params["service"] { items.append(URLQueryItem(name: "service", value: service)) }
         for s in scopes { items.append(URLQueryItem(name: "scope", value: s)) }
         comps?.queryItems = items.isEmpty ? nil : items
-        guard let url = comps?.string else { throw RegistryError("\(endpoint.registry): bad token realm \(realm)") }
+        guard let url = comps?.string else { throw CtrError.registry("\(endpoint.registry): bad token realm \(realm)") }
         var headers: [String: String] = [:]
         if let c = endpoint.credentials {
             headers["Authorization"] = "Basic " + Data("\(c.username):\(c.password)".utf8).base64EncodedString()
@@ -341,8 +343,8 @@ public final class RegistryClient: @unchecked Sendable {
         let resp: HTTPResponse
         do {
             resp = try pool.with { try $0.perform(HTTPRequest(url: url, headers: headers), tls: endpoint.tls, timing: patience("GET").timing) }
-        } catch let e as TransportError {
-            if e.stalled { throw stalledError("getting a token from \(realm)") }
+        } catch let e as CtrError where e.transport != nil {
+            if e.transport!.stalled { throw stalledError("getting a token from \(realm)") }
             throw transportError(e, url: url)
         }
         guard (200..<300).contains(resp.status) else {
@@ -350,7 +352,7 @@ public final class RegistryClient: @unchecked Sendable {
         }
         struct Token: Decodable { var token: String?; var access_token: String? }
         guard let t = try? JSONDecoder().decode(Token.self, from: resp.body), let token = t.token ?? t.access_token else {
-            throw RegistryError("\(endpoint.registry): the token server \(realm) answered without a token")
+            throw CtrError.authentication("\(endpoint.registry): the token server \(realm) answered without a token")
         }
         lock.lock()
         tokens[key] = token
@@ -410,7 +412,7 @@ public final class RegistryClient: @unchecked Sendable {
             let timing = patience.timing
             do {
                 resp = try pool.with { try $0.perform(req, tls: endpoint.tls, sink: sink, timing: timing) }
-            } catch let e as TransportError {
+            } catch let e as CtrError where e.transport != nil {
                 try retryAfter(e, attempt: &attempt, patience: &patience, timing: timing, url: url, doing: doing)
                 continue
             }
@@ -452,21 +454,21 @@ public final class RegistryClient: @unchecked Sendable {
             resp = try send("GET", "/v2/\(repo)/manifests/\(reference)", scopes: [pullScope(repo)],
                             headers: ["Accept": Self.manifestAccept], sink: BodySink(maxMemory: Self.maxManifestSize),
                             doing: "getting manifest \(Self.named(repo, reference))")
-        } catch let e as RegistryError where e.message.contains("larger than") {
-            throw RegistryError("\(endpoint.registry): the manifest of \(Self.named(repo, reference)) is larger than 4 MiB; refusing it")
+        } catch let e as CtrError where e.transport?.kind == .tooLarge {
+            throw CtrError.invalid("\(endpoint.registry): the manifest of \(Self.named(repo, reference)) is larger than 4 MiB; refusing it", cause: e)
         }
         let data = resp.body
         // before the digest: a signed schema 1 manifest's digest is not over its bytes
         let served = resp.header("Content-Type").map { MediaType(String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces)) }
         if let problem = ManifestSchema.problem(data, mediaType: served) {
-            throw RegistryError("\(endpoint.registry): \(Self.named(repo, reference)) \(problem)")
+            throw CtrError.invalid("\(endpoint.registry): \(Self.named(repo, reference)) \(problem)")
         }
         let actual = Digest.sha256(data)
         if let header = resp.header("Docker-Content-Digest"), let d = try? Digest(parsing: header), d.algorithm == "sha256", d != actual {
-            throw RegistryError("\(endpoint.registry): manifest \(Self.named(repo, reference)) does not match its Docker-Content-Digest \(d) (its content hashes to \(actual))")
+            throw CtrError.invalid("\(endpoint.registry): manifest \(Self.named(repo, reference)) does not match its Docker-Content-Digest \(d) (its content hashes to \(actual))")
         }
         if let expected, expected != actual {
-            throw RegistryError("\(endpoint.registry): manifest \(repo)@\(expected) failed verification: its content hashes to \(actual)")
+            throw CtrError.invalid("\(endpoint.registry): manifest \(repo)@\(expected) failed verification: its content hashes to \(actual)")
         }
         var media = resp.header("Content-Type").map { MediaType(String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces)) }
         if media == nil || !(media!.isManifest || media!.isIndex) {
@@ -488,8 +490,8 @@ public final class RegistryClient: @unchecked Sendable {
                             sink: BodySink(maxMemory: max(Int(d.size), 1) + 1), doing: "getting blob \(d.digest)")
         do {
             try ImageCopy.verify(resp.body, d)
-        } catch let e as TransferError {
-            throw RegistryError("\(endpoint.registry): \(e.message)")
+        } catch let e as CtrError {
+            throw CtrError.invalid("\(endpoint.registry): \(e.message)", cause: e)
         }
         return resp.body
     }
@@ -502,7 +504,7 @@ public final class RegistryClient: @unchecked Sendable {
                              verifyDigest: Bool = true, from offset: UInt64 = 0) throws {
         precondition(offset == 0 || !verifyDigest, "a digest is checked over the whole blob")
         try ping()
-        guard let hasher = csys_sha256_new() else { throw RegistryError("out of memory") }
+        guard let hasher = csys_sha256_new() else { throw CtrError.internal("out of memory") }
         defer { csys_sha256_free(hasher) }
         var received: UInt64 = offset
         var attempt = 0
@@ -515,18 +517,18 @@ public final class RegistryClient: @unchecked Sendable {
             var req = HTTPRequest(url: url)
             if let auth = try authorization(scopes: [pullScope(repo)]) { req.headers["Authorization"] = auth }
             let timing = patience.timing
-            let result: Result<HTTPResponse, TransportError> = try pool.with { client in
-                Result { () throws(TransportError) -> HTTPResponse in
+            let result: Result<HTTPResponse, CtrError> = try pool.with { client in
+                Result { () throws(CtrError) -> HTTPResponse in
                     try client.performResumable(req, tls: endpoint.tls, fds: fds, hasher: verifyDigest ? hasher : nil, progress: progress,
                                                 resumeFrom: received, limit: UInt64(d.size), timing: timing)
                 }
             }
             switch result {
             case .failure(let e):
-                if e.kind == .tooLarge {
-                    throw RegistryError("\(endpoint.registry): blob \(d.digest) is larger than its descriptor says (\(d.size) bytes)")
+                if e.transport?.kind == .tooLarge {
+                    throw CtrError.invalid("\(endpoint.registry): blob \(d.digest) is larger than its descriptor says (\(d.size) bytes)")
                 }
-                received += e.received
+                received += e.transport?.received ?? 0
                 try retryAfter(e, attempt: &attempt, patience: &patience, timing: timing, url: url, doing: doing, received: received, of: d.size)
                 continue
             case .success(let resp):
@@ -550,10 +552,10 @@ public final class RegistryClient: @unchecked Sendable {
                 csys_sha256_final(hasher, &out)
                 let actual = Digest(sha256Bytes: out)
                 if received != UInt64(d.size) {
-                    throw RegistryError("\(endpoint.registry): blob \(d.digest) ended after \(received) of \(d.size) bytes")
+                    throw CtrError(.transport(.init(.cut, received: received)), "\(endpoint.registry): blob \(d.digest) ended after \(received) of \(d.size) bytes")
                 }
                 if verifyDigest && actual != d.digest {
-                    throw RegistryError("\(endpoint.registry): blob \(d.digest) failed verification: what the registry sent hashes to \(actual)")
+                    throw CtrError.invalid("\(endpoint.registry): blob \(d.digest) failed verification: what the registry sent hashes to \(actual)")
                 }
                 return
             }
@@ -565,7 +567,7 @@ extension HTTPClient {
     /// A GET whose 2xx body goes to fds and the hasher, continuing from `resumeFrom`.
     func performResumable(_ req: HTTPRequest, tls: TLSSettings, fds: [Int32], hasher: OpaquePointer?,
                           progress: UnsafeMutablePointer<UInt64>?, resumeFrom: UInt64, limit: UInt64,
-                          timing: HTTPTiming) throws(TransportError) -> HTTPResponse {
+                          timing: HTTPTiming) throws(CtrError) -> HTTPResponse {
         var sink = BodySink(maxMemory: 0, fds: fds, hasher: hasher, progress: progress)
         sink.resumeFrom = resumeFrom
         sink.limit = limit

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 
 /// The upload half of the protocol.
@@ -29,7 +30,7 @@ extension RegistryClient {
                             scopes: [pushScope(repo), pullScope(source)], doing: "mounting blob \(d) from \(source)")
         if resp.status == 201 { return .mounted }
         guard let loc = resp.header("Location") else {
-            throw RegistryError("\(endpoint.registry): no upload location for blob \(d)")
+            throw CtrError.registry("\(endpoint.registry): no upload location for blob \(d)")
         }
         return .upload(location: absolute(loc))
     }
@@ -38,7 +39,7 @@ extension RegistryClient {
     public func startUpload(repo: String) throws -> String {
         let resp = try send("POST", "/v2/\(repo)/blobs/uploads/", scopes: [pushScope(repo)], doing: "starting an upload")
         guard resp.status == 202, let loc = resp.header("Location") else {
-            throw RegistryError("\(endpoint.registry): the registry did not start an upload (HTTP \(resp.status))")
+            throw CtrError.registry("\(endpoint.registry): the registry did not start an upload (HTTP \(resp.status))", status: resp.status)
         }
         return absolute(loc)
     }
@@ -62,7 +63,7 @@ extension RegistryClient {
                                           "Content-Range": "\(offset)-\(offset + n - 1)"],
                                 body: .file(path: file, offset: offset, size: n), doing: "uploading blob \(d.digest)")
             guard resp.status == 202 else {
-                throw RegistryError("\(endpoint.registry): chunk upload of \(d.digest) answered HTTP \(resp.status)")
+                throw CtrError.registry("\(endpoint.registry): chunk upload of \(d.digest) answered HTTP \(resp.status)", status: resp.status)
             }
             if let l = resp.header("Location") { loc = absolute(l) }
             offset += n
@@ -74,10 +75,10 @@ extension RegistryClient {
 
     func checkCreated(_ resp: HTTPResponse, _ d: Descriptor) throws {
         guard resp.status == 201 || resp.status == 204 || resp.status == 200 else {
-            throw RegistryError("\(endpoint.registry): uploading \(d.digest) answered HTTP \(resp.status)")
+            throw CtrError.registry("\(endpoint.registry): uploading \(d.digest) answered HTTP \(resp.status)", status: resp.status)
         }
         if let h = resp.header("Docker-Content-Digest"), let got = try? Digest(parsing: h), got != d.digest {
-            throw RegistryError("\(endpoint.registry): the registry stored \(got) for blob \(d.digest)")
+            throw CtrError.registry("\(endpoint.registry): the registry stored \(got) for blob \(d.digest)")
         }
     }
 
@@ -88,10 +89,10 @@ extension RegistryClient {
                             headers: ["Content-Type": mediaType.rawValue], body: .data(data),
                             doing: "putting manifest \(Self.named(repo, reference))")
         guard resp.status == 201 || resp.status == 200 else {
-            throw RegistryError("\(endpoint.registry): putting manifest \(Self.named(repo, reference)) answered HTTP \(resp.status)")
+            throw CtrError.registry("\(endpoint.registry): putting manifest \(Self.named(repo, reference)) answered HTTP \(resp.status)", status: resp.status)
         }
         if let h = resp.header("Docker-Content-Digest"), let got = try? Digest(parsing: h), got != digest {
-            throw RegistryError("\(endpoint.registry): the registry stored manifest \(got), ctr sent \(digest)")
+            throw CtrError.registry("\(endpoint.registry): the registry stored manifest \(got), ctr sent \(digest)")
         }
         return digest
     }
