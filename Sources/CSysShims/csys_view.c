@@ -97,20 +97,28 @@ static int copy_file(int sp, int dp, const char *name, const struct stat *st, in
     return rc;
 }
 
-int csys_view_add(int src_root, int dst_root, const char *rel, int copy, csys_error *err) {
-    char sbuf[CSYS_MAX_PATH], dbuf[CSYS_MAX_PATH];
-    const char *name = NULL, *dname = NULL;
-    int sp = open_parent(src_root, rel, sbuf, sizeof sbuf, &name);
-    if (sp < 0) {
+/* The parents of `rel` in the context and in the view (both O_PATH), or -1 with err set. */
+static int open_parents(int src_root, int dst_root, const char *rel, char *sbuf, char *dbuf, const char **name,
+                        const char **dname, int *sp, int *dp, csys_error *err) {
+    *sp = open_parent(src_root, rel, sbuf, CSYS_MAX_PATH, name);
+    if (*sp < 0) {
         csys_set_error(err, errno, "view", "cannot open the directory of %s: %s", rel, strerror(errno));
         return -1;
     }
-    int dp = open_parent(dst_root, rel, dbuf, sizeof dbuf, &dname);
-    if (dp < 0) {
+    *dp = open_parent(dst_root, rel, dbuf, CSYS_MAX_PATH, dname);
+    if (*dp < 0) {
         csys_set_error(err, errno, "view", "cannot open the view's directory of %s: %s", rel, strerror(errno));
-        close(sp);
+        close(*sp);
         return -1;
     }
+    return 0;
+}
+
+int csys_view_add(int src_root, int dst_root, const char *rel, int copy, csys_error *err) {
+    char sbuf[CSYS_MAX_PATH], dbuf[CSYS_MAX_PATH];
+    const char *name = NULL, *dname = NULL;
+    int sp, dp;
+    if (open_parents(src_root, dst_root, rel, sbuf, dbuf, &name, &dname, &sp, &dp, err) < 0) return -1;
     int rc = 0;
     struct stat st;
     if (fstatat(sp, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -174,17 +182,8 @@ int csys_view_finish_dir(int src_root, int dst_root, const char *rel, csys_error
     }
     char sbuf[CSYS_MAX_PATH], dbuf[CSYS_MAX_PATH];
     const char *name = NULL, *dname = NULL;
-    int sp = open_parent(src_root, rel, sbuf, sizeof sbuf, &name);
-    if (sp < 0) {
-        csys_set_error(err, errno, "view", "cannot open the directory of %s: %s", rel, strerror(errno));
-        return -1;
-    }
-    int dp = open_parent(dst_root, rel, dbuf, sizeof dbuf, &dname);
-    if (dp < 0) {
-        csys_set_error(err, errno, "view", "cannot open the view's directory of %s: %s", rel, strerror(errno));
-        close(sp);
-        return -1;
-    }
+    int sp, dp;
+    if (open_parents(src_root, dst_root, rel, sbuf, dbuf, &name, &dname, &sp, &dp, err) < 0) return -1;
     struct stat dst;
     rc = fstatat(sp, name, &st, AT_SYMLINK_NOFOLLOW);
     if (rc == 0 && (fstatat(dp, dname, &dst, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(dst.st_mode))) {
