@@ -57,6 +57,8 @@ static void report(int fd, csys_error *e) {
         _exit(125);                                               \
     } while (0)
 #define FAIL(stage, ...) FAIL_KIND(CSYS_ERR_SYSTEM, stage, __VA_ARGS__)
+/* refused by the environment (EPERM, EACCES): another isolation level may do without it */
+#define FAIL_REFUSED(stage, ...) FAIL_KIND(errno == EPERM || errno == EACCES ? CSYS_ERR_REFUSED : CSYS_ERR_SYSTEM, stage, __VA_ARGS__)
 /* the command could not be executed: 126 or 127 for the caller, as docker */
 #define FAIL_EXEC(...) FAIL_KIND(CSYS_ERR_EXEC, "exec", __VA_ARGS__)
 
@@ -238,6 +240,13 @@ static int passed[CSYS_MAX_PASSED_FDS];
 static int npassed;
 
 static void mount_overlay(const csys_container_plan *p) {
+    if (p->root_tree) {
+        int t = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (t < 0 || bind_onto_nodev(p->root_tree, t, 1, 0, 1) < 0)
+            FAIL("mount", "cannot bind the root tree %s: %s", p->root_tree, strerror(errno));
+        close(t);
+        return;
+    }
     if (p->idmapped_lowers) {
         /* each layer, ids shifted, over its own path (in our mount namespace only) */
         if (npassed != p->nlowers) {
@@ -289,10 +298,12 @@ static void mount_overlay(const csys_container_plan *p) {
     }
     errno = e;
     if (!refused) FAIL("overlay", "cannot mount the overlay root filesystem: %s", strerror(e));
-    FAIL("overlay", "cannot mount the overlay root filesystem: %s (the kernel refuses overlayfs here%s, and there is no fuse-overlayfs fallback: %s)",
-         strerror(e),
-         p->nlowers > 500 ? ": it stacks at most 500 layers" : (p->userns || p->join_userns_fd >= 0) ? " in a user namespace, as kernels before 5.11 do" : "",
-         p->fuse_missing ? p->fuse_missing : "not enabled");
+    /* refused: ctr run takes a root of copied files instead (the probes say why) */
+    FAIL_KIND(CSYS_ERR_REFUSED, "overlay",
+              "cannot mount the overlay root filesystem: %s (the kernel refuses overlayfs here%s, and there is no fuse-overlayfs fallback: %s)",
+              strerror(e),
+              p->nlowers > 500 ? ": it stacks at most 500 layers" : e == EINVAL ? ", for instance with its upper dir on an overlayfs" : "",
+              p->fuse_missing ? p->fuse_missing : "not enabled");
 }
 
 static const struct { const char *name; unsigned maj, min; } devices[] = {
@@ -303,7 +314,7 @@ static void setup_dev(const csys_container_plan *p, int rootfd) {
     int dev = open_in_root(rootfd, "/dev", 0, 1);
     if (dev < 0) FAIL("mount", "cannot create /dev: %s", strerror(errno));
     if (fs_onto("tmpfs", "mode=755,size=65536k", MS_NOSUID | MS_STRICTATIME, dev) < 0)
-        FAIL("mount", "cannot mount /dev: %s", strerror(errno));
+        FAIL_REFUSED("mount", "cannot mount /dev: %s", strerror(errno));
     close(dev);
     for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
         char path[64], host[64];
@@ -312,13 +323,13 @@ static void setup_dev(const csys_container_plan *p, int rootfd) {
         if (p->mknod) {
             int d = csys_openat2_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY, 0);
             if (d < 0 || mknodat(d, devices[i].name, S_IFCHR | 0666, makedev(devices[i].maj, devices[i].min)) < 0)
-                FAIL("mount", "cannot create %s: %s", path, strerror(errno));
+                FAIL_REFUSED("mount", "cannot create %s: %s", path, strerror(errno));
             fchmodat(d, devices[i].name, 0666, 0);
             close(d);
         } else {
             int t = open_in_root(rootfd, path, 1, 0);
             if (t < 0 || bind_onto(host, t, 0, 0) < 0)
-                FAIL("mount", "cannot bind %s: %s", host, strerror(errno));
+                FAIL_REFUSED("mount", "cannot bind %s: %s", host, strerror(errno));
             close(t);
         }
     }
@@ -361,7 +372,7 @@ static void setup_dev(const csys_container_plan *p, int rootfd) {
 
 static void setup_mounts(const csys_container_plan *p) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-        FAIL("mount", "cannot make mounts private: %s", strerror(errno));
+        FAIL_REFUSED("mount", "cannot make mounts private: %s", strerror(errno));
     mount_overlay(p);
     int rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0) FAIL("mount", "cannot open the root filesystem: %s", strerror(errno));
@@ -372,7 +383,7 @@ static void setup_mounts(const csys_container_plan *p) {
         /* the procfs we see, with what masks it: read-only where the kernel lets us */
         if (bind_onto("/proc", proc, 1, 0) < 0) FAIL("mount", "cannot bind /proc: %s", strerror(errno));
     } else if (fs_onto("proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, proc) < 0) {
-        FAIL("mount", "cannot mount /proc: %s", strerror(errno));
+        FAIL_REFUSED("mount", "cannot mount /proc: %s", strerror(errno));
     }
     close(proc);
 
@@ -382,7 +393,7 @@ static void setup_mounts(const csys_container_plan *p) {
     if (sys < 0) FAIL("mount", "cannot create /sys: %s", strerror(errno));
     if (p->own_sysfs) {
         if (fs_onto("sysfs", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, sys) < 0)
-            FAIL("mount", "cannot mount /sys: %s", strerror(errno));
+            FAIL_REFUSED("mount", "cannot mount /sys: %s", strerror(errno));
     } else if (bind_onto("/sys", sys, 1, 1) < 0) {
         FAIL("mount", "cannot bind /sys: %s", strerror(errno));
     }
@@ -468,7 +479,7 @@ static void lo_up(const csys_container_plan *p) {
     strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
     if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) FAIL("network", "lo: %s", strerror(errno));
     ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) FAIL("network", "cannot bring lo up: %s", strerror(errno));
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) FAIL_REFUSED("network", "cannot bring lo up: %s", strerror(errno));
     close(s);
 }
 
@@ -572,14 +583,20 @@ static int child_main(const csys_container_plan *p) {
         if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
             FAIL("userns", "cannot become root in the user namespace: %s", strerror(errno));
     }
-    if (p->cgroupns && unshare(CLONE_NEWCGROUP) < 0 && errno != EINVAL)
-        FAIL("cgroup", "cannot create a cgroup namespace: %s", strerror(errno));
+    if (p->chroot_dir) {
+        /* no namespace can be made: the tree the builder prepared, nothing mounted */
+        if (chroot(p->chroot_dir) < 0) FAIL("chroot", "cannot chroot into %s: %s", p->chroot_dir, strerror(errno));
+        if (chdir("/") < 0) FAIL("chroot", "chdir /: %s", strerror(errno));
+    } else {
+        if (p->cgroupns && unshare(CLONE_NEWCGROUP) < 0 && errno != EINVAL)
+            FAIL_REFUSED("cgroup", "cannot create a cgroup namespace: %s", strerror(errno));
 
-    setup_mounts(p);
+        setup_mounts(p);
 
-    if (p->hostname && !p->keep_hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
-        FAIL("hostname", "sethostname: %s", strerror(errno));
-    if (p->netns) lo_up(p);
+        if (p->hostname && !p->keep_hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
+            FAIL_REFUSED("hostname", "sethostname: %s", strerror(errno));
+        if (p->netns) lo_up(p);
+    }
 
     if (p->cwd && chdir(p->cwd) < 0) {
         mkdir_p(p->cwd);
@@ -632,7 +649,10 @@ static int joined_middle(void *arg) {
         args.flags = a->flags | CLONE_PARENT; /* exit_signal 0: the middle's SIGCHLD is inherited */
         pid = syscall(SYS_clone3, &args, sizeof args);
         if (pid == 0) _exit(child_main(p));
-        if (pid < 0) csys_set_error(&e, errno, "clone", "cannot create the container's namespaces: %s", strerror(errno));
+        if (pid < 0) {
+            csys_set_error(&e, errno, "clone", "cannot create the container's namespaces: %s", strerror(errno));
+            if (errno == EPERM || errno == ENOSPC) e.kind = CSYS_ERR_REFUSED;
+        }
     }
     if (pid > 0) {
         e.err = (int)pid;
@@ -690,6 +710,7 @@ pid_t csys_container_clone(const csys_container_plan *p, csys_error *err) {
     args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
     if (p->userns) args.flags |= CLONE_NEWUSER;
     if (p->netns) args.flags |= CLONE_NEWNET;
+    if (p->chroot_dir) args.flags = 0; /* the chroot level: no namespace at all */
     if (p->join_userns_fd >= 0) return clone_joined(p, args.flags, err);
     args.exit_signal = SIGCHLD;
     long pid = syscall(SYS_clone3, &args, sizeof args);
@@ -697,8 +718,9 @@ pid_t csys_container_clone(const csys_container_plan *p, csys_error *err) {
         pid = syscall(SYS_clone, (unsigned long)args.flags | SIGCHLD, NULL, NULL, NULL, NULL);
     }
     if (pid < 0) {
-        csys_set_error(err, errno, "clone", "cannot create the container's namespaces: %s%s", strerror(errno),
-                       errno == EPERM || errno == ENOSPC ? " (are unprivileged user namespaces allowed? see user.max_user_namespaces)" : "");
+        int e = errno;
+        csys_set_error(err, e, "clone", "cannot create the container's namespaces: %s", strerror(e));
+        if (e == EPERM || e == ENOSPC) err->kind = CSYS_ERR_REFUSED; /* the probes say why */
         return -1;
     }
     if (pid == 0) _exit(child_main(p));

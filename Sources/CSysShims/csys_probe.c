@@ -44,7 +44,11 @@ static uint64_t effective_caps(void) {
     return (uint64_t)data[0].effective | ((uint64_t)data[1].effective << 32);
 }
 
+uint64_t csys_probe_effective_caps(void) { return effective_caps(); }
+
 #define TRY(field, call) (p->field = (call) == 0 ? 0 : (errno ? errno : EIO))
+
+static const char *probe_store_dir;
 
 /* In the child: the namespaces and mounts a container needs, one by one. */
 static void probe_namespaces(csys_ns_probe *p, int new_userns) {
@@ -71,6 +75,16 @@ static void probe_namespaces(csys_ns_probe *p, int new_userns) {
     for (size_t i = 0; i < sizeof spots / sizeof spots[0]; i++) {
         struct stat st;
         if (stat(spots[i], &st) == 0 && S_ISDIR(st.st_mode)) { t = spots[i]; break; }
+    }
+    /* overlayfs with its upper dir on the store's filesystem (dirs the parent made) */
+    if (probe_store_dir) {
+        char l[4096], u[4096], w[4096], m[4096], opts[16384];
+        snprintf(l, sizeof l, "%s/l", probe_store_dir);
+        snprintf(u, sizeof u, "%s/u", probe_store_dir);
+        snprintf(w, sizeof w, "%s/w", probe_store_dir);
+        snprintf(m, sizeof m, "%s/m", probe_store_dir);
+        snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s%s", l, u, w, new_userns ? ",userxattr" : "");
+        TRY(overlay_store, mount("overlay", m, "overlay", 0, opts));
     }
     if (TRY(tmpfs, mount("ctr-probe", t, "tmpfs", MS_NOSUID, "mode=0755,size=256k")) != 0) return;
     if (chdir(t) < 0) return;
@@ -114,17 +128,28 @@ static void nested_fn(void *a) { probe_namespaces(&((csys_sandbox_probe *)a)->ne
 static void direct_fn(void *a) { probe_namespaces(&((csys_sandbox_probe *)a)->direct, 0); }
 static void chroot_fn(void *a) { probe_chroot(a); }
 
-int csys_probe_sandbox(csys_sandbox_probe *out) {
+int csys_probe_sandbox(csys_sandbox_probe *out, const char *store_dir) {
+    probe_store_dir = NULL;
+    char dir[4096];
+    if (store_dir) {
+        snprintf(dir, sizeof dir, "%s/.probe-%d", store_dir, (int)getpid());
+        if (mkdir(dir, 0700) == 0) {
+            char sub[4200];
+            static const char *const names[] = {"l", "u", "w", "m"};
+            for (int i = 0; i < 4; i++) { snprintf(sub, sizeof sub, "%s/%s", dir, names[i]); mkdir(sub, 0755); }
+            probe_store_dir = dir;
+        }
+    }
     /* "not tried" everywhere until a probe says otherwise */
     memset(out, 0, sizeof *out);
     int *fields[] = {&out->nested.userns, &out->nested.idmap, &out->nested.userns_caps, &out->nested.mountns,
                      &out->nested.tmpfs, &out->nested.mknod, &out->nested.overlay, &out->nested.uts,
                      &out->nested.hostname, &out->nested.ipcns, &out->nested.cgroupns, &out->nested.netns,
-                     &out->nested.sysfs, &out->nested.pidns, &out->nested.procfs,
+                     &out->nested.sysfs, &out->nested.pidns, &out->nested.procfs, &out->nested.overlay_store,
                      &out->direct.userns, &out->direct.idmap, &out->direct.userns_caps, &out->direct.mountns,
                      &out->direct.tmpfs, &out->direct.mknod, &out->direct.overlay, &out->direct.uts,
                      &out->direct.hostname, &out->direct.ipcns, &out->direct.cgroupns, &out->direct.netns,
-                     &out->direct.sysfs, &out->direct.pidns, &out->direct.procfs, &out->chroot};
+                     &out->direct.sysfs, &out->direct.pidns, &out->direct.procfs, &out->direct.overlay_store, &out->chroot};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) *fields[i] = -1;
     uint64_t caps = effective_caps();
     out->caps = caps;
@@ -170,5 +195,17 @@ int csys_probe_sandbox(csys_sandbox_probe *out) {
     }
     *out = *shared;
     csys_shared_free(shared, sizeof *shared);
+    if (probe_store_dir) {
+        /* what the probes made there (overlay's work/work among it) */
+        uint64_t freed = 0;
+        csys_error e;
+        int dfd = open(store_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            char name[64];
+            snprintf(name, sizeof name, ".probe-%d", (int)getpid());
+            csys_rmtree_count(dfd, name, &freed, &e);
+            close(dfd);
+        }
+    }
     return 0;
 }

@@ -10,7 +10,8 @@ extension CtrError {
         var e = e
         let stage = withUnsafeBytes(of: &e.stage) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
         let message = withUnsafeBytes(of: &e.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        let code: Code = e.kind == Int32(CSYS_ERR_EXEC) ? .container(status: e.err == EACCES ? 126 : 127) : .system
+        let code: Code = e.kind == Int32(CSYS_ERR_EXEC) ? .container(status: e.err == EACCES ? 126 : 127)
+            : e.kind == Int32(CSYS_ERR_REFUSED) ? .unsupported : .system
         self.init(code, message.isEmpty ? fallback : message, stage: stage.isEmpty ? "unknown" : stage, errno: e.err)
     }
 

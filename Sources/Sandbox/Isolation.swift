@@ -12,6 +12,9 @@ public struct SandboxFacts: Sendable, Equatable {
         public var mountns: Int32?, tmpfs: Int32?, mknod: Int32?, overlay: Int32?
         public var uts: Int32?, hostname: Int32?, ipcns: Int32?, cgroupns: Int32?
         public var netns: Int32?, sysfs: Int32?, pidns: Int32?, procfs: Int32?
+        /// overlayfs with its upper dir where the store is (refused when that is an overlayfs,
+        /// a CI container's own root); nil also when not probed
+        public var overlayOnStore: Int32?
         public init() {}
 
         /// Everything a container needs at all: a mount namespace where overlayfs mounts (and
@@ -58,10 +61,11 @@ public struct SandboxFacts: Sendable, Equatable {
     public var hasChrootCap: Bool { capabilities & (1 << 18) != 0 }
     public var hasMknodCap: Bool { capabilities & (1 << 27) != 0 }
 
-    /// Probe this process (a few short-lived children, about two milliseconds).
-    public static func probe() -> SandboxFacts {
+    /// Probe this process (a few short-lived children, about two milliseconds); `storeDir`: a
+    /// directory on the store's filesystem, for the overlay probe there.
+    public static func probe(storeDir: String? = nil) -> SandboxFacts {
         var p = csys_sandbox_probe()
-        _ = csys_probe_sandbox(&p)
+        _ = csys_probe_sandbox(&p, storeDir)
         func ns(_ n: csys_ns_probe) -> Namespaces {
             func v(_ x: Int32) -> Int32? { x == 0 ? nil : x }
             var o = Namespaces()
@@ -70,6 +74,7 @@ public struct SandboxFacts: Sendable, Equatable {
             o.mountns = v(n.mountns); o.tmpfs = v(n.tmpfs); o.mknod = v(n.mknod); o.overlay = v(n.overlay)
             o.uts = v(n.uts); o.hostname = v(n.hostname); o.ipcns = v(n.ipcns); o.cgroupns = v(n.cgroupns)
             o.netns = v(n.netns); o.sysfs = v(n.sysfs); o.pidns = v(n.pidns); o.procfs = v(n.procfs)
+            o.overlayOnStore = n.overlay_store > 0 ? n.overlay_store : nil
             return o
         }
         var f = SandboxFacts()
@@ -138,6 +143,9 @@ public struct IsolationDecision: Sendable, Equatable {
     public var keepHostname = false
     public var networkNamespace = true
     public var mknod = false
+    /// overlayfs cannot take its upper dir where the store is (an overlayfs): a build step runs
+    /// on a real tree of the stage, its layer the tree's difference, as at the chroot level
+    public var treeRoot = false
     /// What a step will lack, said once in the build log.
     public var lacks: [String] = []
     /// Why each stronger level is refused here.
@@ -160,6 +168,7 @@ public struct IsolationDecision: Sendable, Equatable {
             d.bindProc = ns.procfs != nil
             d.bindSys = !d.networkNamespace || ns.sysfs != nil
             d.keepHostname = ns.hostname != nil
+            d.treeRoot = ns.overlayOnStore != nil
             let degraded = d.bindProc || (d.networkNamespace && ns.sysfs != nil) || d.keepHostname || !d.networkNamespace
             if degraded {
                 d.level = .nested
@@ -228,5 +237,66 @@ public struct IsolationDecision: Sendable, Equatable {
         if f.nested.idmap != nil { return "its id map cannot be written (\(SandboxFacts.Namespaces.why(f.nested.idmap)))" }
         if f.nested.overlay != nil { return "overlayfs is refused in a user namespace (\(SandboxFacts.Namespaces.why(f.nested.overlay)))" }
         return "mounts are refused in a user namespace (\(SandboxFacts.Namespaces.why(e)))"
+    }
+}
+
+extension SandboxFacts {
+    private final class Cache: @unchecked Sendable {
+        let lock = NSLock()
+        var facts: [String: SandboxFacts] = [:]
+    }
+    private static let cache = Cache()
+
+    /// Probed once per process (and store).
+    public static func shared(storeDir: String? = nil) -> SandboxFacts {
+        cache.lock.lock()
+        defer { cache.lock.unlock() }
+        if let f = cache.facts[storeDir ?? ""] { return f }
+        let f = probe(storeDir: storeDir)
+        cache.facts[storeDir ?? ""] = f
+        return f
+    }
+
+    /// Root without CAP_SYS_ADMIN (a CI container's root): namespaces of its own are refused,
+    /// so a run must go the isolation ladder. One capget, no probe.
+    public static var rootWithoutSysAdmin: Bool {
+        getuid() == 0 && csys_probe_effective_caps() & (1 << 21) == 0
+    }
+
+    /// Our own user namespace's ids, range by range, each mapped to itself
+    /// (/proc/self/uid_map, gid_map).
+    public static func ownIDs() -> HostFacts.OwnIDs {
+        func ranges(_ file: String) -> [IDRange] {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return [IDRange(containerID: 0, hostID: 0, count: 65536)] }
+            return text.split(separator: "\n").compactMap { line in
+                let f = line.split(separator: " ", omittingEmptySubsequences: true).compactMap { UInt32($0) }
+                return f.count == 3 ? IDRange(containerID: f[0], hostID: f[0], count: f[2]) : nil
+            }
+        }
+        return HostFacts.OwnIDs(uid: ranges("/proc/self/uid_map"), gid: ranges("/proc/self/gid_map"))
+    }
+
+    /// `ctr info`'s lines: each probe, and the isolation build and run get here.
+    public var summary: [String] {
+        func yes(_ e: Int32?) -> String { e == nil ? "yes" : "no (\(Namespaces.why(e)))" }
+        var lines = ["sandbox: uid \(uid)\(inUserNamespace ? " in a user namespace" : ""), \(seccompFiltered ? "a seccomp filter" : "no seccomp filter"), \(insideContainer ? "inside a container" : "not inside a container"), user.max_user_namespaces \(maxUserNamespaces < 0 ? "unknown" : String(maxUserNamespaces))"]
+        let n = nested
+        lines.append("  new user namespace: \(yes(n.userns)); capabilities in it: \(yes(n.capsInUserns)); its id map: \(yes(n.idmap))")
+        lines.append("  in it: mount namespace \(yes(n.mountns)), overlayfs \(yes(n.overlay)) (with its upper dir in the store: \(yes(n.overlayOnStore))), fresh /proc \(yes(n.procfs)), fresh /sys \(yes(n.sysfs)), sethostname \(yes(n.hostname)), network namespace \(yes(n.netns)), mknod \(yes(n.mknod))")
+        if uid == 0 {
+            lines.append("  as root without one (CAP_SYS_ADMIN \(hasSysAdmin ? "yes" : "no")): mount namespace \(yes(direct.mountns)), mknod \(yes(direct.mknod)); chroot \(yes(chroot))")
+        }
+        for (what, purpose) in [("build RUN", IsolationDecision.Purpose.build), ("run", .run)] {
+            do {
+                let d = try IsolationDecision.decide(self, purpose: purpose)
+                var l = "isolation for \(what): \(d.level)"
+                if !d.lacks.isEmpty { l += "; lacks \(d.lacks.joined(separator: ", "))" }
+                if !d.refused.isEmpty { l += "; not \(d.refused.joined(separator: "; "))" }
+                lines.append(l)
+            } catch {
+                lines.append("isolation for \(what): none: \(error)")
+            }
+        }
+        return lines
     }
 }

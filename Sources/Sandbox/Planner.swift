@@ -32,6 +32,16 @@ public struct HostFacts: Sendable, Equatable {
     /// Containers of an unprivileged user with subordinate ids may join the user's shared user
     /// namespace (`UsernsKeeper`) instead of each mapping its own (`CTR_SHARED_USERNS=0`: never).
     public var sharedUserNamespace = false
+    /// How a command can be sandboxed here; nil: the full sandbox (userns), a host's default.
+    public var isolation: IsolationDecision?
+    /// The ids this process's own user namespace has, as its ranges: what root maps to the same
+    /// ids in a user namespace of its own (nested isolation as root without CAP_SYS_ADMIN). One
+    /// range per range of ours: the kernel takes no range that spans two of the parent's.
+    public var ownIDs = OwnIDs(uid: [IDRange(containerID: 0, hostID: 0, count: 65536)], gid: [IDRange(containerID: 0, hostID: 0, count: 65536)])
+    public struct OwnIDs: Sendable, Equatable {
+        public var uid: [IDRange], gid: [IDRange]
+        public init(uid: [IDRange], gid: [IDRange]) { self.uid = uid; self.gid = gid }
+    }
     /// Names of the containers there are (asked only when the request names one).
     public var containerNames: Set<String> = []
     public var platform: Platform = .current
@@ -51,6 +61,8 @@ public struct ImageFacts: Sendable {
     public var imageID = ""
     public var manifestDigest = ""
     public var platform: Platform?
+    /// The image's layer blobs, bottom first (to make a tree of them where no overlay can be).
+    public var layerBlobs: [String] = []
     /// A file of the image by its absolute path, nil when it has none.
     public var read: @Sendable (String) -> String?
 
@@ -76,6 +88,18 @@ public struct ContainerPlan: Sendable {
     public var idmappedLowers: Bool
     /// Join the user's shared user namespace (already mapped) instead of making one.
     public var sharedUserNamespace: Bool
+    /// How it is sandboxed (see IsolationDecision) and what it lacks for it.
+    public var isolation: IsolationLevel
+    public var bindProc: Bool
+    public var keepHostname: Bool
+    /// The chroot and container levels: the tree the process is chrooted into.
+    public var chrootDir: String?
+    /// The root is this real tree, not an overlay (see IsolationDecision.treeRoot); with
+    /// `materializeTree` the runtime makes it from the image's layers first.
+    public var rootTree: String?
+    public var materializeTree: Bool
+    public var layerBlobs: [String]
+    public var lacks: [String]
     public var user: ResolvedUser
     public var groups: [UInt32]
     public var setgroups: Bool
@@ -215,6 +239,26 @@ public enum Planner {
         case .mapped, .single:
             useUserns = true
         }
+        // the isolation the environment allows (nil: the full sandbox, a host's default)
+        let iso = spec.isolation ?? facts.isolation
+        let level = iso?.level ?? .userns
+        var chrootDir: String?
+        if level == .chroot || level == .container {
+            guard case .tree(let dir, _) = spec.source else {
+                throw CtrError.unsupported("the \(level) isolation level runs build steps only; ctr run needs a user namespace (\(iso?.refused.joined(separator: "; ") ?? ""))")
+            }
+            if !spec.mounts.isEmpty {
+                throw CtrError.unsupported("RUN --mount needs a mount namespace, which the \(level) isolation level has not (\(iso?.refused.joined(separator: "; ") ?? ""))")
+            }
+            chrootDir = dir
+            useUserns = false
+            nsMapping = .root
+        } else if let iso, iso.identityUserns, facts.mapping == .root {
+            // root without CAP_SYS_ADMIN (a CI container): a user namespace of its own, where
+            // container ids are the same ids of ours
+            useUserns = true
+            nsMapping = .mapped(uid: facts.ownIDs.uid, gid: facts.ownIDs.gid)
+        }
         let single = facts.mapping.isSingleMapping
         if single {
             notices.append("no subordinate ids for this user in /etc/subuid and /etc/subgid: the container has a single id (your own, as root) and cannot switch users or groups")
@@ -232,8 +276,17 @@ public enum Planner {
             throw CtrError.conflict("the container name \"\(name)\" is already in use; remove it (ctr rm \(name)) or choose another name")
         }
         // --network host: the host's name, as docker and podman give it
-        let network = try resolveNetwork(spec, facts: facts, notices: &notices)
-        let hostname = spec.hostname ?? (network == .host ? facts.hostname : String(id.prefix(12)))
+        var network = try resolveNetwork(spec, facts: facts, notices: &notices)
+        if let iso, !iso.networkNamespace, network != .host {
+            // no network namespace can be made here: the host's (a build step's default)
+            if spec.network != .default && spec.network != .mode(.host) {
+                throw CtrError.unsupported("--network \(network): a network namespace cannot be made here (\(iso.level) isolation); use --network host")
+            }
+            network = .host
+        }
+        let keepHostname = iso?.keepHostname ?? false
+        let hostname = keepHostname || network == .host ? (spec.hostname.map { keepHostname ? facts.hostname : $0 } ?? facts.hostname)
+            : (spec.hostname ?? String(id.prefix(12)))
 
         // environment: the image's, then --env-file, then -e
         var fileEnv: [String] = []
@@ -254,7 +307,9 @@ public enum Planner {
         let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? ""
 
         // root
-        let idmapped = facts.mapping == .root && useUserns
+        // root's layers seen through idmapped mounts in a user namespace mapped elsewhere (not
+        // when it maps ids to the same ids)
+        let idmapped = facts.mapping == .root && useUserns && !(iso?.identityUserns ?? false)
         if idmapped && image.lowers.count > Int(CSYS_MAX_PASSED_FDS) {
             throw CtrError.unsupported("--userns: images of more than \(CSYS_MAX_PASSED_FDS) layers need a user namespace of their own (run as a user)")
         }
@@ -265,6 +320,18 @@ public enum Planner {
             upper = br.upper
             work = br.work
         }
+        var rootTree: String?
+        var materializeTree = false
+        if case .tree(let dir, _) = spec.source {
+            rootTree = dir
+        } else if iso?.treeRoot == true {
+            if case .buildRoot = spec.source {
+                throw CtrError.unsupported("overlayfs cannot take its upper dir where the store is (\(storeRoot)): a build step needs a tree root here")
+            }
+            rootTree = "\(stateDir)/tree"
+            materializeTree = true
+        }
+        if rootTree != nil { lowers = [] }
         let emptyLower = lowers.isEmpty
         if emptyLower { lowers = ["\(stateDir)/empty"] }
 
@@ -322,12 +389,15 @@ public enum Planner {
             id: id, name: name, hostname: hostname, stateDir: stateDir,
             useUserns: useUserns, nsMapping: nsMapping, idmappedLowers: idmapped,
             sharedUserNamespace: useUserns && !idmapped && facts.sharedUserNamespace && { if case .mapped = facts.mapping { return true } else { return false } }(),
+            isolation: level, bindProc: iso?.bindProc ?? false, keepHostname: keepHostname, chrootDir: chrootDir,
+            rootTree: rootTree, materializeTree: materializeTree, layerBlobs: image.layerBlobs,
+            lacks: iso?.lacks ?? [],
             user: user, groups: groups,
             setgroups: !(useUserns && nsMapping.isSingleMapping),
             argv: argv, env: env, recordedEnv: recordedEnv, pathEnv: pathEnv, cwd: cwd, tty: spec.tty,
             initProcess: spec.initProcess, rlimits: spec.rlimits,
             lowers: lowers, upper: upper, work: work, emptyLower: emptyLower, readOnly: spec.readOnly, mounts: mounts,
-            mknod: !useUserns, ownSysfs: network != .host, devptsGid5: !useUserns || nsMapping.hostGID(5) != nil,
+            mknod: !useUserns && (iso?.mknod ?? true), ownSysfs: network != .host && !(iso?.bindSys ?? false), devptsGid5: !useUserns || nsMapping.hostGID(5) != nil,
             maskedPaths: maskedPaths, readonlyPaths: readonlyPaths, fuse: facts.fuse,
             network: network, ports: spec.ports, extraHosts: spec.extraHosts, hostsFile: hostsFile, resolvConf: resolv,
             hostResolvConf: facts.resolvConf,
@@ -357,8 +427,13 @@ public enum Planner {
 
 extension HostFacts {
     /// What `spec` needs to know of this host, looked at now.
-    public static func probe(for spec: RunSpec, mapping: IDMapping, containers: ContainerStore?) throws -> HostFacts {
+    public static func probe(for spec: RunSpec, mapping: IDMapping, containers: ContainerStore?, storeRoot: String? = nil) throws -> HostFacts {
         var f = HostFacts(mapping: mapping, fuse: try FuseOverlay.current())
+        // root without CAP_SYS_ADMIN (a CI container): the isolation ladder decides
+        if spec.isolation == nil && SandboxFacts.rootWithoutSysAdmin {
+            f.isolation = try IsolationDecision.decide(SandboxFacts.shared(storeDir: storeRoot), purpose: .run)
+        }
+        if (spec.isolation ?? f.isolation)?.identityUserns == true { f.ownIDs = SandboxFacts.ownIDs() }
         f.sharedUserNamespace = getuid() != 0 && getenv("CTR_SHARED_USERNS").map { String(cString: $0) } != "0"
         if mapping == .root && spec.userns == .auto {
             func range(_ file: String) -> (UInt32, UInt32)? {

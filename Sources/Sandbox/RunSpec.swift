@@ -17,6 +17,9 @@ public struct RunSpec: Sendable, Equatable {
         case image(String)
         /// A build step: unpacked layers with an upper dir, and the config standing in for the image's.
         case buildRoot(BuildRoot)
+        /// A build step at the chroot or container isolation level: a real directory tree
+        /// (the step's changes are found by comparing snapshots of it), and the config.
+        case tree(dir: String, config: ContainerConfig)
     }
 
     public var source: Source
@@ -47,12 +50,18 @@ public struct RunSpec: Sendable, Equatable {
     public var limits = ResourceLimits()
     public var rlimits: [RLimit] = []
     public var userns: UsernsRequest = .default
+    /// The isolation decided for this environment (the Builder decides once per build); nil:
+    /// `ctr run`'s own (the host default, or what the probes say where that is refused).
+    public var isolation: IsolationDecision?
     /// Where the container's stdout goes (nil: ctr's). ctr build sends RUN output to stderr.
     public var stdoutFD: Int32?
     /// Where a non-interactive process's stderr goes (nil: ctr's).
     public var stderrFD: Int32?
 
     public init(source: Source) { self.source = source }
+
+    /// A build step (its root a build root or a tree), not `ctr run`.
+    public var isBuildStep: Bool { if case .image = source { return false } else { return true } }
 
     /// The image name as the user gave it ("ctr-build" for a build step).
     public var imageName: String {

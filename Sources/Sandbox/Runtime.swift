@@ -80,6 +80,9 @@ public struct Runtime: Sendable {
     /// The image side of the plan: the store image's config and unpacked layers, or a build
     /// step's root.
     func imageFacts(_ spec: RunSpec, image: ImageRecord?) throws -> ImageFacts {
+        if case .tree(let dir, let config) = spec.source {
+            return ImageFacts(config: config, lowers: [], read: { UserDB.readFromLayers([dir], $0) })
+        }
         if case .buildRoot(let br) = spec.source {
             let lowers = br.lowers
             return ImageFacts(config: br.config, lowers: lowers, read: { UserDB.readFromLayers(lowers, $0) })
@@ -90,6 +93,7 @@ public struct Runtime: Sendable {
         let lowers = try store.unpackedLayers(manifest, config)
         var f = ImageFacts(config: config.config ?? ContainerConfig(), lowers: lowers, read: { UserDB.readFromLayers(lowers, $0) })
         f.platform = Platform(os: config.os, architecture: config.architecture, variant: config.variant)
+        f.layerBlobs = manifest.layers.map { store.blobPath($0.digest) }
         f.imageID = manifest.config.digest.string
         f.manifestDigest = image.descriptor.digest.string
         return f
@@ -99,10 +103,14 @@ public struct Runtime: Sendable {
     func prepare(_ spec: RunSpec, image: ImageRecord?) throws -> Prepared {
         let id = Self.randomID()
         let stateDir = containers.path(id)
-        let facts = try HostFacts.probe(for: spec, mapping: mapping, containers: spec.name == nil ? nil : containers)
+        let facts = try HostFacts.probe(for: spec, mapping: mapping, containers: spec.name == nil ? nil : containers, storeRoot: store.root)
         let plan = try Planner.plan(spec, image: try imageFacts(spec, image: image), facts: facts, id: id,
                                     stateDir: stateDir, storeRoot: store.root)
         for n in plan.notices { notice(n) }
+        if plan.isolation != .userns && !spec.isBuildStep {
+            // never silently less: what this container lacks here (a build says it once itself)
+            notice("\(plan.isolation) isolation: this environment refuses \(plan.lacks.isEmpty ? "part of the sandbox" : plan.lacks.joined(separator: ", ")); the container has the /proc and /sys ctr sees instead")
+        }
         do {
             return try materialize(plan)
         } catch {
@@ -215,12 +223,20 @@ public struct Runtime: Sendable {
             }
         }
 
+        // no overlay where the store is: the container's root is a copy of the image's files
+        if plan.materializeTree, let tree = plan.rootTree {
+            try valueOrErrno("mkdir", "cannot create \(tree)") { mkdir(tree, 0o755) }
+            for blob in plan.layerBlobs { _ = try store.ops.apply(blob: blob, to: tree, tree: .plain) }
+        }
         let upperDir = plan.upper ?? "\(stateDir)/upper", workDir = plan.work ?? "\(stateDir)/work"
         let fuseArguments = plan.fuse.program.map { FuseOverlay.arguments(program: $0, lowers: lowers, upper: upperDir, work: workDir) }
         var c = csys_container_plan()
         c.userns = plan.useUserns ? 1 : 0
         c.netns = plan.network == .host ? 0 : 1
-        c.cgroupns = 1
+        c.cgroupns = plan.chrootDir == nil ? 1 : 0
+        if let dir = plan.chrootDir { c.chroot_dir = arena.string(dir) } else if let t = plan.rootTree { c.root_tree = arena.string(t) }
+        c.bind_proc = plan.bindProc ? 1 : 0
+        c.keep_hostname = plan.keepHostname ? 1 : 0
         c.setgroups = plan.setgroups ? 1 : 0
         c.rootfs = arena.string("\(runDir)/rootfs")
         c.lowers = UnsafePointer(arena.strings(lowers))
@@ -400,6 +416,25 @@ public struct Runtime: Sendable {
     /// prune) written under the store's gc lock; `hold`, the caller's hold from before it
     /// resolved the image, is released then, not held for the container's life.
     public func run(_ o: RunSpec, image: ImageRecord?, hold: Store.WriteHold? = nil) throws -> (code: Int32, record: ContainerRecord) {
+        do {
+            return try runOnce(o, image: image, hold: hold)
+        } catch let e as CtrError where o.isolation == nil && e.code == .unsupported && e.stage != nil {
+            // the environment refused a piece of the full sandbox (the C child says so): the
+            // probes tell what it allows, and a weaker level is taken, said once
+            var d: IsolationDecision
+            do {
+                d = try IsolationDecision.decide(SandboxFacts.shared(storeDir: store.root), purpose: o.isBuildStep ? .build : .run)
+            } catch let refusal as CtrError {
+                throw CtrError.wrapping(e, "\(e.message); \(refusal.message)", code: .unsupported)
+            }
+            guard d.level != .userns else { throw e }
+            var again = o
+            again.isolation = d
+            return try runOnce(again, image: image, hold: nil)
+        }
+    }
+
+    func runOnce(_ o: RunSpec, image: ImageRecord?, hold: Store.WriteHold? = nil) throws -> (code: Int32, record: ContainerRecord) {
         Trace.point("image resolved")
         defer { hold?.release() }
         if o.tty && o.interactive && !o.detach && isatty(0) == 0 {

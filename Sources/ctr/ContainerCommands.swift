@@ -355,6 +355,7 @@ struct Info: ParsableCommand {
         for line in CgroupSupport.detect().summary { Out.line(line) }
         let tty = access("/dev/net/tun", R_OK | W_OK) == 0
         Out.line("/dev/net/tun: \(tty ? "usable" : "not usable by this user")")
+        for line in SandboxFacts.shared(storeDir: store.root).summary { Out.line(line) }
     }
 }
 

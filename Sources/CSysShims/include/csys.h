@@ -22,6 +22,9 @@ extern "C" {
 enum {
     CSYS_ERR_SYSTEM = 0, /* a system call or step failed: stage and errno say which */
     CSYS_ERR_EXEC = 1,   /* the container's command could not be executed (errno: why) */
+    CSYS_ERR_REFUSED = 2, /* the environment refused a piece of the sandbox (a namespace, a
+                           * procfs or sysfs mount, sethostname, mknod): a weaker isolation
+                           * level may work (ctr run then takes one) */
 };
 
 typedef struct csys_error {

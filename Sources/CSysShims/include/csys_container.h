@@ -71,6 +71,11 @@ typedef struct csys_container_plan {
     int bind_proc;             /* bind the /proc we see (read-only) instead of mounting one: a
                                 * CI container's masked /proc refuses a fresh procfs */
     int keep_hostname;         /* no sethostname (refused, e.g. seccomp without CAP_SYS_ADMIN) */
+    const char *root_tree;     /* the root is this real tree, bound (no overlay: overlayfs cannot
+                                * take an upper dir on the store's filesystem, a CI container's
+                                * own overlayfs root); writes go to the tree itself */
+    const char *chroot_dir;    /* the chroot isolation level: no namespace and no mount at all,
+                                * the process is chrooted into this real tree (ctr build only) */
     int devpts_gid5;           /* gid 5 (tty) is mapped: devpts gid=5 */
     const char *etc_hosts, *etc_hostname, *etc_resolv; /* host files bound onto /etc/…, or NULL */
     const csys_mount *mounts;  /* volumes and --tmpfs, in order */

@@ -29,6 +29,8 @@ typedef struct csys_ns_probe {
     int sysfs;       /* mounting sysfs in that network namespace */
     int pidns;
     int procfs;      /* mounting a fresh procfs (refused under a masked /proc) */
+    int overlay_store; /* overlayfs with its upper dir where the store is (refused on an
+                        * overlayfs: a CI container's own root) */
 } csys_ns_probe;
 
 typedef struct csys_sandbox_probe {
@@ -42,8 +44,12 @@ typedef struct csys_sandbox_probe {
     int in_userns;        /* we are in a user namespace other than the initial one */
 } csys_sandbox_probe;
 
-/* Run the probes (two or three short-lived children). 0, or -1 if none could run. */
-int csys_probe_sandbox(csys_sandbox_probe *out);
+/* Our effective capabilities (one capget). */
+uint64_t csys_probe_effective_caps(void);
+
+/* Run the probes (two or three short-lived children). 0, or -1 if none could run.
+ * store_dir: a directory on the store's filesystem for the overlay_store probe (NULL: none). */
+int csys_probe_sandbox(csys_sandbox_probe *out, const char *store_dir);
 
 #ifdef __cplusplus
 }
