@@ -15,7 +15,7 @@ PACKAGES=(
   build-essential pkg-config libseccomp-dev libarchive-dev libssl-dev libzstd-dev libisal-dev libcurl4-openssl-dev
   zlib1g-dev liblzma-dev libbz2-dev
   uidmap busybox-static docker-registry apache2-utils debootstrap xz-utils bzip2
-  skopeo umoci crun runc podman buildah slirp4netns passt fuse-overlayfs hyperfine isal
+  skopeo umoci crun runc podman buildah slirp4netns passt fuse-overlayfs hyperfine isal libcap2-bin
 )
 
 SUDO=()
@@ -97,5 +97,27 @@ if [ ! -s "$FIXTURES/debian-bookworm.tar" ] && [ -z "${CTR_SKIP_DEBIAN:-}" ]; th
     tail -3 "$tmp/log" >&2
   fi
   "${SUDO[@]}" rm -rf "$tmp"
+fi
+if ! grep -qs '^Package: uidmap' "$FIXTURES/apt/Packages"; then
+  # a small apt repository, served on 127.0.0.1 by the tests that build inside CI containers
+  # (no mirror at test time): Debian's `hello` (53 kB), which the builds install, and uidmap
+  # with libsubid4, which give a job image's user subordinate ids
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  if (cd "$tmp" && apt-get download -qq hello uidmap libsubid4 2>/dev/null) && [ "$(ls "$tmp"/*.deb 2>/dev/null | wc -l)" = 3 ]; then
+    "${SUDO[@]}" mkdir -p "$FIXTURES/apt"
+    for deb in "$tmp"/*.deb; do
+      name=$(dpkg-deb -f "$deb" Package).deb
+      { dpkg-deb -f "$deb"; echo "Filename: ./$name"; echo "Size: $(stat -c %s "$deb")"
+        echo "SHA256: $(sha256sum "$deb" | cut -c1-64)"; echo; } >> "$tmp/Packages"
+      "${SUDO[@]}" cp "$deb" "$FIXTURES/apt/$name"
+    done
+    "${SUDO[@]}" cp "$tmp/Packages" "$FIXTURES/apt/Packages.tmp"
+    "${SUDO[@]}" chmod -R a+rX "$FIXTURES/apt"
+    "${SUDO[@]}" mv "$FIXTURES/apt/Packages.tmp" "$FIXTURES/apt/Packages"
+  else
+    echo "setup: apt-get download hello uidmap libsubid4 failed (no Debian mirror?): the CI-container build tests will skip" >&2
+  fi
+  rm -rf "$tmp"
 fi
 echo "setup: ready (fixtures in $FIXTURES)" >&2

@@ -25,6 +25,8 @@ public struct BuildOptions: Sendable {
     public var progress: ProgressMode = .plain
     /// What RUN steps print is kept back, and shown only for a step that fails (-q).
     public var quietSteps = false
+    /// --isolation: how RUN steps are sandboxed (auto: the strongest this environment allows).
+    public var isolation: IsolationRequest = .auto
 
     public init(context: String) { self.context = context }
 }
@@ -102,6 +104,8 @@ struct ImageState {
     var config: ImageConfig
     var cacheKey: String
     var args: [String: String] = [:]
+    /// The stage (its real tree, at the chroot level, is per stage).
+    var stage = 0
 }
 
 /// Builds Dockerfiles: RUN in the Sandbox on an overlay of the stage's layers (the upper dir
@@ -177,6 +181,10 @@ final class BuildRun {
     let tmpRoot: String
     /// The context as RUN --mount=type=bind sees it, once a mount needed it (ContextView.swift).
     var contextViewDir: String?
+    /// How RUN steps are sandboxed here, decided at the first one (TreeSteps.swift).
+    var isolationDecision: IsolationDecision?
+    /// Real trees of the stages, for the levels without an overlay (TreeSteps.swift).
+    var trees: [Int: TreeState] = [:]
     /// Reads stage files this user may not (rootless, files of subordinate ids).
     lazy var opener: PrivilegedOpener? = {
         if case .mapped = b.store.ops.mapping { return PrivilegedOpener(mapping: b.store.ops.mapping) }
@@ -354,6 +362,7 @@ final class BuildRun {
             state = ImageState(layers: manifest.layers, diffIDs: config.rootfs.diffIDs, config: config,
                                cacheKey: sha("image|\(rec.descriptor.digest)"))
         }
+        state.stage = stage.index
         // a stage built on another keeps the ARGs declared there (BuildKit, buildah)
         if !fromStage { state.args = [:] }
         if state.config.config == nil { state.config.config = ContainerConfig() }
@@ -628,7 +637,9 @@ final class BuildRun {
             if captured >= 0 { ro.stdoutFD = captured; ro.stderrFD = captured }
         }
         defer { if captured >= 0 { close(captured) } }
-        ro.network = try NetworkRequest(parsing: network ?? defaultNetwork())
+        // no network namespace at this isolation level: the host's, unless one was asked for
+        let netDecision = try isolation()
+        ro.network = try NetworkRequest(parsing: network ?? (netDecision.networkNamespace ? defaultNetwork() : "host"))
         ro.extraHosts = try o.addHosts.map(HostEntry.init(parsing:))
         var locks: [Int32] = []
         defer { for fd in locks { close(fd) } }
@@ -646,6 +657,15 @@ final class BuildRun {
                 ro.mounts.append(.bind(source: dir, target: m.target, readOnly: false))
             }
         }
+        // where no overlay can be had (the chroot level, a store on an overlayfs), the step runs
+        // on a real tree of the stage and its layer is the tree's difference
+        let decision = try isolation()
+        if runsInTrees(decision) {
+            try runInTree(inst, spec: ro, mounts: mounts, key: key, createdBy: createdBy, decision: decision,
+                          captured: captured, outputPath: "\(tmp)/output", &state)
+            return
+        }
+        if decision.level != .userns { ro.isolation = decision }
         let code: Int32
         let fuseRoot: Bool
         do {

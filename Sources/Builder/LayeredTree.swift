@@ -2,6 +2,7 @@ import CSysShims
 import Foundation
 import struct HostOS.IDRange
 import enum HostOS.IDMapping
+import enum Layers.TreeKind
 
 /// A read-only view of a root made of unpacked layer dirs (topmost first, overlay form:
 /// whiteouts are 0:0 character devices, opaque dirs carry an overlay "opaque" xattr), or of a
@@ -35,9 +36,7 @@ struct LayeredTree {
         var isRegular: Bool { (st.st_mode & S_IFMT) == S_IFREG }
     }
 
-    static func isWhiteout(_ st: stat) -> Bool {
-        (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0
-    }
+    static func isWhiteout(_ st: stat, path: String) -> Bool { TreeKind.isWhiteout(st, path: path) }
 
     func isOpaque(_ path: String) -> Bool {
         var v = [UInt8](repeating: 0, count: 4)
@@ -68,7 +67,7 @@ struct LayeredTree {
                     if opaque { return nil }
                     continue layerLoop
                 }
-                if overlayForm && Self.isWhiteout(st) { return nil }
+                if overlayForm && Self.isWhiteout(st, path: path) { return nil }
                 if i == comps.count - 1 { return Entry(hostPath: path, st: st) }
                 // a file (or symlink: callers resolve those first) here hides the lower layers' dir
                 if (st.st_mode & S_IFMT) != S_IFDIR { return nil }
@@ -119,13 +118,13 @@ struct LayeredTree {
             guard ok else {
                 // a whiteout of the dir itself hides lower layers
                 var st = stat()
-                if overlayForm && lst(path, &st) && Self.isWhiteout(st) { break }
+                if overlayForm && lst(path, &st) && Self.isWhiteout(st, path: path) { break }
                 continue
             }
             guard let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? opener?.list(path) else { continue }
             for n in names where !hidden.contains(n) && !seen.contains(n) {
                 var st = stat()
-                if overlayForm && lst(path + "/" + n, &st) && Self.isWhiteout(st) { hidden.insert(n); continue }
+                if overlayForm && lst(path + "/" + n, &st) && Self.isWhiteout(st, path: path + "/" + n) { hidden.insert(n); continue }
                 if overlayForm && n.hasPrefix(".wh.") { continue }
                 seen.insert(n)
             }

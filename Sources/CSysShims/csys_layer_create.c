@@ -200,7 +200,17 @@ static int emit(creator *cr, int dfd, const char *name, const char *path) {
     archive_entry_set_mtime(cr->e, clamp(cr, st.st_mtim.tv_sec), 0);
     archive_entry_set_perm(cr->e, st.st_mode & 07777);
 
-    if (c->tree == CSYS_TREE_OVERLAY && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
+    int xattr_whiteout = 0;
+    if (c->tree == CSYS_TREE_OVERLAY && S_ISREG(st.st_mode) && st.st_size == 0) {
+        /* overlayfs's xattr whiteout (a store where mknod is refused) */
+        char pp[CSYS_MAX_PATH];
+        int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd >= 0) {
+            xattr_whiteout = fgetxattr(fd, "user.overlay.whiteout", pp, 1) >= 0 || fgetxattr(fd, "trusted.overlay.whiteout", pp, 1) >= 0;
+            close(fd);
+        }
+    }
+    if (c->tree == CSYS_TREE_OVERLAY && ((S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) || xattr_whiteout)) {
         char wh[CSYS_MAX_PATH];
         const char *slash = strrchr(path, '/');
         if (slash)
@@ -498,3 +508,4 @@ out:
 }
 
 int csys_job_layer_create(void *arg) { return csys_layer_create(arg) == 0 ? 0 : 1; }
+

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -279,3 +280,120 @@ void csys_changes_free(csys_change *changes, long n) {
     for (long i = 0; i < n; i++) free((void *)changes[i].path);
     free(changes);
 }
+
+/* ---------- a snapshot across processes ----------
+ * Where the tree belongs to a user namespace (a rootless user with subordinate ids), it is
+ * read in that namespace: a job takes the "before" snapshot and writes it to a file, another
+ * takes the "after" one, reads the first back and writes the layer. */
+
+typedef struct snap_record {
+    uint32_t mode, uid, gid, pathlen;
+    int64_t size, mtim_sec, mtim_nsec, ctim_sec, ctim_nsec;
+    uint64_t ino, rdev;
+} snap_record;
+
+static int write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) { if (errno == EINTR) continue; return -1; }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_all(FILE *f, void *buf, size_t n) { return fread(buf, 1, n, f) == n ? 0 : -1; }
+
+static int snapshot_save(const csys_snapshot *s, int fd, csys_error *err) {
+    uint64_t n = s->n;
+    if (write_all(fd, "ctrsnap1", 8) < 0 || write_all(fd, &n, sizeof n) < 0) goto fail;
+    for (size_t i = 0; i < s->n; i++) {
+        const snap_entry *e = &s->e[i];
+        snap_record r = {
+            .mode = e->mode, .uid = e->uid, .gid = e->gid, .pathlen = (uint32_t)strlen(e->path),
+            .size = e->size, .mtim_sec = e->mtim.tv_sec, .mtim_nsec = e->mtim.tv_nsec,
+            .ctim_sec = e->ctim.tv_sec, .ctim_nsec = e->ctim.tv_nsec, .ino = e->ino, .rdev = e->rdev,
+        };
+        if (write_all(fd, &r, sizeof r) < 0 || write_all(fd, e->path, r.pathlen) < 0) goto fail;
+    }
+    return 0;
+fail:
+    csys_set_error(err, errno, "snapshot", "cannot save the tree's snapshot: %s", strerror(errno));
+    return -1;
+}
+
+static csys_snapshot *snapshot_load(int fd, csys_error *err) {
+    int dup_fd = dup(fd);
+    FILE *f = dup_fd >= 0 ? fdopen(dup_fd, "r") : NULL;
+    if (!f) {
+        if (dup_fd >= 0) close(dup_fd);
+        csys_set_error(err, errno, "snapshot", "cannot read the tree's snapshot: %s", strerror(errno));
+        return NULL;
+    }
+    csys_snapshot *s = calloc(1, sizeof *s);
+    char magic[8];
+    uint64_t n = 0;
+    if (!s || fseek(f, 0, SEEK_SET) != 0 || read_all(f, magic, 8) < 0 || memcmp(magic, "ctrsnap1", 8) ||
+        read_all(f, &n, sizeof n) < 0)
+        goto bad;
+    s->e = calloc(n ? n : 1, sizeof *s->e);
+    if (!s->e) goto bad;
+    s->cap = n;
+    for (uint64_t i = 0; i < n; i++) {
+        snap_record r;
+        if (read_all(f, &r, sizeof r) < 0 || r.pathlen >= CSYS_MAX_PATH) goto bad;
+        snap_entry *e = &s->e[s->n];
+        e->path = malloc(r.pathlen + 1);
+        if (!e->path || read_all(f, e->path, r.pathlen) < 0) { free(e->path); goto bad; }
+        e->path[r.pathlen] = 0;
+        e->mode = r.mode;
+        e->uid = r.uid;
+        e->gid = r.gid;
+        e->size = r.size;
+        e->mtim.tv_sec = r.mtim_sec;
+        e->mtim.tv_nsec = r.mtim_nsec;
+        e->ctim.tv_sec = r.ctim_sec;
+        e->ctim.tv_nsec = r.ctim_nsec;
+        e->ino = r.ino;
+        e->rdev = r.rdev;
+        s->n++;
+    }
+    fclose(f);
+    return s;
+bad:
+    fclose(f);
+    csys_snapshot_free(s);
+    csys_set_error(err, EINVAL, "snapshot", "the tree's snapshot is unreadable");
+    return NULL;
+}
+
+int csys_snapshot_job_save(void *arg) {
+    csys_snapshot_job *j = arg;
+    csys_snapshot *s = csys_snapshot_take(j->root_fd, j->skip, j->nskip, &j->error);
+    if (!s) return 1;
+    int rc = snapshot_save(s, j->snap_fd, &j->error);
+    j->entries = (long)s->n;
+    csys_snapshot_free(s);
+    return rc == 0 ? 0 : 1;
+}
+
+int csys_snapshot_job_layer(void *arg) {
+    csys_snapshot_job *j = arg;
+    csys_snapshot *before = snapshot_load(j->snap_fd, &j->error);
+    if (!before) return 1;
+    csys_snapshot *after = csys_snapshot_take(j->root_fd, j->skip, j->nskip, &j->error);
+    if (!after) { csys_snapshot_free(before); return 1; }
+    csys_change *list = NULL;
+    long n = csys_snapshot_diff(before, after, &list, &j->error);
+    csys_snapshot_free(before);
+    csys_snapshot_free(after);
+    if (n < 0) return 1;
+    j->entries = n;
+    int rc = csys_layer_create_changes(&j->create, list, (size_t)n);
+    csys_changes_free(list, n);
+    if (rc != 0) { j->error = j->create.error; return 1; }
+    return 0;
+}
+
+int csys_snapshot_file(void) { return memfd_create("ctr-snapshot", MFD_CLOEXEC); }

@@ -256,6 +256,91 @@ int csys_rmtree_count(int dirfd, const char *name, uint64_t *freed, csys_error *
     return rmtree_fd(dirfd, name, err, 0, freed);
 }
 
+int csys_path_in(const char *path, const char *const *set, int n) {
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(set[i]);
+        if (strncmp(path, set[i], l) == 0 && (path[l] == 0 || path[l] == '/')) return 1;
+    }
+    return 0;
+}
+
+int csys_path_holds(const char *path, const char *const *set, int n) {
+    size_t l = strlen(path);
+    for (int i = 0; i < n; i++) {
+        if (l == 0 && set[i][0]) return 1;
+        if (strncmp(set[i], path, l) == 0 && set[i][l] == '/') return 1;
+    }
+    return 0;
+}
+
+static int clear_dir(int dfd, const char *prefix, const char *const *keep, int nkeep, csys_error *err, int depth) {
+    if (depth > 4096) {
+        csys_set_error(err, ELOOP, "remove", "directory tree too deep at %s", prefix);
+        return -1;
+    }
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        if (fd >= 0) close(fd);
+        csys_set_error(err, errno, "remove", "cannot read /%s: %s", prefix, strerror(errno));
+        return -1;
+    }
+    /* collect first: removing while reading a directory is unspecified */
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **nn = realloc(names, cap * sizeof *nn);
+            if (!nn) { rc = -1; break; }
+            names = nn;
+        }
+        if (!(names[n] = strdup(de->d_name))) { rc = -1; break; }
+        n++;
+    }
+    closedir(d);
+    if (rc < 0) csys_set_error(err, ENOMEM, "memory", "out of memory");
+    char path[CSYS_MAX_PATH];
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0) {
+            snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "/" : "", names[i]);
+            if (csys_path_in(path, keep, nkeep)) {
+                /* kept */
+            } else if (csys_path_holds(path, keep, nkeep)) {
+                int sub = openat(dfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) {
+                    csys_set_error(err, errno, "remove", "cannot open /%s: %s", path, strerror(errno));
+                    rc = -1;
+                } else {
+                    rc = clear_dir(sub, path, keep, nkeep, err, depth + 1);
+                    close(sub);
+                }
+            } else if (rmtree_fd(dfd, names[i], err, 0, NULL) < 0) {
+                rc = -1;
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+int csys_clear_tree(int root_fd, const char *dir, const char *const *keep, int nkeep, csys_error *err) {
+    int fd = *dir ? csys_openat2_in_root(root_fd, dir, O_RDONLY | O_DIRECTORY, 0)
+                  : openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return 0;
+        csys_set_error(err, errno, "remove", "cannot open /%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = clear_dir(fd, dir, keep, nkeep, err, 0);
+    close(fd);
+    return rc;
+}
+
 int csys_job_rmtree(void *arg) {
     csys_rmtree_job *j = arg;
     return csys_rmtree_count(j->dirfd, j->name, &j->freed, &j->error) == 0 ? 0 : 1;

@@ -97,6 +97,11 @@ public enum IDMapping: Sendable, Equatable {
             let f = t.split(separator: ":", omittingEmptySubsequences: false)
             guard f.count == 3, f[0] == name || f[0] == String(id),
                   let s = UInt32(f[1]), let c = UInt32(f[2]), c > 0 else { continue }
+            // a range given twice, or overlapping one before it (useradd adds a range where the
+            // file exists; an image's setup may add it again), would make the kernel refuse the
+            // whole map: it counts once, as newuidmap and podman take it
+            let end = UInt64(s) + UInt64(c)
+            if out.contains(where: { UInt64($0.0) < end && UInt64(s) < UInt64($0.0) + UInt64($0.1) }) { continue }
             out.append((s, c))
         }
         return out

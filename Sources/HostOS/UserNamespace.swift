@@ -49,6 +49,16 @@ public enum UserNamespace {
             let end = child.wait()
             if end == .exited(0) { return nil }
             let msg = String(decoding: said, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            // (the tool's own words are all there is to tell a refused write from a refused range)
+            if msg.contains("_map failed: Operation not permitted") {
+                // a setuid-root newuidmap (Debian's) writes the map as root, which needs
+                // CAP_SYS_ADMIN over the new namespace: a container's default capabilities lack it
+                return CtrError.system("idmap", """
+                    \(tool) failed: \(msg): in a container, a setuid \(tool) needs CAP_SYS_ADMIN; give it file \
+                    capabilities instead (chmod u-s \(Command.find(tool) ?? tool); setcap \(tool == "newuidmap" ? "cap_setuid" : "cap_setgid")+ep …, \
+                    as rootless buildah and BuildKit images do), or drop this user's lines in /etc/subuid and /etc/subgid to work with one id
+                    """)
+            }
             return CtrError.system("idmap", "\(tool) failed: \(msg.isEmpty ? end.description : msg) (check \(file))")
         }
     }

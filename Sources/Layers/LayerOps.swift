@@ -11,6 +11,17 @@ public enum TreeKind: Sendable {
     case overlay
 
     var c: Int32 { self == .plain ? Int32(CSYS_TREE_PLAIN) : Int32(CSYS_TREE_OVERLAY) }
+
+    /// Whether an entry of an overlay-form layer (`st` from lstat of `path`) is a whiteout: a 0:0
+    /// character device, or overlayfs's other form (Linux 6.7), an empty file marked by an
+    /// `overlay.whiteout` xattr, which the applier writes where mknod is refused.
+    public static func isWhiteout(_ st: stat, path: String) -> Bool {
+        if (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0 { return true }
+        guard (st.st_mode & S_IFMT) == S_IFREG, st.st_size == 0 else { return false }
+        var v: UInt8 = 0
+        return csys_lgetxattr(path, "user.overlay.whiteout", &v, 1) >= 0
+            || csys_lgetxattr(path, "trusted.overlay.whiteout", &v, 1) >= 0
+    }
 }
 
 extension Compression {
@@ -91,7 +102,25 @@ public struct LayerOps: Sendable {
     }
 
     /// Run `fn` on the job struct in `box`; `errorField` locates its csys_error.
-    private func runJob<T>(_ fn: csys_job_fn, _ box: SharedBox<T>, _ errorField: KeyPath<T, csys_error>, keep: [Int32]) throws -> Int32 {
+    /// The settings of a layer written from a tree: with a single id, the files are the user's
+    /// own and their image owners are in xattrs.
+    func creation(rootFD: Int32, outFD: Int32, tree: TreeKind, compression: Compression, level: Int, clampMtime: Int64?) -> csys_create {
+        var c = csys_create()
+        c.root_fd = rootFD
+        c.out_fd = outFD
+        c.tree = tree.c
+        c.compression = compression.c
+        c.level = Int32(level)
+        c.clamp_mtime = clampMtime ?? -1
+        if case .single(let uid, let gid) = mapping {
+            c.translate_owners = 1
+            c.host_uid = uid
+            c.host_gid = gid
+        }
+        return c
+    }
+
+    func runJob<T>(_ fn: csys_job_fn, _ box: SharedBox<T>, _ errorField: KeyPath<T, csys_error>, keep: [Int32]) throws -> Int32 {
         let arg = UnsafeMutableRawPointer(box.pointer)
         let err = (arg + MemoryLayout<T>.offset(of: errorField)!).assumingMemoryBound(to: csys_error.self)
         switch mapping {
@@ -106,21 +135,45 @@ public struct LayerOps: Sendable {
         try valueOrErrno("open", "cannot open \(path)") { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
-    /// Apply the layer blob at `blob` to the directory `root`.
-    public func apply(blob: String, to root: String, tree: TreeKind) throws -> ApplyReport {
+    /// Apply the layer blob at `blob` to the directory `root`; `skip`: paths relative to it
+    /// the layer leaves alone (at or under them nothing is written or removed).
+    public func apply(blob: String, to root: String, tree: TreeKind, skip: [String] = []) throws -> ApplyReport {
         let inFD = try open(blob, O_RDONLY)
         defer { close(inFD) }
         let rootFD = try open(root, O_RDONLY | O_DIRECTORY)
         defer { close(rootFD) }
-        var a = csys_apply()
-        a.in_fd = inFD
-        a.root_fd = rootFD
-        a.tree = tree.c
-        a.owners = mapping.isSingle ? Int32(CSYS_OWNERS_XATTR) : Int32(CSYS_OWNERS_CHOWN)
-        let box = SharedBox(a)
-        try Self.loadArchive()
-        let code = try runJob(csys_job_layer_apply, box, \.error, keep: [inFD, rootFD])
-        return try ApplyReport(box.pointer.pointee, exitCode: code)
+        return try Self.withCStrings(skip) { skipPtr, n in
+            var a = csys_apply()
+            a.in_fd = inFD
+            a.root_fd = rootFD
+            a.tree = tree.c
+            a.owners = mapping.isSingle ? Int32(CSYS_OWNERS_XATTR) : Int32(CSYS_OWNERS_CHOWN)
+            a.skip = skipPtr
+            a.nskip = n
+            let box = SharedBox(a)
+            try Self.loadArchive()
+            let code = try runJob(csys_job_layer_apply, box, \.error, keep: [inFD, rootFD])
+            return try ApplyReport(box.pointer.pointee, exitCode: code)
+        }
+    }
+
+    /// Empty the directory `root` of everything but the `keep` paths (relative to it) and the
+    /// directories holding them. Nothing is followed: every mount point under `root` must be
+    /// kept. In this process (the container isolation level runs as root without a user
+    /// namespace).
+    public static func clearTree(_ root: String, keep: [String]) throws {
+        let rootFD = try valueOrErrno("open", "cannot open \(root)") { Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer { close(rootFD) }
+        var err = csys_error()
+        let rc = withCStrings(keep) { p, n in csys_clear_tree(rootFD, "", p, n, &err) }
+        if rc != 0 { throw CtrError(err, fallback: "cannot clear \(root)") }
+    }
+
+    /// `strings` as a C array of C strings for the body's lifetime.
+    static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>?, Int32) throws -> R) rethrows -> R {
+        let cs: [UnsafePointer<CChar>?] = strings.map { UnsafePointer(strdup($0)) }
+        defer { cs.forEach { free(UnsafeMutableRawPointer(mutating: $0)) } }
+        return try cs.withUnsafeBufferPointer { try body($0.count == 0 ? nil : $0.baseAddress, Int32($0.count)) }
     }
 
     /// Start applying the layer that arrives on `inFD` (a pipe, say) to `root`; the job owns
@@ -183,19 +236,7 @@ public struct LayerOps: Sendable {
         defer { close(rootFD) }
         let outFD = try open(output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         defer { close(outFD) }
-        var c = csys_create()
-        c.root_fd = rootFD
-        c.out_fd = outFD
-        c.tree = tree.c
-        c.compression = compression.c
-        c.level = Int32(level)
-        c.clamp_mtime = clampMtime ?? -1
-        if case .single(let uid, let gid) = mapping {
-            c.translate_owners = 1
-            c.host_uid = uid
-            c.host_gid = gid
-        }
-        let box = SharedBox(c)
+        let box = SharedBox(creation(rootFD: rootFD, outFD: outFD, tree: tree, compression: compression, level: level, clampMtime: clampMtime))
         try Self.loadArchive()
         // a failed write names the output (a full disk says where)
         let code = try output.withCString { name in

@@ -3,68 +3,91 @@ import Errors
 import Foundation
 import HostOS
 
-/// The entries of a directory tree with their metadata (see csys_snapshot.c): taken before and
-/// after a command ran in the tree, their difference is the command's layer. The chroot
-/// isolation level of `ctr build` works this way, where no overlay upper dir can be had.
+/// The entries of a directory tree with their metadata (see csys_snapshot.c), taken before a
+/// command runs in the tree: the difference from the tree as the command leaves it is the
+/// command's layer. The chroot isolation level of `ctr build` works this way, where no overlay
+/// upper dir can be had. Taken and compared where the tree's owners are what the image has
+/// them (in the user namespace that wrote it, for a rootless user with subordinate ids), so
+/// the snapshot lives in a file, not in this process's memory.
 public final class TreeSnapshot: @unchecked Sendable {
-    let raw: OpaquePointer
     public let root: String
+    public let skip: [String]
+    /// A memfd holding the snapshot.
+    let fd: Int32
+    /// How many entries the tree had.
+    public let count: Int
 
-    /// `skip`: paths relative to the root left out with all they hold ("proc", "etc/hosts").
-    public init(root: String, skip: [String]) throws {
-        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw CtrError.errno("snapshot", "cannot open \(root)") }
-        defer { close(fd) }
-        let cs = skip.map { strdup($0) }
-        defer { cs.forEach { free($0) } }
-        var err = csys_error()
-        let p: OpaquePointer? = cs.map { UnsafePointer($0) }.withUnsafeBufferPointer { buf in
-            csys_snapshot_take(fd, buf.baseAddress, Int32(buf.count), &err)
-        }
-        guard let p else { throw CtrError(err, fallback: "cannot read the tree \(root)") }
-        raw = p
+    init(root: String, skip: [String], fd: Int32, count: Int) {
         self.root = root
+        self.skip = skip
+        self.fd = fd
+        self.count = count
     }
 
-    deinit { csys_snapshot_free(raw) }
-
-    public var count: Int { Int(csys_snapshot_count(raw)) }
+    deinit { close(fd) }
 }
 
 extension LayerOps {
-    /// The layer of what changed from `before` to `after` (snapshots of the same tree):
-    /// changed and new entries as they are now, whiteouts for what is gone. Returns its digests
-    /// and the number of entries changed (0: nothing changed).
-    public func createLayer(changedFrom before: TreeSnapshot, to after: TreeSnapshot, output: String,
-                            compression: Compression = .gzip, clampMtime: Int64? = nil) throws -> (LayerDigests, changes: Int) {
-        var err = csys_error()
-        var list: UnsafeMutablePointer<csys_change>?
-        let n = csys_snapshot_diff(before.raw, after.raw, &list, &err)
-        if n < 0 { throw CtrError(err, fallback: "cannot compare the tree \(after.root)") }
-        defer { csys_changes_free(list, n) }
-        try Self.loadArchive()
-        let rootFD = open(after.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard rootFD >= 0 else { throw CtrError.errno("snapshot", "cannot open \(after.root)") }
+    /// A job over `root` with the skipped paths ("proc", "etc/hosts": left out with all they
+    /// hold) as C strings for the job's lifetime.
+    private func withSnapshotJob<R>(root: String, skip: [String], snapFD: Int32,
+                                    _ body: (SharedBox<csys_snapshot_job>, Int32) throws -> R) throws -> R {
+        let rootFD = try valueOrErrno("snapshot", "cannot open \(root)") { Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         defer { close(rootFD) }
-        let outFD = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard outFD >= 0 else { throw CtrError.errno("write", "cannot create \(output)") }
-        defer { close(outFD) }
-        var c = csys_create()
-        c.root_fd = rootFD
-        c.out_fd = outFD
-        c.tree = TreeKind.plain.c
-        c.compression = compression.c
-        c.clamp_mtime = clampMtime ?? -1
-        let failed = output.withCString { name -> Bool in
-            c.out_name = name
-            defer { c.out_name = nil }
-            return csys_layer_create_changes(&c, list, Int(n)) != 0
+        let cs: [UnsafePointer<CChar>?] = skip.map { UnsafePointer(strdup($0)) }
+        defer { cs.forEach { free(UnsafeMutableRawPointer(mutating: $0)) } }
+        return try cs.withUnsafeBufferPointer { buf in
+            var j = csys_snapshot_job()
+            j.root_fd = rootFD
+            j.skip = buf.baseAddress
+            j.nskip = Int32(buf.count)
+            j.snap_fd = snapFD
+            return try body(SharedBox(j), rootFD)
         }
-        if failed {
-            throw CtrError(c.error, fallback: "creating the layer failed")
+    }
+
+    /// Take a snapshot of the tree at `root`; `skip`: paths relative to it left out with all
+    /// they hold.
+    public func snapshot(root: String, skip: [String]) throws -> TreeSnapshot {
+        let fd = try valueOrErrno("snapshot", "cannot make a memory file for the snapshot of \(root)") {
+            csys_snapshot_file()
+        }
+        do {
+            let count = try withSnapshotJob(root: root, skip: skip, snapFD: fd) { box, rootFD in
+                let code = try runJob(csys_snapshot_job_save, box, \.error, keep: [rootFD, fd])
+                if code != 0 { throw CtrError(box.pointer.pointee.error, fallback: "cannot read the tree \(root)") }
+                return box.pointer.pointee.entries
+            }
+            return TreeSnapshot(root: root, skip: skip, fd: fd, count: count)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    /// The layer of what changed in the tree since `before`: changed and new entries as they
+    /// are now, whiteouts for what is gone. Returns its digests and the number of entries
+    /// (0: nothing changed).
+    public func createLayer(changedSince before: TreeSnapshot, output: String,
+                            compression: Compression = .gzip, clampMtime: Int64? = nil) throws -> (LayerDigests, changes: Int) {
+        try Self.loadArchive()
+        let outFD = try valueOrErrno("write", "cannot create \(output)") { Glibc.open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        defer { close(outFD) }
+        let (c, n) = try withSnapshotJob(root: before.root, skip: before.skip, snapFD: before.fd) { box, rootFD in
+            box.pointer.pointee.create = creation(rootFD: rootFD, outFD: outFD, tree: .plain, compression: compression,
+                                                  level: 0, clampMtime: clampMtime)
+            // a failed write names the output (a full disk says where)
+            let code = try output.withCString { name in
+                box.pointer.pointee.create.out_name = name
+                defer { box.pointer.pointee.create.out_name = nil }
+                return try runJob(csys_snapshot_job_layer, box, \.error, keep: [rootFD, outFD, before.fd])
+            }
+            if code != 0 { throw CtrError(box.pointer.pointee.error, fallback: "cannot make the layer of \(before.root)") }
+            return (box.pointer.pointee.create, box.pointer.pointee.entries)
         }
         if fsync(outFD) != 0 { throw CtrError.errno("fsync", "cannot sync \(output)") }
-        return (LayerDigests(digest: digest32(&c.digest), diffID: digest32(&c.diff_id), size: Int64(c.size),
-                             tarSize: Int64(c.tar_size), compression: compression), Int(n))
+        var digest = c.digest, diffID = c.diff_id
+        return (LayerDigests(digest: digest32(&digest), diffID: digest32(&diffID), size: Int64(c.size),
+                             tarSize: Int64(c.tar_size), compression: compression), n)
     }
 }

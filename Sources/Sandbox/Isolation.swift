@@ -24,14 +24,25 @@ public struct SandboxFacts: Sendable, Equatable {
             tried && userns == nil && idmap == nil && capsInUserns == nil && mountns == nil && tmpfs == nil
                 && overlay == nil && pidns == nil && ipcns == nil && uts == nil
         }
-        /// What it lacks that the full sandbox has (what `nested` works around).
+        /// What it lacks that the full sandbox has (what `nested` works around), those refused
+        /// for the same reason together: "a fresh /proc, a fresh /sys and a hostname of its own
+        /// (Operation not permitted)".
         public var lacks: [String] {
+            var items: [(String, Int32?)] = []
+            if procfs != nil { items.append(("a fresh /proc", procfs)) }
+            if netns == nil && sysfs != nil { items.append(("a fresh /sys", sysfs)) }
+            if hostname != nil { items.append(("a hostname of its own", hostname)) }
+            if netns != nil { items.append(("a network namespace", netns)) }
+            if mknod != nil { items.append(("mknod", mknod)) }
             var out: [String] = []
-            if procfs != nil { out.append("a fresh /proc (\(Self.why(procfs)))") }
-            if netns == nil && sysfs != nil { out.append("a fresh /sys (\(Self.why(sysfs)))") }
-            if hostname != nil { out.append("a hostname of its own (\(Self.why(hostname)))") }
-            if netns != nil { out.append("a network namespace (\(Self.why(netns)))") }
-            if mknod != nil { out.append("mknod (\(Self.why(mknod)))") }
+            var done = Set<Int>()
+            for (i, item) in items.enumerated() where !done.contains(i) {
+                let same = items.indices.filter { !done.contains($0) && items[$0].1 == item.1 }
+                same.forEach { done.insert($0) }
+                let names = same.map { items[$0].0 }
+                let list = names.count == 1 ? names[0] : names.dropLast().joined(separator: ", ") + " and " + names.last!
+                out.append("\(list) (\(Self.why(item.1)))")
+            }
             return out
         }
         static func why(_ e: Int32?) -> String {
@@ -172,8 +183,10 @@ public struct IsolationDecision: Sendable, Equatable {
             let degraded = d.bindProc || (d.networkNamespace && ns.sysfs != nil) || d.keepHostname || !d.networkNamespace
             if degraded {
                 d.level = .nested
-                d.lacks = ns.lacks.filter { !$0.hasPrefix("mknod") }
-                refused.append("userns: \(ns.lacks.filter { !$0.hasPrefix("mknod") }.joined(separator: ", ")) refused")
+                var inner = ns
+                inner.mknod = nil
+                d.lacks = inner.lacks
+                refused.append("userns: it needs what nested lacks")
             }
         } else {
             refused.append("userns, nested: \(Self.namespaceRefusal(f))")
@@ -181,7 +194,7 @@ public struct IsolationDecision: Sendable, Equatable {
                 d.level = .chroot
                 d.networkNamespace = false
                 d.mknod = f.hasMknodCap
-                d.lacks = ["its own /proc, /sys and mounts (RUN --mount)", "a network namespace (the host's network)"]
+                d.lacks = ["a /proc, /sys or mounts of their own (RUN --mount)", "a network namespace (the host's network)"]
                     + (d.mknod ? [] : ["device nodes (/dev holds plain files; CAP_MKNOD is refused)"])
             } else if purpose == .build {
                 refused.append("chroot: " + (f.uid != 0 ? "ctr is not root here (uid \(f.uid))" : "chroot(2) is refused (\(SandboxFacts.Namespaces.why(f.chroot)))"))
@@ -206,7 +219,7 @@ public struct IsolationDecision: Sendable, Equatable {
             var c = IsolationDecision(level: .chroot)
             c.networkNamespace = false
             c.mknod = f.hasMknodCap
-            c.lacks = ["its own /proc, /sys and mounts (RUN --mount)", "a network namespace (the host's network)"]
+            c.lacks = ["a /proc, /sys or mounts of their own (RUN --mount)", "a network namespace (the host's network)"]
                 + (c.mknod ? [] : ["device nodes (/dev holds plain files; CAP_MKNOD is refused)"])
             c.refused = refused
             return c
@@ -216,7 +229,7 @@ public struct IsolationDecision: Sendable, Equatable {
             }
             var c = IsolationDecision(level: .container)
             c.networkNamespace = false
-            c.lacks = ["any separation from this container: RUN sees its /proc, /dev and files"]
+            c.lacks = ["any separation from this container (RUN sees its /proc, /dev and files)"]
             c.refused = refused
             return c
         }

@@ -1,5 +1,6 @@
 import Errors
 import Foundation
+import enum Layers.TreeKind
 
 /// The user a container's process runs as, resolved the way Docker does it from the image's
 /// /etc/passwd and /etc/group.
@@ -71,13 +72,13 @@ public enum UserDB {
     }
 
     /// Read a file of an image from its unpacked layers (topmost first): the first layer that
-    /// has it wins; a whiteout (a 0:0 character device) hides it.
+    /// has it wins; a whiteout hides it.
     public static func readFromLayers(_ layers: [String], _ path: String) -> String? {
         for dir in layers {
             let p = dir + path
             var st = stat()
             guard lstat(p, &st) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0 { return nil }
+            if TreeKind.isWhiteout(st, path: p) { return nil }
             if (st.st_mode & S_IFMT) == S_IFLNK {
                 // resolve a symlink within the image, one level (rare for these files)
                 guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: p) else { return nil }

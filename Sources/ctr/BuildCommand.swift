@@ -32,6 +32,7 @@ struct Build: ParsableCommand {
     @Option(name: .customLong("secret"), help: "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret; never stored in the image.") var secrets: [String] = []
     @Option(name: .customLong("add-host"), help: "HOST:IP for /etc/hosts during RUN.") var addHosts: [String] = []
     @Option(name: .customLong("image-archive"), help: "NAME=PATH: FROM NAME takes the image from this OCI archive, OCI layout dir or docker-archive.") var imageArchives: [String] = []
+    @Option(help: "How RUN steps are sandboxed: auto (default: the strongest this environment allows), userns, nested, chroot, container (only inside a container: RUN in it itself).") var isolation: String = "auto"
     @Option(help: "Progress on stderr: plain (default), tty (emphasised step lines; the default on a terminal), json (one object per event).") var progress: String?
     @OptionGroup var registry: RegistryFlags
     @Argument(help: "The build context directory; - reads a tar of it (or a lone Dockerfile) from stdin.") var context: String = "."
@@ -90,6 +91,7 @@ struct Build: ParsableCommand {
         r.options.cacheDir = cacheDir
         r.options.addHosts = addHosts
         r.options.quietSteps = quiet
+        do { r.options.isolation = try IsolationRequest(parsing: isolation) } catch { throw ValidationError("\(error)") }
         if let progress {
             guard let m = ProgressMode(rawValue: progress) else { throw ValidationError("--progress \(progress): expected plain, tty or json") }
             r.options.progress = m

@@ -1151,7 +1151,7 @@ struct TreeSnapshotLayerTests {
                chown 1000:1000 c/g && touch -d @1600000000 a/same
                """)
             let skip = ["proc", "resolv"]
-            let before = try TreeSnapshot(root: tree, skip: skip)
+            let before = try rootOps.snapshot(root: tree, skip: skip)
             let copy = s.dir("copy")
             sh("cp -a . \(copy)/")
             sh("""
@@ -1161,9 +1161,8 @@ struct TreeSnapshotLayerTests {
                rm gone && rm -r d && rm -r olddir && echo file > olddir && rm link && mkdir link && echo in > link/x
                mkdir -p new/deep && echo n > new/deep/n && ln new/deep/n new/hard && echo changed > resolv && echo p > proc/1/x
                """)
-            let after = try TreeSnapshot(root: tree, skip: skip)
             let blob = s.sub("layer")
-            let (digests, n) = try rootOps.createLayer(changedFrom: before, to: after, output: blob, compression: .none)
+            let (digests, n) = try rootOps.createLayer(changedSince: before, output: blob, compression: .none)
             #expect(n > 0 && digests.size > 0)
             _ = try rootOps.apply(blob: blob, to: copy, tree: .plain)
             var want = treeState(tree), got = treeState(copy)
@@ -1178,8 +1177,8 @@ struct TreeSnapshotLayerTests {
             #expect(FS.inode("\(copy)/new/hard") == FS.inode("\(copy)/new/deep/n"), "hard links kept")
             #expect(FS.text("\(copy)/resolv") == "host\n", "a skipped path is not in the layer")
             // nothing changed: nothing in the layer
-            let again = try TreeSnapshot(root: tree, skip: skip)
-            let (_, none) = try rootOps.createLayer(changedFrom: after, to: again, output: s.sub("empty"), compression: .none)
+            let again = try rootOps.snapshot(root: tree, skip: skip)
+            let (_, none) = try rootOps.createLayer(changedSince: again, output: s.sub("empty"), compression: .none)
             #expect(none == 0)
         }
     }

@@ -84,6 +84,12 @@ typedef struct csys_apply {
     int root_fd;          /* directory the layer is applied to */
     int tree;             /* CSYS_TREE_* */
     int owners;           /* CSYS_OWNERS_* */
+    /* Paths (relative to the root, no trailing slash) the layer must leave alone: entries at
+     * or under them are not written and whiteouts do not remove them (the container isolation
+     * level applies images over a container's own root, keeping its mounts and ctr's files).
+     * An entry that would replace a directory holding one is an error. NULL/0: none. */
+    const char *const *skip;
+    int nskip;
     /* out */
     int compression;      /* detected CSYS_COMPRESSION_* */
     unsigned char digest[32];  /* sha256 of every byte read from in_fd */
@@ -139,6 +145,7 @@ typedef struct csys_change {
 /* Write the listed changes of the tree at c->root_fd as a layer, in the order given. */
 int csys_layer_create_changes(csys_create *c, const csys_change *changes, size_t n);
 
+
 /* A tree's entries and their metadata, to tell what a command changed in it (the chroot
  * isolation level of ctr build, where there is no overlay upper dir to read). */
 typedef struct csys_snapshot csys_snapshot;
@@ -152,6 +159,23 @@ long csys_snapshot_diff(const csys_snapshot *before, const csys_snapshot *after,
 void csys_changes_free(csys_change *changes, long n);
 void csys_snapshot_free(csys_snapshot *s);
 uint64_t csys_snapshot_count(const csys_snapshot *s);
+/* The same as jobs, so that a tree of a user namespace is read in it (csys_job_fn):
+ * _save takes the snapshot of root_fd and writes it to snap_fd; _layer takes another, reads
+ * the first back from snap_fd and writes the difference as a layer (create.root_fd is the
+ * same tree). `entries`: the snapshot's entries, or the layer's. */
+typedef struct csys_snapshot_job {
+    int root_fd;
+    const char *const *skip;
+    int nskip;
+    int snap_fd;
+    csys_create create;
+    long entries;
+    csys_error error;
+} csys_snapshot_job;
+int csys_snapshot_job_save(void *arg);
+/* An anonymous file for a snapshot (memfd, close-on-exec). -1 with errno. */
+int csys_snapshot_file(void);
+int csys_snapshot_job_layer(void *arg);
 
 /* Verify that a blob is a readable tar (any compression) without extracting it; fills the
  * same outputs as csys_layer_apply. Used to check imported tarballs. */
@@ -160,6 +184,14 @@ int csys_layer_scan(csys_apply *a);
 /* Remove a directory tree (no symlink is followed). Used inside the user namespace for trees
  * whose files belong to subordinate ids. Returns 0 or -1 with err set. */
 int csys_rmtree_at(int dirfd, const char *name, csys_error *err);
+/* Whether `path` is one of `set` or under one of them (paths relative, no trailing slash). */
+int csys_path_in(const char *path, const char *const *set, int n);
+/* Whether one of `set` is under `path` ("" holds them all). */
+int csys_path_holds(const char *path, const char *const *set, int n);
+/* Empty the directory `dir` (relative to root_fd; "" is the root itself) of everything but
+ * the `keep` paths and the directories that hold them; nothing is followed (no symlink, no
+ * other mount: a mount point must be in `keep`). 0, or -1 with err set. */
+int csys_clear_tree(int root_fd, const char *dir, const char *const *keep, int nkeep, csys_error *err);
 /* The same, adding the disk usage of what was removed to *freed. */
 int csys_rmtree_count(int dirfd, const char *name, uint64_t *freed, csys_error *err);
 
