@@ -93,6 +93,7 @@ extension Builder {
             if owned { secretFiles.append(path) }
             o.secrets[s.id] = path
         }
+        o.keepPaths += request.writesTo + o.secrets.values
         // base images a CI job already has, by the name the Dockerfile uses
         var archived: [String: ImageRecord] = [:]
         for a in request.imageArchives {

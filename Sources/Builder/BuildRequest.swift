@@ -25,6 +25,18 @@ public struct BuildRequest: Sendable {
     /// Where env secrets are read.
     public var environment: [String: String] = ProcessInfo.processInfo.environment
 
+    /// The files and directories the build writes after it ends (outputs, id files), which
+    /// the container isolation level must not clear.
+    var writesTo: [String] {
+        var paths = [digestFile, iidFile].compactMap { $0 }
+        for out in outputs {
+            switch out {
+            case .archive(_, let dest), .rootfs(let dest), .local(let dest), .tar(let dest): paths.append(dest)
+            }
+        }
+        return paths.filter { $0 != "-" }
+    }
+
     public init(source: BuildSource) {
         self.source = source
         options = BuildOptions(context: source.contextDirectory ?? "-")

@@ -27,6 +27,9 @@ public struct BuildOptions: Sendable {
     public var quietSteps = false
     /// --isolation: how RUN steps are sandboxed (auto: the strongest this environment allows).
     public var isolation: IsolationRequest = .auto
+    /// Paths the container isolation level leaves alone besides the store, the context and the
+    /// cache: outputs, id files, secret files (Builder.run fills it from the request).
+    public var keepPaths: [String] = []
 
     public init(context: String) { self.context = context }
 }
@@ -185,6 +188,8 @@ final class BuildRun {
     var isolationDecision: IsolationDecision?
     /// Real trees of the stages, for the levels without an overlay (TreeSteps.swift).
     var trees: [Int: TreeState] = [:]
+    /// The container level's paths of `/` that no stage touches (TreeSteps.swift).
+    var containerKeepPaths: [String]?
     /// Reads stage files this user may not (rootless, files of subordinate ids).
     lazy var opener: PrivilegedOpener? = {
         if case .mapped = b.store.ops.mapping { return PrivilegedOpener(mapping: b.store.ops.mapping) }

@@ -15,6 +15,8 @@ final class TreeState {
     let dir: String
     /// The diff-ids applied, bottom first.
     var applied: [Digest] = []
+    /// The stage it holds (the container level's one tree, `/`, holds one stage at a time).
+    var stage: Int?
     init(dir: String) { self.dir = dir }
 }
 
@@ -41,6 +43,7 @@ extension BuildRun {
 
     /// The stage's tree, with every layer of `state` applied.
     func tree(for state: ImageState) throws -> TreeState {
+        if isolationDecision?.level == .container { return try containerTree(for: state) }
         let t: TreeState
         if let existing = trees[state.stage] {
             t = existing
@@ -59,6 +62,112 @@ extension BuildRun {
             t.applied.append(state.diffIDs[i])
         }
         return t
+    }
+
+    /// The container level (kaniko's way): `/` itself holds the stage's files. A stage other
+    /// than the one it holds, or layers other than the ones applied, clear it first (all but
+    /// the kept paths); layers are applied around the kept paths.
+    func containerTree(for state: ImageState) throws -> TreeState {
+        let keep = containerKeep()
+        let t = trees[-1] ?? TreeState(dir: "/")
+        trees[-1] = t
+        let prefix = t.stage == state.stage && t.applied.count <= state.diffIDs.count
+            && Array(state.diffIDs.prefix(t.applied.count)) == t.applied
+        if !prefix {
+            Self.loadWhileTheyExist()
+            do { try LayerOps.clearTree("/", keep: keep) } catch { trees[-1] = nil; throw CtrError.build("--isolation container: cannot clear this container's files: \(error)", cause: error) }
+            t.applied = []
+            t.stage = state.stage
+        }
+        for i in t.applied.count..<state.layers.count {
+            do {
+                _ = try b.store.ops.apply(blob: b.store.blobPath(state.layers[i].digest), to: "/", tree: .plain, skip: keep)
+            } catch {
+                trees[-1] = nil
+                throw CtrError.build("--isolation container: cannot lay layer \(state.diffIDs[i]) over this container: \(error)", cause: error)
+            }
+            t.applied.append(state.diffIDs[i])
+        }
+        return t
+    }
+
+    /// What ctr loads on first use (libcurl and its libraries, ISA-L, the resolver's NSS
+    /// modules) is loaded before `/` is cleared: afterwards the files are the image's.
+    static func loadWhileTheyExist() {
+        var e = csys_error()
+        _ = csys_load_archive(&e)
+        _ = csys_load_curl(&e)
+        _ = csys_load_codecs(&e)
+        _ = csys_load_crypto(&e)
+        _ = csys_load_seccomp(&e)
+        var res: UnsafeMutablePointer<addrinfo>?
+        if getaddrinfo("localhost", nil, nil, &res) == 0 { freeaddrinfo(res) }
+        _ = getpwuid(0)
+    }
+
+    /// The paths of `/` the container level leaves as they are (relative, real paths): /proc,
+    /// /sys, /dev, every mount point (volumes, /etc/hosts and resolv.conf, the CI system's
+    /// inputs and outputs), the store, the context, the build cache, outputs, id and secret
+    /// files, ctr's own binary and runtime dir, registry credentials.
+    func containerKeep() -> [String] {
+        if let k = containerKeepPaths { return k }
+        let env = ProcessInfo.processInfo.environment
+        let home = env["HOME"] ?? "/root"
+        var paths = ["/proc", "/sys", "/dev"] + Self.mountPoints() + [b.store.root, context, cacheDir, tmpRoot] + o.keepPaths
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { paths.append(exe) }
+        if let rt = UsernsKeeper.runtimeDir() { paths.append(rt) }
+        paths += ["\(home)/.docker/config.json", "\(home)/.config/containers/auth.json", "\(home)/.config/containers/registries.conf"]
+        for v in ["DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "CONTAINERS_REGISTRIES_CONF"] { if let p = env[v] { paths.append(p) } }
+        if let x = env["XDG_RUNTIME_DIR"] { paths.append("\(x)/containers") }
+        let keep = Set(paths.compactMap(Self.rootRelative)).filter { !$0.isEmpty }.sorted()
+        containerKeepPaths = keep
+        return keep
+    }
+
+    /// Every mount point of this mount namespace but `/` (from /proc/self/mountinfo).
+    static func mountPoints() -> [String] {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line -> String? in
+            let f = line.split(separator: " ")
+            guard f.count > 4 else { return nil }
+            return unescapeMountinfo(String(f[4]))
+        }.filter { $0 != "/" }
+    }
+
+    /// mountinfo's octal escapes (`\040` for a space).
+    static func unescapeMountinfo(_ s: String) -> String {
+        guard s.contains("\\") else { return s }
+        var out = [UInt8]()
+        let b = Array(s.utf8)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "\\"), i + 3 < b.count, let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                out.append(v)
+                i += 4
+            } else {
+                out.append(b[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `path` (absolute, or relative to the working directory) as a real path relative to `/`:
+    /// its longest existing ancestor resolved, the rest appended.
+    static func rootRelative(_ path: String) -> String? {
+        var abs = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        abs = (abs as NSString).standardizingPath
+        var head = abs, tail: [String] = []
+        while head != "/" && !head.isEmpty {
+            if let r = realpath(head, nil) {
+                let real = String(cString: r)
+                free(r)
+                return String(([real] + tail.reversed()).joined(separator: "/").drop(while: { $0 == "/" }))
+            }
+            tail.append((head as NSString).lastPathComponent)
+            head = (head as NSString).deletingLastPathComponent
+        }
+        return tail.reversed().joined(separator: "/")
     }
 
     /// What a chrooted step needs that nothing mounts for it: /dev nodes (or plain files where
@@ -115,8 +224,9 @@ extension BuildRun {
                     throw fail(inst, "\(createdBy): RUN --mount needs a mount namespace, which \(d.level) isolation has not (\(d.refused.joined(separator: "; ")))")
                 }
             }
-            try prepareChrootTree(root, decision: d)
+            if d.level == .chroot { try prepareChrootTree(root, decision: d) }
         }
+        if d.level == .container { skip += containerKeep() }
         let before = try b.store.ops.snapshot(root: t.dir, skip: skip)
         // what was copied in goes, and the dirs made for it (when the step left them empty)
         func uncopy() {
@@ -137,6 +247,7 @@ extension BuildRun {
             code = try b.runtime.run(spec, image: nil).code
         } catch {
             trees[state.stage] = nil
+            trees[-1] = nil
             throw fail(inst, "\(createdBy): \(error)", cause: error)
         }
         if code != 0 {
@@ -144,6 +255,7 @@ extension BuildRun {
             let lines = createdBy.split(separator: "\n", omittingEmptySubsequences: true)
             // the tree holds the failed step's changes: made again for the next build
             trees[state.stage] = nil
+            trees[-1] = nil
             throw fail(inst, "\(lines.first ?? "")\(lines.count > 1 ? " …" : ""): exit status \(code)")
         }
         ranSteps += 1

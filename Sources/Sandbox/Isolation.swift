@@ -165,7 +165,22 @@ public struct IsolationDecision: Sendable, Equatable {
     public enum Purpose: Sendable { case run, build }
 
     /// Pure: from the facts, the strongest level allowed (or the one asked for, if possible).
+    /// `--isolation container`: only asked for, only as root inside a container.
+    static func containerLevel(_ f: SandboxFacts) throws -> IsolationDecision {
+        guard f.insideContainer else {
+            throw CtrError.unsupported("--isolation container: ctr is not inside a container (it would run RUN steps in this machine's own root)")
+        }
+        guard f.uid == 0 else {
+            throw CtrError.unsupported("--isolation container: needs root in the container (ctr runs as uid \(f.uid)): it replaces the container's files with the image's")
+        }
+        var c = IsolationDecision(level: .container)
+        c.networkNamespace = false
+        c.lacks = ["separation from this container: they run in it, over its own root, and see its /proc, /dev and processes"]
+        return c
+    }
+
     public static func decide(_ f: SandboxFacts, request: IsolationRequest = .auto, purpose: Purpose) throws -> IsolationDecision {
+        if case .level(.container) = request { return try containerLevel(f) }
         var refused: [String] = []
         // namespaces: as we are when root may (CAP_SYS_ADMIN), else in a user namespace
         let rootDirect = f.uid == 0 && f.direct.canContain
@@ -198,7 +213,7 @@ public struct IsolationDecision: Sendable, Equatable {
                     + (d.mknod ? [] : ["device nodes (/dev holds plain files; CAP_MKNOD is refused)"])
             } else if purpose == .build {
                 refused.append("chroot: " + (f.uid != 0 ? "ctr is not root here (uid \(f.uid))" : "chroot(2) is refused (\(SandboxFacts.Namespaces.why(f.chroot)))"))
-                throw CtrError.unsupported("RUN cannot be sandboxed here: \(refused.joined(separator: "; ")). Run the job as root in its container, allow user namespaces (e.g. --security-opt seccomp=unconfined, or podman's default profile), or use a host runner; --isolation container runs RUN in this container itself")
+                throw CtrError.unsupported("RUN cannot be sandboxed here: \(refused.joined(separator: "; ")). Run the job as root in its container, allow user namespaces (e.g. --security-opt seccomp=unconfined, or podman's default profile), or use a host runner\(f.insideContainer && f.uid == 0 ? "; --isolation container runs RUN in this container itself" : "")")
             } else {
                 throw CtrError.unsupported("a container cannot be made here: \(refused.joined(separator: "; ")). Allow user namespaces (e.g. --security-opt seccomp=unconfined, or podman's default profile) or run ctr on a host")
             }
@@ -224,14 +239,7 @@ public struct IsolationDecision: Sendable, Equatable {
             c.refused = refused
             return c
         case .container:
-            guard f.insideContainer else {
-                throw CtrError.unsupported("--isolation container: ctr is not inside a container (it would run RUN steps in this machine's own root)")
-            }
-            var c = IsolationDecision(level: .container)
-            c.networkNamespace = false
-            c.lacks = ["any separation from this container (RUN sees its /proc, /dev and files)"]
-            c.refused = refused
-            return c
+            return try containerLevel(f)
         }
     }
 

@@ -363,7 +363,10 @@ public enum Planner {
         }
 
         // confinement
-        let caps = try spec.security.capabilities()
+        var caps = try spec.security.capabilities()
+        // a chrooted root with CAP_SYS_CHROOT leaves its chroot at will (chroot a subdir, then
+        // walk up): the chroot level's steps do not get it
+        if level == .chroot { caps.remove("CAP_SYS_CHROOT") }
         if !spec.ports.isEmpty && (network == .none || network == .host) {
             throw CtrError.usage("-p needs a network of the container's own (pasta or slirp4netns); with --network \(network == .host ? "host" : "none") there is nothing to forward")
         }

@@ -17,10 +17,13 @@ import Testing
         case user1000 = "podman --user 1000"
         case dockerSeccomp = "root podman, Docker's seccomp profile"
         case insideCtr = "inside ctr run (rootless)"
+        case containerLevel = "root podman, --isolation container"
         var testDescription: String { rawValue }
 
-        /// The level ctr must pick there, and say it picked.
+        /// The level `ctr info` predicts there.
         var level: String { self == .dockerSeccomp ? "chroot" : "nested" }
+        /// The level the build says its RUN steps get.
+        var buildLevel: String { self == .containerLevel ? "container" : level }
     }
 
     static let podman = "/usr/bin/podman"
@@ -54,8 +57,15 @@ import Testing
         cd /tmp
         ctr --root /tmp/store import --tag deb:fixture /fx/debian.tar > /out/import.log 2>&1
         ctr --root /tmp/store info > /out/info.txt 2>&1
-        ctr --root /tmp/store build --network host --target base -o type=oci-archive,dest=/out/base.tar /ctx > /out/base.log 2>&1
-        ctr --root /tmp/store build --network host -o type=oci-archive,dest=/out/app.tar /ctx > /out/app.log 2>&1
+        ctr --root /tmp/store build ${ISOLATION:+--isolation $ISOLATION} --network host --target base -o type=oci-archive,dest=/out/base.tar /ctx > /out/base.log 2>&1
+        ctr --root /tmp/store build ${ISOLATION:+--isolation $ISOLATION} --network host -o type=oci-archive,dest=/out/app.tar /ctx > /out/app.log 2>&1
+        if [ -n "${ISOLATION:-}" ]; then
+          # stages reset /: the second stage sees its base, not the first stage's files; the
+          # context, the store and ctr itself stay
+          mkdir -p /tmp/ctx2
+          printf 'FROM deb:fixture AS one\nRUN touch /from-one\nFROM deb:fixture\nCOPY --from=one /from-one /copied\nRUN test ! -e /from-one && test -e /copied && test -x /usr/local/bin/ctr && touch /from-two\n' > /tmp/ctx2/Dockerfile
+          ctr --root /tmp/store build --isolation $ISOLATION --network host /tmp/ctx2 > /out/stages.log 2>&1
+        fi
         echo done > /out/done
         """
 
@@ -196,10 +206,12 @@ import Testing
                       "-v", "\(f.ctx):/ctx:ro", "-v", "\(f.w.dir)/in.sh:/in.sh:ro", "-v", "\(out):/out"]
         let run: RunResult
         switch place {
-        case .rootPodman, .dockerSeccomp:
+        case .rootPodman, .dockerSeccomp, .containerLevel:
             guard let image = try Self.podmanImage(as: nil) else { print("skip \(place): podman cannot import the fixture"); return }
             let seccomp = place == .dockerSeccomp ? ["--security-opt", "seccomp=\(Self.repo)/Tests/Fixtures/seccomp-docker-default.json"] : []
-            run = try Workspace.exec(Self.podman, ["run", "--rm"] + Self.runArgs + seccomp + mounts + [image, "sh", "/in.sh"], cwd: "/tmp")
+            // kaniko's way: the build replaces this container's own files with the image's
+            let iso = place == .containerLevel ? ["-e", "ISOLATION=container"] : []
+            run = try Workspace.exec(Self.podman, ["run", "--rm"] + Self.runArgs + seccomp + iso + mounts + [image, "sh", "/in.sh"], cwd: "/tmp")
         case .user1000:
             guard let image = try Self.subidImage(f) else { print("skip \(place): cannot make the job image with subordinate ids (setcap from libcap2-bin?)"); return }
             run = try Workspace.exec(Self.podman, ["run", "--rm", "--user", "1000"] + Self.runArgs + mounts + [image, "sh", "/in.sh"], cwd: "/tmp")
@@ -221,10 +233,11 @@ import Testing
         var waited = 0
         while access("\(out)/status", F_OK) != 0 && waited < 900 { sleep(1); waited += 1 }
         let status = Int32(text("status").trimmingCharacters(in: .whitespacesAndNewlines)) ?? run.status
-        #expect(status == 0, "\(place): \(run)\nimport: \(text("import.log"))\nbase: \(text("base.log"))\napp: \(text("app.log"))")
+        #expect(status == 0, "\(place): \(run)\nimport: \(text("import.log"))\nbase: \(text("base.log"))\napp: \(text("app.log"))\nstages: \(text("stages.log"))")
         #expect(text("info.txt").contains("isolation for build RUN: \(place.level)"), "\(text("info.txt"))")
         let note = text("base.log").components(separatedBy: "\n").filter { $0.hasPrefix("note: RUN steps get") }
-        #expect(note.count == 1 && note[0].hasPrefix("note: RUN steps get \(place.level) isolation"), "\(text("base.log"))")
+        #expect(note.count == 1 && note[0].hasPrefix("note: RUN steps get \(place.buildLevel) isolation"), "\(text("base.log"))")
+        if place == .containerLevel { #expect(text("stages.log").contains("STEP 5/5"), "\(text("stages.log"))") }
         guard status == 0 else { return }
         let base = try ImageListing(ociArchive: "\(out)/base.tar", scratch: "\(out)/x-base")
         let app = try ImageListing(ociArchive: "\(out)/app.tar", scratch: "\(out)/x-app")

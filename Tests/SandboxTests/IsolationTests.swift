@@ -83,6 +83,8 @@ import Testing
              request: .level(.container), says: "--isolation container: ctr is not inside a container"),
         Case(name: "asked for container inside one", facts: facts(uid: 0, caps: dockerCaps, nested: refusedUserns, direct: directRefused, chroot: nil, container: true),
              request: .level(.container), level: .container),
+        Case(name: "asked for container as a user", facts: facts(uid: 1000, caps: 0, nested: refusedUserns, seccomp: true, container: true),
+             request: .level(.container), says: "--isolation container: needs root in the container (ctr runs as uid 1000)"),
         Case(name: "asked for chroot as a user", facts: facts(uid: 1000, caps: 0, nested: ns()), request: .level(.chroot), says: "--isolation chroot: needs root"),
     ]
 

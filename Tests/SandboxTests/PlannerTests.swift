@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import HostOS
 import Layers
@@ -277,6 +278,22 @@ import Testing
         #expect(!p.noNewPrivileges && p.seccomp == .unconfined)
         #expect(p.rlimits == [RLimit(resource: 7, soft: 1024, hard: 2048)] && p.limits.memory == 1 << 28)
         #expect(p.maskedPaths.contains("/proc/kcore") && p.readonlyPaths.contains("/proc/sys"))
+    }
+
+    /// The chroot level: chrooted into the step's tree, as root of the CI container with no
+    /// user namespace, and without CAP_SYS_CHROOT (which would let it out of the chroot); the
+    /// container level runs in `/` and keeps the set it was given.
+    @Test(arguments: [IsolationLevel.chroot, .container])
+    func treeLevels(_ level: IsolationLevel) throws {
+        let s = Self.spec {
+            $0.source = .tree(dir: "/store/build-tmp/t/tree-0", config: ContainerConfig())
+            $0.isolation = IsolationDecision(level: level)
+        }
+        let p = try plan(s, Self.facts(.root))
+        #expect(p.chrootDir == "/store/build-tmp/t/tree-0")
+        #expect(p.capabilities.contains("CAP_SYS_CHROOT") == (level == .container))
+        #expect(p.capabilities.contains("CAP_CHOWN") && p.capabilities.contains("CAP_SETUID"))
+        #expect(throws: CtrError.self) { try plan(Self.spec { $0.isolation = IsolationDecision(level: level) }, Self.facts(.root)) }
     }
 }
 
