@@ -415,9 +415,9 @@ int csys_layer_create(csys_create *c) {
     return rc;
 }
 
-static int create_with(csys_create *c, const csys_change *changes, size_t nchanges);
+static int create_with(csys_create *c, const csys_change *changes, size_t nchanges, int listed);
 
-static int create(csys_create *c) { return create_with(c, NULL, 0); }
+static int create(csys_create *c) { return create_with(c, NULL, 0, 0); }
 
 /* One change of a list: a whiteout entry, or the entry at `path` (relative to root_fd). */
 static int emit_change(creator *cr, const csys_change *ch) {
@@ -458,12 +458,13 @@ static int emit_change(creator *cr, const csys_change *ch) {
 int csys_layer_create_changes(csys_create *c, const csys_change *changes, size_t n) {
     if (csys_load_archive(&c->error) != 0) return -1;
     locale_t old = csys_utf8_begin();
-    int rc = create_with(c, changes, n);
+    /* an empty list (nothing changed) is an empty layer, not the whole tree */
+    int rc = create_with(c, changes, n, 1);
     csys_utf8_end(old);
     return rc;
 }
 
-static int create_with(csys_create *c, const csys_change *changes, size_t nchanges) {
+static int create_with(csys_create *c, const csys_change *changes, size_t nchanges, int listed) {
     creator cr;
     memset(&cr, 0, sizeof cr);
     cr.c = c;
@@ -482,7 +483,7 @@ static int create_with(csys_create *c, const csys_change *changes, size_t nchang
         csys_set_error(&c->error, 0, "archive", "%s", archive_error_string(cr.ar));
         goto out;
     }
-    if (changes) {
+    if (listed) {
         cr.norecurse = 1;
         for (size_t i = 0; i < nchanges; i++)
             if (emit_change(&cr, &changes[i]) < 0) goto out;

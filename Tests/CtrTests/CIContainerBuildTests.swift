@@ -39,6 +39,7 @@ import Testing
         RUN rm -rf /usr/share/doc/base-files /etc/issue.net /etc/motd
         COPY --chown=app:app f.txt /home/app/f.txt
         RUN ln /home/app/f.txt /home/app/hardlink && chmod 4755 /usr/bin/hello
+        RUN test -u /usr/bin/hello
         FROM deb:fixture
         COPY --from=base /usr/bin/hello /usr/bin/hello
         COPY --from=base --chown=1234:1234 /home/app /home/app
@@ -243,5 +244,11 @@ import Testing
         let app = try ImageListing(ociArchive: "\(out)/app.tar", scratch: "\(out)/x-app")
         #expect(base == f.base, "\(place), stage base:\n\(base.difference(from: f.base))")
         #expect(app == f.app, "\(place), final stage:\n\(app.difference(from: f.app))")
+        // and no layer holds much more than the host's does (an unchanged tree is no entry)
+        for (got, want) in [(base, f.base!), (app, f.app!)] {
+            for (i, (g, w)) in zip(got.entryCounts, want.entryCounts).enumerated() {
+                #expect(g <= w + max(8, w / 10), "\(place): layer \(i) has \(g) entries, the host's \(w)")
+            }
+        }
     }
 }

@@ -14,6 +14,13 @@ struct ImageListing: Equatable, CustomStringConvertible {
     var history: [String]
     /// Per layer, its effects, sorted.
     var layers: [[String]]
+    /// Per layer, how many entries its tar holds (not compared: a layer may hold entries that
+    /// do nothing; a check that none holds far more than another build's).
+    var entryCounts: [Int] = []
+
+    static func == (a: ImageListing, b: ImageListing) -> Bool {
+        a.config == b.config && a.history == b.history && a.layers == b.layers
+    }
 
     var description: String {
         (["config \(config)", "history \(history)"] + layers.enumerated().flatMap { i, l in l.map { "L\(i) \($0)" } }).joined(separator: "\n")
@@ -62,6 +69,7 @@ struct ImageListing: Equatable, CustomStringConvertible {
             guard z.status == 0 else { throw Failure.bad("gzip -dc \(path): \(z)") }
             let entries = try Self.readTar(tar)
             unlink(tar)
+            entryCounts.append(entries.count)
             out.append(Self.effects(of: entries, on: &state))
         }
         layers = out

@@ -1178,8 +1178,9 @@ struct TreeSnapshotLayerTests {
             #expect(FS.text("\(copy)/resolv") == "host\n", "a skipped path is not in the layer")
             // nothing changed: nothing in the layer
             let again = try rootOps.snapshot(root: tree, skip: skip)
-            let (_, none) = try rootOps.createLayer(changedSince: again, output: s.sub("empty"), compression: .none)
+            let (empty, none) = try rootOps.createLayer(changedSince: again, output: s.sub("empty"), compression: .none)
             #expect(none == 0)
+            #expect(empty.tarSize == 1024, "an empty tar: two zero blocks, no entry (not the whole tree)")
         }
     }
 }
