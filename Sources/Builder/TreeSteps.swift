@@ -31,7 +31,7 @@ extension BuildRun {
         if d.level != .userns || d.treeRoot {
             var what = "RUN steps get \(d.level) isolation"
             if d.treeRoot && d.level != .chroot && d.level != .container { what += " on a copy of the stage's files (overlayfs cannot take its upper dir where the store is)" }
-            if !d.lacks.isEmpty { what += "; they have no \(d.lacks.joined(separator: ", "))" }
+            if !d.lacks.isEmpty { what += "; they lack \(d.lacks.joined(separator: ", "))" }
             if !d.refused.isEmpty { what += " (\(d.refused.joined(separator: "; ")))" }
             b.progress("note: \(what)")
         }
