@@ -190,6 +190,8 @@ final class BuildRun {
     var trees: [Int: TreeState] = [:]
     /// The container level's paths of `/` that no stage touches (TreeSteps.swift).
     var containerKeepPaths: [String]?
+    /// Whether the build said which isolation its RUN steps get (at the first that runs).
+    var isolationSaid = false
     /// Reads stage files this user may not (rootless, files of subordinate ids).
     lazy var opener: PrivilegedOpener? = {
         if case .mapped = b.store.ops.mapping { return PrivilegedOpener(mapping: b.store.ops.mapping) }
@@ -292,6 +294,10 @@ final class BuildRun {
         }
         try need(targetIndex)
         totalSteps = df.stages.filter { needed.contains($0.index) }.reduce(0) { $0 + 1 + $1.instructions.count }
+        // where RUN cannot be sandboxed, a build with RUN fails before its first step
+        if df.stages.contains(where: { needed.contains($0.index) && $0.instructions.contains { $0.keyword == "RUN" } }) {
+            _ = try decidedIsolation()
+        }
 
         for stage in df.stages where needed.contains(stage.index) {
             states[stage.index] = try buildStage(stage)

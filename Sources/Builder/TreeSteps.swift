@@ -24,10 +24,9 @@ extension BuildRun {
     /// How RUN steps are sandboxed in this environment, probed and decided once per build and
     /// said once when it is less than the full sandbox.
     func isolation() throws -> IsolationDecision {
-        if let d = isolationDecision { return d }
-        let facts = SandboxFacts.shared(storeDir: b.store.root)
-        let d = try IsolationDecision.decide(facts, request: o.isolation, purpose: .build)
-        isolationDecision = d
+        let d = try decidedIsolation()
+        if isolationSaid { return d }
+        isolationSaid = true
         if d.level != .userns || d.treeRoot {
             var what = "RUN steps get \(d.level) isolation"
             if d.treeRoot && d.level != .chroot && d.level != .container { what += " on a copy of the stage's files (overlayfs cannot take its upper dir where the store is)" }
@@ -35,6 +34,16 @@ extension BuildRun {
             if !d.refused.isEmpty { what += " (\(d.refused.joined(separator: "; ")))" }
             b.progress("note: \(what)")
         }
+        return d
+    }
+
+    /// The decision without a word: made before the first step of a build with RUN, so that
+    /// a place where RUN cannot be sandboxed fails before anything runs.
+    func decidedIsolation() throws -> IsolationDecision {
+        if let d = isolationDecision { return d }
+        let facts = SandboxFacts.shared(storeDir: b.store.root)
+        let d = try IsolationDecision.decide(facts, request: o.isolation, purpose: .build)
+        isolationDecision = d
         return d
     }
 

@@ -251,4 +251,40 @@ import Testing
             }
         }
     }
+
+    /// A user in Docker's default profile has no level at all: a Dockerfile with RUN fails
+    /// before its first step, with the ways out; one without RUN builds.
+    @Test func refusedBeforeAnyStep() throws {
+        let f: Fixture
+        do { f = try Self.fixture() } catch let s as Skip { print("skip: \(s.why)"); return }
+        guard let image = try Self.podmanImage(as: nil) else { print("skip: podman cannot import the fixture"); return }
+        let out = "\(f.w.dir)/out-refused"
+        _ = try Workspace.exec("/bin/rm", ["-rf", out])
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        chmod(out, 0o777)
+        let script = """
+            export HOME=/tmp; cd /tmp; mkdir -p run norun
+            printf 'FROM deb:fixture\\nCOPY f.txt /f\\nRUN true\\n' > run/Dockerfile
+            printf 'FROM deb:fixture\\nCOPY f.txt /f\\n' > norun/Dockerfile
+            cp /ctx/f.txt run/ && cp /ctx/f.txt norun/
+            ctr --root /tmp/store import --tag deb:fixture /fx/debian.tar > /out/import.log 2>&1
+            ctr --root /tmp/store build run > /out/run.log 2>&1; echo $? > /out/run.status
+            ctr --root /tmp/store build norun > /out/norun.log 2>&1; echo $? > /out/norun.status
+            """
+        try Data(script.utf8).write(to: URL(fileURLWithPath: "\(out)/in.sh"))
+        let run = try Workspace.exec(Self.podman, ["run", "--rm", "--user", "1000"] + Self.runArgs
+            + ["--security-opt", "seccomp=\(Self.repo)/Tests/Fixtures/seccomp-docker-default.json",
+               "-v", "\(TestEnv.binary):/usr/local/bin/ctr:ro", "-v", "\(TestEnv.debianTar):/fx/debian.tar:ro",
+               "-v", "\(f.ctx):/ctx:ro", "-v", "\(out):/out", image, "sh", "/out/in.sh"], cwd: "/tmp")
+        func text(_ name: String) -> String { ((try? String(contentsOfFile: "\(out)/\(name)", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+        var waited = 0
+        while access("\(out)/norun.status", F_OK) != 0 && waited < 300 { sleep(1); waited += 1 }
+        guard FileManager.default.fileExists(atPath: "\(out)/import.log") else { print("skip: the container did not start: \(run)"); return }
+        #expect(text("run.status") != "0" && text("run.status") != "", "\(text("run.log"))")
+        let log = text("run.log")
+        #expect(log.contains("RUN cannot be sandboxed here") && log.contains("Run the job as root"), "\(log)")
+        #expect(!log.contains("STEP"), "no step ran: \(log)")
+        #expect(log.split(separator: "\n").count == 1, "one line: \(log)")
+        #expect(text("norun.status") == "0", "import: \(text("import.log"))\nbuild: \(text("norun.log"))")
+    }
 }
