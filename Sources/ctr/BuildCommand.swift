@@ -81,7 +81,8 @@ struct Build: ParsableCommand {
         r.options.target = target
         r.options.noCache = noCache
         for l in labels {
-            let kv = l.split(separator: "=", maxSplits: 1).map(String.init)
+            let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard !kv[0].isEmpty else { throw ValidationError("--label \(l.isEmpty ? "\"\"" : l): expected KEY=VALUE (the key is empty)") }
             r.options.labels[kv[0]] = kv.count > 1 ? kv[1] : ""
         }
         if let n = network, !["none", "host", "default"].contains(n) {
