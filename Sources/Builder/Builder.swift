@@ -786,6 +786,8 @@ final class BuildRun {
               let e = try? JSONDecoder().decode(CacheEntry.self, from: data),
               b.store.hasBlob(e.layer.digest) else { return false }
         stepCached = true
+        // used now: what an LRU prune of the cache (BuildCachePrune) keeps longest
+        utimes("\(cacheDir)/\(key).json", nil)
         if o.progress == .json { event(["event": "cached", "step": stepNumber]) } else { b.progress("--> CACHED") }
         cachedSteps += 1
         addLayer(e.layer, diffID: e.diffID, key: key, &state, createdBy: createdBy)

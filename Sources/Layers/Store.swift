@@ -360,6 +360,12 @@ public final class Store: @unchecked Sendable {
     /// what they add is unreferenced; prune waits for them (`waiting` is called first when it
     /// has to).
     public func prune(waiting: (() -> Void)? = nil) throws -> PruneReport {
+        try prune(keeping: { [] }, waiting: waiting)
+    }
+
+    /// The same, keeping also the blobs (layer blobs: their unpacked layers too, by diff-id)
+    /// that `extra` names, asked under the exclusive lock (a build cache's entries).
+    public func prune(keeping extra: () throws -> [(blob: Digest, diffID: Digest)], waiting: (() -> Void)? = nil) throws -> PruneReport {
         if GCHolds.isHeld(root) {
             throw CtrError.internal("prune: this process is writing to the store \(root) (it would wait for itself)")
         }
@@ -370,13 +376,13 @@ public final class Store: @unchecked Sendable {
             waiting?()
             try valueOrErrno("lock", "cannot lock \(root)/gc.lock") { flock(fd, LOCK_EX) }
         }
-        return try sweep()
+        return try sweep(extra: try extra())
     }
 
     /// Under the exclusive gc lock: mark from the index and the containers, sweep the rest.
-    private func sweep() throws -> PruneReport {
-        var keepBlobs = Set<Digest>()
-        var keepLayers = Set<Digest>()
+    private func sweep(extra: [(blob: Digest, diffID: Digest)]) throws -> PruneReport {
+        var keepBlobs = Set<Digest>(extra.map(\.blob))
+        var keepLayers = Set<Digest>(extra.map(\.diffID))
         func mark(_ desc: Descriptor) {
             guard keepBlobs.insert(desc.digest).inserted else { return }
             guard let data = try? readBlob(desc.digest) else { return }

@@ -42,10 +42,19 @@ struct Build: ParsableCommand {
         // a flag value it cannot use is shown with the usage (exit 64)
         do { request = try self.request() } catch let e as CtrError where e.code == .usage { throw ValidationError(e.message) }
         let store = try global.store()
+        let (runtime, hooks) = Self.machinery(store: store, quiet: quiet, pull: pull, registry: registry)
+        let result = try Builder.run(request, store: store, runtime: runtime, hooks: hooks)
+        if !quiet {
+            Out.progress("COMMIT\(tags.isEmpty ? "" : " " + tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)")
+        }
+        Out.line(result.imageID.encoded)
+    }
+
+    /// The runtime and the hooks a build runs with (also the oci-build-task's builds).
+    static func machinery(store: Store, quiet: Bool, pull: String, registry: RegistryFlags) -> (Runtime, BuildHooks) {
         let notices = Notices()
         var runtime = Runtime(store: store, notice: { notices.say($0) })
         runtime.selfPath = Run.selfPath()
-        let quiet = self.quiet, pull = self.pull, registry = self.registry
         let hooks = BuildHooks(
             baseImage: { name, platform in try Run.image(name, store: store, policy: pull, platform: platform, registry: registry) },
             cacheImage: { name in try Run.image(name, store: store, policy: "always", platform: .current, registry: registry) },
@@ -63,11 +72,7 @@ struct Build: ParsableCommand {
                 case .pushed(let to, let digest): if !quiet { Out.progress("pushed \(to.string): \(digest)") }
                 }
             })
-        let result = try Builder.run(request, store: store, runtime: runtime, hooks: hooks)
-        if !quiet {
-            Out.progress("COMMIT\(tags.isEmpty ? "" : " " + tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)")
-        }
-        Out.line(result.imageID.encoded)
+        return (runtime, hooks)
     }
 
     /// The flags as a build request.
