@@ -95,13 +95,8 @@ extension Builder {
         }
         o.keepPaths += request.writesTo + o.secrets.values
         // base images a CI job already has, by the name the Dockerfile uses
-        var archived: [String: ImageRecord] = [:]
-        for a in request.imageArchives {
-            let images: [CopiedImage]
-            do { images = try ImageArchive.load(a.path, into: store, progress: nil).images } catch { throw CtrError.build("--image-archive \(a.spec): \(error)", cause: error) }
-            guard let first = images.first else { throw CtrError.build("--image-archive \(a.spec): the archive holds no image") }
-            archived[a.name] = ImageRecord(name: nil, descriptor: first.descriptor)
-        }
+        var archived = request.baseImages
+        for a in request.imageArchives { archived[a.name] = try loadBaseImage(a, into: store) }
         let buildPlatform = o.platform
         let builder = Builder(store: store, runtime: runtime, progress: hooks.progress, resolveImage: { name, plat in
             if let r = archived[name] { return r }
@@ -129,6 +124,14 @@ extension Builder {
                         registry: registry, hooks: hooks)
         }
         return result
+    }
+
+    /// A base image from an archive (--image-archive, IMAGE_ARG_), into the store.
+    public static func loadBaseImage(_ a: BaseImageArchive, into store: Store) throws -> ImageRecord {
+        let images: [CopiedImage]
+        do { images = try ImageArchive.load(a.path, into: store, progress: nil).images } catch { throw CtrError.build("\(a.display): \(error)", cause: error) }
+        guard let first = images.first else { throw CtrError.build("\(a.display): the archive holds no image") }
+        return ImageRecord(name: nil, descriptor: first.descriptor)
     }
 
     /// The context directory and Dockerfile (nil: the context's) to build from, with what

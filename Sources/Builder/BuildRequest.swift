@@ -11,6 +11,8 @@ public struct BuildRequest: Sendable {
     public var options: BuildOptions
     /// Base images from archives: FROM NAME takes that archive's (first) image, no pull.
     public var imageArchives: [BaseImageArchive] = []
+    /// Base images already in the store, by the name FROM uses (archives loaded beforehand).
+    public var baseImages: [String: ImageRecord] = [:]
     /// Secrets for RUN --mount=type=secret: files, or variables of `environment`.
     public var secrets: [BuildSecret] = []
     /// Cached steps are taken from these images first (a name that cannot be pulled is a warning).
@@ -121,6 +123,9 @@ public struct BaseImageArchive: Sendable, Equatable {
     }
 
     var spec: String { "\(name)=\(path)" }
+    /// How errors name it (default: the flag).
+    public var label: String?
+    var display: String { label ?? "--image-archive \(spec)" }
 }
 
 /// `--secret id=ID,src=PATH` (or `source=`) or `id=ID,env=VAR` (VAR defaults to ID).

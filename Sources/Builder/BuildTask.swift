@@ -252,7 +252,9 @@ public enum BuildTask {
             guard FileManager.default.fileExists(atPath: file) else { throw CtrError.notFound("IMAGE_ARG_\(a.name)=\(a.value): no such file") }
             let ref = imageArgReference(a.name)
             args[a.name] = ref
-            archives.append(try BaseImageArchive(parsing: "\(ref)=\(file)"))
+            var archive = try BaseImageArchive(parsing: "\(ref)=\(file)")
+            archive.label = "IMAGE_ARG_\(a.name)=\(a.value)"
+            archives.append(archive)
         }
         var labels: [String: String] = [:]
         for l in p.labels { labels[l.name] = l.value }
@@ -321,12 +323,18 @@ public enum BuildTask {
     /// staging dir next to them and moved in only when every build worked (a failed task
     /// leaves its outputs as they were). `digest` holds the image id (the config digest), or
     /// with OUTPUT_OCI the manifest digest, `sha256:…` without a newline, as upstream.
-    public static func run(_ targets: [BuildTaskTarget], outputOCI: Bool,
+    public static func run(_ targets: [BuildTaskTarget], outputOCI: Bool, store: Store,
                            build: (BuildRequest) throws -> BuildResult) throws {
+        // the image args first, once for every build: a tarball that is not an image stops
+        // the task before anything is built
+        var loaded: [String: ImageRecord] = [:]
+        for a in targets.first?.request.imageArchives ?? [] { loaded[a.name] = try Builder.loadBaseImage(a, into: store) }
         var staged: [(dir: String, staging: String)] = []
         defer { for s in staged { try? FileManager.default.removeItem(atPath: s.staging) } }
         for t in targets {
             var r = t.request
+            r.imageArchives = []
+            r.baseImages = loaded
             guard !r.outputs.isEmpty else { _ = try build(r); continue }
             let staging = "\(t.outputDir)/.ctr-partial-\(getpid())"
             try? FileManager.default.removeItem(atPath: staging)

@@ -34,15 +34,18 @@ struct OCIBuildTask: ParsableCommand {
         if params.cache == true { try FileManager.default.createDirectory(atPath: "\(cwd)/cache", withIntermediateDirectories: true) }
         // the store: in cache/ when there is one, so a restored cache is the whole store
         let root = global.root ?? (useCache ? "\(cwd)/cache/ctr" : nil)
-        let scratch = "\(NSTemporaryDirectory())/ctr-build-task-\(getpid())"
-        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let store = try GlobalOptions.store(root: root)
+        // the task's own files (secret texts, registries.conf, an auth file): 0700, in the store
+        try FileManager.default.createDirectory(atPath: "\(store.root)/build-tmp", withIntermediateDirectories: true)
+        var template = Array("\(store.root)/build-tmp/task-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw CtrError.errno("mkdtemp", "cannot create a scratch dir in \(store.root)/build-tmp") }
+        let scratch = String(cString: made)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         try Self.registryEnvironment(params, cwd: cwd, scratch: scratch)
-        let store = try GlobalOptions.store(root: root)
         let targets = try BuildTask.plan(params, cwd: cwd, secretDir: "\(scratch)/secrets")
         let (runtime, hooks) = Build.machinery(store: store, quiet: false, pull: "missing", registry: registry)
         if params.debug { Out.progress("oci-build-task: store \(store.root), \(targets.count) build(s)") }
-        try BuildTask.run(targets, outputOCI: params.outputOCI) { request in
+        try BuildTask.run(targets, outputOCI: params.outputOCI, store: store) { request in
             Out.progress(request.options.target.map { "building target '\($0)'" } ?? "building image")
             let r = try Builder.run(request, store: store, runtime: runtime, hooks: hooks)
             Out.progress("--> \(r.imageID.encoded.prefix(12)) (\(r.steps) steps, \(r.cached) cached)")

@@ -112,7 +112,8 @@ import Testing
             #expect(plan.map(\.target) == ["test", "lint", "final"])
             let main = plan[2].request
             #expect(main.options.buildArgs == ["A": "file", "B": "2", "C": "3", "base": BuildTask.imageArgReference("base")])
-            #expect(main.imageArchives == [try BaseImageArchive(parsing: "ctr-image-arg/base=\(d)/base.tar")])
+            #expect(main.imageArchives.map { "\($0.name)=\($0.path)" } == ["ctr-image-arg/base=\(d)/base.tar"])
+            #expect(main.imageArchives.first?.label == "IMAGE_ARG_base=base.tar", "errors name the param")
             #expect(main.outputs == [.archive(.dockerArchive, dest: "\(d)/image/image.tar"), .rootfs(dest: "\(d)/image")])
             #expect(plan[0].request.outputs.count == 2 && plan[1].request.outputs.isEmpty, "./lint does not exist: built, not exported")
             #expect(FileManager.default.contents(atPath: "\(d)/secrets/tok") == Data("s3cr3t".utf8))
