@@ -10,7 +10,7 @@ import Testing
         ARG base_image
         FROM ${base_image} AS first
         ARG VERSION
-        RUN echo "v=$VERSION" > /version
+        RUN echo "v=$VERSION" > /version && grep -q '^10.1.2.3[[:space:]]*db$' /etc/hosts
         FROM first AS final
         LABEL from=dockerfile
         RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /tok-size && rm -f /bin/uname
@@ -33,7 +33,8 @@ import Testing
     }
 
     static let params = ["CONTEXT": "src", "BUILD_ARG_VERSION": "1.2", "IMAGE_ARG_base_image": "base/busybox.tar", "LABEL_team": "ci",
-                         "BUILDKIT_SECRET_tok": "tokfile", "TARGET": "final", "UNPACK_ROOTFS": "true", "ADDITIONAL_TARGETS": "first"]
+                         "BUILDKIT_SECRET_tok": "tokfile", "TARGET": "final", "UNPACK_ROOTFS": "true", "ADDITIONAL_TARGETS": "first",
+                         "BUILDKIT_ADD_HOSTS": "db=10.1.2.3", "IMAGE_PLATFORM": "linux/amd64", "DEBUG": "true", "SOMETHING_ELSE": "ignored"]
 
     /// ctr oci-build-task in `dir`, as the workspace's user.
     static func task(_ w: Workspace, in dir: String, _ env: [String: String], args: [String] = [], stdin: Data? = nil) throws -> RunResult {
@@ -113,7 +114,7 @@ import Testing
         expectOK(try w.bash("mkdir -p '\(d)/out'"))
         let request = """
             {"object": {"context": "src", "output": "out", "target": "final", "build_args": ["VERSION=2"],
-             "image_args": ["base_image=base/busybox.tar"], "buildkit_secrets": {"tok": "tokfile"}, "unpack_rootfs": true},
+             "image_args": ["base_image=base/busybox.tar"], "buildkit_secrets": {"tok": "tokfile"}, "unpack_rootfs": true, "add_hosts": "db=10.1.2.3"},
              "response_path": "\(d)/response"}
             """
         let p = try Self.task(w, in: d, [:], args: ["build"], stdin: Data(request.utf8))
@@ -134,6 +135,7 @@ import Testing
         let w = try Workspace(.root)
         let d = try Self.taskDir(w)
         var env = Self.params
+        env["DEBUG"] = nil
         for (k, v) in edit { env[k] = v }
         let r = try Self.task(w, in: d, env)
         expectOneLineError(r, mentions: culprit)
