@@ -120,4 +120,24 @@ if ! grep -qs '^Package: uidmap' "$FIXTURES/apt/Packages"; then
   fi
   rm -rf "$tmp"
 fi
+if [ ! -s "$FIXTURES/libcurl/libcurl4.deb" ] && [ -s "$FIXTURES/debian-bookworm.tar" ]; then
+  # libcurl4 and what it needs beyond the Debian fixture, for the oci-build-task image
+  # (scripts/task-image.sh): ctr loads libcurl for registry commands
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  tar -xOf "$FIXTURES/debian-bookworm.tar" ./var/lib/dpkg/status | sed -n 's/^Package: //p' | sort -u > "$tmp/have"
+  apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances libcurl4 2>/dev/null \
+    | grep -E '^[a-z0-9]' | sed 's/:.*//' | sort -u > "$tmp/want"
+  need=$(comm -23 "$tmp/want" "$tmp/have" | tr '\n' ' ')
+  if [ -n "$need" ] && (cd "$tmp" && apt-get download -qq $need 2>/dev/null) && ls "$tmp"/libcurl4_*.deb >/dev/null 2>&1; then
+    "${SUDO[@]}" mkdir -p "$FIXTURES/libcurl.tmp"
+    for deb in "$tmp"/*.deb; do "${SUDO[@]}" cp "$deb" "$FIXTURES/libcurl.tmp/$(dpkg-deb -f "$deb" Package).deb"; done
+    "${SUDO[@]}" chmod -R a+rX "$FIXTURES/libcurl.tmp"
+    "${SUDO[@]}" rm -rf "$FIXTURES/libcurl"
+    "${SUDO[@]}" mv "$FIXTURES/libcurl.tmp" "$FIXTURES/libcurl"
+  else
+    echo "setup: apt-get download of libcurl4's packages failed (no Debian mirror?): the task image will have no registry access" >&2
+  fi
+  rm -rf "$tmp"
+fi
 echo "setup: ready (fixtures in $FIXTURES)" >&2
