@@ -200,7 +200,7 @@ import Testing
         var image: String { "\(dir)/image" }
     }
 
-    static func runTask(_ f: Fixture, _ place: Place, dir: String, env: [String: String]) throws -> Task {
+    static func runTask(_ f: Fixture, _ place: Place, dir: String, env: [String: String], image: String? = nil, src: String? = nil, extra: [String] = []) throws -> Task {
         let handle = String(UUID().uuidString.lowercased().filter(\.isHexDigit).prefix(8))
         let cwd = "/tmp/build/\(handle)"
         let meta = "\(dir)/meta"
@@ -213,11 +213,11 @@ import Testing
             var st = stat()
             if stat("\(dir)/cache", &st) == 0 && st.st_uid == 0 { chown("\(dir)/cache", uid, gid) }
         }
-        let volumes = ["-v", "\(f.src):\(cwd)/src:ro", "-v", "\(f.base):\(cwd)/base:ro",
+        let volumes = ["-v", "\(src ?? f.src):\(cwd)/src:ro", "-v", "\(f.base):\(cwd)/base:ro",
                        "-v", "\(dir)/image:\(cwd)/image", "-v", "\(dir)/cache:\(cwd)/cache", "-v", "\(meta):\(cwd)/meta"]
         let params = env.sorted { $0.key < $1.key }.flatMap { ["-e", "\($0.key)=\($0.value)"] }
         let run = try asUser(place.user, [podman, "run", "--rm"] + place.runArgs + ["-w", cwd] + volumes + params
-            + [f.tag, "sh", "-c", "build > meta/log 2>&1; echo $? > meta/status"])
+            + extra + [image ?? f.tag, "sh", "-c", "build > meta/log 2>&1; echo $? > meta/status"])
         var waited = 0
         while access("\(meta)/status", F_OK) != 0 && waited < 300 { sleep(1); waited += 1 }
         func text(_ name: String) -> String { (try? String(contentsOfFile: "\(meta)/\(name)", encoding: .utf8)) ?? "" }
@@ -310,5 +310,51 @@ import Testing
         let tarB = try? FileManager.default.attributesOfItem(atPath: "\(again.image)/image.tar")[.size] as? Int
         #expect(tarA == tarB, "image.tar: \(String(describing: tarA)) bytes, then \(String(describing: tarB))")
         print("\(place.rawValue): \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+    }
+
+    /// The task image as a pipeline's `image_resource` gets it: `ctr load` and `ctr push` put
+    /// it in the registry (TLS, htpasswd), podman pulls it from there, and the task inside
+    /// pulls its base from the same registry with the basic-auth fork's `LOGIN=PASS` (ctr's
+    /// libcurl and the CA of a certs.d volume) and writes an image.tar the registry-image
+    /// resource's put (skopeo) sends back.
+    @Test func fromTheRegistry() throws {
+        let f: Fixture
+        do { f = try Self.fixture() } catch let s as Skip { print("skip: \(s.why)"); return }
+        guard TestRegistry.available, let reg = TestRegistry.secure else { print("skip: \(TestRegistry.skipReason)"); return }
+        let w = try Workspace(.root)
+        chmod(w.dir, 0o755)
+        try w.trust(reg)
+        let creds = "\(TestRegistry.user):\(TestRegistry.password)"
+        let tag = "t\(UUID().uuidString.prefix(8).lowercased())"
+        let taskRef = "\(reg.addr)/ci/ctr-build-task:\(tag)"
+        expectOK(try w.ctrHome(["load", "-q", "-i", f.imageTar]), "ctr load of the task image")
+        expectOK(try w.ctrHome(["push", "-q", "--creds", creds, f.tag, taskRef]), "ctr push of the task image")
+        expectOK(try w.ctrHome(["import", "--tag", "busybox:local", "\(TestEnv.fixtures)/busybox.tar"]))
+        expectOK(try w.ctrHome(["push", "-q", "--creds", creds, "busybox:local", "\(reg.addr)/base/busybox:\(tag)"]))
+        let certs = "\(w.home)/.config/containers/certs.d"
+        let pull = try Workspace.exec(Self.podman, ["pull", "-q", "--cert-dir", "\(certs)/\(reg.addr)", "--creds", creds, taskRef], cwd: "/tmp")
+        expectOK(pull, "podman pull of the pushed task image")
+        guard pull.status == 0 else { return }
+        defer { _ = try? Workspace.exec(Self.podman, ["rmi", "-f", taskRef], cwd: "/tmp") }
+
+        let src = "\(w.dir)/regsrc"
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        chmod(src, 0o755)
+        try Data("FROM \(reg.addr)/base/busybox:\(tag)\nRUN echo pulled > /pulled\n".utf8).write(to: URL(fileURLWithPath: "\(src)/Dockerfile"))
+        let dir = "\(w.dir)/task"
+        let t = try Self.runTask(f, .rootPodman, dir: dir,
+                                 env: ["CONTEXT": "src", "LOGIN": "PASS", "PASS": creds, "REG_URL": "https://\(reg.addr)/"],
+                                 image: taskRef, src: src, extra: ["-v", "\(certs):/etc/containers/certs.d:ro"])
+        #expect(t.status == 0, "the task from the registry: \(t.run)\nlog:\n\(t.log)")
+        guard t.status == 0 else { return }
+        #expect(!t.log.contains(TestRegistry.password), "credentials are never printed")
+        let put = try Workspace.exec(Self.skopeo, ["copy", "-q", "--dest-creds", creds, "--dest-cert-dir", "\(certs)/\(reg.addr)",
+                                                   "docker-archive:\(dir)/image/image.tar", "docker://\(reg.addr)/app/task:\(tag)"], cwd: "/tmp")
+        expectOK(put, "skopeo copy docker-archive: docker:// (the put step)")
+        let back = try w.ctrHome(["pull", "-q", "--creds", creds, "\(reg.addr)/app/task:\(tag)"])
+        expectOK(back, "ctr pull of the put image")
+        let id = try w.ctrHome(["inspect", "--format", "{{.Id}}", "\(reg.addr)/app/task:\(tag)"])
+        let digest = String(decoding: FileManager.default.contents(atPath: "\(dir)/image/digest") ?? Data(), as: UTF8.self)
+        #expect(id.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix(digest.dropFirst(7)), "ctr inspect: \(id), image/digest \(digest)")
     }
 }
