@@ -128,10 +128,11 @@ extension Builder {
 
     /// A base image from an archive (--image-archive, IMAGE_ARG_), into the store.
     public static func loadBaseImage(_ a: BaseImageArchive, into store: Store) throws -> ImageRecord {
-        let images: [CopiedImage]
-        do { images = try ImageArchive.load(a.path, into: store, progress: nil).images } catch { throw CtrError.build("\(a.display): \(error)", cause: error) }
-        guard let first = images.first else { throw CtrError.build("\(a.display): the archive holds no image") }
-        return ImageRecord(name: nil, descriptor: first.descriptor)
+        do {
+            return try ImageTransport.load(a.location, into: store)
+        } catch {
+            throw CtrError.build("\(a.display): \(error)", cause: error)
+        }
     }
 
     /// The context directory and Dockerfile (nil: the context's) to build from, with what

@@ -11,6 +11,9 @@ public struct BuildRequest: Sendable {
     public var options: BuildOptions
     /// Base images from archives: FROM NAME takes that archive's (first) image, no pull.
     public var imageArchives: [BaseImageArchive] = []
+    /// The -t names as typed (`build`, not `docker.io/library/build:latest`): what a layout
+    /// output names its refs by.
+    public var tagSpellings: [String] = []
     /// Base images already in the store, by the name FROM uses (archives loaded beforehand).
     public var baseImages: [String: ImageRecord] = [:]
     /// Secrets for RUN --mount=type=secret: files, or variables of `environment`.
@@ -100,9 +103,12 @@ public enum BuildOutput: Sendable, Equatable {
         case "rootfs": self = .rootfs(dest: dest)
         case "local": self = .local(dest: dest)
         case "tar": self = .tar(dest: dest)
+        // BuildKit's names: oci (an oci-archive; tar=false a layout directory) and docker
+        case "oci": self = .archive(fields["tar"] == "false" ? .ociDir : .ociArchive, dest: dest)
+        case "docker": self = .archive(.dockerArchive, dest: dest)
         default:
             guard let format = ArchiveFormat(rawValue: type) else {
-                throw CtrError.usage("--output \(spec): type \(type) is not supported (local, tar, oci-archive, docker-archive, oci-dir, rootfs)")
+                throw CtrError.usage("--output \(spec): type \(type) is not supported (local, tar, oci, docker, oci-archive, docker-archive, oci-dir, rootfs)")
             }
             self = .archive(format, dest: dest)
         }
@@ -123,6 +129,24 @@ public struct BaseImageArchive: Sendable, Equatable {
     }
 
     var spec: String { "\(name)=\(path)" }
+
+    /// Where the image is: `oci:`, `oci-archive:` or `docker-archive:` as written; else a
+    /// layout directory or archive (detected), `PATH:REF` picking one image of several
+    /// (a PATH that exists as written is the whole path).
+    public var location: ImageLocation {
+        let loc = ImageLocation(path)
+        if loc.isFile { return loc }
+        var p = path, ref: String?
+        if access(path, F_OK) != 0, let c = path.lastIndex(of: ":"), c != path.startIndex,
+           access(String(path[..<c]), F_OK) == 0 {
+            p = String(path[..<c])
+            ref = String(path[path.index(after: c)...])
+            if ref == "" { ref = nil }
+        }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue { return .oci(path: p, ref: ref) }
+        return .archive(path: p, ref: ref)
+    }
     /// How errors name it (default: the flag).
     public var label: String?
     var display: String { label ?? "--image-archive \(spec)" }
@@ -212,7 +236,8 @@ extension BuildRequest {
         if let digestFile { out.append(.writeFile(path: digestFile, contents: manifest.string)) }
         if let iidFile { out.append(.writeFile(path: iidFile, contents: imageID.string)) }
         // an archive under the -t names (an image saved by id is nameless)
-        let names = options.tags.isEmpty ? [imageID.encoded] : options.tags.map(\.string)
+        let names = options.tags.isEmpty ? [imageID.encoded]
+            : tagSpellings.count == options.tags.count ? tagSpellings : options.tags.map(\.string)
         for o in outputs {
             switch o {
             case .archive(let format, let dest): out.append(.save(names: names, format: format, to: dest))

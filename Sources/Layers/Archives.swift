@@ -59,10 +59,10 @@ public struct OCILayoutSource: ImageSource {
     let archive: ExtractedArchive?
     let label: String
 
-    public init(directory: String) {
+    public init(directory: String, label: String? = nil) {
         dir = directory
         archive = nil
-        label = directory
+        self.label = label ?? directory
     }
 
     public init(archive: ExtractedArchive, label: String) {
@@ -149,10 +149,10 @@ public struct OCILayoutSource: ImageSource {
 /// containerd and the tag as the OCI ref.name (what `umoci --image layout:TAG` and
 /// `skopeo oci:dir:TAG` select by). `unambiguousRefNames` then gives the full name as
 /// ref.name where two images of one layout share a tag.
-func layoutAnnotations(_ name: Reference?) -> [String: String]? {
-    guard let name else { return nil }
+func layoutAnnotations(_ name: Reference?, refName: String? = nil) -> [String: String]? {
+    guard let name else { return refName.map { [Annotations.refName: $0] } }
     var a = [Annotations.containerdName: name.string]
-    if let tag = name.tag { a[Annotations.refName] = tag }
+    if let refName { a[Annotations.refName] = refName } else if let tag = name.tag { a[Annotations.refName] = tag }
     return a
 }
 
@@ -180,6 +180,8 @@ func unambiguousRefNames(_ manifests: [Descriptor]) -> [Descriptor] {
 public final class OCILayoutSink: ImageSink {
     let dir: String
     var manifests: [Descriptor] = []
+    /// The ref.name of every image written (`oci:DIR:REF`), instead of their tags.
+    public var refName: String?
 
     public init(directory: String) throws {
         dir = directory
@@ -205,9 +207,14 @@ public final class OCILayoutSink: ImageSink {
         try Store.writeFile(path: path(image.descriptor.digest), data: image.manifestData, sync: false)
         let plain = Descriptor(mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size)
         let names: [Reference?] = image.names.isEmpty ? [nil] : image.names
+        let ref = refName ?? image.refName
         for name in names {
             var d = plain
-            d.annotations = layoutAnnotations(name)
+            d.annotations = layoutAnnotations(name, refName: ref)
+            if let ref {
+                // a ref.name names one image: the entry that had it goes
+                manifests.removeAll { $0.annotations?[Annotations.refName] == ref }
+            }
             if let n = name {
                 // the same name again replaces what it pointed at; an entry of another image
                 // that only shares the tag (bb:1 and app:1) stays, unless it carries no full
@@ -234,6 +241,8 @@ public final class OCIArchiveSink: ImageSink {
     var written = Set<Digest>()
     var manifests: [Descriptor] = []
     var closed = false
+    /// The ref.name of every image written (`oci-archive:FILE:REF`), instead of their tags.
+    public var refName: String?
 
     public init(fd: Int32) throws {
         var err = csys_error()
@@ -269,7 +278,7 @@ public final class OCIArchiveSink: ImageSink {
         let plain = Descriptor(mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size)
         for name in image.names.isEmpty ? [nil] : image.names.map(Optional.some) {
             var d = plain
-            d.annotations = layoutAnnotations(name)
+            d.annotations = layoutAnnotations(name, refName: refName ?? image.refName)
             manifests.append(d)
         }
     }

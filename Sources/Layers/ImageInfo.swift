@@ -61,7 +61,7 @@ public enum ImageInspection {
         let records = try store.images()
         for s in images {
             let r: ImageRecord
-            do { r = try store.resolve(s) } catch { missing.append(error); continue }
+            do { r = try store.locate(s) } catch { missing.append(error); continue }
             out.append(try document(ImageInfo(r, store: store), records: records))
         }
         return (out, missing)

@@ -27,7 +27,11 @@ public struct StoreSource: ImageSource {
             // the name only when the image was named by it: one given by id goes nameless, as
             // docker save writes it (not with whichever of its names comes first)
             let named = (try? Reference(parsing: s)).map { $0 == r.name } ?? false
-            return SourceImage(names: named ? r.name.map { [$0] } ?? [] : [], descriptor: r.descriptor)
+            // a name given without a tag (`build`) is the layout's ref as given, not `latest`
+            let untagged = named && (try? Reference(parsing: s, defaultTag: false))?.tag == nil
+                && !s.contains("@") && Annotations.isValidRefName(s)
+            return SourceImage(names: named ? r.name.map { [$0] } ?? [] : [], descriptor: r.descriptor,
+                               refName: untagged ? s : nil)
         }
     }
 }

@@ -23,10 +23,14 @@ public struct SourceImage: Sendable {
     /// An OCI layout entry named only by a tag (`org.opencontainers.image.ref.name` "latest",
     /// no full name): it comes without a name, as docker and containerd load it.
     public var tagOnly: String?
-    public init(names: [Reference], descriptor: Descriptor, tagOnly: String? = nil) {
+    /// The OCI ref.name a layout should give it, where it is not the tag of `names` (an image
+    /// named `build` with no tag is ref `build`, not `latest`).
+    public var refName: String?
+    public init(names: [Reference], descriptor: Descriptor, tagOnly: String? = nil, refName: String? = nil) {
         self.names = names
         self.descriptor = descriptor
         self.tagOnly = tagOnly
+        self.refName = refName
     }
 }
 
@@ -61,6 +65,8 @@ public struct CopiedImage: Sendable {
     public var manifestData: Data
     public var manifest: Manifest
     public var config: ImageConfig
+    /// See `SourceImage.refName`.
+    public var refName: String?
 }
 
 /// The one copy routine: for each image resolve the manifest (picking `platform` from an
@@ -93,7 +99,8 @@ public enum ImageCopy {
                 progress?("copying blob \(blob.digest.short)")
                 try sink.putBlob(blob, from: source.blob(blob))
             }
-            let copied = CopiedImage(names: image.names, descriptor: desc, manifestData: data, manifest: manifest, config: config)
+            var copied = CopiedImage(names: image.names, descriptor: desc, manifestData: data, manifest: manifest, config: config)
+            copied.refName = image.refName
             try sink.putImage(copied)
             done.append(copied)
         }

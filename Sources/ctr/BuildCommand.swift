@@ -24,7 +24,7 @@ struct Build: ParsableCommand {
     @Option(name: .customLong("digest-file"), help: "Write the image's manifest digest here.") var digestFile: String?
     @Option(name: .customLong("iidfile"), help: "Write the image id (sha256:…) here.") var iidFile: String?
     @Option(help: "Build for this platform (os/arch[/variant]): FROM pulls it and the image says it.") var platform: String?
-    @Option(name: [.short, .customLong("output")], help: "type=local|tar|oci-archive|docker-archive|oci-dir|rootfs,dest=PATH (a bare PATH: type=local)") var outputs: [String] = []
+    @Option(name: [.short, .customLong("output")], help: "type=local|tar|oci|docker|oci-archive|docker-archive|oci-dir|rootfs,dest=PATH (oci: tar=false for a layout dir; a bare PATH: type=local)") var outputs: [String] = []
     @Option(help: "Pull base images: missing (default), always, never.") var pull: String = "missing"
     @Option(name: .customLong("cache-from"), help: "A registry repository (REGISTRY/REPO[:TAG] or type=registry,ref=…) to take cached steps from.") var cacheFrom: [String] = []
     @Option(name: .customLong("cache-to"), help: "A registry repository to push this build's cached steps to.") var cacheTo: String?
@@ -82,6 +82,7 @@ struct Build: ParsableCommand {
             do { r.options.platform = try Platform(parsing: platform) } catch { throw ValidationError("--platform \(platform): \(error)") }
         }
         r.options.tags = try tags.map { try Reference(parsing: $0) }
+        r.tagSpellings = tags
         r.options.buildArgs = try BuildArgs.collect(files: buildArgFiles, args: buildArgs)
         r.options.target = target
         r.options.noCache = noCache

@@ -123,7 +123,14 @@ struct Run: ParsableCommand {
         try image(name, store: store, policy: policy, platform: platform, registry: { try registry.options() })
     }
 
-    static func image(_ name: String, store: Store, policy: String, platform: Platform, registry: () throws -> RegistryOptions) throws -> ImageRecord {
+    static func image(_ given: String, store: Store, policy: String, platform: Platform, registry: () throws -> RegistryOptions) throws -> ImageRecord {
+        // a layout or archive (oci:, oci-archive:, docker-archive:): its image, copied in
+        let loc = ImageLocation(given)
+        if loc.isFile {
+            guard ["missing", "always", "never"].contains(policy) else { throw ValidationError("--pull must be missing, always or never") }
+            return try ImageTransport.load(loc, into: store, platform: platform)
+        }
+        let name = loc.registryName ?? given
         switch policy {
         case "never":
             return try store.resolve(name)

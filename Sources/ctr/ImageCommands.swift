@@ -153,7 +153,7 @@ struct Tag: ParsableCommand {
 
     func run() throws {
         let store = try global.store()
-        let r = try store.resolve(source)
+        let r = try store.locate(source)
         try ImageNames.tag(r, as: try targets.map { try Reference(parsing: $0) }, in: store)
     }
 }
@@ -226,7 +226,7 @@ struct Save: ParsableCommand {
         }
         let store = try global.store()
         // save reads blobs and writes scratch files in ingest/ (docker-archive)
-        try store.writing { try ImageArchive.save(images, from: store, format: fmt, output: output) }
+        try store.writing { try ImageArchive.save(try images.map { try store.locateName($0) }, from: store, format: fmt, output: output) }
     }
 }
 
@@ -288,7 +288,7 @@ struct Unpack: ParsableCommand {
     func run() throws {
         let store = try global.store()
         let reports = try store.writing {
-            try ImageUnpack.unpack(try store.resolve(image), store: store, to: destination, applying: { RootlessNotes.mapping(store.ops.mapping) })
+            try ImageUnpack.unpack(try store.locate(image, unpack: true), store: store, to: destination, applying: { RootlessNotes.mapping(store.ops.mapping) })
         }
         RootlessNotes.reports(reports)
     }

@@ -92,19 +92,34 @@ struct Push: ParsableCommand {
     @Flag(name: [.short, .long], help: "Print only the digest, no progress.")
     var quiet = false
 
-    @Argument(help: "Local image name or id.")
+    @Argument(help: "Image: a name or id in the store, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME], docker://REF.")
     var image: String
 
-    @Argument(help: "Destination (default: the image name).")
+    @Argument(help: "Destination: a registry reference (default: the image name), or oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME] to write it there.")
     var destination: String?
 
     func run() throws {
         let store = try global.store()
-        let record = try store.resolve(image)
+        let source = ImageLocation(image)
+        let record: ImageRecord
+        if case .docker = source {
+            record = try Run.image(image, store: store, policy: "missing", platform: .current, registry: registry)
+        } else {
+            record = try store.locate(image)
+        }
+        // to a layout or archive: a copy, as skopeo copy makes it
+        if let destination, case let dest = ImageLocation(destination), dest.isFile {
+            try store.writing { try ImageTransport.write(record, from: store, to: dest) }
+            if let digestFile {
+                try Store.writeFile(path: digestFile, data: Data(record.descriptor.digest.string.utf8), sync: false)
+            }
+            Out.line(record.descriptor.digest.string)
+            return
+        }
         let destRef: Reference
         if let destination {
-            destRef = try Reference(parsingRegistryReference: destination)
-        } else if let n = try? Reference(parsing: image) {
+            destRef = try Reference(parsingRegistryReference: ImageLocation(destination).registryName ?? destination)
+        } else if let n = try? Reference(parsing: source.registryName ?? "") {
             destRef = n
         } else {
             throw ValidationError("give a destination: ctr push IMAGE REGISTRY/REPO:TAG")

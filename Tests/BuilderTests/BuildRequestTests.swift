@@ -18,6 +18,9 @@ import Layers
         ("type=oci-archive,dest=out/image.tar", .archive(.ociArchive, dest: "out/image.tar")),
         ("dest=img.tar,type=docker-archive", .archive(.dockerArchive, dest: "img.tar")),
         ("type=oci-dir,dest=layout", .archive(.ociDir, dest: "layout")),
+        ("type=oci,dest=img.tar", .archive(.ociArchive, dest: "img.tar")),
+        ("type=oci,dest=layout,tar=false", .archive(.ociDir, dest: "layout")),
+        ("type=docker,dest=d.tar", .archive(.dockerArchive, dest: "d.tar")),
         (#"type=local,"dest=a,b""#, .local(dest: "a,b")),
     ])
     func output(_ spec: String, _ expected: BuildOutput) throws {
@@ -27,8 +30,8 @@ import Layers
     @Test(arguments: [
         ("type=local", "--output type=local: expected type=TYPE,dest=PATH"),
         ("dest=x", "--output dest=x: expected type=TYPE,dest=PATH"),
-        ("type=registry,dest=x", "--output type=registry,dest=x: type registry is not supported (local, tar, oci-archive, docker-archive, oci-dir, rootfs)"),
-        ("type=OCI-archive,dest=x", "--output type=OCI-archive,dest=x: type OCI-archive is not supported (local, tar, oci-archive, docker-archive, oci-dir, rootfs)"),
+        ("type=registry,dest=x", "--output type=registry,dest=x: type registry is not supported (local, tar, oci, docker, oci-archive, docker-archive, oci-dir, rootfs)"),
+        ("type=OCI-archive,dest=x", "--output type=OCI-archive,dest=x: type OCI-archive is not supported (local, tar, oci, docker, oci-archive, docker-archive, oci-dir, rootfs)"),
     ])
     func badOutput(_ spec: String, _ message: String) {
         #expect(throws: CtrError.usage(message)) { try BuildOutput(parsing: spec) }
