@@ -140,4 +140,76 @@ if [ ! -s "$FIXTURES/libcurl/libcurl4.deb" ] && [ -s "$FIXTURES/debian-bookworm.
   fi
   rm -rf "$tmp"
 fi
+if ! grep -qs '^Package: python3-pip$' "$FIXTURES/pyapt/Packages"; then
+  if [ -s "$FIXTURES/debian-bookworm.tar" ]; then
+    # a flat apt repository like apt/, for the Python builds on the Debian fixture with no mirror
+    # at test time: python3, pip, venv, python3-dev, gcc and libc6-dev with every package of their
+    # closure the fixture lacks or has at another version than the mirror's (libpython3.11-dev's
+    # zlib1g-dev, say, wants the mirror's exact zlib1g). Alternatives and providers of virtual
+    # packages (<libc-dev>, <debconf-2.0>) are all in the closure; the <virtual> names are not.
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    mkdir "$tmp/debs"
+    tar -xOf "$FIXTURES/debian-bookworm.tar" ./var/lib/dpkg/status | awk -v RS= -F'\n' '/(^|\n)Status: install ok installed/ {
+        p = v = ""; for (i = 1; i <= NF; i++) { if ($i ~ /^Package: /) p = substr($i, 10); if ($i ~ /^Version: /) v = substr($i, 10) }
+        print p "=" v }' | sort -u > "$tmp/have"
+    { apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances \
+        python3 python3-pip python3-venv python3-dev gcc libc6-dev 2>/dev/null || true; } \
+      | grep -E '^[a-z0-9]' | sed 's/:.*//' | sort -u > "$tmp/names"
+    { xargs apt-cache show --no-all-versions < "$tmp/names" 2>/dev/null || true; } \
+      | awk '/^Package: /{p = $2} /^Version: /{print p "=" $2}' | sort -u > "$tmp/want"
+    need=$(comm -23 "$tmp/want" "$tmp/have" | tr '\n' ' ')
+    if grep -q '^python3-pip=' "$tmp/want" && (cd "$tmp/debs" && apt-get download -qq $need 2>/dev/null) &&
+       [ "$(ls "$tmp/debs" | wc -l)" = "$(comm -23 "$tmp/want" "$tmp/have" | wc -l)" ]; then
+      "${SUDO[@]}" rm -rf "$FIXTURES/pyapt.tmp"
+      "${SUDO[@]}" mkdir -p "$FIXTURES/pyapt.tmp"
+      for deb in "$tmp"/debs/*.deb; do
+        name=$(dpkg-deb -f "$deb" Package).deb
+        { dpkg-deb -f "$deb"; echo "Filename: ./$name"; echo "Size: $(stat -c %s "$deb")"
+          echo "SHA256: $(sha256sum "$deb" | cut -c1-64)"; echo; } >> "$tmp/Packages"
+        "${SUDO[@]}" cp "$deb" "$FIXTURES/pyapt.tmp/$name"
+      done
+      "${SUDO[@]}" cp "$tmp/Packages" "$FIXTURES/pyapt.tmp/Packages"
+      "${SUDO[@]}" chmod -R a+rX "$FIXTURES/pyapt.tmp"
+      "${SUDO[@]}" rm -rf "$FIXTURES/pyapt"
+      "${SUDO[@]}" mv "$FIXTURES/pyapt.tmp" "$FIXTURES/pyapt"
+    else
+      echo "setup: apt-get download of python3's and gcc's packages failed (no Debian mirror?): the Python build tests will skip" >&2
+    fi
+    rm -rf "$tmp"
+  else
+    echo "setup: no Debian fixture, so no pyapt repository: the Python build tests will skip" >&2
+  fi
+fi
+if [ ! -s "$FIXTURES/python-bookworm.tar" ]; then
+  if [ -s "$FIXTURES/debian-bookworm.tar" ] && [ -s "$FIXTURES/pyapt/Packages" ]; then
+    # the Debian fixture with python3 (and its closure: no pip, no gcc) installed from pyapt/,
+    # a base image with an interpreter. apt in the chroot sees only pyapt/ and keeps its lists,
+    # cache and logs in the tree's /tmp, which goes after, so the rest is as in the Debian fixture.
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    "${SUDO[@]}" mkdir "$tmp/root"
+    "${SUDO[@]}" tar --numeric-owner -xpf "$FIXTURES/debian-bookworm.tar" -C "$tmp/root"
+    "${SUDO[@]}" cp -a "$FIXTURES/pyapt" "$tmp/root/tmp/pyapt"
+    echo 'deb [trusted=yes] file:/tmp/pyapt ./' | "${SUDO[@]}" tee "$tmp/root/tmp/pyapt.list" >/dev/null
+    "${SUDO[@]}" mkdir -p "$tmp/root/tmp/lists/partial" "$tmp/root/tmp/cache/archives/partial" "$tmp/root/tmp/log"
+    apt=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive apt-get -q
+         -o Dir::Etc::SourceList=/tmp/pyapt.list -o Dir::Etc::SourceParts=/tmp/none
+         -o Dir::State::Lists=/tmp/lists -o Dir::Cache=/tmp/cache -o Dir::Log=/tmp/log)
+    if "${SUDO[@]}" chroot "$tmp/root" "${apt[@]}" update >"$tmp/log" 2>&1 &&
+       "${SUDO[@]}" chroot "$tmp/root" "${apt[@]}" install -y --no-install-recommends python3 >>"$tmp/log" 2>&1 &&
+       "${SUDO[@]}" rm -rf "$tmp/root/tmp/pyapt" "$tmp/root/tmp/pyapt.list" "$tmp/root/tmp/lists" "$tmp/root/tmp/cache" "$tmp/root/tmp/log" &&
+       "${SUDO[@]}" chroot "$tmp/root" /usr/bin/python3 -c 'import zipapp, json' >>"$tmp/log" 2>&1; then
+      "${SUDO[@]}" tar --numeric-owner --sort=name --mtime=@1700000000 -C "$tmp/root" -cf "$FIXTURES/python-bookworm.tar.tmp" .
+      "${SUDO[@]}" mv "$FIXTURES/python-bookworm.tar.tmp" "$FIXTURES/python-bookworm.tar"
+      "${SUDO[@]}" chmod 0644 "$FIXTURES/python-bookworm.tar"
+    else
+      echo "setup: installing python3 into the Debian fixture failed: the Python image tests will skip; last lines:" >&2
+      tail -3 "$tmp/log" >&2
+    fi
+    "${SUDO[@]}" rm -rf "$tmp"
+  else
+    echo "setup: no Debian fixture or pyapt repository, so no python-bookworm.tar: the Python image tests will skip" >&2
+  fi
+fi
 echo "setup: ready (fixtures in $FIXTURES)" >&2

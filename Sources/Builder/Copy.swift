@@ -7,74 +7,6 @@ import enum HostOS.IDMapping
 import Layers
 import Sandbox
 
-/// One entry of a COPY/ADD layer.
-struct FileEntry {
-    enum Kind { case file(hostPath: String), bytes(Data), dir, symlink(String), hardlink(String) }
-    var path: String          // in the image, without the leading "/"
-    var kind: Kind
-    var mode: UInt32
-    var uid: Int64
-    var gid: Int64
-    var mtime: Int64
-    var size: UInt64
-    /// The source file's device and inode when it has other hard links: the entries that
-    /// share one are written as hard links of the first (as Docker keeps them).
-    var inode: Inode? = nil
-
-    struct Inode: Hashable { var dev: UInt64; var ino: UInt64 }
-
-    var isDir: Bool { if case .dir = kind { return true } else { return false } }
-
-    /// One entry per path, the last writer winning, as copying the sources in turn leaves
-    /// them (`COPY a "" b /d/` names a and b twice; two archives that ADD unpacks may hold the
-    /// same paths). A tar layer must not hold a path twice (the image spec forbids it, podman
-    /// refuses such an image). What a later non-directory replaces goes with its contents, and
-    /// a later entry under an earlier non-directory replaces that.
-    static func lastWriterWins(_ entries: [FileEntry]) -> [FileEntry] {
-        var at: [String: Int] = [:]
-        var kept: [FileEntry?] = []
-        kept.reserveCapacity(entries.count)
-        for e in entries {
-            // an earlier file or link where this one needs a directory goes
-            var parent = e.path
-            while let slash = parent.lastIndex(of: "/") {
-                parent = String(parent[..<slash])
-                if let i = at[parent], let p = kept[i], !p.isDir { kept[i] = nil; at[parent] = nil }
-            }
-            if let i = at[e.path], let old = kept[i] {
-                kept[i] = nil
-                if old.isDir && !e.isDir {
-                    let prefix = e.path + "/"
-                    for (j, k) in kept.enumerated() where k?.path.hasPrefix(prefix) == true {
-                        at[k!.path] = nil
-                        kept[j] = nil
-                    }
-                }
-            }
-            at[e.path] = kept.count
-            kept.append(e)
-        }
-        return kept.compactMap { $0 }
-    }
-
-    /// Files that share a source inode become hard links of the first of them in path order
-    /// (the order the layer is written in). Returns the entries in path order.
-    static func linkingHardLinks(_ entries: [FileEntry]) -> [FileEntry] {
-        var sorted = entries.sorted { $0.path < $1.path }
-        var first: [Inode: String] = [:]
-        for i in sorted.indices {
-            guard let ino = sorted[i].inode, case .file = sorted[i].kind else { continue }
-            if let target = first[ino] {
-                sorted[i].kind = .hardlink(target)
-                sorted[i].size = 0
-            } else {
-                first[ino] = sorted[i].path
-            }
-        }
-        return sorted
-    }
-}
-
 extension BuildRun {
     /// Container ids of a file in an unpacked layer (the store keeps them mapped to host ids).
     func containerIDs(_ st: stat) -> (Int64, Int64) {
@@ -368,52 +300,11 @@ extension BuildRun {
         let tarPath = b.store.ingestPath()
         let blob = b.store.ingestPath()
         defer { unlink(tarPath); unlink(blob) }
-        let fd = open(tarPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CtrError.build("cannot create \(tarPath)") }
-        var err = csys_error()
-        guard let w = csys_tar_writer_open(fd, &err) else { close(fd); throw CtrError.build(CtrError(err).message) }
-        var ok = true
-        var message = ""
-        for e in all {
-            var src: Int32 = -1
-            var te = csys_tar_entry()
-            te.mode = e.mode
-            te.uid = e.uid
-            te.gid = e.gid
-            te.mtime = epoch.map { min($0, e.mtime) } ?? e.mtime
-            te.size = e.size
-            var data = Data()
-            var link = ""
-            switch e.kind {
-            case .dir: te.type = CChar(UInt8(ascii: "d"))
-            case .symlink(let t): te.type = CChar(UInt8(ascii: "l")); link = t
-            case .hardlink(let t): te.type = CChar(UInt8(ascii: "h")); link = t
-            case .bytes(let d): te.type = CChar(UInt8(ascii: "f")); data = d
-            case .file(let p):
-                te.type = CChar(UInt8(ascii: "f"))
-                src = openFile(p)
-                if src < 0 { ok = false; message = "\(inst.keyword): cannot read \(p): \(String(cString: strerror(errno)))"; break }
-            }
-            if !ok { break }
-            let rc: Int32 = e.path.withCString { name in
-                link.withCString { ln in
-                    te.name = name
-                    te.linkname = ln
-                    if case .bytes = e.kind {
-                        return data.withUnsafeBytes { raw in
-                            te.data = raw.baseAddress  // nil for empty content: nothing is read
-                            return csys_tar_add_entry(w, &te, -1)
-                        }
-                    }
-                    return csys_tar_add_entry(w, &te, src)
-                }
-            }
-            if src >= 0 { close(src) }
-            if rc != 0 { ok = false; message = CtrError(csys_tar_writer_error(w).pointee).message; break }
+        do {
+            try LayerWriter.tar(all, to: tarPath, clampMtime: epoch, open: openFile)
+        } catch let e as CtrError {
+            throw fail(inst, e.message.hasPrefix("cannot read ") ? "\(inst.keyword): \(e.message)" : e.message)
         }
-        let closed = csys_tar_writer_close(w, ok ? 1 : 0)
-        close(fd)
-        if !ok || closed != 0 { throw fail(inst, message.isEmpty ? "cannot write the layer" : message) }
         let d = try LayerOps.compress(tarPath, to: blob, compression: .gzip)
         let layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
         try b.store.writing {

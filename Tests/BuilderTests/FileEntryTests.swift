@@ -1,5 +1,6 @@
 import Testing
 @testable import Builder
+import Layers
 
 /// One entry per path in a COPY/ADD layer (the last writer wins) and hard links kept
 /// (issue 11, point 10).
