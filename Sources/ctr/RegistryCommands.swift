@@ -99,7 +99,13 @@ struct Push: ParsableCommand {
     var destination: String?
 
     func run() throws {
-        let store = try global.store()
+        try Self.transfer(image, to: destination, store: try global.store(), registry: registry, digestFile: digestFile,
+                          chunkSize: chunkSize, quiet: quiet)
+    }
+
+    /// push and copy: the image (any transport) to a registry, or to a layout or archive.
+    static func transfer(_ image: String, to destination: String?, store: Store, registry: RegistryFlags, digestFile: String?,
+                         chunkSize: Int64?, quiet: Bool) throws {
         let source = ImageLocation(image)
         let record: ImageRecord
         if case .docker = source {
@@ -138,6 +144,32 @@ struct Push: ParsableCommand {
             Out.progress("\(label)digest: \(result.digest) size: \(result.size)")
         }
         Out.line(result.digest.string)
+    }
+}
+
+struct Copy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy an image between transports, as skopeo copy: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME], or the store.",
+        discussion: "Blobs go through the store: what it has is not fetched again. ctr copy docker://example.com/app@sha256:… oci:./base:app pulls by digest into a layout.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var registry: RegistryFlags
+
+    @Option(name: .customLong("digest-file"), help: ArgumentHelp("Write the manifest digest here.", valueName: "path"))
+    var digestFile: String?
+
+    @Flag(name: [.short, .long], help: "Print only the digest, no progress.")
+    var quiet = false
+
+    @Argument(help: "Source image.")
+    var source: String
+
+    @Argument(help: "Destination.")
+    var destination: String
+
+    func run() throws {
+        try Push.transfer(source, to: destination, store: try global.store(), registry: registry, digestFile: digestFile,
+                          chunkSize: nil, quiet: quiet)
     }
 }
 
