@@ -77,8 +77,16 @@ extension Builder {
     /// shared, so prune waits; its scratch files go when it ends.
     public static func run(_ request: BuildRequest, store: Store, runtime: Runtime, hooks: BuildHooks,
                            stdin: Int32 = 0) throws -> BuildResult {
-        if request.push && request.options.tags.isEmpty {
-            throw CtrError.build("--push needs a name to push to: -t REGISTRY/REPO:TAG")
+        try runTargets(request, store: store, runtime: runtime, hooks: hooks, stdin: stdin)[0]
+    }
+
+    /// `run` for every target of the request (several `--target`s: one run, the steps they
+    /// share built once, each target's names and outputs its own).
+    public static func runTargets(_ request: BuildRequest, store: Store, runtime: Runtime, hooks: BuildHooks,
+                                  stdin: Int32 = 0) throws -> [BuildResult] {
+        let parts = try request.perTarget()
+        for p in parts where p.push && p.options.tags.isEmpty {
+            throw CtrError.build("--push needs a name to push to: -t REGISTRY/REPO:TAG\(parts.count > 1 ? " (one per target, or with {target})" : "")")
         }
         let hold = try store.holdForWriting()
         defer { hold.release() }
@@ -110,7 +118,8 @@ extension Builder {
                 hooks.event(.cacheUnavailable(from: ref, error: error))
             }
         }
-        let result = try builder.build(o)
+        if parts.count > 1 { o.targetTags = parts.map(\.options.tags) }
+        let results = try builder.buildTargets(o)
         // one registry access for the cache export and every push: clients and tokens shared
         var access: RegistryAccess?
         let registry: () throws -> RegistryAccess = {
@@ -119,11 +128,13 @@ extension Builder {
             access = a
             return a
         }
-        for action in request.actions(imageID: result.imageID, manifest: result.manifest.digest) {
-            try perform(action, result: result, platform: o.platform, store: store, scratch: scratch,
-                        registry: registry, hooks: hooks)
+        for (result, part) in zip(results, parts) {
+            for action in part.actions(imageID: result.imageID, manifest: result.manifest.digest) {
+                try perform(action, result: result, platform: o.platform, store: store, scratch: scratch,
+                            registry: registry, hooks: hooks)
+            }
         }
-        return result
+        return results
     }
 
     /// A base image from an archive (--image-archive, IMAGE_ARG_), into the store.

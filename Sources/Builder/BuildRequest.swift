@@ -250,3 +250,69 @@ extension BuildRequest {
         return out
     }
 }
+
+extension BuildOutput {
+    var dest: String {
+        switch self {
+        case .archive(_, let d), .rootfs(let d), .local(let d), .tar(let d): return d
+        }
+    }
+
+    func with(dest d: String) -> BuildOutput {
+        switch self {
+        case .archive(let f, _): return .archive(f, dest: d)
+        case .rootfs: return .rootfs(dest: d)
+        case .local: return .local(dest: d)
+        case .tar: return .tar(dest: d)
+        }
+    }
+}
+
+extension BuildRequest {
+    /// The request of each target of a several-target build (`options.targets`): a name or
+    /// output with `{target}` is made for every target; the others are paired with the targets
+    /// in order, so there must be one per target (or none). One target: the request itself.
+    /// The tags are the `-t` spellings (`tagSpellings`), parsed once expanded.
+    public func perTarget() throws(CtrError) -> [BuildRequest] {
+        let targets = options.targets
+        guard targets.count > 1 else { return [self] }
+        let placeholder = "{target}"
+        func assign<T>(_ items: [T], _ flag: String, text: (T) -> String, expand: (T, String) -> T) throws(CtrError) -> [[T]] {
+            let templated = items.filter { text($0).contains(placeholder) }
+            let plain = items.filter { !text($0).contains(placeholder) }
+            if !plain.isEmpty && plain.count != targets.count {
+                throw CtrError.usage("\(flag): \(plain.count) given for \(targets.count) targets (--target \(targets.joined(separator: ", "))): give one per target, in order, or use {target} in it")
+            }
+            return targets.enumerated().map { i, t in
+                templated.map { expand($0, t) } + (plain.isEmpty ? [] : [plain[i]])
+            }
+        }
+        let spellings = tagSpellings.isEmpty ? options.tags.map(\.string) : tagSpellings
+        let tagSets = try assign(spellings, "-t", text: { $0 }, expand: { $0.replacingOccurrences(of: placeholder, with: $1) })
+        let outSets = try assign(outputs, "-o", text: { $0.dest }, expand: { $0.with(dest: $0.dest.replacingOccurrences(of: placeholder, with: $1)) })
+        func file(_ path: String?, _ flag: String, _ t: String) throws(CtrError) -> String? {
+            guard let path else { return nil }
+            guard path.contains(placeholder) else {
+                throw CtrError.usage("\(flag) \(path): several targets need {target} in it")
+            }
+            return path.replacingOccurrences(of: placeholder, with: t)
+        }
+        var out: [BuildRequest] = []
+        for (i, t) in targets.enumerated() {
+            var r = self
+            r.options.targets = []
+            r.options.target = t
+            r.tagSpellings = tagSets[i]
+            var refs: [Reference] = []
+            for s in tagSets[i] {
+                do { refs.append(try Reference(parsing: s)) } catch { throw CtrError.usage("-t \(s): \(error.message)") }
+            }
+            r.options.tags = refs
+            r.outputs = outSets[i]
+            r.digestFile = try file(digestFile, "--digest-file", t)
+            r.iidFile = try file(iidFile, "--iidfile", t)
+            out.append(r)
+        }
+        return out
+    }
+}

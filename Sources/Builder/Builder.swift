@@ -14,6 +14,10 @@ public struct BuildOptions: Sendable {
     public var tags: [Reference] = []
     public var buildArgs: [String: String] = [:]
     public var target: String?
+    /// Several targets built in one run (`--target a --target b`), sharing their common
+    /// steps; each committed under its `targetTags` (same order). Empty: `target` alone.
+    public var targets: [String] = []
+    public var targetTags: [[Reference]] = []
     public var noCache = false
     public var labels: [String: String] = [:]
     public var network: String?
@@ -54,6 +58,8 @@ public struct BuildResult: Sendable {
     public var cached: Int
     /// Every layer step of this build (run or cached): what --cache-to exports.
     public var cacheEntries: [BuildCacheEntry]
+    /// The stage it is the image of (nil: the last).
+    public var target: String? = nil
 }
 
 /// One step of the cache: its key and the layer it made.
@@ -132,6 +138,10 @@ public final class Builder {
     // MARK: the build
 
     public func build(_ o: BuildOptions) throws -> BuildResult {
+        try results(o)[0]
+    }
+
+    func results(_ o: BuildOptions) throws -> [BuildResult] {
         let context = URL(fileURLWithPath: o.context).standardizedFileURL.path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: context, isDirectory: &isDir), isDir.boolValue else {
@@ -157,6 +167,12 @@ public final class Builder {
         // every layer of the build is unreferenced until the image is named (or the cache
         // records it): prune waits for the build, not the other way round
         return try store.writing { try run.execute() }
+    }
+
+    /// Every target of `o.targets` (or the one `o.target`) from one run: the stages they need
+    /// are built once, in Dockerfile order, and each target committed under its tags.
+    public func buildTargets(_ o: BuildOptions) throws -> [BuildResult] {
+        try results(o)
     }
 }
 
@@ -235,7 +251,7 @@ final class BuildRun {
 
     // MARK: stages
 
-    func execute() throws -> BuildResult {
+    func execute() throws -> [BuildResult] {
         try FileManager.default.createDirectory(atPath: cacheDir, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: tmpRoot, withIntermediateDirectories: true)
         // the build's scratch (the context's view, scratch layers of rw mounts with files of
@@ -261,16 +277,15 @@ final class BuildRun {
             }
         }
 
-        // which stage, and the stages it needs
-        let targetIndex: Int
-        if let t = o.target {
+        // which stages, and the stages they need
+        let targetNames: [String?] = o.targets.isEmpty ? [o.target] : o.targets
+        let targetIndices: [Int] = try targetNames.map { t in
+            guard let t else { return df.stages.count - 1 }
             guard let s = df.stages.first(where: { $0.name == t.lowercased() }) else {
                 let names = df.stages.compactMap(\.name)
                 throw CtrError.build("--target \(t): no stage of that name in \(file) (\(names.isEmpty ? "its stages have no names" : "stages: " + names.joined(separator: ", ")))")
             }
-            targetIndex = s.index
-        } else {
-            targetIndex = df.stages.count - 1
+            return s.index
         }
         var needed = Set<Int>()
         func need(_ i: Int) throws {
@@ -292,7 +307,7 @@ final class BuildRun {
                 }
             }
         }
-        try need(targetIndex)
+        for i in targetIndices { try need(i) }
         totalSteps = df.stages.filter { needed.contains($0.index) }.reduce(0) { $0 + 1 + $1.instructions.count }
         // where RUN cannot be sandboxed, a build with RUN fails before its first step
         if df.stages.contains(where: { needed.contains($0.index) && $0.instructions.contains { $0.keyword == "RUN" } }) {
@@ -302,15 +317,19 @@ final class BuildRun {
         for stage in df.stages where needed.contains(stage.index) {
             states[stage.index] = try buildStage(stage)
         }
-        let final = states[targetIndex]!
-        let (manifestDesc, imageID) = try commit(final)
+        var results: [BuildResult] = []
+        for (n, i) in targetIndices.enumerated() {
+            let tags = o.targets.isEmpty ? o.tags : (n < o.targetTags.count ? o.targetTags[n] : [])
+            let (manifestDesc, imageID) = try commit(states[i]!, tags: tags)
+            results.append(BuildResult(imageID: imageID, manifest: manifestDesc, steps: stepNumber, cached: cachedSteps,
+                                       cacheEntries: cacheEntries, target: targetNames[n]))
+        }
         let unused = Set(o.buildArgs.keys).subtracting(usedBuildArgs).subtracting(Dockerfile.platformArgNames)
             .subtracting(Dockerfile.proxyArgNames)
         if !unused.isEmpty {
             b.progress("[Warning] one or more build args were not consumed: \(unused.sorted().joined(separator: ", "))")
         }
-        return BuildResult(imageID: imageID, manifest: manifestDesc, steps: stepNumber, cached: cachedSteps,
-                           cacheEntries: cacheEntries)
+        return results
     }
 
     func stageIndex(_ name: String, before i: Int) -> Int? {
@@ -971,7 +990,7 @@ final class BuildRun {
 
     // MARK: committing the image
 
-    func commit(_ state: ImageState) throws -> (Descriptor, Digest) {
+    func commit(_ state: ImageState, tags: [Reference]) throws -> (Descriptor, Digest) {
         var config = state.config
         // a build that ran nothing gives the image the last build of these steps made (as
         // podman and BuildKit do): the created time is kept with the final step's cache key
@@ -1002,14 +1021,14 @@ final class BuildRun {
         config.rootfs = RootFS(diffIDs: state.diffIDs)
         return try b.store.writing {
             let (desc, configDesc) = try b.store.putImage(config: config, layers: state.layers)
-            if o.tags.isEmpty {
+            if tags.isEmpty {
                 try b.store.updateIndex { records in
                     if !records.contains(where: { $0.descriptor.digest == desc.digest }) {
                         records.append(ImageRecord(name: nil, descriptor: desc))
                     }
                 }
             }
-            for t in o.tags { try b.store.setName(t, to: desc) }
+            for t in tags { try b.store.setName(t, to: desc) }
             return (desc, configDesc.digest)
         }
     }

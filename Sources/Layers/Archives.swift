@@ -185,8 +185,10 @@ public final class OCILayoutSink: ImageSink {
 
     public init(directory: String) throws {
         dir = directory
-        for d in [dir, "\(dir)/blobs", "\(dir)/blobs/sha256"] where mkdir(d, 0o755) != 0 && Glibc.errno != EEXIST {
-            throw CtrError.errno("mkdir", "cannot create \(d)")
+        do {
+            try FileManager.default.createDirectory(atPath: "\(dir)/blobs/sha256", withIntermediateDirectories: true)
+        } catch {
+            throw CtrError.system("mkdir", "cannot create \(dir)/blobs/sha256: \(error.localizedDescription)")
         }
         if let data = FileManager.default.contents(atPath: "\(dir)/index.json") {
             manifests = try CanonicalJSON.decode(Index.self, from: data, what: "\(dir)/index.json").manifests
@@ -565,6 +567,9 @@ public enum ImageArchive {
             var tmp: String?
             if let output {
                 let t = "\(output).tmp-\(getpid())"
+                // its directory made as needed, as BuildKit's outputs make theirs
+                let parent = (output as NSString).deletingLastPathComponent
+                if !parent.isEmpty { try? FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
                 tmp = t
                 fd = try valueOrErrno("open", "cannot create \(output)") { open(t, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
             }

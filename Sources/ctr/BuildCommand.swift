@@ -15,7 +15,7 @@ struct Build: ParsableCommand {
     @Option(name: [.short, .customLong("tag")], help: "Name the image (repeatable).") var tags: [String] = []
     @Option(name: .customLong("build-arg"), help: "NAME=VALUE for an ARG (NAME alone takes it from the environment).") var buildArgs: [String] = []
     @Option(name: .customLong("build-arg-file"), help: "A file of NAME=VALUE lines.") var buildArgFiles: [String] = []
-    @Option(help: "Build up to this stage.") var target: String?
+    @Option(name: .customLong("target"), help: "Build up to this stage (repeatable: several targets in one run, sharing their steps; -t and -o then take {target}, or one per target in order).") var targets: [String] = []
     @Flag(name: .customLong("no-cache"), help: "Run every step again.") var noCache = false
     @Flag(name: [.short, .long], help: "Print only the image id.") var quiet = false
     @Option(name: .customLong("label"), help: "KEY=VALUE label on the image (repeatable).") var labels: [String] = []
@@ -43,11 +43,16 @@ struct Build: ParsableCommand {
         do { request = try self.request() } catch let e as CtrError where e.code == .usage { throw ValidationError(e.message) }
         let store = try global.store()
         let (runtime, hooks) = Self.machinery(store: store, quiet: quiet, pull: pull, registry: registry)
-        let result = try Builder.run(request, store: store, runtime: runtime, hooks: hooks)
-        if !quiet {
-            Out.progress("COMMIT\(tags.isEmpty ? "" : " " + tags.joined(separator: " "))\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)")
+        let results = try Builder.runTargets(request, store: store, runtime: runtime, hooks: hooks)
+        let parts = (try? request.perTarget()) ?? [request]
+        for (result, part) in zip(results, parts) {
+            if !quiet {
+                let names = part.tagSpellings.isEmpty ? tags : part.tagSpellings
+                let which = results.count > 1 ? " (target \(result.target ?? "last"))" : ""
+                Out.progress("COMMIT\(names.isEmpty ? "" : " " + names.joined(separator: " "))\(which)\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)")
+            }
+            Out.line(result.imageID.encoded)
         }
-        Out.line(result.imageID.encoded)
     }
 
     /// The runtime and the hooks a build runs with (also the oci-build-task's builds).
@@ -81,10 +86,15 @@ struct Build: ParsableCommand {
         if let platform {
             do { r.options.platform = try Platform(parsing: platform) } catch { throw ValidationError("--platform \(platform): \(error)") }
         }
-        r.options.tags = try tags.map { try Reference(parsing: $0) }
         r.tagSpellings = tags
+        // several targets: names with {target} are parsed once made (BuildRequest.perTarget)
+        if targets.count <= 1 { r.options.tags = try tags.map { try Reference(parsing: $0) } }
         r.options.buildArgs = try BuildArgs.collect(files: buildArgFiles, args: buildArgs)
-        r.options.target = target
+        if targets.count > 1 {
+            r.options.targets = targets
+        } else {
+            r.options.target = targets.first
+        }
         r.options.noCache = noCache
         for l in labels {
             let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
