@@ -77,6 +77,8 @@ public enum ImageAssembly {
     public struct Request: Sendable {
         /// Layer tarballs (plain, gzip, zstd), appended in order.
         public var layers: [String] = []
+        /// A container's overlay upper dir, made into one layer (`ctr commit`) after `layers`.
+        public var upperDir: String?
         public var adds: [Add] = []
         /// Owner of added files (default 0:0, as COPY).
         public var chown: (uid: Int64, gid: Int64)?
@@ -87,6 +89,8 @@ public enum ImageAssembly {
         public var platform: Platform = .current
         /// The history entries' created_by.
         public var createdBy: String
+        /// The image's author (`commit --author`).
+        public var author: String?
         /// SOURCE_DATE_EPOCH: created, history and added mtimes (clamped) from it.
         public var epoch: Int64?
         public init(createdBy: String) { self.createdBy = createdBy }
@@ -198,6 +202,14 @@ public enum ImageAssembly {
                 try sink.putBlob(layer, from: BlobFile(path: tmp, verified: true, movable: true))
                 added.append((layer, scanned.diffID, "\(r.createdBy) --layer \((path as NSString).lastPathComponent)"))
             }
+            if let upper = r.upperDir {
+                let blob = store.ingestPath()
+                staged.append(blob)
+                let d = try store.ops.create(from: upper, to: blob, tree: .overlay, compression: .gzip, clampMtime: r.epoch)
+                let layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
+                try sink.putBlob(layer, from: BlobFile(path: blob, verified: true, movable: true))
+                added.append((layer, d.diffID, r.createdBy))
+            }
             if !r.adds.isEmpty {
                 let entries = try entries(r.adds, chown: r.chown, chmod: r.chmod)
                 let tar = store.ingestPath(), blob = store.ingestPath()
@@ -212,8 +224,9 @@ public enum ImageAssembly {
             for (layer, diffID, by) in added {
                 manifest.layers.append(layer)
                 config.rootfs.diffIDs.append(diffID)
-                config.history = (config.history ?? []) + [History(created: created, createdBy: by)]
+                config.history = (config.history ?? []) + [History(created: created, createdBy: by, author: r.author)]
             }
+            if let a = r.author { config.author = a }
             if !r.edits.isEmpty {
                 var c = config.config ?? ContainerConfig()
                 try r.edits.apply(to: &c)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Errors
 import Foundation
 import Layers
+import Sandbox
 
 /// Where an assembled image goes: `-t` names in the store, and `-t oci:DIR:REF` (or
 /// oci-archive:, docker-archive:) written there. Prints the image id.
@@ -198,6 +199,63 @@ struct Mutate: ParsableCommand {
         let hold = try store.holdForWriting()
         defer { hold.release() }
         let base = try assemblyBase(image, store: store, pull: pull, platform: .current, registry: registry)
+        let result = try ImageAssembly.run(base: base, r, names: outputs.names, store: store)
+        try outputs.write(result, store: store)
+    }
+}
+
+struct Commit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create an image from a container's changes (docker commit, podman commit).",
+        discussion: """
+            The new image is the container's image plus one layer of what the container \
+            changed, with the container's environment, working directory and user, and the \
+            --change instructions applied. A running container is not paused.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: [.short, .long], help: "A Dockerfile instruction for the config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR.")
+    var change: [String] = []
+
+    @Option(name: [.short, .long], help: "A comment for the image history.")
+    var message: String?
+
+    @Option(name: [.short, .long], help: "Author.")
+    var author: String?
+
+    @Flag(name: [.short, .long], help: "Print only the image id (the default: it is all that is printed).")
+    var quiet = false
+
+    @Argument(help: "Container name or id.")
+    var container: String
+
+    @Argument(help: "Name of the image: a name, or oci:DIR[:REF] and the like.")
+    var image: String?
+
+    func run() throws {
+        let store = try global.store()
+        let containers = ContainerStore(store)
+        let c = try containers.find(container)
+        let upper = "\(containers.path(c.id))/upper"
+        guard access(upper, F_OK) == 0 else {
+            throw CtrError.notFound("\(container): the container has no changes dir to commit (it ran with --rm, or its files were not kept)")
+        }
+        var r = ImageAssembly.Request(createdBy: message.map { "ctr commit: \($0)" } ?? "ctr commit \(c.name)")
+        r.upperDir = upper
+        // the container's own settings first, then what --change says
+        if let env = c.env { r.edits.env = env }
+        r.edits.workdir = c.workdir.flatMap { $0.isEmpty ? nil : $0 }
+        r.edits.user = c.user.flatMap { $0.isEmpty ? nil : $0 }
+        r.edits.changes = change
+        r.epoch = try sourceDateEpoch()
+        let outputs = try AssemblyOutputs(image.map { [$0] } ?? [])
+        var probe = ContainerConfig()
+        try r.edits.apply(to: &probe)
+        let hold = try store.holdForWriting()
+        defer { hold.release() }
+        let base = try store.resolve(c.manifest)
+        r.author = author
         let result = try ImageAssembly.run(base: base, r, names: outputs.names, store: store)
         try outputs.write(result, store: store)
     }

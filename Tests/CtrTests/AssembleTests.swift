@@ -112,4 +112,28 @@ import Testing
         expectOneLineError(try w.ctr("mutate", "sha256:0000000000000000000000000000000000000000000000000000000000000000", "--user", "1"), mentions: "-t")
         #expect(w.storeSnapshot() == before, "nothing half-written stays in the store")
     }
+
+    /// `ctr commit` as docker and podman commit: the container's changes (a new file, a
+    /// removed one) become a layer on its image, its -e settings stay, --change applies; the
+    /// result can go to a layout.
+    @Test(arguments: [Who.root, Who.rootless])
+    func commitAContainer(_ who: Who) throws {
+        guard let w = try prepared(who) else { return }
+        let run = try w.ctr("run", "--name", "c1", "-e", "FOO=bar", "bb:1", "sh", "-c",
+                            "echo changed > /etc/changed && rm /etc/group && mkdir -p /opt/x && echo y > /opt/x/y && chown 1000:1000 /opt/x/y")
+        expectOK(run, "run")
+        let c = try w.ctr("commit", "-c", "CMD [\"cat\", \"/etc/changed\"]", "-m", "from c1", "c1", "committed:1")
+        expectOK(c, "commit")
+        #expect(c.stdout.hasPrefix("sha256:"), "\(c)")
+        let r = try w.ctr("run", "--rm", "committed:1")
+        #expect(r.stdout == "changed\n", "\(r)")
+        let look = try w.ctr("run", "--rm", "committed:1", "sh", "-c", "test -e /etc/group && echo still-there; cat /opt/x/y; stat -c %u /opt/x/y; echo $FOO")
+        #expect(look.stdout == "y\n1000\nbar\n", "the removal, the new files and their owner, the env: \(look)")
+        expectOK(try w.ctr("commit", "c1", "oci:\(w.dir)/committed:c1"), "commit to a layout")
+        let fromLayout = try w.ctr("run", "--rm", "oci:\(w.dir)/committed:c1", "cat", "/etc/changed")
+        #expect(fromLayout.stdout == "changed\n", "\(fromLayout)")
+        expectOneLineError(try w.ctr("commit", "nosuch", "x:1"), mentions: "nosuch")
+        expectOneLineError(try w.ctr("commit", "-c", "RUN true", "c1", "x:1"), mentions: "RUN")
+        expectOK(try w.ctr("rm", "c1"))
+    }
 }
