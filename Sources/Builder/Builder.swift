@@ -389,6 +389,12 @@ final class BuildRun {
             do { rec = try b.resolveImage(base, plat) } catch { throw fail(stage.from, "FROM \(base): \(error)", cause: error) }
             let manifest = try b.store.manifest(rec.descriptor)
             let config = try b.store.config(manifest)
+            // an image of another platform is not relabelled: it must have been pulled for this one
+            let want = plat ?? o.platform
+            let have = Platform(os: config.os, architecture: config.architecture, variant: config.variant)
+            if !config.architecture.isEmpty, !config.os.isEmpty, !have.matches(want) {
+                throw fail(stage.from, "FROM \(base): the image is \(have), the build is for \(want): pull it for \(want) (--pull always, or FROM --platform=\(want)), or build for \(have)")
+            }
             state = ImageState(layers: manifest.layers, diffIDs: config.rootfs.diffIDs, config: config,
                                cacheKey: sha("image|\(rec.descriptor.digest)"))
         }
@@ -586,6 +592,11 @@ final class BuildRun {
     // MARK: RUN
 
     func runStep(_ inst: Instruction, _ c: Command, _ heredocs: [Heredoc], state: inout ImageState) throws {
+        // another architecture's binaries run only through a binfmt_misc handler (qemu-user)
+        let arch = state.config.architecture
+        if !arch.isEmpty, arch != Platform.current.architecture, Binfmt.handler(for: arch) == nil {
+            throw fail(inst, "RUN for \(state.config.os)/\(arch) needs a binfmt_misc handler for \(Binfmt.machine(arch)) (qemu-user-static registers one); this host has none (see ctr info)")
+        }
         let env = environment(state)
         var argv: [String]
         var scriptMount: RunMount?

@@ -363,6 +363,11 @@ struct Info: ParsableCommand {
         let tty = access("/dev/net/tun", R_OK | W_OK) == 0
         Out.line("/dev/net/tun: \(tty ? "usable" : "not usable by this user")")
         for line in SandboxFacts.shared(storeDir: store.root).summary { Out.line(line) }
+        let handlers = Binfmt.handlers()
+        if handlers.isEmpty {
+            Out.line("binfmt_misc: no handlers (RUN for another architecture than \(Platform.current.architecture) is not possible)")
+        }
+        for h in handlers { Out.line("binfmt_misc: \(h.name) \(h.enabled ? "enabled" : "disabled") (\(h.interpreter))") }
     }
 }
 

@@ -495,9 +495,24 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: "\(w.dir)/out-bare/bin/busybox"))
         let listing = try w.bash("tar -tf out.tar")
         #expect(listing.lines.contains("hello") || listing.lines.contains("./hello"), "\(listing.stdout.prefix(200))")
-        // --platform: the image says it
-        expectOK(try build(w, ["-q", "--platform", "linux/arm64", "-t", "io:arm", "\(w.dir)/io"]))
-        #expect(try w.ctrHome(["inspect", "io:arm"]).stdout.contains("\"Architecture\" : \"arm64\""))
+        // --platform: a base of another platform is refused, not relabelled (it is x86-64
+        // busybox); FROM scratch for arm64 says arm64; RUN there needs a binfmt handler
+        let foreign = try build(w, ["-q", "--platform", "linux/arm64", "-t", "io:arm", "\(w.dir)/io"])
+        expectOneLineError(foreign, mentions: "the build is for linux/arm64")
+        try write(w, "arm/Dockerfile", "FROM scratch\nCOPY hello /hello\n")
+        expectOK(try w.bash("cp \(w.dir)/io/hello \(w.dir)/arm/hello"))
+        expectOK(try build(w, ["-q", "--platform", "linux/arm64", "-t", "scratch:arm", "\(w.dir)/arm"]))
+        #expect(try w.ctrHome(["inspect", "--format", "{{.Architecture}}", "scratch:arm"]).stdout == "arm64\n")
+        try write(w, "armrun/Dockerfile", "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n")
+        expectOK(try w.bash("cp /bin/busybox \(w.dir)/armrun/busybox"))
+        let armRun = try build(w, ["-q", "--platform", "linux/arm64", "\(w.dir)/armrun"])
+        if access("/proc/sys/fs/binfmt_misc/qemu-aarch64", F_OK) != 0 {
+            expectOneLineError(armRun, mentions: "needs a binfmt_misc handler for aarch64")
+        } else {
+            print("a qemu-aarch64 handler is registered: RUN for arm64 is the kernel's to run")
+        }
+        let info = try w.ctrHome(["info"])
+        #expect(info.stdout.contains("binfmt_misc: "), "ctr info reports binfmt handlers: \(info.stdout)")
         // a stage cannot copy from itself
         try write(w, "self/Dockerfile", "FROM busybox:local AS a\nCOPY --from=a /bin/sh /x\n")
         expectOneLineError(try build(w, ["-q", "-t", "self:1", "\(w.dir)/self"]), mentions: "Dockerfile:2: COPY --from=a: stage a is not built before this step")
