@@ -175,8 +175,29 @@ import Testing
     }
 
     static func asUser(_ user: String?, _ argv: [String]) throws -> RunResult {
-        guard let user else { return try Workspace.exec(argv[0], Array(argv.dropFirst()), cwd: "/tmp") }
-        return try Workspace.exec("/usr/sbin/runuser", ["-u", user, "--"] + argv, cwd: "/tmp")
+        try retryingPodman {
+            guard let user else { return try Workspace.exec(argv[0], Array(argv.dropFirst()), cwd: "/tmp") }
+            return try Workspace.exec("/usr/sbin/runuser", ["-u", user, "--"] + argv, cwd: "/tmp")
+        }
+    }
+
+    /// podman as root, run beside other tests' podmans.
+    static func podmanRoot(_ args: [String]) throws -> RunResult {
+        try retryingPodman { try Workspace.exec(podman, args, cwd: "/tmp") }
+    }
+
+    /// podman started while another podman of the same user resets its runtime dir fails
+    /// with exit 125 and "/run/libpod/alive" (or the like) before it does anything: that
+    /// start is tried again, up to three times. Any other failure is returned as it is.
+    static func retryingPodman(_ run: () throws -> RunResult) throws -> RunResult {
+        var r = try run()
+        var tries = 1
+        while r.status == 125 && tries < 3 && (r.stderr.contains("libpod/alive") || r.stderr.contains("runtime status file")) {
+            sleep(1)
+            r = try run()
+            tries += 1
+        }
+        return r
     }
 
     /// `podman load` of the task image as `user`; the tags of older ones are dropped.
@@ -272,19 +293,19 @@ import Testing
             #expect(config.stdout.contains("\"Cmd\":[\"cat\",\"/hello.out\"]"), "\(config.stdout)")
         }
 
-        let out = try Workspace.exec(Self.podman, ["load", "-i", "\(first.image)/image.tar"], cwd: "/tmp")
+        let out = try Self.podmanRoot(["load", "-i", "\(first.image)/image.tar"])
         #expect(out.status == 0, "podman load of image/image.tar: \(out)")
         let id = out.stdout.split(separator: "\n").compactMap { line -> String? in
             guard let r = line.range(of: "Loaded image: ") else { return nil }
             return String(line[r.upperBound...]).trimmingCharacters(in: .whitespaces)
         }.first ?? ""
-        let idOf = try Workspace.exec(Self.podman, ["image", "inspect", "--format", "{{.Id}}", id], cwd: "/tmp")
+        let idOf = try Self.podmanRoot(["image", "inspect", "--format", "{{.Id}}", id])
         #expect(idOf.status == 0 && "sha256:" + idOf.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == digest,
                 "podman loaded \(id) (\(idOf)), image/digest \(digest)")
         defer { _ = try? Workspace.exec(Self.podman, ["rmi", "-f", digest], cwd: "/tmp") }
         // the package's program ran in the build; useradd gave a file another owner (the
         // build's user namespace maps more than one id)
-        let ran = try Workspace.exec(Self.podman, ["run", "--rm"] + Place.rootPodman.runArgs + [digest, "sh", "-c", "cat /hello.out; stat -c %u:%g /home/app"], cwd: "/tmp")
+        let ran = try Self.podmanRoot(["run", "--rm"] + Place.rootPodman.runArgs + [digest, "sh", "-c", "cat /hello.out; stat -c %u:%g /home/app"])
         #expect(ran.status == 0 && ran.stdout == "Hello, world!\nbuilt by ctr oci-build-task\n1234:1234\n", "the built image: \(ran)")
 
         // a fresh container with only cache/ restored: nothing is rebuilt
@@ -332,7 +353,7 @@ import Testing
         expectOK(try w.ctrHome(["import", "--tag", "busybox:local", "\(TestEnv.fixtures)/busybox.tar"]))
         expectOK(try w.ctrHome(["push", "-q", "--creds", creds, "busybox:local", "\(reg.addr)/base/busybox:\(tag)"]))
         let certs = "\(w.home)/.config/containers/certs.d"
-        let pull = try Workspace.exec(Self.podman, ["pull", "-q", "--cert-dir", "\(certs)/\(reg.addr)", "--creds", creds, taskRef], cwd: "/tmp")
+        let pull = try Self.podmanRoot(["pull", "-q", "--cert-dir", "\(certs)/\(reg.addr)", "--creds", creds, taskRef])
         expectOK(pull, "podman pull of the pushed task image")
         guard pull.status == 0 else { return }
         defer { _ = try? Workspace.exec(Self.podman, ["rmi", "-f", taskRef], cwd: "/tmp") }

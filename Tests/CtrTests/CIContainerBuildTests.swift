@@ -269,6 +269,8 @@ import Testing
             cp /ctx/f.txt run/ && cp /ctx/f.txt norun/
             ctr --root /tmp/store import --tag deb:fixture /fx/debian.tar > /out/import.log 2>&1
             ctr --root /tmp/store build run > /out/run.log 2>&1; echo $? > /out/run.status
+            ctr --root /tmp/store append --base deb:fixture --add /ctx/f.txt:/appended.txt --chown 1000:1000 \\
+              --change 'CMD ["cat", "/appended.txt"]' -t oci:/out/appended:app > /out/append.log 2>&1; echo $? > /out/append.status
             ctr --root /tmp/store build norun > /out/norun.log 2>&1; echo $? > /out/norun.status
             """
         try Data(script.utf8).write(to: URL(fileURLWithPath: "\(out)/in.sh"))
@@ -286,5 +288,13 @@ import Testing
         #expect(!log.contains("STEP"), "no step ran: \(log)")
         #expect(log.split(separator: "\n").count == 1, "one line: \(log)")
         #expect(text("norun.status") == "0", "import: \(text("import.log"))\nbuild: \(text("norun.log"))")
+        // assembling needs no sandbox: ctr append works here, and its layout runs on the host
+        #expect(text("append.status") == "0", "append: \(text("append.log"))")
+        let w = try Workspace(.root)
+        let ran = try w.ctr("run", "--rm", "oci:\(out)/appended:app")
+        let want = (try? String(contentsOfFile: "\(f.ctx)/f.txt", encoding: .utf8)) ?? "?"
+        #expect(ran.status == 0 && ran.stdout == want, "the appended image: \(ran)")
+        let owner = try w.ctr("run", "--rm", "oci:\(out)/appended:app", "stat", "-c", "%u", "/appended.txt")
+        #expect(owner.stdout == "1000\n", "\(owner)")
     }
 }
