@@ -398,5 +398,14 @@ import Testing
         #expect(try w.ctrHome(["inspect", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/b").stdout.contains("\"Architecture\" : \"amd64\""))
         let none = try w.ctrHome(["pull", "--platform", "linux/s390x", "\(s.addr)/test/bb:multi"], root: "\(w.dir)/c")
         expectOneLineError(none, mentions: "linux/arm64/v8")
+        // a build for arm64: the base is pulled for it (the index's arm64 image), so it is not
+        // refused; the same base already in the store for amd64 is refused, not relabelled
+        let ctx = "\(w.dir)/armctx"
+        expectOK(try w.bash("mkdir -p \(ctx) && printf 'FROM \(s.addr)/test/bb:multi\\nLABEL built=yes\\n' > \(ctx)/Dockerfile && chmod -R a+rwX \(ctx)"))
+        let armBuild = try w.ctrHome(["build", "--pull", "always", "--platform", "linux/arm64", "-t", "armbuilt:1", ctx], root: "\(w.dir)/d")
+        expectOK(armBuild, "a base pulled for the build's platform")
+        #expect(try w.ctrHome(["inspect", "--format", "{{.Architecture}}", "armbuilt:1"], root: "\(w.dir)/d").stdout == "arm64\n")
+        let refused = try w.ctrHome(["build", "-q", "--pull", "never", "--platform", "linux/arm64", ctx], root: "\(w.dir)/b")
+        expectOneLineError(refused, mentions: "the image is linux/amd64, the build is for linux/arm64")
     }
 }
