@@ -37,10 +37,12 @@ let package = Package(
         .target(name: "Sandbox", dependencies: ["Errors", "Layers", "HostOS", "CSysShims"]),
         // ctr build: stages, RUN in the sandbox, COPY/ADD, the build cache, outputs.
         .target(name: "Builder", dependencies: ["Errors", "Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims"]),
+        // pbrx's build-images: Python project metadata, bindep.txt, the Dockerfile it builds. Pure Swift.
+        .target(name: "PyImages", dependencies: ["Errors", "TOML"]),
         .executableTarget(
             name: "ctr",
             dependencies: [
-                "Errors", "Builder", "Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims",
+                "Errors", "Builder", "Dockerfile", "Layers", "Sandbox", "HostOS", "CSysShims", "PyImages",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -51,6 +53,7 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["Errors", "Sandbox", "Layers", "HostOS", "CSysShims"]),
         .testTarget(name: "DockerfileTests", dependencies: ["Errors", "Dockerfile"]),
         .testTarget(name: "BuilderTests", dependencies: ["Errors", "Builder", "Dockerfile", "Layers", "Sandbox", "HostOS"]),
+        .testTarget(name: "PyImagesTests", dependencies: ["Errors", "PyImages", "TOML"]),
         .testTarget(name: "CtrTests", dependencies: ["CSysShims", "HostOS"]),
         // the CLI's own logic (the two `ctr run` parsers agree, errors to exit statuses)
         .testTarget(name: "CLITests", dependencies: ["ctr", "Errors", "Sandbox", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
