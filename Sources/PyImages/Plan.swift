@@ -9,7 +9,7 @@ import Foundation
 /// - `{project}-base`: the base plus the runtime packages (bindep's default profile), a venv
 ///   at /opt/{project} with the project (and its `{project}_base` extra) installed from a
 ///   mount of the builder's wheels, so no wheel stays in a layer.
-/// - `{project}-{script}` per console script: the base image, the script's extra (if the
+/// - `{script}` per console script: the base image, the script's extra (if the
 ///   project has one by the script's name), `CMD ["script"]`.
 public struct ImagesPlan: Sendable {
     public var project: PythonProject
@@ -34,7 +34,8 @@ public struct ImagesPlan: Sendable {
 
     /// The stage (and target) names: the base image's, then each script's.
     public var baseStage: String { "\(project.normalizedName)-base" }
-    public func stage(ofScript s: String) -> String { "\(project.normalizedName)-\(PythonProject.normalize(s))" }
+    /// A script's image is named after the script (`zuul-executor`), as pbrx names them.
+    public func stage(ofScript s: String) -> String { PythonProject.normalize(s) }
     public var targets: [String] { [baseStage] + project.scripts.map { stage(ofScript: $0.name) } }
 
     func install(_ pkgs: [String]) -> String? {
@@ -63,7 +64,7 @@ public struct ImagesPlan: Sendable {
     /// The Dockerfile.
     public var dockerfile: String {
         let venv = "/opt/\(project.normalizedName)"
-        let allExtras = project.extras.keys.sorted()
+        let allExtras = project.extras.keys.sorted().map(project.spelling(ofExtra:))
         let spec = allExtras.isEmpty ? "/tmp/src" : "/tmp/src[\(allExtras.joined(separator: ","))]"
         // without an index, pip cannot fetch a build backend into an isolated environment:
         // it builds with the one the builder has (setuptools, wheel)
@@ -84,7 +85,7 @@ public struct ImagesPlan: Sendable {
 
             """
         if let i = install(runtimePackages) { d += "RUN \(i)\n" }
-        let baseSpec = project.baseExtra.map { "\(project.normalizedName)[\($0)]" } ?? project.normalizedName
+        let baseSpec = project.baseExtra.map { "\(project.normalizedName)[\(project.spelling(ofExtra: $0))]" } ?? project.normalizedName
         d += """
             RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \\
                 python3 -m venv \(venv) && \(venv)/bin/pip install --no-index --find-links /wheels --no-cache-dir \(shq(baseSpec))
@@ -96,7 +97,7 @@ public struct ImagesPlan: Sendable {
             if let e = project.extra(ofScript: s.name) {
                 d += """
                     RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \\
-                        pip install --no-index --find-links /wheels --no-cache-dir \(shq("\(project.normalizedName)[\(e)]"))
+                        pip install --no-index --find-links /wheels --no-cache-dir \(shq("\(project.normalizedName)[\(project.spelling(ofExtra: e))]"))
 
                     """
             }

@@ -12,6 +12,17 @@ public struct PythonProject: Sendable, Equatable {
     public var scripts: [(name: String, entry: String)]
     /// Extra → its requirements, names normalised (see `extraName`).
     public var extras: [String: [String]]
+    /// Normalised extra name → as the project writes it (what pip is asked for: pip 23 and
+    /// setuptools compare extras as written, `a-b` is not `a_b` to them).
+    public var extraSpellings: [String: String] = [:]
+
+    public init(name: String, scripts: [(name: String, entry: String)], extras: [String: [String]], source: String,
+                extraSpellings: [String: String] = [:]) {
+        (self.name, self.scripts, self.extras, self.source, self.extraSpellings) = (name, scripts, extras, source, extraSpellings)
+    }
+
+    /// The extra `normalized` as pip must be asked for it.
+    public func spelling(ofExtra normalized: String) -> String { extraSpellings[normalized] ?? normalized }
     /// Where it came from (for errors): pyproject.toml or setup.cfg.
     public var source: String
 
@@ -79,17 +90,19 @@ public struct PythonProject: Sendable, Equatable {
             }
         }
         var extras: [String: [String]] = [:]
+        var spellings: [String: String] = [:]
         if let v = p["optional-dependencies"] {
             guard case .table(let o) = v else { throw CtrError.invalid("pyproject.toml: [project.optional-dependencies] is not a table") }
             for k in o.keys {
                 guard case .array(let a) = o[k] else { throw CtrError.invalid("pyproject.toml:\(o.line(of: k) ?? 0): extra \(k) is not an array") }
+                spellings[extraName(k)] = k
                 extras[extraName(k)] = try a.map { item in
                     guard case .string(let s) = item else { throw CtrError.invalid("pyproject.toml:\(o.line(of: k) ?? 0): extra \(k) holds a non-string") }
                     return s
                 }
             }
         }
-        return PythonProject(name: name, scripts: scripts, extras: extras, source: "pyproject.toml")
+        return PythonProject(name: name, scripts: scripts, extras: extras, source: "pyproject.toml", extraSpellings: spellings)
     }
 
     /// setup.cfg: INI sections, values continued on indented lines, `#`/`;` comments.
@@ -108,11 +121,15 @@ public struct PythonProject: Sendable, Equatable {
             }
         }
         var extras: [String: [String]] = [:]
+        var spellings: [String: String] = [:]
         for section in ["options.extras_require", "extras"] {
             guard let s = ini[section] else { continue }
-            for (k, v) in s.entries { extras[extraName(k)] = v.lines.filter { !$0.isEmpty } }
+            for (k, v) in s.entries {
+                extras[extraName(k)] = v.lines.filter { !$0.isEmpty }
+                spellings[extraName(k)] = k
+            }
         }
-        return PythonProject(name: name, scripts: scripts, extras: extras, source: "setup.cfg")
+        return PythonProject(name: name, scripts: scripts, extras: extras, source: "setup.cfg", extraSpellings: spellings)
     }
 }
 

@@ -12,7 +12,7 @@ struct CTR: ParsableCommand {
         subcommands: [
             Import.self, Append.self, Mutate.self, Images.self, Inspect.self, Tag.self, Save.self, Load.self, Unpack.self, Rmi.self, Prune.self,
             Pull.self, Push.self, Copy.self, Login.self, Logout.self, Unshare.self,
-            Build.self, OCIBuildTask.self, Commit.self, Run.self, Ps.self, Logs.self, Exec.self, Stop.self, Kill.self, Rm.self, Info.self, Cleanup.self,
+            Build.self, BuildImages.self, OCIBuildTask.self, Commit.self, Run.self, Ps.self, Logs.self, Exec.self, Stop.self, Kill.self, Rm.self, Info.self, Cleanup.self,
         ]
     )
 
