@@ -186,6 +186,21 @@ import Testing
         let runs = again.stderr.components(separatedBy: ": RUN ").count - 1
         let cached = again.stderr.components(separatedBy: "--> CACHED").count - 1
         #expect(runs > 0 && cached == runs, "every RUN cached (\(cached) of \(runs)): \(again.stderr)")
+        // --prefix and --push: the same images under the registry's names, pulled back elsewhere
+        if TestRegistry.available, let reg = TestRegistry.secure {
+            try w.trust(reg)
+            let creds = "\(TestRegistry.user):\(TestRegistry.password)"
+            let tag = "t\(UUID().uuidString.prefix(8).lowercased())"
+            let pushed = try w.ctrHome(args.dropLast() + ["--prefix", "\(reg.addr)/team", "--tag", tag, "--push", "--creds", creds, "\(w.dir)/myproj"])
+            expectOK(pushed, "--push")
+            #expect(pushed.lines.first?.hasPrefix("\(reg.addr)/team/myproj-base:\(tag) ") == true, "\(pushed.stdout)")
+            let other = "\(w.dir)/other-store"
+            expectOK(try w.ctrHome(["pull", "-q", "--creds", creds, "\(reg.addr)/team/myproj-worker:\(tag)"], root: other))
+            let r = try w.ctrHome(["run", "--rm", "\(reg.addr)/team/myproj-worker:\(tag)"], root: other)
+            #expect(r.stdout == worker.stdout, "the pushed worker image: \(r)")
+        } else {
+            print("skip --push: \(TestRegistry.skipReason)")
+        }
         // bad bindep.txt: one line naming it
         expectOK(try w.bash("cp -r \(w.dir)/myproj \(w.dir)/bad && echo 'gcc >= 4 [compile]' >> \(w.dir)/bad/bindep.txt"))
         expectOneLineError(try w.ctr(["build-images", "--print", "--base", "py:base", "\(w.dir)/bad"]), mentions: "bindep.txt:10")
