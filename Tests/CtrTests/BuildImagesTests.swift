@@ -126,21 +126,9 @@ import Testing
         let w = try Workspace(who)
         try project(w)
         // the repository on 127.0.0.1
-        var server: ChildProcess?
-        var port = 0
-        for p in stride(from: 23000 + Int(getpid() % 400) * 2, to: 25000, by: 13) {
-            let s = try Command("/bin/busybox", ["httpd", "-f", "-p", "127.0.0.1:\(p)", "-h", "\(w.dir)/repo"], fds: [-1, -1, -1]).spawn()
-            usleep(200_000)
-            if s.wait(timeout: 0) == nil,
-               (try? Workspace.exec("/bin/busybox", ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:\(p)/Packages"]))?.status == 0 {
-                server = s
-                port = p
-                break
-            }
-            s.signal(SIGKILL)
-            _ = s.wait()
+        guard let (server, port) = try LocalHTTP.serve("\(w.dir)/repo", firstPort: 23000) else {
+            print("skip: busybox httpd cannot serve on 127.0.0.1"); return
         }
-        guard let server else { print("skip: busybox httpd cannot serve on 127.0.0.1"); return }
         defer { server.signal(SIGKILL); _ = server.wait() }
 
         // the base: python3 with pip and venv from the local mirror, which it keeps as its source

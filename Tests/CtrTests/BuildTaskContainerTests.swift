@@ -103,21 +103,9 @@ import Testing
 
         let w = try Workspace(.root)
         chmod(w.dir, 0o755)
-        var server: ChildProcess?
-        var port = 0
-        for p in stride(from: 20000 + Int(getpid() % 500) * 2, to: 22000, by: 11) {
-            let s = try Command("/bin/busybox", ["httpd", "-f", "-p", "127.0.0.1:\(p)", "-h", aptDir], fds: [-1, -1, -1]).spawn()
-            usleep(200_000)
-            if s.wait(timeout: 0) == nil,
-               (try? Workspace.exec("/bin/busybox", ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:\(p)/Packages"]))?.status == 0 {
-                server = s
-                port = p
-                break
-            }
-            s.signal(SIGKILL)
-            _ = s.wait()
+        guard let (server, port) = try LocalHTTP.serve(aptDir, firstPort: 20000) else {
+            throw Skip(why: "busybox httpd cannot serve the apt repository on 127.0.0.1")
         }
-        guard let server else { throw Skip(why: "busybox httpd cannot serve the apt repository on 127.0.0.1") }
         serverPID = server.pid
         workspaceDir = w.dir
         // the fixture lives as long as the process: the server stops and its files go at exit

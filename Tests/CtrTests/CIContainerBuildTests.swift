@@ -108,21 +108,9 @@ import Testing
         let w = try Workspace(.root)
         chmod(w.dir, 0o755)
         // the repository, on the host's loopback
-        var server: ChildProcess?
-        var port = 0
-        for p in stride(from: 18000 + Int(getpid() % 500) * 2, to: 20000, by: 7) {
-            let s = try Command("/bin/busybox", ["httpd", "-f", "-p", "127.0.0.1:\(p)", "-h", aptDir], fds: [-1, -1, -1]).spawn()
-            usleep(200_000)
-            if s.wait(timeout: 0) == nil,
-               (try? Workspace.exec("/bin/busybox", ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:\(p)/Packages"]))?.status == 0 {
-                server = s
-                port = p
-                break
-            }
-            s.signal(SIGKILL)
-            _ = s.wait()
+        guard let (server, port) = try LocalHTTP.serve(aptDir, firstPort: 18000) else {
+            throw Skip(why: "busybox httpd cannot serve the apt repository on 127.0.0.1")
         }
-        guard let server else { throw Skip(why: "busybox httpd cannot serve the apt repository on 127.0.0.1") }
         serverPID = server.pid
         atexit { if CIContainerBuildTests.serverPID > 0 { kill(CIContainerBuildTests.serverPID, SIGKILL) } }
         let f = Fixture(w, port: port, server: server)

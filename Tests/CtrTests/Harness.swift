@@ -206,3 +206,22 @@ func expectOneLineError(_ r: RunResult, mentions culprit: String, sourceLocation
     #expect(lines.count == 1, "expected one error line, got: \(r.stderr)", sourceLocation: sourceLocation)
     #expect(r.stderr.contains(culprit), "error should name \(culprit): \(r.stderr)", sourceLocation: sourceLocation)
 }
+
+/// A directory served over HTTP on 127.0.0.1 (busybox httpd): the apt repositories the builds
+/// in containers and the offline Python builds install from. Nil when it cannot listen.
+enum LocalHTTP {
+    /// `firstPort` spreads concurrent test processes; `probe` is a file the dir must serve.
+    static func serve(_ dir: String, firstPort: Int, probe: String = "Packages") throws -> (server: ChildProcess, port: Int)? {
+        for p in stride(from: firstPort + Int(getpid() % 400) * 2, to: firstPort + 2000, by: 7) {
+            let s = try Command("/bin/busybox", ["httpd", "-f", "-p", "127.0.0.1:\(p)", "-h", dir], fds: [-1, -1, -1]).spawn()
+            usleep(200_000)
+            if s.wait(timeout: 0) == nil,
+               (try? Workspace.exec("/bin/busybox", ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:\(p)/\(probe)"]))?.status == 0 {
+                return (s, p)
+            }
+            s.signal(SIGKILL)
+            _ = s.wait()
+        }
+        return nil
+    }
+}
