@@ -60,5 +60,8 @@ import Testing
         expectOK(p, "pull by digest")
         let r = try w.ctrHome(["run", "--rm", "\(reg.addr)/team/app@\(appDigests[0])", "back"], root: pulled)
         #expect(r.status == 0 && r.stdout == "{\"hello\": [\"back\"]}\n", "\(r)")
+        // docker://REF is the registry's, pulled as needed, for run as for copy
+        let viaTransport = try w.ctrHome(["run", "--rm", "--creds", creds, "docker://\(reg.addr)/team/app@\(appDigests[0])", "again"], root: "\(w.dir)/fourth")
+        #expect(viaTransport.status == 0 && viaTransport.stdout == "{\"hello\": [\"again\"]}\n", "\(viaTransport)")
     }
 }
