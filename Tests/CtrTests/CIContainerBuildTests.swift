@@ -88,6 +88,7 @@ import Testing
     }
 
     nonisolated(unsafe) static var made: Result<Fixture, Skip>?
+    nonisolated(unsafe) static var workspaceDir: String?
     nonisolated(unsafe) static var serverPID: pid_t = 0
     struct Skip: Error { let why: String }
 
@@ -112,7 +113,13 @@ import Testing
             throw Skip(why: "busybox httpd cannot serve the apt repository on 127.0.0.1")
         }
         serverPID = server.pid
-        atexit { if CIContainerBuildTests.serverPID > 0 { kill(CIContainerBuildTests.serverPID, SIGKILL) } }
+        workspaceDir = w.dir
+        // the fixture lives as long as the process (its Workspace is never released): the
+        // server stops and its 3 GB of stores and outputs go at exit
+        atexit {
+            if CIContainerBuildTests.serverPID > 0 { kill(CIContainerBuildTests.serverPID, SIGKILL) }
+            if let d = CIContainerBuildTests.workspaceDir { _ = try? Workspace.exec("/bin/rm", ["-rf", d]) }
+        }
         let f = Fixture(w, port: port, server: server)
         try FileManager.default.createDirectory(atPath: f.ctx, withIntermediateDirectories: true)
         chmod(f.ctx, 0o755)

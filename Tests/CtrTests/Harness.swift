@@ -88,8 +88,14 @@ enum TestEnv {
         unlink(dst)
         try? FileManager.default.copyItem(atPath: built, toPath: dst)
         chmod(dst, 0o755)
+        // the copy (some 90 MB) goes with the test process
+        copiedBinaryDir = dir
+        atexit {
+            if let d = TestEnv.copiedBinaryDir { unlink("\(d)/ctr"); rmdir(d) }
+        }
         return dst
     }()
+    nonisolated(unsafe) static var copiedBinaryDir: String?
 }
 
 struct RunResult: CustomStringConvertible {
