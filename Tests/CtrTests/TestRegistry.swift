@@ -101,9 +101,15 @@ final class TestRegistry: @unchecked Sendable {
         process = try Command(bin, ["serve", "\(dir)/config.yml"], fds: [-1, -1, -1]).spawn()
         let pid = process.pid
         atexit_pids.append(pid)
+        atexit_dirs.append(dir)
         if !registeredAtexit {
             registeredAtexit = true
-            atexit { for p in atexit_pids { kill(p, SIGTERM) } }
+            // the registries stop and their storage (hundreds of MB) goes with the test process
+            atexit {
+                for p in atexit_pids { kill(p, SIGKILL) }
+                for p in atexit_pids { var st: Int32 = 0; waitpid(p, &st, 0) }
+                for d in atexit_dirs { _ = try? Workspace.exec("/bin/rm", ["-rf", d]) }
+            }
         }
         // wait until it answers
         for _ in 0..<100 {
@@ -116,6 +122,7 @@ final class TestRegistry: @unchecked Sendable {
 }
 
 nonisolated(unsafe) private var atexit_pids: [pid_t] = []
+nonisolated(unsafe) private var atexit_dirs: [String] = []
 nonisolated(unsafe) private var registeredAtexit = false
 
 extension Workspace {
