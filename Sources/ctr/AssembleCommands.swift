@@ -28,7 +28,7 @@ func assemblyBase(_ s: String, store: Store, pull: String, platform: Platform, r
     if s == "scratch" { return nil }
     let loc = ImageLocation(s)
     if loc.isFile { return try ImageTransport.load(loc, into: store, platform: platform, unpack: false) }
-    return try Run.image(s, store: store, policy: pull, platform: platform, registry: registry)
+    return try Run.image(s, store: store, policy: pull, platform: platform, registry: { try registry.options() }, unpack: false)
 }
 
 /// A list flag as crane takes it: a JSON array, else comma-separated.

@@ -123,12 +123,13 @@ struct Run: ParsableCommand {
         try image(name, store: store, policy: policy, platform: platform, registry: { try registry.options() })
     }
 
-    static func image(_ given: String, store: Store, policy: String, platform: Platform, registry: () throws -> RegistryOptions) throws -> ImageRecord {
+    static func image(_ given: String, store: Store, policy: String, platform: Platform, registry: () throws -> RegistryOptions,
+                      unpack: Bool = true) throws -> ImageRecord {
         // a layout or archive (oci:, oci-archive:, docker-archive:): its image, copied in
         let loc = ImageLocation(given)
         if loc.isFile {
             guard ["missing", "always", "never"].contains(policy) else { throw ValidationError("--pull must be missing, always or never") }
-            return try ImageTransport.load(loc, into: store, platform: platform)
+            return try ImageTransport.load(loc, into: store, platform: platform, unpack: unpack)
         }
         let name = loc.registryName ?? given
         switch policy {
@@ -141,7 +142,7 @@ struct Run: ParsableCommand {
             let view = ProgressView(verb: "pull")
             // Ctrl-C during the pull: it removes what it wrote (see Pull)
             csys_catch_stop_signals(1)
-            let result = try ImagePull.run(ref, store: store, access: access, platform: platform, progress: view)
+            let result = try ImagePull.run(ref, store: store, access: access, platform: platform, progress: view, unpack: unpack)
             csys_catch_stop_signals(0)
             view.finish()
             let sig = csys_stop_signal()

@@ -60,6 +60,19 @@ import Testing
         expectOK(p, "pull by digest")
         let r = try w.ctrHome(["run", "--rm", "\(reg.addr)/team/app@\(appDigests[0])", "back"], root: pulled)
         #expect(r.status == 0 && r.stdout == "{\"hello\": [\"back\"]}\n", "\(r)")
+        // append's base straight from the registry by digest: its blobs are fetched and
+        // verified, nothing is unpacked (no user namespace needed); run unpacks on demand
+        let fifth = "\(w.dir)/fifth"
+        let direct = try w.ctrHome(["append", "--creds", creds, "--base", "\(reg.addr)/library/python@\(baseDigest)",
+                                    "--add", "\(w.dir)/hello.pyz:/app/app.pex", "--chmod", "0755",
+                                    "--change", "ENTRYPOINT [\"/app/app.pex\"]", "-t", "direct:1"], root: fifth)
+        expectOK(direct, "append on a registry base")
+        let unpacked = (try? FileManager.default.contentsOfDirectory(atPath: "\(fifth)/layers/sha256")) ?? []
+        #expect(unpacked.isEmpty, "append unpacked \(unpacked.count) layer(s)")
+        let ranDirect = try w.ctrHome(["run", "--rm", "direct:1", "d"], root: fifth)
+        #expect(ranDirect.stdout == "{\"hello\": [\"d\"]}\n", "\(ranDirect)")
+        let afterRun = (try? FileManager.default.contentsOfDirectory(atPath: "\(fifth)/layers/sha256")) ?? []
+        #expect(!afterRun.isEmpty, "run unpacks into \(fifth)/layers/sha256 (the place checked above)")
         // docker://REF is the registry's, pulled as needed, for run as for copy
         let viaTransport = try w.ctrHome(["run", "--rm", "--creds", creds, "docker://\(reg.addr)/team/app@\(appDigests[0])", "again"], root: "\(w.dir)/fourth")
         #expect(viaTransport.status == 0 && viaTransport.stdout == "{\"hello\": [\"again\"]}\n", "\(viaTransport)")

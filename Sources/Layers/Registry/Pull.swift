@@ -19,15 +19,17 @@ public enum ImagePull {
         public var upToDate = false
     }
 
+    /// `unpack` false: the layers are fetched and verified but not unpacked (`ctr append`'s
+    /// base needs only the blobs, and no user namespace).
     public static func run(_ ref: Reference, store: Store, access: RegistryAccess, platform: Platform = .current,
-                           progress: TransferProgress? = nil, parallel: Int = 3) throws -> Result {
+                           progress: TransferProgress? = nil, parallel: Int = 3, unpack: Bool = true) throws -> Result {
         let before = try? store.resolve(ref.string).descriptor.digest
         let sources = try access.pullSources(ref)
         var lastError: Error?
         for (i, src) in sources.enumerated() {
             do {
                 var result = try pull(ref, from: src.client, as: src.ref, store: store, platform: platform,
-                                      progress: progress, parallel: parallel)
+                                      progress: progress, parallel: parallel, unpack: unpack)
                 result.upToDate = before == result.manifest.digest
                 return result
             } catch {
@@ -42,7 +44,7 @@ public enum ImagePull {
     }
 
     static func pull(_ name: Reference, from client: RegistryClient, as ref: Reference, store: Store, platform: Platform,
-                     progress: TransferProgress?, parallel: Int) throws -> Result {
+                     progress: TransferProgress?, parallel: Int, unpack: Bool = true) throws -> Result {
         let repo = ref.repository
         let tagOrDigest = ref.digest?.string ?? ref.tag ?? "latest"
         let (namedData, named) = try client.manifest(repo: repo, reference: tagOrDigest, expected: ref.digest)
@@ -65,7 +67,7 @@ public enum ImagePull {
                 for (layer, diffID) in zip(manifest.layers, config.rootfs.diffIDs) {
                     guard seen.insert(layer.digest).inserted else { continue }
                     let haveBlob = store.hasBlob(layer.digest)
-                    let haveDir = access(store.layerPath(diffID), F_OK) == 0
+                    let haveDir = access(store.layerPath(diffID), F_OK) == 0 || !unpack
                     if haveBlob && haveDir {
                         progress?.item(layer.digest.short, total: layer.size, counter: nil)
                         progress?.state(layer.digest.short, "exists")
