@@ -557,43 +557,53 @@ public enum ImageArchive {
     /// Save images from the store. `output` nil: write to fd 1.
     public static func save(_ refs: [String], from store: Store, format: ArchiveFormat, output: String?) throws {
         let source = StoreSource(store)
-        let images = try source.images(refs)
-        switch format {
-        case .ociDir:
+        try write(try source.images(refs), from: source, format: format, output: output, store: store)
+    }
+
+    /// Write `images` as `format` to `output` (nil: standard output; a directory for oci-dir).
+    /// A file is staged as OUTPUT.tmp-PID (its directory made as needed, as BuildKit's outputs
+    /// make theirs), synced and renamed in; a failure removes it. `refName`: the OCI ref.name
+    /// of every image (`oci:DIR:REF`), instead of its tag.
+    static func write(_ images: [SourceImage], from source: ImageSource, format: ArchiveFormat, output: String?,
+                      store: Store, refName: String? = nil) throws {
+        if format == .ociDir {
             guard let output else { throw CtrError.usage("oci-dir needs an output directory (-o DIR)") }
-            _ = try ImageCopy.copy(images, from: source, to: OCILayoutSink(directory: output))
-        case .ociArchive, .dockerArchive:
-            var fd: Int32 = 1
-            var tmp: String?
-            if let output {
-                let t = "\(output).tmp-\(getpid())"
-                // its directory made as needed, as BuildKit's outputs make theirs
-                let parent = (output as NSString).deletingLastPathComponent
-                if !parent.isEmpty { try? FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
-                tmp = t
-                fd = try valueOrErrno("open", "cannot create \(output)") { open(t, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            let sink = try OCILayoutSink(directory: output)
+            sink.refName = refName
+            _ = try ImageCopy.copy(images, from: source, to: sink)
+            return
+        }
+        var fd: Int32 = 1
+        var tmp: String?
+        if let output {
+            let t = "\(output).tmp-\(getpid())"
+            let parent = (output as NSString).deletingLastPathComponent
+            if !parent.isEmpty { try? FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+            tmp = t
+            fd = try valueOrErrno("open", "cannot create \(output)") { open(t, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        }
+        var isOpen = tmp != nil
+        do {
+            if format == .ociArchive {
+                let sink = try OCIArchiveSink(fd: fd)
+                sink.refName = refName
+                _ = try ImageCopy.copy(images, from: source, to: sink)
+            } else {
+                let scratch = "\(store.root)/ingest/save-\(UUID().uuidString.lowercased())"
+                try valueOrErrno("mkdir", "cannot create \(scratch)") { mkdir(scratch, 0o700) }
+                defer { try? FileManager.default.removeItem(atPath: scratch) }
+                _ = try ImageCopy.copy(images, from: source, to: try DockerArchiveSink(fd: fd, scratch: scratch))
             }
-            do {
-                let sink: ImageSink
-                if format == .ociArchive {
-                    sink = try OCIArchiveSink(fd: fd)
-                } else {
-                    let scratch = "\(store.root)/ingest/save-\(UUID().uuidString.lowercased())"
-                    try valueOrErrno("mkdir", "cannot create \(scratch)") { mkdir(scratch, 0o700) }
-                    defer { try? FileManager.default.removeItem(atPath: scratch) }
-                    sink = try DockerArchiveSink(fd: fd, scratch: scratch)
-                    _ = try ImageCopy.copy(images, from: source, to: sink)
-                }
-                if format == .ociArchive { _ = try ImageCopy.copy(images, from: source, to: sink) }
-                if let tmp, let output {
-                    try valueOrErrno("fsync", "cannot sync \(output)") { fsync(fd) }
-                    close(fd)
-                    try valueOrErrno("rename", "cannot write \(output)") { rename(tmp, output) }
-                }
-            } catch {
-                if let tmp { close(fd); unlink(tmp) }
-                throw error
+            if let tmp, let output {
+                try valueOrErrno("fsync", "cannot sync \(output)") { fsync(fd) }
+                close(fd)
+                isOpen = false
+                try valueOrErrno("rename", "cannot write \(output)") { rename(tmp, output) }
             }
+        } catch {
+            if isOpen { close(fd) }
+            if let tmp { unlink(tmp) }
+            throw error
         }
     }
 }

@@ -222,37 +222,17 @@ public enum ImageTransport {
         case .named, .docker, .archive:
             throw CtrError.usage("\(dest): not a layout or archive to write (oci:, oci-archive:, docker-archive:)")
         case .oci(let path, let ref):
-            let sink = try OCILayoutSink(directory: path)
-            sink.refName = ref
             if let ref, let n = try? Reference(parsing: ref), ref.contains(":") || ref.contains("/") { image.names = [n] }
-            _ = try ImageCopy.copy([image], from: source, to: sink)
+            try ImageArchive.write([image], from: source, format: .ociDir, output: path, store: store, refName: ref)
         case .ociArchive(let path, let ref), .dockerArchive(let path, let ref):
-            let isOCI: Bool
-            if case .ociArchive = dest { isOCI = true } else { isOCI = false }
             if let ref {
                 guard let n = try? Reference(parsing: ref) else { throw CtrError.usage("\(dest): \"\(ref)\" is not an image name") }
                 image.names = [n]
             }
-            let tmp = "\(path).tmp-\(getpid())"
-            let fd = try valueOrErrno("open", "cannot create \(path)") { Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-            do {
-                if isOCI {
-                    let sink = try OCIArchiveSink(fd: fd)
-                    sink.refName = ref
-                    _ = try ImageCopy.copy([image], from: source, to: sink)
-                } else {
-                    let scratch = "\(store.root)/ingest/save-\(UUID().uuidString.lowercased())"
-                    try valueOrErrno("mkdir", "cannot create \(scratch)") { mkdir(scratch, 0o700) }
-                    defer { try? FileManager.default.removeItem(atPath: scratch) }
-                    _ = try ImageCopy.copy([image], from: source, to: try DockerArchiveSink(fd: fd, scratch: scratch))
-                }
-                try valueOrErrno("fsync", "cannot sync \(path)") { fsync(fd) }
-                close(fd)
-                try valueOrErrno("rename", "cannot write \(path)") { rename(tmp, path) }
-            } catch {
-                close(fd)
-                unlink(tmp)
-                throw error
+            if case .ociArchive = dest {
+                try ImageArchive.write([image], from: source, format: .ociArchive, output: path, store: store, refName: ref)
+            } else {
+                try ImageArchive.write([image], from: source, format: .dockerArchive, output: path, store: store)
             }
         }
     }
