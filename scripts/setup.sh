@@ -98,6 +98,25 @@ if [ ! -s "$FIXTURES/debian-bookworm.tar" ] && [ -z "${CTR_SKIP_DEBIAN:-}" ]; th
   fi
   "${SUDO[@]}" rm -rf "$tmp"
 fi
+# apt_repo DEBDIR DEST: the .debs of DEBDIR as a flat apt repository DEST (each named
+# PACKAGE.deb, a Packages index), staged in DEST.tmp and moved in whole
+apt_repo() {
+  local debs=$1 dest=$2 deb name index
+  index=$(mktemp)
+  "${SUDO[@]}" rm -rf "$dest.tmp"
+  "${SUDO[@]}" mkdir -p "$dest.tmp"
+  for deb in "$debs"/*.deb; do
+    name=$(dpkg-deb -f "$deb" Package).deb
+    { dpkg-deb -f "$deb"; echo "Filename: ./$name"; echo "Size: $(stat -c %s "$deb")"
+      echo "SHA256: $(sha256sum "$deb" | cut -c1-64)"; echo; } >> "$index"
+    "${SUDO[@]}" cp "$deb" "$dest.tmp/$name"
+  done
+  "${SUDO[@]}" cp "$index" "$dest.tmp/Packages"
+  rm -f "$index"
+  "${SUDO[@]}" chmod -R a+rX "$dest.tmp"
+  "${SUDO[@]}" rm -rf "$dest"
+  "${SUDO[@]}" mv "$dest.tmp" "$dest"
+}
 if ! grep -qs '^Package: uidmap' "$FIXTURES/apt/Packages"; then
   # a small apt repository, served on 127.0.0.1 by the tests that build inside CI containers
   # (no mirror at test time): Debian's `hello` (53 kB), which the builds install, and uidmap
@@ -105,16 +124,7 @@ if ! grep -qs '^Package: uidmap' "$FIXTURES/apt/Packages"; then
   tmp=$(mktemp -d)
   chmod 755 "$tmp"
   if (cd "$tmp" && apt-get download -qq hello uidmap libsubid4 2>/dev/null) && [ "$(ls "$tmp"/*.deb 2>/dev/null | wc -l)" = 3 ]; then
-    "${SUDO[@]}" mkdir -p "$FIXTURES/apt"
-    for deb in "$tmp"/*.deb; do
-      name=$(dpkg-deb -f "$deb" Package).deb
-      { dpkg-deb -f "$deb"; echo "Filename: ./$name"; echo "Size: $(stat -c %s "$deb")"
-        echo "SHA256: $(sha256sum "$deb" | cut -c1-64)"; echo; } >> "$tmp/Packages"
-      "${SUDO[@]}" cp "$deb" "$FIXTURES/apt/$name"
-    done
-    "${SUDO[@]}" cp "$tmp/Packages" "$FIXTURES/apt/Packages.tmp"
-    "${SUDO[@]}" chmod -R a+rX "$FIXTURES/apt"
-    "${SUDO[@]}" mv "$FIXTURES/apt/Packages.tmp" "$FIXTURES/apt/Packages"
+    apt_repo "$tmp" "$FIXTURES/apt"
   else
     echo "setup: apt-get download hello uidmap libsubid4 failed (no Debian mirror?): the CI-container build tests will skip" >&2
   fi
@@ -161,18 +171,7 @@ if ! grep -qs '^Package: python3-pip$' "$FIXTURES/pyapt/Packages"; then
     need=$(comm -23 "$tmp/want" "$tmp/have" | tr '\n' ' ')
     if grep -q '^python3-pip=' "$tmp/want" && (cd "$tmp/debs" && apt-get download -qq $need 2>/dev/null) &&
        [ "$(ls "$tmp/debs" | wc -l)" = "$(comm -23 "$tmp/want" "$tmp/have" | wc -l)" ]; then
-      "${SUDO[@]}" rm -rf "$FIXTURES/pyapt.tmp"
-      "${SUDO[@]}" mkdir -p "$FIXTURES/pyapt.tmp"
-      for deb in "$tmp"/debs/*.deb; do
-        name=$(dpkg-deb -f "$deb" Package).deb
-        { dpkg-deb -f "$deb"; echo "Filename: ./$name"; echo "Size: $(stat -c %s "$deb")"
-          echo "SHA256: $(sha256sum "$deb" | cut -c1-64)"; echo; } >> "$tmp/Packages"
-        "${SUDO[@]}" cp "$deb" "$FIXTURES/pyapt.tmp/$name"
-      done
-      "${SUDO[@]}" cp "$tmp/Packages" "$FIXTURES/pyapt.tmp/Packages"
-      "${SUDO[@]}" chmod -R a+rX "$FIXTURES/pyapt.tmp"
-      "${SUDO[@]}" rm -rf "$FIXTURES/pyapt"
-      "${SUDO[@]}" mv "$FIXTURES/pyapt.tmp" "$FIXTURES/pyapt"
+      apt_repo "$tmp/debs" "$FIXTURES/pyapt"
     else
       echo "setup: apt-get download of python3's and gcc's packages failed (no Debian mirror?): the Python build tests will skip" >&2
     fi

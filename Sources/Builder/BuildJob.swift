@@ -119,7 +119,8 @@ extension Builder {
             }
         }
         if parts.count > 1 { o.targetTags = parts.map(\.options.tags) }
-        let results = try builder.buildTargets(o)
+        var results = try builder.buildTargets(o)
+        for i in results.indices where i < parts.count { results[i].names = parts[i].tagSpellings }
         // one registry access for the cache export and every push: clients and tokens shared
         var access: RegistryAccess?
         let registry: () throws -> RegistryAccess = {

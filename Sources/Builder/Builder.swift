@@ -60,6 +60,8 @@ public struct BuildResult: Sendable {
     public var cacheEntries: [BuildCacheEntry]
     /// The stage it is the image of (nil: the last).
     public var target: String? = nil
+    /// The names it was given, as typed (`-t`, with `{target}` made).
+    public var names: [String] = []
 }
 
 /// One step of the cache: its key and the layer it made.
@@ -138,10 +140,12 @@ public final class Builder {
     // MARK: the build
 
     public func build(_ o: BuildOptions) throws -> BuildResult {
-        try results(o)[0]
+        try buildTargets(o)[0]
     }
 
-    func results(_ o: BuildOptions) throws -> [BuildResult] {
+    /// Every target of `o.targets` (or the one `o.target`) from one run: the stages they need
+    /// are built once, in Dockerfile order, and each target committed under its tags.
+    public func buildTargets(_ o: BuildOptions) throws -> [BuildResult] {
         let context = URL(fileURLWithPath: o.context).standardizedFileURL.path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: context, isDirectory: &isDir), isDir.boolValue else {
@@ -169,11 +173,6 @@ public final class Builder {
         return try store.writing { try run.execute() }
     }
 
-    /// Every target of `o.targets` (or the one `o.target`) from one run: the stages they need
-    /// are built once, in Dockerfile order, and each target committed under its tags.
-    public func buildTargets(_ o: BuildOptions) throws -> [BuildResult] {
-        try results(o)
-    }
 }
 
 /// One `ctr build` invocation.

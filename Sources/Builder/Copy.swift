@@ -167,10 +167,7 @@ extension BuildRun {
     /// The ids a user spec (`name`, `uid`, `name:group`, …) stands for in the image `tree`,
     /// read from its /etc/passwd and /etc/group.
     func userIDs(_ spec: String, _ tree: LayeredTree) throws -> (Int64, Int64) {
-        let u = try UserDB.resolve(spec, read: { p in
-            guard let r = tree.resolve(String(p.dropFirst())), let e = tree.lookup(r), e.isRegular else { return nil }
-            return try? String(contentsOfFile: e.hostPath, encoding: .utf8)
-        })
+        let u = try UserDB.resolve(spec, read: { tree.text($0) })
         return (Int64(u.uid), Int64(u.gid))
     }
 

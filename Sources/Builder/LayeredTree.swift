@@ -133,3 +133,20 @@ struct LayeredTree {
         return seen.sorted()
     }
 }
+
+extension LayeredTree {
+    /// A text file of the tree (`/etc/passwd`), symlinks resolved inside it; nil when it is not
+    /// a regular file there.
+    func text(_ path: String) -> String? {
+        guard let r = resolve(String(path.drop { $0 == "/" })), let e = lookup(r), e.isRegular else { return nil }
+        return try? String(contentsOfFile: e.hostPath, encoding: .utf8)
+    }
+}
+
+/// Files of an image read from its unpacked layers (topmost first), as the build reads them:
+/// whiteouts hide, symlinks resolve inside the image. Nothing is run.
+public enum ImageFiles {
+    public static func text(_ path: String, layers: [String]) -> String? {
+        LayeredTree(layers: layers).text(path)
+    }
+}

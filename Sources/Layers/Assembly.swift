@@ -36,6 +36,12 @@ public enum ImageAssembly {
         public var exposed: [String] = []
         public init() {}
 
+        /// Refuse edits that would fail, before anything is fetched or written.
+        public func check() throws {
+            var c = ContainerConfig()
+            try apply(to: &c)
+        }
+
         public var isEmpty: Bool {
             changes.isEmpty && entrypoint == nil && cmd == nil && env.isEmpty && labels.isEmpty && workdir == nil && user == nil && exposed.isEmpty
         }
@@ -159,8 +165,7 @@ public enum ImageAssembly {
     /// store under `names`. The base's blobs must be in the store (its layers need not be
     /// unpacked: nothing is unpacked here).
     public static func run(base: ImageRecord?, _ r: Request, names: [Reference], store: Store) throws -> Result {
-        let created: String = r.epoch.map { ImageImport.rfc3339(Date(timeIntervalSince1970: TimeInterval($0)), fractional: false) }
-            ?? ImageImport.rfc3339(Date(), fractional: true)
+        let created = ImageImport.created(epoch: r.epoch)
         return try store.writing {
             var manifest: Manifest
             var config: ImageConfig
@@ -179,28 +184,16 @@ public enum ImageAssembly {
             var added: [(Descriptor, Digest, String)] = []
             // prebuilt layers: gzip and zstd as they are, a plain tar compressed
             for path in r.layers {
-                let scanned: LayerDigests
+                let tmp = store.ingestPath()
+                staged.append(tmp)
+                let (layer, diffID): (Descriptor, Digest)
                 do {
-                    scanned = try LayerOps.scan(blob: path)
+                    (layer, diffID) = try LayerOps.stageTarball(path, to: tmp)
                 } catch let e as CtrError {
                     throw CtrError.invalid("--layer \(path): \(e.message)", cause: e)
                 }
-                let tmp = store.ingestPath()
-                staged.append(tmp)
-                let layer: Descriptor
-                switch scanned.compression {
-                case .gzip, .zstd:
-                    try FileCopy.copy(path, to: tmp)
-                    layer = Descriptor(mediaType: scanned.compression == .gzip ? .ociLayerGzip : .ociLayerZstd, digest: scanned.digest, size: scanned.size)
-                case .none:
-                    let d = try LayerOps.compress(path, to: tmp, compression: .gzip)
-                    guard d.diffID == scanned.diffID else { throw CtrError.invalid("--layer \(path) changed while it was read") }
-                    layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
-                }
-                // the file as read must be the file as scanned
-                try Store.verifyFile(tmp, layer)
                 try sink.putBlob(layer, from: BlobFile(path: tmp, verified: true, movable: true))
-                added.append((layer, scanned.diffID, "\(r.createdBy) --layer \((path as NSString).lastPathComponent)"))
+                added.append((layer, diffID, "\(r.createdBy) --layer \((path as NSString).lastPathComponent)"))
             }
             if let upper = r.upperDir {
                 let blob = store.ingestPath()

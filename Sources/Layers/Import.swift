@@ -12,10 +12,14 @@ public enum ImageImport {
 
     /// Times for created/history: SOURCE_DATE_EPOCH when set, else now.
     public static func timestamp(environment env: [String: String] = ProcessInfo.processInfo.environment) -> (String, Int64?) {
-        if let s = env["SOURCE_DATE_EPOCH"], let epoch = Int64(s) {
-            return (rfc3339(Date(timeIntervalSince1970: TimeInterval(epoch)), fractional: false), epoch)
-        }
-        return (rfc3339(Date(), fractional: true), nil)
+        let epoch = env["SOURCE_DATE_EPOCH"].flatMap { Int64($0) }
+        return (created(epoch: epoch), epoch)
+    }
+
+    /// The created time of an image made now: `epoch` (SOURCE_DATE_EPOCH) when given.
+    public static func created(epoch: Int64?) -> String {
+        if let epoch { return rfc3339(Date(timeIntervalSince1970: TimeInterval(epoch)), fractional: false) }
+        return rfc3339(Date(), fractional: true)
     }
 
     public static func rfc3339(_ d: Date, fractional: Bool) -> String {
@@ -60,22 +64,10 @@ public enum ImageImport {
                     layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
                     diffID = d.diffID
                 } else {
-                    let scanned: LayerDigests
                     do {
-                        scanned = try LayerOps.scan(blob: source)
+                        (layer, diffID) = try LayerOps.stageTarball(source, to: tmp)
                     } catch let e as CtrError where e.code == .system {
                         throw CtrError.invalid("\(source): \(e.message)", cause: e)
-                    }
-                    diffID = scanned.diffID
-                    switch scanned.compression {
-                    case .gzip, .zstd:
-                        try FileCopy.copy(source, to: tmp)
-                        layer = Descriptor(mediaType: scanned.compression == .gzip ? .ociLayerGzip : .ociLayerZstd,
-                                           digest: scanned.digest, size: scanned.size)
-                    case .none:
-                        let d = try LayerOps.compress(source, to: tmp, compression: .gzip)
-                        if d.diffID != scanned.diffID { throw CtrError.invalid("\(source) changed while it was imported") }
-                        layer = Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size)
                     }
                 }
             } catch {

@@ -348,6 +348,25 @@ public struct LayerOps: Sendable {
                             tarSize: Int64(d.tar_size), compression: Compression(c: d.compression))
     }
 
+    /// A layer tarball (plain, gzip or zstd) made ready to be a blob at `output`: gzip and zstd
+    /// as they are, a plain tar gzipped. The blob written is checked against what the scan of
+    /// `source` found, so a file changed while it was read is refused. Errors are the scan's.
+    public static func stageTarball(_ source: String, to output: String) throws -> (layer: Descriptor, diffID: Digest) {
+        let scanned = try scan(blob: source)
+        switch scanned.compression {
+        case .gzip, .zstd:
+            try FileCopy.copy(source, to: output)
+            let layer = Descriptor(mediaType: scanned.compression == .gzip ? .ociLayerGzip : .ociLayerZstd,
+                                   digest: scanned.digest, size: scanned.size)
+            try Store.verifyFile(output, layer)
+            return (layer, scanned.diffID)
+        case .none:
+            let d = try compress(source, to: output, compression: .gzip)
+            if d.diffID != scanned.diffID { throw CtrError.invalid("\(source) changed while it was read") }
+            return (Descriptor(mediaType: .ociLayerGzip, digest: d.digest, size: d.size), scanned.diffID)
+        }
+    }
+
     /// Compress `input` (a tar) into `output`.
     public static func compress(_ input: String, to output: String, compression: Compression, level: Int = 0) throws -> LayerDigests {
         let inFD = try valueOrErrno("open", "cannot open \(input)") { Glibc.open(input, O_RDONLY | O_CLOEXEC) }

@@ -108,8 +108,7 @@ struct Append: ParsableCommand {
         // checked before the base is fetched
         for l in layers where access(l, R_OK) != 0 { throw CtrError.notFound("--layer \(l): cannot read it") }
         for a in r.adds where access(a.source, F_OK) != 0 { throw CtrError.notFound("--add \(a.source):\(a.dest): no such file or directory") }
-        var probe = ContainerConfig()
-        try r.edits.apply(to: &probe)
+        try r.edits.check()
         let hold = try store.holdForWriting()
         defer { hold.release() }
         let baseRecord = try assemblyBase(base, store: store, pull: pull, platform: plat, registry: registry)
@@ -194,8 +193,7 @@ struct Mutate: ParsableCommand {
             }
             outputs.names = [n]
         }
-        var probe = ContainerConfig()
-        try r.edits.apply(to: &probe)
+        try r.edits.check()
         let hold = try store.holdForWriting()
         defer { hold.release() }
         let base = try assemblyBase(image, store: store, pull: pull, platform: .current, registry: registry)
@@ -250,8 +248,7 @@ struct Commit: ParsableCommand {
         r.edits.changes = change
         r.epoch = try sourceDateEpoch()
         let outputs = try AssemblyOutputs(image.map { [$0] } ?? [])
-        var probe = ContainerConfig()
-        try r.edits.apply(to: &probe)
+        try r.edits.check()
         let hold = try store.holdForWriting()
         defer { hold.release() }
         let base = try store.resolve(c.manifest)

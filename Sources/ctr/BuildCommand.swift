@@ -44,10 +44,9 @@ struct Build: ParsableCommand {
         let store = try global.store()
         let (runtime, hooks) = Self.machinery(store: store, quiet: quiet, pull: pull, registry: registry)
         let results = try Builder.runTargets(request, store: store, runtime: runtime, hooks: hooks)
-        let parts = (try? request.perTarget()) ?? [request]
-        for (result, part) in zip(results, parts) {
+        for result in results {
             if !quiet {
-                let names = part.tagSpellings.isEmpty ? tags : part.tagSpellings
+                let names = result.names
                 let which = results.count > 1 ? " (target \(result.target ?? "last"))" : ""
                 Out.progress("COMMIT\(names.isEmpty ? "" : " " + names.joined(separator: " "))\(which)\n--> \(result.imageID.encoded.prefix(12)) (\(result.steps) steps, \(result.cached) cached)")
             }

@@ -101,15 +101,8 @@ struct BuildImages: ParsableCommand {
         let manifest = try store.manifest(rec.descriptor)
         let config = try store.config(manifest)
         let dirs = try store.writing { try store.unpackedLayers(manifest, config) }
-        for d in dirs {
-            for f in ["etc/os-release", "usr/lib/os-release"] {
-                var st = stat()
-                guard lstat("\(d)/\(f)", &st) == 0 else { continue }
-                // a whiteout hides what is below
-                if st.st_mode & S_IFMT == S_IFCHR { return OSRelease(id: "linux") }
-                guard st.st_mode & S_IFMT == S_IFREG, let text = try? String(contentsOfFile: "\(d)/\(f)", encoding: .utf8) else { continue }
-                return OSRelease(parsing: text)
-            }
+        for f in ["/etc/os-release", "/usr/lib/os-release"] {
+            if let text = ImageFiles.text(f, layers: dirs) { return OSRelease(parsing: text) }
         }
         throw CtrError.invalid("\(base): no /etc/os-release or /usr/lib/os-release in the image (bindep.txt needs to know its distribution)")
     }
